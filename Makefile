@@ -1,0 +1,41 @@
+# `make serve` and `make test` work on a fresh machine with Python 3.11+ and make.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+PYTEST_ARGS ?=
+
+.PHONY: serve test lint typecheck unit bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed-base: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed-base
+
+serve: $(VENV)/.installed-base
+	$(BIN)/openai-files serve --host 127.0.0.1 --port 8000 --data-dir ./data
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy src
+
+unit: $(VENV)/.installed-dev
+	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+test: lint typecheck unit
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build site

@@ -1,0 +1,119 @@
+"""`create_app`: the Files API as a Starlette application, under ``/files`` and ``/v1/files``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from .auth import Authenticator, open_auth
+from .endpoints import FilesEndpoints
+from .errors import OpenAIFilesError
+from .multipart import FormLimits
+from .responses import error_response, openai_error
+from .service import FilesService
+
+__all__ = ["create_app", "files_routes"]
+
+log = logging.getLogger("openai_files")
+
+DEFAULT_PREFIXES = ("", "/v1")
+
+
+def files_routes(
+    service: FilesService,
+    *,
+    auth: Authenticator | None = None,
+    prefixes: Sequence[str] = DEFAULT_PREFIXES,
+    form_limits: FormLimits | None = None,
+) -> list[BaseRoute]:
+    """The Files API routes, to include in a host application's own route list.
+
+    Errors raised by the handlers are library errors; install `exception_handlers` (as
+    `create_app` does) to turn them into OpenAI-shaped responses.
+    """
+    endpoints = FilesEndpoints(service, auth or open_auth(), form_limits or FormLimits())
+    routes: list[BaseRoute] = []
+    for prefix in prefixes:
+        base = f"{prefix.rstrip('/')}/files"
+        routes += [
+            Route(base, endpoints.create, methods=["POST"]),
+            Route(base, endpoints.list, methods=["GET"]),
+            Route(base + "/{file_id}", endpoints.retrieve, methods=["GET"]),
+            Route(base + "/{file_id}", endpoints.delete, methods=["DELETE"]),
+            Route(base + "/{file_id}/content", endpoints.content, methods=["GET", "HEAD"]),
+        ]
+    return routes
+
+
+async def _library_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OpenAIFilesError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        message = f"Method {request.method} is not allowed on {request.url.path}."
+    elif exc.status_code == 404:
+        message = f"Unknown path: {request.url.path}."
+    else:
+        message = str(exc.detail)
+    return openai_error(
+        exc.status_code, message, type="invalid_request_error", headers=dict(exc.headers or {})
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error serving %s %s", request.method, request.url.path)
+    return openai_error(
+        500, "The server had an error while processing your request.", type="server_error"
+    )
+
+
+exception_handlers: dict[type[Exception] | int, Callable[[Request, Exception], Awaitable[Response]]]
+exception_handlers = {
+    OpenAIFilesError: _library_error,
+    HTTPException: _http_error,
+    Exception: _unexpected_error,
+}
+
+
+def create_app(
+    service: FilesService,
+    *,
+    auth: Authenticator | None = None,
+    prefixes: Sequence[str] = DEFAULT_PREFIXES,
+    form_limits: FormLimits | None = None,
+    close_service: bool = False,
+) -> Starlette:
+    """An ASGI app serving the Files API for ``service``.
+
+    - ``auth``: turns a request into an owner (default: everyone is the owner ``default``).
+    - ``prefixes``: where the ``/files`` routes live (default both ``/files`` and ``/v1/files``).
+    - ``close_service``: close the service when the app shuts down (for a standalone server
+      that owns it; a host that shares the service closes it itself).
+
+    Mount it in a host with ``Mount("/", app=create_app(...))`` after the host's own routes,
+    or under a prefix. Every error is answered in OpenAI's error shape.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if close_service:
+                await service.aclose()
+
+    return Starlette(
+        routes=files_routes(service, auth=auth, prefixes=prefixes, form_limits=form_limits),
+        exception_handlers=exception_handlers,
+        lifespan=lifespan,
+    )

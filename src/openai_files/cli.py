@@ -1,0 +1,139 @@
+"""The ``openai-files`` command: ``openai-files serve`` runs the standalone server.
+
+Every flag has an environment variable (``OPENAI_FILES_*``); a flag given on the command line
+wins over the variable, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .app import create_app
+from .auth import Authenticator, api_key_auth, open_auth
+from .policy import Policy
+from .urls import open_service
+
+__all__ = ["build_parser", "main", "server_settings"]
+
+log = logging.getLogger("openai_files")
+
+DEFAULT_MAX_FILE_SIZE = Policy().max_file_size
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"OPENAI_FILES_{name}", default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openai-files", description="An OpenAI-compatible Files API server."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="run the Files API server",
+        description="Serve /files and /v1/files. Each flag also reads OPENAI_FILES_<FLAG>.",
+    )
+    serve.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="(OPENAI_FILES_HOST)")
+    serve.add_argument(
+        "--port", type=int, default=int(_env("PORT", "8000")), help="(OPENAI_FILES_PORT)"
+    )
+    serve.add_argument(
+        "--data-dir",
+        default=_env("DATA_DIR", "./data"),
+        help="where the default storage and SQLite database live (OPENAI_FILES_DATA_DIR)",
+    )
+    serve.add_argument(
+        "--storage",
+        default=os.environ.get("OPENAI_FILES_STORAGE"),
+        help="storage URL: file:///path, memory:// (default: file://DATA_DIR/files; "
+        "OPENAI_FILES_STORAGE)",
+    )
+    serve.add_argument(
+        "--metadata",
+        default=os.environ.get("OPENAI_FILES_METADATA"),
+        help="metadata URL: a SQLAlchemy async URL or memory:// "
+        "(default: sqlite+aiosqlite:///DATA_DIR/files.db; OPENAI_FILES_METADATA)",
+    )
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        default=None,
+        metavar="KEY[=OWNER]",
+        help="accept this API key, for OWNER (default: the key itself); repeatable "
+        "(OPENAI_FILES_API_KEYS, comma-separated). With no key the server is open.",
+    )
+    serve.add_argument(
+        "--max-file-size",
+        type=int,
+        default=int(_env("MAX_FILE_SIZE", str(DEFAULT_MAX_FILE_SIZE))),
+        help=f"largest upload in bytes (default {DEFAULT_MAX_FILE_SIZE}; "
+        "OPENAI_FILES_MAX_FILE_SIZE)",
+    )
+    serve.add_argument(
+        "--log-level", default=_env("LOG_LEVEL", "info"), help="(OPENAI_FILES_LOG_LEVEL)"
+    )
+    return parser
+
+
+def parse_api_keys(values: Sequence[str]) -> dict[str, str]:
+    """``KEY`` or ``KEY=OWNER`` entries as a key -> owner map."""
+    keys: dict[str, str] = {}
+    for value in values:
+        key, _, owner = value.strip().partition("=")
+        if key:
+            keys[key] = owner or key
+    return keys
+
+
+def server_settings(
+    args: argparse.Namespace, environ: Mapping[str, str] = os.environ
+) -> tuple[str, str, dict[str, str]]:
+    """The storage URL, metadata URL and API keys that ``args`` and the environment ask for."""
+    data_dir = Path(args.data_dir).resolve()
+    storage = args.storage or (data_dir / "files").as_uri()
+    metadata = args.metadata or f"sqlite+aiosqlite:///{data_dir / 'files.db'}"
+    entries = args.api_key
+    if entries is None:
+        entries = [e for e in environ.get("OPENAI_FILES_API_KEYS", "").split(",") if e.strip()]
+    return storage, metadata, parse_api_keys(entries)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:  %(message)s")
+    storage, metadata, keys = server_settings(args)
+    if storage.startswith("file:") and metadata.startswith("sqlite"):
+        Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+    service = open_service(storage, metadata, policy=Policy(max_file_size=args.max_file_size))
+    auth: Authenticator
+    if keys:
+        auth = api_key_auth(keys)
+        log.info("openai-files: %d API key(s) configured", len(keys))
+    else:
+        auth = open_auth()
+        log.warning(
+            "openai-files: no API key configured: the server is OPEN and every caller is "
+            "the owner 'default'. Pass --api-key to require keys."
+        )
+    log.info("openai-files: storage %s, metadata %s", storage, service.metadata)
+    app = create_app(service, auth=auth, close_service=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

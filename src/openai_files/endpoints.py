@@ -1,0 +1,183 @@
+"""The five Files endpoints: each turns a request into one `FilesService` call and back."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .auth import Authenticator
+from .errors import FileTooLarge, InvalidRequest
+from .multipart import FormLimits, MultipartReader, boundary_from_content_type
+from .responses import FileDownloadResponse, content_disposition
+from .service import FilesService
+
+__all__ = ["FilesEndpoints", "parse_expires_after"]
+
+FORM_OVERHEAD = 1024 * 1024
+"""Bytes a form may carry beyond the file itself (fields, headers, boundaries)."""
+
+
+@dataclass(frozen=True)
+class FilesEndpoints:
+    """The request handlers, bound to one service, authenticator and set of form limits."""
+
+    service: FilesService
+    auth: Authenticator
+    form_limits: FormLimits = field(default_factory=FormLimits)
+
+    async def owner(self, request: Request) -> str:
+        owner = self.auth(request)
+        return await owner if inspect.isawaitable(owner) else owner
+
+    async def create(self, request: Request) -> Response:
+        owner = await self.owner(request)
+        max_body = self.service.policy.max_file_size + FORM_OVERHEAD
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body:
+            raise FileTooLarge(self.service.policy.max_file_size)
+        reader = MultipartReader(
+            request.stream(),
+            boundary_from_content_type(request.headers.get("content-type")),
+            max_body=max_body,
+            limits=self.form_limits,
+        )
+        fields: dict[str, str] = {}
+        async with AsyncExitStack() as stack:
+            upload = None
+            while (part := await reader.next_part()) is not None:
+                if part.name == "file":
+                    if upload is not None:
+                        raise InvalidRequest("Send exactly one 'file' part.", param="file")
+                    if part.filename is None:
+                        raise InvalidRequest(
+                            "The 'file' field must be a file part with a filename.", param="file"
+                        )
+                    self._check_early(fields)
+                    upload = await stack.enter_async_context(
+                        await self.service.begin_upload(
+                            owner, filename=part.filename, media_type=part.content_type
+                        )
+                    )
+                    await upload.write(reader.iter_data())
+                elif part.name in fields:
+                    raise InvalidRequest(
+                        f"The field {part.name!r} was sent more than once.", param=part.name
+                    )
+                else:
+                    fields[part.name] = await reader.read_text(part.name)
+            if upload is None:
+                raise InvalidRequest("Missing required parameter: 'file'.", param="file")
+            purpose = _required(fields, "purpose")
+            created = await upload.finish(
+                purpose=purpose, expires_after=parse_expires_after(fields)
+            )
+        return JSONResponse(created.model_dump(mode="json"))
+
+    def _check_early(self, fields: dict[str, str]) -> None:
+        """Refuse a bad purpose or expiry before the file streams in, when they came first."""
+        if "purpose" in fields:
+            self.service.check_purpose(fields["purpose"])
+        self.service.check_expires_after(parse_expires_after(fields))
+
+    async def list(self, request: Request) -> Response:
+        owner = await self.owner(request)
+        query = request.query_params
+        page = await self.service.list(
+            owner,
+            purpose=query.get("purpose") or None,
+            limit=_int_param(query.get("limit"), "limit"),
+            order=query.get("order") or "desc",
+            after=query.get("after") or None,
+        )
+        return JSONResponse(page.model_dump(mode="json"))
+
+    async def retrieve(self, request: Request) -> Response:
+        owner = await self.owner(request)
+        found = await self.service.retrieve(owner, request.path_params["file_id"])
+        return JSONResponse(found.model_dump(mode="json"))
+
+    async def delete(self, request: Request) -> Response:
+        owner = await self.owner(request)
+        deleted = await self.service.delete(owner, request.path_params["file_id"])
+        return JSONResponse(deleted.model_dump(mode="json"))
+
+    async def content(self, request: Request) -> Response:
+        owner = await self.owner(request)
+        file_id = request.path_params["file_id"]
+        if request.method == "HEAD":
+            found = await self.service.retrieve(owner, file_id)
+            return Response(headers=_download_headers(found.filename, found.bytes))
+        content = await self.service.content(owner, file_id)
+        return FileDownloadResponse(
+            content, headers=_download_headers(content.file.filename, content.length)
+        )
+
+
+def _download_headers(filename: str, length: int) -> dict[str, str]:
+    return {
+        "content-type": "application/octet-stream",
+        "content-length": str(length),
+        "content-disposition": content_disposition(filename),
+    }
+
+
+def _required(fields: dict[str, str], name: str) -> str:
+    value = fields.get(name)
+    if not value:
+        raise InvalidRequest(f"Missing required parameter: {name!r}.", param=name)
+    return value
+
+
+def _int_param(value: str | None, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        message = f"{name} must be an integer; got {value[:50]!r}."
+        raise InvalidRequest(message, param=name) from None
+
+
+def parse_expires_after(fields: dict[str, str]) -> int | None:
+    """Seconds from ``expires_after[anchor]``/``expires_after[seconds]`` or an ``expires_after``
+    JSON string; None when absent. The anchor must be ``created_at``."""
+    if "expires_after" in fields:
+        try:
+            value = json.loads(fields["expires_after"])
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, dict):
+            raise InvalidRequest(
+                'expires_after must be a JSON object like {"anchor": "created_at", '
+                '"seconds": 86400}, or sent as expires_after[anchor] and expires_after[seconds].',
+                param="expires_after",
+            )
+        anchor, seconds = value.get("anchor"), value.get("seconds")
+    elif "expires_after[anchor]" in fields or "expires_after[seconds]" in fields:
+        anchor, seconds = fields.get("expires_after[anchor]"), fields.get("expires_after[seconds]")
+    else:
+        return None
+    if anchor != "created_at":
+        raise InvalidRequest(
+            f"expires_after[anchor] must be 'created_at'; got {anchor!r}.",
+            param="expires_after[anchor]",
+        )
+    return _expiry_seconds(seconds)
+
+
+def _expiry_seconds(seconds: object) -> int:
+    if isinstance(seconds, bool):
+        seconds = None
+    if isinstance(seconds, str) and seconds.strip().lstrip("-").isdigit():
+        seconds = int(seconds)
+    if not isinstance(seconds, int):
+        raise InvalidRequest(
+            f"expires_after[seconds] must be an integer number of seconds; got {seconds!r}.",
+            param="expires_after[seconds]",
+        )
+    return seconds

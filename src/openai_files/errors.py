@@ -1,0 +1,117 @@
+"""The library's exceptions: one tree, raised below the HTTP edge, translated only at the edge.
+
+```
+OpenAIFilesError
+├── InvalidRequest               400  a parameter or the request body is wrong (`param` names it)
+│   ├── MalformedUpload          400  the multipart body cannot be parsed
+│   └── UnsupportedFileType      400  the file's type or extension is not allowed for its purpose
+├── FileTooLarge                 413  the file (or request body) passed the maximum size
+├── AuthenticationFailed         401  missing or unknown API key
+├── FileNotFound                 404  no such file for this owner (also a builtin FileNotFoundError)
+├── BlobNotFound                 404  storage has no bytes under a key (also a FileNotFoundError)
+├── Conflict                     409  the file is in use and cannot be changed now
+└── BackendUnavailable           503  storage or the metadata store cannot be reached
+```
+
+Every error carries the `message` shown to the client, an optional `param` (the request
+parameter at fault) and a `code`. `openai_files.responses` maps each class to its HTTP status and
+OpenAI error `type`; nothing below the edge knows about HTTP. Backends translate their drivers'
+exceptions into these at their own seam (`raise BackendUnavailable(...) from exc`), so callers
+never have to catch a driver's exceptions.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationFailed",
+    "BackendUnavailable",
+    "BlobNotFound",
+    "Conflict",
+    "FileNotFound",
+    "FileTooLarge",
+    "InvalidRequest",
+    "MalformedUpload",
+    "OpenAIFilesError",
+    "UnsupportedFileType",
+]
+
+
+class OpenAIFilesError(Exception):
+    """Base of every error this library raises on purpose."""
+
+    code: str = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class InvalidRequest(OpenAIFilesError):
+    """The request is wrong in a way the client can fix; `param` names the culprit."""
+
+    code = "invalid_request"
+
+
+class MalformedUpload(InvalidRequest):
+    """The multipart body is not well-formed (boundary, headers, structure)."""
+
+    code = "invalid_multipart"
+
+
+class UnsupportedFileType(InvalidRequest):
+    """The file's extension or media type is not accepted for its purpose."""
+
+    code = "unsupported_file_type"
+
+
+class FileTooLarge(OpenAIFilesError):
+    """The upload passed the maximum size; raised while streaming, as soon as it passes."""
+
+    code = "file_too_large"
+
+    def __init__(self, limit: int, *, param: str | None = "file") -> None:
+        super().__init__(
+            f"File is too large: the maximum size is {limit} bytes. "
+            "Upload a smaller file, or use the Uploads API for large files.",
+            param=param,
+        )
+        self.limit = limit
+
+
+class AuthenticationFailed(OpenAIFilesError):
+    """No credentials, or credentials that match no owner."""
+
+    code = "invalid_api_key"
+
+
+class FileNotFound(OpenAIFilesError, FileNotFoundError):
+    """No file with this id for this owner: missing, deleted, expired or someone else's."""
+
+    code = "file_not_found"
+
+    def __init__(self, file_id: str) -> None:
+        super().__init__(f"No such File object: {file_id}", param="id")
+        self.file_id = file_id
+
+
+class BlobNotFound(OpenAIFilesError, FileNotFoundError):
+    """Storage holds no bytes under this key."""
+
+    code = "blob_not_found"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"No stored object under key {key!r}")
+        self.key = key
+
+
+class Conflict(OpenAIFilesError):
+    """The operation conflicts with the file's current state (for example, it is held)."""
+
+    code = "conflict"
+
+
+class BackendUnavailable(OpenAIFilesError):
+    """Storage or the metadata store could not be reached or failed; retrying may succeed."""
+
+    code = "backend_unavailable"

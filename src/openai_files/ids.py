@@ -1,0 +1,53 @@
+"""Identifiers: file ids that sort by creation time and carry it, and storage keys.
+
+A file id is ``file-`` followed by 24 base62 characters: 9 that encode the creation time in
+microseconds since the epoch (fixed width, so the time can be read back) and 15 random ones.
+Because the id carries its own position in the listing order, ``after=<id>`` stays a valid
+cursor even when that file has been deleted between two pages.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+__all__ = ["FILE_ID_PREFIX", "new_file_id", "new_storage_key", "parse_file_id"]
+
+FILE_ID_PREFIX = "file-"
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_INDEX = {char: value for value, char in enumerate(_ALPHABET)}
+_TIME_WIDTH = 9  # 62**9 microseconds reach beyond the year 2400
+_RANDOM_WIDTH = 15  # about 89 bits of randomness
+_ID_LENGTH = len(FILE_ID_PREFIX) + _TIME_WIDTH + _RANDOM_WIDTH
+
+
+def _encode(value: int, width: int) -> str:
+    chars = []
+    for _ in range(width):
+        value, digit = divmod(value, 62)
+        chars.append(_ALPHABET[digit])
+    return "".join(reversed(chars))
+
+
+def new_file_id(created_us: int) -> str:
+    """A fresh file id for a file created at ``created_us`` (microseconds since the epoch)."""
+    random_part = "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_WIDTH))
+    return FILE_ID_PREFIX + _encode(created_us, _TIME_WIDTH) + random_part
+
+
+def parse_file_id(file_id: str) -> int | None:
+    """The creation time (microseconds) that ``file_id`` carries, or None if it is not our id."""
+    if len(file_id) != _ID_LENGTH or not file_id.startswith(FILE_ID_PREFIX):
+        return None
+    body = file_id[len(FILE_ID_PREFIX) :]
+    if any(char not in _INDEX for char in body):
+        return None
+    value = 0
+    for char in body[:_TIME_WIDTH]:
+        value = value * 62 + _INDEX[char]
+    return value
+
+
+def new_storage_key() -> str:
+    """A random storage key, sharded two levels deep (``ab/cd/abcd...``); never from user input."""
+    token = secrets.token_hex(16)
+    return f"{token[:2]}/{token[2:4]}/{token}"

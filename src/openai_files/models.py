@@ -1,0 +1,60 @@
+"""The wire objects, exactly as OpenAI's clients expect them: every key is always present."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["ErrorBody", "ErrorDetail", "FileDeleted", "FileList", "FileObject", "FileStatus"]
+
+FileStatus = Literal["uploaded", "processed", "error", "deleted"]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FileObject(_Wire):
+    """A file as `POST /v1/files`, `GET /v1/files/{id}` and lists return it."""
+
+    id: str
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+    status: FileStatus
+    status_details: str | None
+    expires_at: int | None
+
+
+class FileList(_Wire):
+    """A page of files; `first_id`/`last_id` are null on an empty page."""
+
+    object: Literal["list"] = "list"
+    data: list[FileObject]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class FileDeleted(_Wire):
+    """The answer to `DELETE /v1/files/{id}`."""
+
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool
+
+
+class ErrorDetail(_Wire):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(_Wire):
+    """OpenAI's error envelope: `{"error": {"message", "type", "param", "code"}}`."""
+
+    error: ErrorDetail

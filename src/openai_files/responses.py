@@ -1,0 +1,95 @@
+"""HTTP responses: OpenAI's error shape for the library's errors, and streamed file downloads."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from .errors import (
+    AuthenticationFailed,
+    BackendUnavailable,
+    Conflict,
+    FileNotFound,
+    FileTooLarge,
+    InvalidRequest,
+    OpenAIFilesError,
+)
+from .models import ErrorBody, ErrorDetail
+from .service import FileContent
+
+__all__ = ["FileDownloadResponse", "content_disposition", "error_response", "openai_error"]
+
+# (status, OpenAI error type) by error class; the first match in this order wins.
+_STATUS: tuple[tuple[type[OpenAIFilesError], int, str], ...] = (
+    (InvalidRequest, 400, "invalid_request_error"),
+    (AuthenticationFailed, 401, "authentication_error"),
+    (FileNotFound, 404, "invalid_request_error"),
+    (Conflict, 409, "invalid_request_error"),
+    (FileTooLarge, 413, "invalid_request_error"),
+    (BackendUnavailable, 503, "server_error"),
+)
+
+
+def openai_error(
+    status: int,
+    message: str,
+    *,
+    type: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """A JSON response in OpenAI's error envelope."""
+    body = ErrorBody(error=ErrorDetail(message=message, type=type, param=param, code=code))
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+
+
+def error_response(exc: OpenAIFilesError) -> JSONResponse:
+    """The HTTP form of one of the library's errors."""
+    status, kind = 500, "server_error"
+    for error_class, error_status, error_type in _STATUS:
+        if isinstance(exc, error_class):
+            status, kind = error_status, error_type
+            break
+    headers: dict[str, str] = {}
+    if isinstance(exc, Conflict):
+        headers["x-should-retry"] = "false"
+    if isinstance(exc, FileTooLarge | InvalidRequest):
+        # The rest of the body may be unread: the connection cannot be reused.
+        headers["connection"] = "close"
+    if isinstance(exc, AuthenticationFailed):
+        headers["www-authenticate"] = "Bearer"
+    return openai_error(
+        status, exc.message, type=kind, param=exc.param, code=exc.code, headers=headers
+    )
+
+
+_UNSAFE_ASCII = re.compile(r'[^\x20-\x7e]|["\\%;]')
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII fallback name and the exact name in RFC 5987 form."""
+    fallback = _UNSAFE_ASCII.sub("_", filename) or "download"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+class FileDownloadResponse(StreamingResponse):
+    """Streams a `FileContent` and closes it however the response ends (even on disconnect)."""
+
+    def __init__(self, content: FileContent, *, headers: dict[str, str], status_code: int = 200):
+        self.file_content = content
+        super().__init__(
+            content.chunks,
+            status_code=status_code,
+            headers=headers,
+            media_type=None,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.file_content.aclose()

@@ -1,0 +1,86 @@
+"""The storage protocol and the value it returns."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = ["BlobHasher", "PresignedURLs", "Storage", "StoredBlob"]
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """What `Storage.put` wrote: the size in bytes and the SHA-256 of the content (hex)."""
+
+    size: int
+    sha256: str
+
+
+class BlobHasher:
+    """Counts and hashes bytes as they pass, so every backend reports a `StoredBlob` alike."""
+
+    __slots__ = ("_hash", "size")
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def update(self, data: bytes) -> None:
+        self._hash.update(data)
+        self.size += len(data)
+
+    def result(self) -> StoredBlob:
+        return StoredBlob(size=self.size, sha256=self._hash.hexdigest())
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Bytes by key.
+
+    Keys are relative, slash-separated strings made by the service; a backend may refuse any
+    other shape with `ValueError`. Every error a backend raises is one of the library's
+    (`BlobNotFound`, `BackendUnavailable`); a driver's exception never escapes.
+    """
+
+    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
+        """Store the bytes of ``chunks`` under ``key`` and return their size and SHA-256.
+
+        Streams: memory use does not grow with the size of the data. Atomic: either all of the
+        data is written and visible under ``key``, or, on any error (including one raised by
+        ``chunks`` itself, a full disk or cancellation), nothing is visible under ``key`` and
+        nothing is left behind. Overwrites an existing key.
+        """
+        ...
+
+    async def get(
+        self, key: str, *, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Open the bytes under ``key`` from ``start`` up to ``end`` (exclusive; None: the end).
+
+        Raises `BlobNotFound` here, before any byte is produced, when the key does not exist.
+        The returned iterator streams the range in chunks; ``start`` past the end yields nothing.
+        """
+        ...
+
+    async def head(self, key: str) -> int:
+        """The size in bytes of the object under ``key``; `BlobNotFound` when it is missing."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove the object under ``key``. Deleting a missing key is a no-op."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and handles. The storage is not used afterwards."""
+        ...
+
+
+@runtime_checkable
+class PresignedURLs(Protocol):
+    """Optional capability: a URL from which a client may download the object directly."""
+
+    async def presigned_url(self, key: str, *, expires_in: int) -> str:
+        """A URL valid for ``expires_in`` seconds that serves the bytes under ``key``."""
+        ...

@@ -1,0 +1,169 @@
+"""`LocalStorage`: one file per key under a root directory.
+
+A put writes to a hidden temporary file in the key's own directory and renames it into place,
+so a reader sees either the old object or the whole new one, and a failed put leaves nothing.
+File I/O runs in worker threads in blocks of `block_size` bytes, off the event loop.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import secrets
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from pathlib import Path
+from typing import BinaryIO, TypeVar, TypeVarTuple
+
+import anyio.to_thread
+
+from ..errors import BackendUnavailable, BlobNotFound
+from .base import BlobHasher, StoredBlob
+
+__all__ = ["LocalStorage"]
+
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*")
+TEMP_SUFFIX = ".part"
+_T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
+
+
+class LocalStorage:
+    """Objects as files under ``root``; keys are relative paths made by the service.
+
+    ``block_size`` is how many bytes are gathered before one write or read in a worker thread.
+    ``fsync`` flushes each file to the device before it becomes visible: without it a crash of
+    the process loses nothing that was committed, but a power cut may.
+    """
+
+    def __init__(
+        self, root: str | os.PathLike[str], *, block_size: int = 1024 * 1024, fsync: bool = False
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.block_size = block_size
+        self.fsync = fsync
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"LocalStorage(root={str(self.root)!r}, fsync={self.fsync})"
+
+    def path_for(self, key: str) -> Path:
+        """The file that holds ``key``; `ValueError` for a key that is not a plain relative path."""
+        if not _KEY.fullmatch(key) or any(part in {".", ".."} for part in key.split("/")):
+            raise ValueError(f"invalid storage key: {key!r}")
+        return self.root / key
+
+    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
+        path = self.path_for(key)
+        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        handle = await _io(_open_exclusive, temp)
+        try:
+            blob = await self._write_all(handle, chunks)
+            await _io(_finish, handle, temp, path, self.fsync)
+        except BaseException:
+            # Synchronous on purpose: it must run even when the task is being cancelled.
+            handle.close()
+            temp.unlink(missing_ok=True)
+            raise
+        return blob
+
+    async def _write_all(self, handle: BinaryIO, chunks: AsyncIterable[bytes]) -> StoredBlob:
+        hasher = BlobHasher()
+        pending: list[bytes] = []
+        pending_size = 0
+        async for chunk in chunks:
+            pending.append(chunk)
+            pending_size += len(chunk)
+            if pending_size >= self.block_size:
+                await _io(_write_block, handle, hasher, pending)
+                pending, pending_size = [], 0
+        if pending:
+            await _io(_write_block, handle, hasher, pending)
+        return hasher.result()
+
+    async def get(
+        self, key: str, *, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        path = self.path_for(key)
+        handle = await _io(_open_for_reading, path, key)
+        return _read_range(handle, start, end, self.block_size)
+
+    async def head(self, key: str) -> int:
+        path = self.path_for(key)
+        try:
+            return (await _io(path.stat)).st_size
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+
+    async def delete(self, key: str) -> None:
+        await _io(self.path_for(key).unlink, True)
+
+    async def aclose(self) -> None:
+        return None
+
+    async def keys(self) -> list[str]:
+        """Every key stored, sorted; temporary files of puts in progress are not keys."""
+        return await _io(self._scan)
+
+    def _scan(self) -> list[str]:
+        found = []
+        for directory, _, names in os.walk(self.root):
+            for name in names:
+                if not name.startswith("."):
+                    found.append(Path(directory, name).relative_to(self.root).as_posix())
+        return sorted(found)
+
+
+async def _io(function: Callable[[*_Ts], _T], *args: *_Ts) -> _T:
+    """Run blocking file I/O in a worker thread; OS failures become `BackendUnavailable`."""
+    try:
+        return await anyio.to_thread.run_sync(function, *args)
+    except (FileNotFoundError, BlobNotFound):
+        raise
+    except OSError as exc:
+        reason = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror or str(exc)
+        raise BackendUnavailable(f"Local storage failed: {reason}.") from exc
+
+
+def _open_exclusive(path: Path) -> BinaryIO:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "xb")
+
+
+def _open_for_reading(path: Path, key: str) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise BlobNotFound(key) from None
+
+
+def _write_block(handle: BinaryIO, hasher: BlobHasher, block: list[bytes]) -> None:
+    for chunk in block:
+        hasher.update(chunk)
+        handle.write(chunk)
+
+
+def _finish(handle: BinaryIO, temp: Path, path: Path, fsync: bool) -> None:
+    handle.flush()
+    if fsync:
+        os.fsync(handle.fileno())
+    handle.close()
+    os.replace(temp, path)
+
+
+async def _read_range(
+    handle: BinaryIO, start: int, end: int | None, block_size: int
+) -> AsyncIterator[bytes]:
+    try:
+        await _io(handle.seek, start)
+        remaining = None if end is None else max(0, end - start)
+        while remaining is None or remaining > 0:
+            size = block_size if remaining is None else min(block_size, remaining)
+            block = await _io(handle.read, size)
+            if not block:
+                break
+            if remaining is not None:
+                remaining -= len(block)
+            yield block
+    finally:
+        handle.close()

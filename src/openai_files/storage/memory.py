@@ -1,0 +1,62 @@
+"""`MemoryStorage`: bytes in a dict, for tests and notebooks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+
+from ..errors import BlobNotFound
+from .base import BlobHasher, StoredBlob
+
+__all__ = ["MemoryStorage"]
+
+_CHUNK = 1024 * 1024
+
+
+class MemoryStorage:
+    """Keeps every object in process memory. Not shared between processes."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, bytes] = {}
+
+    def __repr__(self) -> str:
+        return f"MemoryStorage(objects={len(self._objects)})"
+
+    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
+        hasher = BlobHasher()
+        parts: list[bytes] = []
+        async for chunk in chunks:
+            hasher.update(chunk)
+            parts.append(chunk)
+        self._objects[key] = b"".join(parts)
+        return hasher.result()
+
+    async def get(
+        self, key: str, *, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        data = self._lookup(key)
+        stop = len(data) if end is None else min(end, len(data))
+        return _slices(memoryview(data), start, stop)
+
+    async def head(self, key: str) -> int:
+        return len(self._lookup(key))
+
+    async def delete(self, key: str) -> None:
+        self._objects.pop(key, None)
+
+    async def aclose(self) -> None:
+        self._objects.clear()
+
+    def keys(self) -> list[str]:
+        """Every key stored, sorted (for tests and the sweeper)."""
+        return sorted(self._objects)
+
+    def _lookup(self, key: str) -> bytes:
+        try:
+            return self._objects[key]
+        except KeyError:
+            raise BlobNotFound(key) from None
+
+
+async def _slices(view: memoryview, start: int, stop: int) -> AsyncIterator[bytes]:
+    for offset in range(start, stop, _CHUNK):
+        yield bytes(view[offset : min(offset + _CHUNK, stop)])

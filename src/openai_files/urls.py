@@ -1,0 +1,47 @@
+"""Backends from URLs, as the standalone server and configuration files name them.
+
+Storage: ``file:///abs/path`` or ``file:relative/path``, ``memory://``, and (extra ``[s3]``)
+``s3://bucket/prefix``. Metadata: ``memory://`` or any async SQLAlchemy URL
+(``sqlite+aiosqlite:///data/files.db``, ``postgresql+asyncpg://...``, ``mysql+aiomysql://...``).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+from .metadata.base import MetadataStore
+from .metadata.memory import MemoryMetadataStore
+from .policy import Policy
+from .service import FilesService
+from .storage.base import Storage
+from .storage.local import LocalStorage
+from .storage.memory import MemoryStorage
+
+__all__ = ["open_metadata", "open_service", "open_storage"]
+
+
+def open_storage(url: str) -> Storage:
+    """The storage backend a URL names; `ValueError` for a scheme this release does not know."""
+    parts = urlsplit(url)
+    if parts.scheme == "memory":
+        return MemoryStorage()
+    if parts.scheme == "file":
+        path = unquote(parts.netloc + parts.path)
+        if not path:
+            raise ValueError(f"a file:// storage URL needs a path: {url!r}")
+        return LocalStorage(path)
+    raise ValueError(f"unknown storage URL {url!r}: use file:///path or memory://")
+
+
+def open_metadata(url: str) -> MetadataStore:
+    """The metadata store a URL names: ``memory://`` or an async SQLAlchemy URL."""
+    if url.startswith("memory:"):
+        return MemoryMetadataStore()
+    from .metadata.sql import SQLMetadataStore
+
+    return SQLMetadataStore(url)
+
+
+def open_service(storage: str, metadata: str, *, policy: Policy | None = None) -> FilesService:
+    """A `FilesService` over the backends two URLs name."""
+    return FilesService(open_storage(storage), open_metadata(metadata), policy=policy)
