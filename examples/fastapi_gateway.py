@@ -1,0 +1,82 @@
+"""A FastAPI gateway with its own routes and authentication, serving the Files API beside them.
+
+    uvicorn examples.fastapi_gateway:app --port 8000
+
+The gateway checks API keys in its own middleware and tells the files app who the caller is
+by putting the owner into the ASGI scope; `scope_owner_auth` reads it from there. Its own
+`/v1/chat/completions` route and the mounted `/v1/files` routes work side by side.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from openai_files import FilesService, LocalStorage, SQLMetadataStore, create_app
+from openai_files.auth import SCOPE_OWNER_KEY, scope_owner_auth
+
+# The gateway's own key -> tenant table (a database in a real gateway).
+TENANTS = {"sk-team-a": "team-a", "sk-team-b": "team-b"}
+
+
+class GatewayAuth:
+    """Authenticates every request and records the tenant in the scope, as gateways do."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            token = headers.get(b"authorization", b"").decode().removeprefix("Bearer ").strip()
+            tenant = TENANTS.get(token)
+            if tenant is None:
+                response = JSONResponse(
+                    {
+                        "error": {
+                            "message": "Invalid API key.",
+                            "type": "authentication_error",
+                            "param": None,
+                            "code": "invalid_api_key",
+                        }
+                    },
+                    status_code=401,
+                )
+                await response(scope, receive, send)
+                return
+            scope[SCOPE_OWNER_KEY] = tenant
+        await self.app(scope, receive, send)
+
+
+def build_gateway(service: FilesService) -> FastAPI:
+    gateway = FastAPI(title="Example gateway")
+
+    @gateway.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        return {
+            "object": "chat.completion",
+            "model": body.get("model", "stub"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}}],
+            "tenant": request.scope[SCOPE_OWNER_KEY],
+        }
+
+    # Mounted last, so the gateway's own routes match first.
+    gateway.mount("/", create_app(service, auth=scope_owner_auth()))
+    gateway.add_middleware(GatewayAuth)
+    return gateway
+
+
+DATA = Path(os.environ.get("OPENAI_FILES_DATA_DIR", "./data"))
+DATA.mkdir(parents=True, exist_ok=True)
+app = build_gateway(
+    FilesService(
+        LocalStorage(DATA / "files"),
+        SQLMetadataStore(f"sqlite+aiosqlite:///{DATA / 'files.db'}"),
+    )
+)

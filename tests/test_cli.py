@@ -1,0 +1,96 @@
+"""`openai-files serve`: flags, environment variables, and a real server process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from openai_files.cli import build_parser, server_settings
+
+from .conftest import free_port
+
+
+def settings(argv: list[str], environ: dict[str, str]) -> tuple[str, str, dict[str, str]]:
+    return server_settings(build_parser().parse_args(["serve", *argv]), environ)
+
+
+def test_defaults_put_files_and_sqlite_under_the_data_dir(tmp_path: Path) -> None:
+    storage, metadata, keys = settings(["--data-dir", str(tmp_path)], {})
+    assert storage == (tmp_path / "files").as_uri()
+    assert metadata == f"sqlite+aiosqlite:///{tmp_path / 'files.db'}"
+    assert keys == {}
+
+
+def test_api_keys_come_from_flags_or_the_environment() -> None:
+    environ = {"OPENAI_FILES_API_KEYS": "sk-a=alice, sk-b"}
+    assert settings([], environ)[2] == {"sk-a": "alice", "sk-b": "sk-b"}
+    assert settings(["--api-key", "sk-c=carol"], environ)[2] == {"sk-c": "carol"}
+
+
+def test_flags_win_over_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_FILES_PORT", "9001")
+    monkeypatch.setenv("OPENAI_FILES_MAX_FILE_SIZE", "1234")
+    assert build_parser().parse_args(["serve"]).port == 9001
+    assert build_parser().parse_args(["serve"]).max_file_size == 1234
+    assert build_parser().parse_args(["serve", "--port", "9002"]).port == 9002
+
+
+@contextmanager
+def server_process(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    port = free_port()
+    command = [sys.executable, "-m", "openai_files.cli", "serve", "--port", str(port), *args]
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/v1/files", timeout=1)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("server did not start") from None
+                time.sleep(0.1)
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_serve_with_no_key_is_open_says_so_and_keeps_files_under_data(tmp_path: Path) -> None:
+    with server_process(tmp_path) as (url, process):
+        sdk = openai.OpenAI(base_url=url + "/v1", api_key="anything", max_retries=0)
+        created = sdk.files.create(file=("a.txt", b"hello"), purpose="assistants")
+        assert sdk.files.content(created.id).content == b"hello"
+    output = process.stdout.read() if process.stdout else ""
+    assert "the server is OPEN" in output
+    assert (tmp_path / "data" / "files.db").exists()
+    assert any(p.is_file() for p in (tmp_path / "data" / "files").rglob("*"))
+
+
+def test_serve_with_keys_from_the_environment_requires_them(tmp_path: Path) -> None:
+    env = {"OPENAI_FILES_API_KEYS": "sk-one=team", "OPENAI_FILES_STORAGE": "memory://"}
+    with server_process(tmp_path, "--metadata", "memory://", env=env) as (url, _):
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=url + "/v1", api_key="sk-two", max_retries=0).files.list()
+        sdk = openai.OpenAI(base_url=url + "/v1", api_key="sk-one", max_retries=0)
+        assert sdk.files.create(file=("a", b"a"), purpose="vision").bytes == 1
+    assert not (tmp_path / "data").exists()
