@@ -9,6 +9,8 @@ import pytest
 from openai_files import MemoryMetadataStore, SQLMetadataStore
 from openai_files.testing import MetadataConformance
 
+from .databases import sql_store
+
 
 class TestMemoryMetadataStore(MetadataConformance):
     @pytest.fixture
@@ -24,3 +26,17 @@ class TestSQLiteMetadataStore(MetadataConformance):
         store = SQLMetadataStore(sqlite_url)
         yield store
         await store.aclose()
+
+
+class TestPostgreSQLMetadataStore(MetadataConformance):
+    @pytest.fixture
+    async def metadata(self) -> AsyncIterator[SQLMetadataStore]:
+        async with sql_store("postgresql") as store:
+            yield store
+
+
+class TestMariaDBMetadataStore(MetadataConformance):
+    @pytest.fixture
+    async def metadata(self) -> AsyncIterator[SQLMetadataStore]:
+        async with sql_store("mariadb") as store:
+            yield store

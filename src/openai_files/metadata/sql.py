@@ -70,8 +70,14 @@ def _tables(prefix: str) -> tuple[Table, Table]:
         Column("state", String(16), nullable=False),
         Index(f"{prefix}files_by_owner", "owner", "created_us", "id"),
         Index(f"{prefix}files_by_owner_purpose", "owner", "purpose", "created_us", "id"),
+        mysql_charset="utf8mb4",
     )
-    version = Table(f"{prefix}schema_version", metadata, Column("version", Integer, nullable=False))
+    version = Table(
+        f"{prefix}schema_version",
+        metadata,
+        Column("version", Integer, nullable=False),
+        mysql_charset="utf8mb4",
+    )
     return files, version
 
 
@@ -255,8 +261,10 @@ def _make_engine(url: str, options: Mapping[str, Any] | None) -> AsyncEngine:
     settings: dict[str, Any] = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "sqlite":
         settings = {"connect_args": {"timeout": 30}}
+    elif parsed.get_backend_name() in {"mysql", "mariadb"} and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     settings.update(options or {})
-    engine = create_async_engine(url, **settings)
+    engine = create_async_engine(parsed, **settings)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
     return engine

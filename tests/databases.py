@@ -1,0 +1,45 @@
+"""Database servers for the SQL metadata tests: PostgreSQL and MariaDB on 127.0.0.1.
+
+Each test gets its own table prefix, so tests run in parallel against one server and drop only
+their own tables.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from openai_files import SQLMetadataStore
+
+from .conftest import require_service
+
+POSTGRES_URL = os.environ.get(
+    "OPENAI_FILES_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+MARIADB_URL = os.environ.get(
+    "OPENAI_FILES_TEST_MARIADB", "mysql+aiomysql://root@127.0.0.1:3306/test"
+)
+
+SERVERS = {
+    "postgresql": (POSTGRES_URL, "PostgreSQL", 5432),
+    "mariadb": (MARIADB_URL, "MariaDB", 3306),
+}
+
+
+def unique_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}_"
+
+
+@asynccontextmanager
+async def sql_store(server: str, prefix: str | None = None) -> AsyncIterator[SQLMetadataStore]:
+    """A store on ``server`` with fresh tables, dropped afterwards; skips if the server is down."""
+    url, name, port = SERVERS[server]
+    require_service(name, "127.0.0.1", port)
+    store = SQLMetadataStore(url, table_prefix=prefix or unique_prefix())
+    try:
+        yield store
+    finally:
+        await store.drop_schema()
+        await store.aclose()
