@@ -20,6 +20,7 @@ from .errors import (
     InvalidRequest,
     MalformedUpload,
     OpenAIFilesError,
+    RequestTooLarge,
     UnsupportedFileType,
 )
 from .metadata import FileRecord, MemoryMetadataStore, MetadataStore
@@ -59,6 +60,7 @@ __all__ = [
     "OpenAIFilesError",
     "PendingUpload",
     "Policy",
+    "RequestTooLarge",
     "SQLMetadataStore",
     "Storage",
     "StoredBlob",

@@ -32,21 +32,23 @@ def files_routes(
     auth: Authenticator | None = None,
     prefixes: Sequence[str] = DEFAULT_PREFIXES,
     form_limits: FormLimits | None = None,
+    presigned_downloads: int | None = None,
 ) -> list[BaseRoute]:
     """The Files API routes, to include in a host application's own route list.
 
     Errors raised by the handlers are library errors; install `exception_handlers` (as
     `create_app` does) to turn them into OpenAI-shaped responses.
     """
-    endpoints = FilesEndpoints(service, auth or open_auth(), form_limits or FormLimits())
+    endpoints = FilesEndpoints(
+        service, auth or open_auth(), form_limits or FormLimits(), presigned_downloads
+    )
     routes: list[BaseRoute] = []
     for prefix in prefixes:
         base = f"{prefix.rstrip('/')}/files"
+        # One route per path, so a wrong method's 405 lists every method the path accepts.
         routes += [
-            Route(base, endpoints.create, methods=["POST"]),
-            Route(base, endpoints.list, methods=["GET"]),
-            Route(base + "/{file_id}", endpoints.retrieve, methods=["GET"]),
-            Route(base + "/{file_id}", endpoints.delete, methods=["DELETE"]),
+            Route(base, endpoints.collection, methods=["GET", "POST"]),
+            Route(base + "/{file_id}", endpoints.item, methods=["GET", "DELETE"]),
             Route(base + "/{file_id}/content", endpoints.content, methods=["GET", "HEAD"]),
         ]
     return routes
@@ -91,12 +93,16 @@ def create_app(
     auth: Authenticator | None = None,
     prefixes: Sequence[str] = DEFAULT_PREFIXES,
     form_limits: FormLimits | None = None,
+    presigned_downloads: int | None = None,
     close_service: bool = False,
 ) -> Starlette:
     """An ASGI app serving the Files API for ``service``.
 
     - ``auth``: turns a request into an owner (default: everyone is the owner ``default``).
     - ``prefixes``: where the ``/files`` routes live (default both ``/files`` and ``/v1/files``).
+    - ``presigned_downloads``: when set (seconds of validity) and the storage can sign URLs,
+      ``GET .../content`` answers 307 with a presigned URL, so bytes go straight from the object
+      store to the client; the client's API key is not forwarded to the other host.
     - ``close_service``: close the service when the app shuts down (for a standalone server
       that owns it; a host that shares the service closes it itself).
 
@@ -113,7 +119,13 @@ def create_app(
                 await service.aclose()
 
     return Starlette(
-        routes=files_routes(service, auth=auth, prefixes=prefixes, form_limits=form_limits),
+        routes=files_routes(
+            service,
+            auth=auth,
+            prefixes=prefixes,
+            form_limits=form_limits,
+            presigned_downloads=presigned_downloads,
+        ),
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )

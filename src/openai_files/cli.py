@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
         "OPENAI_FILES_MAX_FILE_SIZE)",
     )
     serve.add_argument(
+        "--presigned-downloads",
+        type=int,
+        default=int(_env("PRESIGNED_DOWNLOADS", "0")),
+        metavar="SECONDS",
+        help="answer content downloads with a 307 redirect to a URL presigned for SECONDS, "
+        "when the storage can sign URLs (S3); 0 turns it off (OPENAI_FILES_PRESIGNED_DOWNLOADS)",
+    )
+    serve.add_argument(
         "--log-level", default=_env("LOG_LEVEL", "info"), help="(OPENAI_FILES_LOG_LEVEL)"
     )
     return parser
@@ -123,7 +131,12 @@ def serve(args: argparse.Namespace) -> int:
             "the owner 'default'. Pass --api-key to require keys."
         )
     log.info("openai-files: storage %s, metadata %s", storage, service.metadata)
-    app = create_app(service, auth=auth, close_service=True)
+    app = create_app(
+        service,
+        auth=auth,
+        presigned_downloads=args.presigned_downloads or None,
+        close_service=True,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())
     return 0
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from .auth import Authenticator
-from .errors import FileTooLarge, InvalidRequest
+from .errors import InvalidRequest, MalformedUpload, RequestTooLarge
 from .multipart import FormLimits, MultipartReader, boundary_from_content_type
 from .responses import FileDownloadResponse, content_disposition
 from .service import FilesService
@@ -29,19 +31,28 @@ class FilesEndpoints:
     service: FilesService
     auth: Authenticator
     form_limits: FormLimits = field(default_factory=FormLimits)
+    presigned_downloads: int | None = None
 
     async def owner(self, request: Request) -> str:
         owner = self.auth(request)
         return await owner if inspect.isawaitable(owner) else owner
 
+    async def collection(self, request: Request) -> Response:
+        """``/files``: POST uploads, GET (and HEAD) lists."""
+        return await (self.create if request.method == "POST" else self.list)(request)
+
+    async def item(self, request: Request) -> Response:
+        """``/files/{file_id}``: DELETE deletes, GET (and HEAD) retrieves."""
+        return await (self.delete if request.method == "DELETE" else self.retrieve)(request)
+
     async def create(self, request: Request) -> Response:
         owner = await self.owner(request)
         max_body = self.service.policy.max_file_size + FORM_OVERHEAD
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_body:
-            raise FileTooLarge(self.service.policy.max_file_size)
+        declared = _integer(request.headers.get("content-length", ""))
+        if declared is not None and declared > max_body:
+            raise RequestTooLarge(max_body)
         reader = MultipartReader(
-            request.stream(),
+            _body(request),
             boundary_from_content_type(request.headers.get("content-type")),
             max_body=max_body,
             limits=self.form_limits,
@@ -112,10 +123,25 @@ class FilesEndpoints:
         if request.method == "HEAD":
             found = await self.service.retrieve(owner, file_id)
             return Response(headers=_download_headers(found.filename, found.bytes))
+        if self.presigned_downloads:
+            url = await self.service.download_url(
+                owner, file_id, expires_in=self.presigned_downloads
+            )
+            if url is not None:
+                return RedirectResponse(url, status_code=307)
         content = await self.service.content(owner, file_id)
         return FileDownloadResponse(
             content, headers=_download_headers(content.file.filename, content.length)
         )
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    """The request body; a client that goes away mid-upload is its error, not the server's."""
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except ClientDisconnect:
+        raise MalformedUpload("The client disconnected before the upload was complete.") from None
 
 
 def _download_headers(filename: str, length: int) -> dict[str, str]:
@@ -133,14 +159,27 @@ def _required(fields: dict[str, str], name: str) -> str:
     return value
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+
+
+def _integer(text: str) -> int | None:
+    """``text`` as a plain decimal integer, or None.
+
+    Stricter than `int`, which also takes underscores and non-ASCII digits, and fails with
+    ValueError on some strings that pass `str.isdigit` (``"²"``) or on very long ones.
+    """
+    value = text.strip()
+    return int(value) if _INTEGER.fullmatch(value) else None
+
+
 def _int_param(value: str | None, name: str) -> int | None:
     if value is None or value == "":
         return None
-    try:
-        return int(value)
-    except ValueError:
+    number = _integer(value)
+    if number is None:
         message = f"{name} must be an integer; got {value[:50]!r}."
-        raise InvalidRequest(message, param=name) from None
+        raise InvalidRequest(message, param=name)
+    return number
 
 
 def parse_expires_after(fields: dict[str, str]) -> int | None:
@@ -149,7 +188,8 @@ def parse_expires_after(fields: dict[str, str]) -> int | None:
     if "expires_after" in fields:
         try:
             value = json.loads(fields["expires_after"])
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
+            # Not JSON, an integer too long to convert, or nesting too deep to decode.
             value = None
         if not isinstance(value, dict):
             raise InvalidRequest(
@@ -170,14 +210,12 @@ def parse_expires_after(fields: dict[str, str]) -> int | None:
     return _expiry_seconds(seconds)
 
 
-def _expiry_seconds(seconds: object) -> int:
-    if isinstance(seconds, bool):
-        seconds = None
-    if isinstance(seconds, str) and seconds.strip().lstrip("-").isdigit():
-        seconds = int(seconds)
-    if not isinstance(seconds, int):
+def _expiry_seconds(sent: object) -> int:
+    seconds = _integer(sent) if isinstance(sent, str) else sent
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        shown = sent[:50] if isinstance(sent, str) else sent
         raise InvalidRequest(
-            f"expires_after[seconds] must be an integer number of seconds; got {seconds!r}.",
+            f"expires_after[seconds] must be an integer number of seconds; got {shown!r}.",
             param="expires_after[seconds]",
         )
     return seconds

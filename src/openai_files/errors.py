@@ -5,7 +5,8 @@ OpenAIFilesError
 ├── InvalidRequest               400  a parameter or the request body is wrong (`param` names it)
 │   ├── MalformedUpload          400  the multipart body cannot be parsed
 │   └── UnsupportedFileType      400  the file's type or extension is not allowed for its purpose
-├── FileTooLarge                 413  the file (or request body) passed the maximum size
+├── FileTooLarge                 413  the file passed the maximum size
+│   └── RequestTooLarge          413  the request body passed its maximum (the form around the file)
 ├── AuthenticationFailed         401  missing or unknown API key
 ├── FileNotFound                 404  no such file for this owner (also a builtin FileNotFoundError)
 ├── BlobNotFound                 404  storage has no bytes under a key (also a FileNotFoundError)
@@ -32,6 +33,7 @@ __all__ = [
     "InvalidRequest",
     "MalformedUpload",
     "OpenAIFilesError",
+    "RequestTooLarge",
     "UnsupportedFileType",
 ]
 
@@ -75,6 +77,19 @@ class FileTooLarge(OpenAIFilesError):
             f"File is too large: the maximum size is {limit} bytes. "
             "Upload a smaller file, or use the Uploads API for large files.",
             param=param,
+        )
+        self.limit = limit
+
+
+class RequestTooLarge(FileTooLarge):
+    """The request body as a whole passed its maximum: the file plus the form's allowance."""
+
+    def __init__(self, limit: int) -> None:
+        OpenAIFilesError.__init__(
+            self,
+            f"The request body is too large: the maximum is {limit} bytes, including the form "
+            "fields around the file. Send a smaller file or fewer and shorter fields.",
+            param=None,
         )
         self.limit = limit
 

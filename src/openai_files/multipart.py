@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from .errors import FileTooLarge, MalformedUpload
+from .errors import MalformedUpload, RequestTooLarge
 
 __all__ = ["FormLimits", "MultipartReader", "Part", "boundary_from_content_type"]
 
@@ -63,7 +63,7 @@ class MultipartReader:
 
     Call `next_part` to get the next part's headers (None after the closing boundary), then
     consume its content with `iter_data` or `read_text`; content not consumed is skipped.
-    ``max_body`` bounds the whole body: past it, `FileTooLarge` is raised at once.
+    ``max_body`` bounds the whole body: past it, `RequestTooLarge` is raised at once.
     """
 
     def __init__(
@@ -164,7 +164,7 @@ class MultipartReader:
             ) from None
         self._received += len(chunk)
         if self._received > self._max_body:
-            raise FileTooLarge(self._max_body)
+            raise RequestTooLarge(self._max_body)
         try:
             self._parser.write(chunk)
         except MultipartParseError as exc:

@@ -28,7 +28,7 @@ from .ids import new_file_id, new_storage_key, parse_file_id
 from .metadata.base import FileRecord, MetadataStore, Order
 from .models import FileDeleted, FileList, FileObject
 from .policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, Policy
-from .storage.base import Storage, StoredBlob
+from .storage.base import PresignedURLs, Storage, StoredBlob
 
 __all__ = ["FileContent", "FilesService", "PendingUpload"]
 
@@ -265,6 +265,14 @@ class FilesService:
             end=stop,
             chunks=chunks,
         )
+
+    async def download_url(self, owner: str, file_id: str, *, expires_in: int) -> str | None:
+        """A short-lived URL from which the file's bytes can be fetched directly, or None when
+        the storage cannot sign URLs (see `PresignedURLs`). `FileNotFound` as for `content`."""
+        record = await self._visible(owner, file_id)
+        if not isinstance(self.storage, PresignedURLs):
+            return None
+        return await self.storage.presigned_url(record.storage_key, expires_in=expires_in)
 
     # -- delete -----------------------------------------------------------------------------
 
