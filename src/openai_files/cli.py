@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .app import create_app
 from .auth import Authenticator, api_key_auth, open_auth
+from .metadata.base import DEFAULT_TABLE_PREFIX
 from .policy import Policy
 from .urls import open_service
 
@@ -59,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("OPENAI_FILES_METADATA"),
         help="metadata URL: a SQLAlchemy async URL or memory:// "
         "(default: sqlite+aiosqlite:///DATA_DIR/files.db; OPENAI_FILES_METADATA)",
+    )
+    serve.add_argument(
+        "--table-prefix",
+        default=_env("TABLE_PREFIX", DEFAULT_TABLE_PREFIX),
+        help="prefix of the SQL metadata tables (OPENAI_FILES_TABLE_PREFIX)",
     )
     serve.add_argument(
         "--api-key",
@@ -119,7 +125,12 @@ def serve(args: argparse.Namespace) -> int:
     storage, metadata, keys = server_settings(args)
     if storage.startswith("file:") and metadata.startswith("sqlite"):
         Path(args.data_dir).mkdir(parents=True, exist_ok=True)
-    service = open_service(storage, metadata, policy=Policy(max_file_size=args.max_file_size))
+    service = open_service(
+        storage,
+        metadata,
+        policy=Policy(max_file_size=args.max_file_size),
+        table_prefix=args.table_prefix,
+    )
     auth: Authenticator
     if keys:
         auth = api_key_auth(keys)

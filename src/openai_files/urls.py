@@ -1,15 +1,16 @@
 """Backends from URLs, as the standalone server and configuration files name them.
 
 Storage: ``file:///abs/path`` or ``file:relative/path``, ``memory://``, and (extra ``[s3]``)
-``s3://bucket/prefix``. Metadata: ``memory://`` or any async SQLAlchemy URL
-(``sqlite+aiosqlite:///data/files.db``, ``postgresql+asyncpg://...``, ``mysql+aiomysql://...``).
+``s3://bucket/prefix?endpoint=...&region=...&allow_http=true`` (see `S3Storage.from_url`).
+Metadata: ``memory://`` or any async SQLAlchemy URL (``sqlite+aiosqlite:///data/files.db``,
+``postgresql+asyncpg://...``, ``mysql+aiomysql://...``).
 """
 
 from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-from .metadata.base import MetadataStore
+from .metadata.base import DEFAULT_TABLE_PREFIX, MetadataStore
 from .metadata.memory import MemoryMetadataStore
 from .policy import Policy
 from .service import FilesService
@@ -30,18 +31,30 @@ def open_storage(url: str) -> Storage:
         if not path:
             raise ValueError(f"a file:// storage URL needs a path: {url!r}")
         return LocalStorage(path)
-    raise ValueError(f"unknown storage URL {url!r}: use file:///path or memory://")
+    if parts.scheme == "s3":
+        from .storage.s3 import S3Storage  # the [s3] extra: imported only when chosen
+
+        return S3Storage.from_url(url)
+    raise ValueError(f"unknown storage URL {url!r}: use file:///path, s3://bucket or memory://")
 
 
-def open_metadata(url: str) -> MetadataStore:
+def open_metadata(url: str, *, table_prefix: str = DEFAULT_TABLE_PREFIX) -> MetadataStore:
     """The metadata store a URL names: ``memory://`` or an async SQLAlchemy URL."""
     if url.startswith("memory:"):
         return MemoryMetadataStore()
     from .metadata.sql import SQLMetadataStore
 
-    return SQLMetadataStore(url)
+    return SQLMetadataStore(url, table_prefix=table_prefix)
 
 
-def open_service(storage: str, metadata: str, *, policy: Policy | None = None) -> FilesService:
+def open_service(
+    storage: str,
+    metadata: str,
+    *,
+    policy: Policy | None = None,
+    table_prefix: str = DEFAULT_TABLE_PREFIX,
+) -> FilesService:
     """A `FilesService` over the backends two URLs name."""
-    return FilesService(open_storage(storage), open_metadata(metadata), policy=policy)
+    return FilesService(
+        open_storage(storage), open_metadata(metadata, table_prefix=table_prefix), policy=policy
+    )

@@ -6,7 +6,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-__all__ = ["Cursor", "FileRecord", "MetadataStore", "Order", "RecordState"]
+__all__ = ["DEFAULT_TABLE_PREFIX", "Cursor", "FileRecord", "MetadataStore", "Order", "RecordState"]
+
+DEFAULT_TABLE_PREFIX = "openai_files_"
+"""The prefix of the SQL store's table names unless another is configured."""
 
 Order = Literal["asc", "desc"]
 RecordState = Literal["pending", "active", "deleting"]

@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import BackendUnavailable, Conflict
-from .base import Cursor, FileRecord, Order
+from .base import DEFAULT_TABLE_PREFIX, Cursor, FileRecord, Order
 
 __all__ = ["SCHEMA_VERSION", "SQLMetadataStore"]
 
@@ -94,7 +94,7 @@ class SQLMetadataStore:
         self,
         url_or_engine: str | AsyncEngine,
         *,
-        table_prefix: str = "openai_files_",
+        table_prefix: str = DEFAULT_TABLE_PREFIX,
         engine_options: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(url_or_engine, AsyncEngine):

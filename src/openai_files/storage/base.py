@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["BlobHasher", "PresignedURLs", "Storage", "StoredBlob"]
+__all__ = ["BlobHasher", "PresignedURLs", "Storage", "StoredBlob", "check_key"]
+
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*")
+
+
+def check_key(key: str) -> str:
+    """``key`` if it is a plain relative, slash-separated path with no dot segments; else
+    `ValueError`. Every backend accepts exactly this shape, so no key can escape a root."""
+    if not _KEY.fullmatch(key) or any(part in {".", ".."} for part in key.split("/")):
+        raise ValueError(f"invalid storage key: {key!r}")
+    return key
 
 
 @dataclass(frozen=True)
@@ -50,7 +61,10 @@ class Storage(Protocol):
         Streams: memory use does not grow with the size of the data. Atomic: either all of the
         data is written and visible under ``key``, or, on any error (including one raised by
         ``chunks`` itself, a full disk or cancellation), nothing is visible under ``key`` and
-        nothing is left behind. Overwrites an existing key.
+        nothing is left behind. Overwrites an existing key. A cancellation that arrives while
+        the backend is committing the object may let the put complete. (A backend that cannot
+        clean up after the death of its own process, such as S3's multipart uploads, says so
+        in its docstring and how to bound it.)
         """
         ...
 

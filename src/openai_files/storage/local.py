@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
@@ -18,11 +17,10 @@ from typing import BinaryIO, TypeVar, TypeVarTuple
 import anyio.to_thread
 
 from ..errors import BackendUnavailable, BlobNotFound
-from .base import BlobHasher, StoredBlob
+from .base import BlobHasher, StoredBlob, check_key
 
 __all__ = ["LocalStorage"]
 
-_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*")
 TEMP_SUFFIX = ".part"
 _T = TypeVar("_T")
 _Ts = TypeVarTuple("_Ts")
@@ -49,9 +47,7 @@ class LocalStorage:
 
     def path_for(self, key: str) -> Path:
         """The file that holds ``key``; `ValueError` for a key that is not a plain relative path."""
-        if not _KEY.fullmatch(key) or any(part in {".", ".."} for part in key.split("/")):
-            raise ValueError(f"invalid storage key: {key!r}")
-        return self.root / key
+        return self.root / check_key(key)
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
         path = self.path_for(key)

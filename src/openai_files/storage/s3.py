@@ -1,0 +1,391 @@
+"""`S3Storage`: objects in an S3 bucket (Amazon S3 or any S3-compatible server), via obstore.
+
+Needs the ``[s3]`` extra. Each key is stored as the object ``prefix + key``.
+
+How the `Storage` contract is kept, and where S3 makes it bend:
+
+- **put** streams. Below ``part_size`` bytes the object goes up in one PUT; from ``part_size``
+  on, as a multipart upload whose parts are sent one at a time, so memory stays near one part
+  plus a chunk or two whatever the object's size. On any error (from ``chunks``, from S3, or
+  cancellation) the multipart upload is aborted, so no object and no incomplete upload is left.
+  Two cases cannot be cleaned up from here: the process dying mid-upload, and a failure of the
+  final CompleteMultipartUpload request itself (obstore does not expose the upload id). Give
+  the bucket a lifecycle rule that aborts incomplete multipart uploads after a day or so.
+- **Cancellation** takes effect between network requests: a part upload or the final commit
+  in flight is finished (within the client timeouts) before the upload is aborted, because
+  dropping obstore's request half-way could orphan an upload. If the commit completed, the
+  put returns normally and the cancellation is delivered at the caller's next checkpoint.
+- **get** fails with `BlobNotFound` before streaming (its first request is made eagerly).
+  A server that answers a ranged GET with ``200 OK`` instead of ``206 Partial Content``
+  (``rclone serve s3`` does) is read from the start and the bytes before ``start`` are skipped.
+- A missing bucket looks like a missing key to ``head`` and ``get`` (S3 answers a HEAD with a
+  bare 404); ``put`` reports it as `BackendUnavailable`.
+- obstore's futures run on asyncio, so this backend needs anyio's asyncio backend (not trio).
+
+Every failure of the S3 service, of the network or of the credentials surfaces as
+`BackendUnavailable`, with the driver's exception chained as its ``__cause__`` for the logs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterable, AsyncIterator
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import anyio
+import obstore
+from obstore.exceptions import BaseError, PermissionDeniedError, UnauthenticatedError
+from obstore.store import S3Store
+
+from ..errors import BackendUnavailable, BlobNotFound
+from .base import BlobHasher, StoredBlob, check_key
+
+if TYPE_CHECKING:
+    from obstore import AsyncWritableFile, BytesStream, GetOptions, GetResult
+    from obstore.store import ClientConfig, RetryConfig, S3Config
+
+__all__ = ["DEFAULT_PART_SIZE", "MAX_PART_SIZE", "MIN_PART_SIZE", "S3Storage"]
+
+_MIB = 1024 * 1024
+MIN_PART_SIZE = 5 * _MIB
+"""S3 refuses parts smaller than this, except the last one."""
+MAX_PART_SIZE = 5 * 1024 * _MIB
+DEFAULT_PART_SIZE = 8 * _MIB
+_RETRY_WINDOW = timedelta(seconds=15)
+"""No request is retried once this long has passed since its first attempt."""
+_MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+"""SigV4 presigned URLs are valid for at most seven days."""
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_URL_OPTIONS = {"endpoint", "region", "allow_http", "part_size"}
+# obstore raises its own errors, and builtin OSErrors from its buffered writer.
+_DRIVER_ERRORS = (BaseError, OSError)
+
+
+class S3Storage:
+    """Objects in ``bucket`` under ``prefix``, through obstore's `S3Store`.
+
+    Arguments left as None come from the standard AWS environment variables, as obstore reads
+    them (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
+    ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``...), and ``allow_http`` from
+    ``AWS_ALLOW_HTTP``. ``part_size`` (at least 5 MiB) is both the size from which a put
+    becomes a multipart upload and the size of its parts; an object can have at most 10,000
+    parts. ``read_chunk_size`` is the least a downloaded chunk holds (except the last).
+
+    Timeouts are in seconds. ``connect_timeout`` and ``max_retries`` (and no retry starts more
+    than 15 seconds after the first attempt) are low, so an unreachable endpoint fails within
+    seconds. ``read_timeout`` catches a stalled connection. ``timeout`` bounds one whole
+    request, which for `get` includes streaming the response to the consumer: it must exceed
+    the longest download to the slowest client.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        endpoint: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        session_token: str | None = None,
+        allow_http: bool | None = None,
+        part_size: int = DEFAULT_PART_SIZE,
+        read_chunk_size: int = _MIB,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 30.0,
+        timeout: float = 3600.0,
+        max_retries: int = 2,
+    ) -> None:
+        if not bucket:
+            raise ValueError("S3Storage needs a bucket name")
+        if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
+            raise ValueError(
+                f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes "
+                f"(S3's limits), not {part_size}"
+            )
+        if read_chunk_size < 1:
+            raise ValueError(f"read_chunk_size must be positive, not {read_chunk_size}")
+        self.bucket = bucket
+        self.prefix = _normalise_prefix(prefix)
+        self.endpoint = endpoint
+        self.region = region
+        self.allow_http = _env_flag("AWS_ALLOW_HTTP") if allow_http is None else allow_http
+        self.part_size = part_size
+        self.read_chunk_size = read_chunk_size
+        config: S3Config = {}
+        if endpoint is not None:
+            config["endpoint"] = endpoint
+        if region is not None:
+            config["region"] = region
+        if access_key_id is not None:
+            config["access_key_id"] = access_key_id
+        if secret_access_key is not None:
+            config["secret_access_key"] = secret_access_key
+        if session_token is not None:
+            config["session_token"] = session_token
+        # Passing client options replaces the ones obstore would read from the environment,
+        # which is why AWS_ALLOW_HTTP is read above.
+        client: ClientConfig = {
+            "allow_http": self.allow_http,
+            "connect_timeout": timedelta(seconds=connect_timeout),
+            "read_timeout": timedelta(seconds=read_timeout),
+            "timeout": timedelta(seconds=timeout),
+        }
+        retry: RetryConfig = {
+            "max_retries": max_retries,
+            "retry_timeout": _RETRY_WINDOW,
+            "backoff": {
+                "init_backoff": timedelta(milliseconds=100),
+                "max_backoff": timedelta(seconds=2),
+            },
+        }
+        try:
+            self._store = S3Store(bucket, config=config, client_options=client, retry_config=retry)
+        except BaseError as exc:
+            raise ValueError(f"invalid S3 storage configuration: {_first_line(exc)}") from exc
+
+    @classmethod
+    def from_url(cls, url: str) -> S3Storage:
+        """Storage for ``s3://bucket/prefix?endpoint=...&region=...&allow_http=true``.
+
+        The query may also set ``part_size`` (bytes). Whatever the URL leaves out comes from the
+        environment, as for the constructor; credentials never go in the URL.
+        """
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ValueError(f"not an S3 storage URL: {url!r}; use s3://bucket/prefix")
+        if "@" in parts.netloc:
+            raise ValueError("put S3 credentials in AWS_* environment variables, not in the URL")
+        options = dict(parse_qsl(parts.query, keep_blank_values=True))
+        unknown = sorted(set(options) - _URL_OPTIONS)
+        if unknown:
+            raise ValueError(
+                f"unknown S3 storage URL option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(_URL_OPTIONS))}"
+            )
+        kwargs: dict[str, Any] = {}
+        if "allow_http" in options:
+            kwargs["allow_http"] = _parse_flag("allow_http", options["allow_http"])
+        if "part_size" in options:
+            kwargs["part_size"] = _parse_size(options["part_size"])
+        return cls(
+            unquote(parts.netloc),
+            prefix=unquote(parts.path),
+            endpoint=options.get("endpoint") or None,
+            region=options.get("region") or None,
+            **kwargs,
+        )
+
+    def __repr__(self) -> str:
+        where = f", endpoint={self.endpoint!r}" if self.endpoint else ""
+        return f"S3Storage(bucket={self.bucket!r}, prefix={self.prefix!r}{where})"
+
+    def object_name(self, key: str) -> str:
+        """The S3 object name that holds ``key``; `ValueError` for a malformed key."""
+        return self.prefix + check_key(key)
+
+    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
+        name = self.object_name(key)
+        writer = obstore.open_writer_async(
+            self._store, name, buffer_size=self.part_size, max_concurrency=1
+        )
+        hasher = BlobHasher()
+        try:
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                hasher.update(chunk)
+                await _write(writer, chunk, key)
+        except BaseException as exc:
+            await _abort(writer, exc)
+            raise
+        try:
+            # The commit point: once it has started, it completes or fails, never half-way.
+            with anyio.CancelScope(shield=True):
+                await writer.close()
+        except _DRIVER_ERRORS as exc:
+            raise _unavailable(f"storing {key!r}", exc) from exc
+        return hasher.result()
+
+    async def get(
+        self, key: str, *, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        name = self.object_name(key)
+        if start < 0 or (end is not None and end < 0):
+            raise ValueError(f"byte offsets must not be negative: start={start}, end={end}")
+        if end is not None and end <= start:
+            await self.head(key)
+            return _nothing()
+        if start == 0 and end is None:
+            result = await self._get(key, name)
+            return self._chunks(key, result.stream(self.read_chunk_size))
+        options: GetOptions = {"range": {"offset": start} if end is None else (start, end)}
+        try:
+            result = await obstore.get_async(self._store, name, options=options)
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+        except _DRIVER_ERRORS as exc:
+            # A range can fail where a whole GET would not: it starts at or past the end of
+            # the object (416), or the server answered it with 200 instead of 206.
+            if start >= await self.head(key):
+                return _nothing()
+            if not _range_ignored(exc):
+                raise _unavailable(f"reading {key!r}", exc) from exc
+            whole = await self._get(key, name)
+            return _window(self._chunks(key, whole.stream(self.read_chunk_size)), start, end)
+        return self._chunks(key, result.stream(self.read_chunk_size))
+
+    async def head(self, key: str) -> int:
+        name = self.object_name(key)
+        try:
+            meta = await obstore.head_async(self._store, name)
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+        except _DRIVER_ERRORS as exc:
+            raise _unavailable(f"reading {key!r}", exc) from exc
+        return meta["size"]
+
+    async def delete(self, key: str) -> None:
+        name = self.object_name(key)
+        try:
+            await obstore.delete_async(self._store, name)
+        except FileNotFoundError:
+            return
+        except _DRIVER_ERRORS as exc:
+            raise _unavailable(f"deleting {key!r}", exc) from exc
+
+    async def presigned_url(self, key: str, *, expires_in: int) -> str:
+        """A GET URL for ``key`` signed with the storage's credentials, valid ``expires_in``
+        seconds (1 to 604800). Signing is local: it neither checks that the object exists nor
+        that the credentials are valid."""
+        name = self.object_name(key)
+        if not 0 < expires_in <= _MAX_PRESIGN_SECONDS:
+            raise ValueError(
+                f"expires_in must be between 1 and {_MAX_PRESIGN_SECONDS} seconds, not {expires_in}"
+            )
+        try:
+            return await obstore.sign_async(self._store, "GET", name, timedelta(seconds=expires_in))
+        except _DRIVER_ERRORS as exc:
+            raise _unavailable(f"signing a URL for {key!r}", exc) from exc
+
+    async def aclose(self) -> None:
+        # obstore's client holds pooled connections only, released with the store itself.
+        return None
+
+    async def _get(self, key: str, name: str) -> GetResult:
+        try:
+            return await obstore.get_async(self._store, name)
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+        except _DRIVER_ERRORS as exc:
+            raise _unavailable(f"reading {key!r}", exc) from exc
+
+    async def _chunks(self, key: str, stream: BytesStream) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                chunk = await stream.__anext__()
+            except StopAsyncIteration:
+                return
+            except _DRIVER_ERRORS as exc:
+                raise _unavailable(f"reading {key!r}", exc) from exc
+            yield chunk
+
+
+async def _write(writer: AsyncWritableFile, chunk: bytes, key: str) -> None:
+    # Dropping a write half-way could lose the id of the multipart upload it was creating,
+    # so a write runs to its end and a cancellation lands between writes.
+    try:
+        with anyio.CancelScope(shield=True):
+            await writer.write(chunk)
+    except _DRIVER_ERRORS as exc:
+        raise _unavailable(f"storing {key!r}", exc) from exc
+
+
+async def _abort(writer: AsyncWritableFile, error: BaseException) -> None:
+    """Abort the upload behind ``writer``, even while the task is being cancelled.
+
+    obstore offers the abort only as the exit of the writer's context with an exception.
+    A failure to abort is recorded on ``error``, which the caller re-raises.
+    """
+    with anyio.CancelScope(shield=True):
+        try:
+            await writer.__aexit__(type(error), error, error.__traceback__)
+        except _DRIVER_ERRORS as exc:
+            error.add_note(f"The incomplete S3 upload could not be aborted: {_first_line(exc)}")
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover - makes this an async generator
+
+
+async def _window(
+    chunks: AsyncIterator[bytes], start: int, end: int | None
+) -> AsyncIterator[bytes]:
+    """The bytes of ``chunks`` from offset ``start`` up to ``end`` (exclusive)."""
+    offset = 0
+    async for chunk in chunks:
+        low = max(start - offset, 0)
+        high = len(chunk) if end is None else min(end - offset, len(chunk))
+        offset += len(chunk)
+        if low < high:
+            yield chunk[low:high]
+        if end is not None and offset >= end:
+            return
+
+
+def _range_ignored(exc: BaseException) -> bool:
+    return "non-partial response" in str(exc)
+
+
+def _unavailable(action: str, exc: BaseException) -> BackendUnavailable:
+    # The buffered writer re-raises obstore's errors as plain OSErrors, so the HTTP status in
+    # the message is the one clue that every path keeps.
+    text = str(exc)
+    found = re.search(r"status code: (\d{3})", text)
+    status = int(found.group(1)) if found else None
+    if isinstance(exc, PermissionDeniedError | UnauthenticatedError) or status in {401, 403}:
+        reason = "S3 refused the credentials"
+    elif isinstance(exc, FileNotFoundError) or status == 404:
+        reason = "the S3 bucket was not found"
+    elif "error sending request" in text or "timed out" in text.lower():
+        reason = "the S3 endpoint could not be reached"
+    elif status is not None and status >= 500:
+        reason = f"the S3 server failed (HTTP {status})"
+    else:
+        reason = "the S3 request failed"
+    return BackendUnavailable(f"Storage is unavailable: {reason} while {action}.")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _normalise_prefix(prefix: str) -> str:
+    prefix = prefix.strip("/")
+    return f"{prefix}/" if prefix else ""
+
+
+def _env_flag(name: str) -> bool:
+    return _parse_flag(name, os.environ.get(name, ""))
+
+
+def _parse_flag(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"{name} must be true or false, not {value!r}")
+
+
+def _parse_size(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"part_size must be a number of bytes, not {value!r}") from None
