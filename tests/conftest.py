@@ -4,18 +4,33 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import anyio
+import httpx
 import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
-from openai_files import FilesService, LocalStorage, MemoryMetadataStore, MemoryStorage
-from openai_files.metadata.sql import SQLMetadataStore
+from openai_files import (
+    FilesService,
+    LocalStorage,
+    MemoryMetadataStore,
+    MemoryStorage,
+    MetadataStore,
+    SQLMetadataStore,
+    Storage,
+)
+
+if TYPE_CHECKING:
+    from .s3_servers import S3Server
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -72,6 +87,60 @@ def serve(app: ASGIApp) -> Iterator[ServerThread]:
         yield server
 
 
+class ServerProcess:
+    """An ``openai-files serve`` process on a free port; its output goes to a log file."""
+
+    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / f"serve-{self.port}.log"
+        command = [sys.executable, "-m", "openai_files.cli", "serve", "--port", str(self.port)]
+        with self.log.open("w") as output:
+            self.process = subprocess.Popen(
+                [*command, *args],
+                cwd=workdir,
+                env={**os.environ, **(env or {})},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_until_serving(self) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(self.url + "/v1/files", timeout=1)
+                return
+            except httpx.TransportError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not start: {self.output()}") from None
+                time.sleep(0.1)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextmanager
+def server_process(
+    workdir: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """Run ``openai-files serve`` with ``args`` until the block ends."""
+    server = ServerProcess(workdir, *args, env=env)
+    try:
+        server.wait_until_serving()
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
@@ -98,3 +167,45 @@ async def local_service(tmp_path: Path, sqlite_url: str) -> AsyncIterator[FilesS
 def stored_files(root: Path) -> list[str]:
     """Every file under ``root``, hidden temporary files included, relative and sorted."""
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3 server on a free loopback port, for the whole session (per worker)."""
+    from .s3_servers import s3_server
+
+    with s3_server("moto", tmp_path_factory.mktemp("moto")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rclone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """``rclone serve s3`` on a free loopback port, for the whole session (per worker)."""
+    from .s3_servers import s3_server
+
+    with s3_server("rclone", tmp_path_factory.mktemp("rclone")) as server:
+        yield server
+
+
+@pytest.fixture(params=["local+sqlite", "s3+postgresql"])
+def backends(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Storage, MetadataStore]]:
+    """A fresh (storage, metadata) pair: the embedded default, then the replicated shape."""
+    if request.param == "local+sqlite":
+        yield (
+            LocalStorage(tmp_path / "blobs"),
+            SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}"),
+        )
+        return
+    from .databases import POSTGRES_URL, drop_tables, unique_prefix
+
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    server: S3Server = request.getfixturevalue("moto")
+    bucket, prefix = server.create_bucket(), unique_prefix()
+    yield (
+        server.storage(bucket, prefix="files/"),
+        SQLMetadataStore(POSTGRES_URL, table_prefix=prefix),
+    )
+    anyio.run(drop_tables, POSTGRES_URL, prefix)
+    server.remove_bucket(bucket)

@@ -32,6 +32,13 @@ def unique_prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}_"
 
 
+async def drop_tables(url: str, prefix: str) -> None:
+    """Drop the tables of the store with ``prefix`` at ``url``."""
+    store = SQLMetadataStore(url, table_prefix=prefix)
+    await store.drop_schema()
+    await store.aclose()
+
+
 @asynccontextmanager
 async def sql_store(server: str, prefix: str | None = None) -> AsyncIterator[SQLMetadataStore]:
     """A store on ``server`` with fresh tables, dropped afterwards; skips if the server is down."""

@@ -5,22 +5,18 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import openai
 import pytest
 
-from openai_files import FilesService, LocalStorage, SQLMetadataStore, api_key_auth, create_app
+from openai_files import FilesService, MetadataStore, Storage, api_key_auth, create_app
 
 from .conftest import ServerThread, serve
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerThread]:
-    service = FilesService(
-        LocalStorage(tmp_path / "blobs"),
-        SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}"),
-    )
+def server(backends: tuple[Storage, MetadataStore]) -> Iterator[ServerThread]:
+    service = FilesService(*backends)
     app = create_app(
         service, auth=api_key_auth({"sk-alice": "alice", "sk-bob": "bob"}), close_service=True
     )

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
 
 from openai_files.cli import build_parser, server_settings
 
-from .conftest import free_port
+from .conftest import server_process
 
 
 def settings(argv: list[str], environ: dict[str, str]) -> tuple[str, str, dict[str, str]]:
@@ -44,51 +37,20 @@ def test_flags_win_over_environment_variables(monkeypatch: pytest.MonkeyPatch) -
     assert build_parser().parse_args(["serve", "--port", "9002"]).port == 9002
 
 
-@contextmanager
-def server_process(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None
-) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = free_port()
-    command = [sys.executable, "-m", "openai_files.cli", "serve", "--port", str(port), *args]
-    process = subprocess.Popen(
-        command,
-        cwd=tmp_path,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url + "/v1/files", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("server did not start") from None
-                time.sleep(0.1)
-        yield url, process
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-
-
 def test_serve_with_no_key_is_open_says_so_and_keeps_files_under_data(tmp_path: Path) -> None:
-    with server_process(tmp_path) as (url, process):
-        sdk = openai.OpenAI(base_url=url + "/v1", api_key="anything", max_retries=0)
+    with server_process(tmp_path) as server:
+        sdk = openai.OpenAI(base_url=server.url + "/v1", api_key="anything", max_retries=0)
         created = sdk.files.create(file=("a.txt", b"hello"), purpose="assistants")
         assert sdk.files.content(created.id).content == b"hello"
-    output = process.stdout.read() if process.stdout else ""
-    assert "the server is OPEN" in output
+    assert "the server is OPEN" in server.output()
     assert (tmp_path / "data" / "files.db").exists()
     assert any(p.is_file() for p in (tmp_path / "data" / "files").rglob("*"))
 
 
 def test_serve_with_keys_from_the_environment_requires_them(tmp_path: Path) -> None:
     env = {"OPENAI_FILES_API_KEYS": "sk-one=team", "OPENAI_FILES_STORAGE": "memory://"}
-    with server_process(tmp_path, "--metadata", "memory://", env=env) as (url, _):
+    with server_process(tmp_path, "--metadata", "memory://", env=env) as server:
+        url = server.url
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=url + "/v1", api_key="sk-two", max_retries=0).files.list()
         sdk = openai.OpenAI(base_url=url + "/v1", api_key="sk-one", max_retries=0)

@@ -19,24 +19,12 @@ from openai_files.storage.s3 import DEFAULT_PART_SIZE, MIN_PART_SIZE, S3Storage
 from openai_files.testing import StorageConformance
 
 from .conftest import free_port
-from .s3_servers import ACCESS_KEY, REGION, SECRET_KEY, S3Server, s3_server
+from .s3_servers import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 
 pytestmark = pytest.mark.anyio
 
 MIB = 1024 * 1024
 PART = MIN_PART_SIZE
-
-
-@pytest.fixture(scope="session")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with s3_server("moto", tmp_path_factory.mktemp("moto")) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def rclone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with s3_server("rclone", tmp_path_factory.mktemp("rclone")) as server:
-        yield server
 
 
 @pytest.fixture(params=["moto", "rclone"])
