@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import anyio
 import httpx
@@ -48,7 +48,11 @@ def require_service(name: str, host: str, port: int) -> None:
         with socket.create_connection((host, port), timeout=2):
             return
     except OSError as exc:
-        reason = f"{name} is not reachable on {host}:{port} ({exc})"
+        service_missing(f"{name} is not reachable on {host}:{port} ({exc})")
+
+
+def service_missing(reason: str) -> NoReturn:
+    """Skip the test for a missing service with ``reason``; under CI=true, fail it instead."""
     if IN_CI:
         pytest.fail(f"{reason}; CI=true requires every service")
     pytest.skip(reason)

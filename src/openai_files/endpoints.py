@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from .auth import Authenticator
@@ -136,12 +136,17 @@ class FilesEndpoints:
 
 
 async def _body(request: Request) -> AsyncIterator[bytes]:
-    """The request body; a client that goes away mid-upload is its error, not the server's."""
-    try:
-        async for chunk in request.stream():
-            yield chunk
-    except ClientDisconnect:
-        raise MalformedUpload("The client disconnected before the upload was complete.") from None
+    """The request body as it arrives, as `Request.stream` reads it but in one generator
+    less on the hot path; a client that goes away mid-upload is its error, not the server's."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise MalformedUpload("The client disconnected before the upload was complete.")
+        body: bytes = message.get("body", b"")
+        if body:
+            yield body
+        if not message.get("more_body", False):
+            return
 
 
 def _download_headers(filename: str, length: int) -> dict[str, str]:

@@ -211,7 +211,9 @@ class MultipartReader:
         self._events.append(("part", part))
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if end > start:
+        if start == 0 and end == len(data):
+            self._events.append(("data", data))  # the common case: no copy of the chunk
+        elif end > start:
             self._events.append(("data", data[start:end]))
 
     def _on_part_end(self) -> None:

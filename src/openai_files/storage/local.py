@@ -64,17 +64,26 @@ class LocalStorage:
         return blob
 
     async def _write_all(self, handle: BinaryIO, chunks: AsyncIterable[bytes]) -> StoredBlob:
+        """Hash and write blocks in a worker thread while the next block is being received,
+        so that receiving and storing overlap; at most three blocks are in memory."""
         hasher = BlobHasher()
-        pending: list[bytes] = []
-        pending_size = 0
-        async for chunk in chunks:
-            pending.append(chunk)
-            pending_size += len(chunk)
-            if pending_size >= self.block_size:
-                await _io(_write_block, handle, hasher, pending)
-                pending, pending_size = [], 0
-        if pending:
-            await _io(_write_block, handle, hasher, pending)
+        send, receive = anyio.create_memory_object_stream[bytes](max_buffer_size=1)
+
+        async def store_blocks() -> None:
+            async with receive:
+                async for block in receive:
+                    await _io(_write_block, handle, hasher, block)
+
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(store_blocks)
+                async with send:
+                    async for block in _blocks(chunks, self.block_size):
+                        await send.send(block)
+        except BaseExceptionGroup as errors:
+            if len(errors.exceptions) == 1:  # the caller sees the error itself, not a group
+                raise errors.exceptions[0] from None
+            raise
         return hasher.result()
 
     async def get(
@@ -133,10 +142,26 @@ def _open_for_reading(path: Path, key: str) -> BinaryIO:
         raise BlobNotFound(key) from None
 
 
-def _write_block(handle: BinaryIO, hasher: BlobHasher, block: list[bytes]) -> None:
-    for chunk in block:
-        hasher.update(chunk)
-        handle.write(chunk)
+def _write_block(handle: BinaryIO, hasher: BlobHasher, block: bytes) -> None:
+    hasher.update(block)
+    handle.write(block)
+
+
+async def _blocks(chunks: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
+    """``chunks`` joined into blocks of at least ``size`` bytes (the last may be smaller).
+
+    One block is one hash update and one write in the worker thread: each C call there
+    releases the GIL, and taking it back costs more per call than the copy of the join."""
+    pending: list[bytes] = []
+    pending_size = 0
+    async for chunk in chunks:
+        pending.append(chunk)
+        pending_size += len(chunk)
+        if pending_size >= size:
+            yield b"".join(pending)
+            pending, pending_size = [], 0
+    if pending:
+        yield b"".join(pending)
 
 
 def _finish(handle: BinaryIO, temp: Path, path: Path, fsync: bool) -> None:

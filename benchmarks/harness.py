@@ -1,0 +1,307 @@
+"""What every benchmark needs: servers on loopback ports, curl as the client, test files, RSS.
+
+Servers run as subprocesses under uvicorn with its defaults, ours through ``openai-files serve``
+and the baselines from ``baselines.py``, so both sides pay for the same HTTP stack, and with the
+same malloc settings (`PINNED`). The client is curl, which streams files from disk and reports
+its own timings: a 256 MiB upload costs it about a quarter of the CPU time that the fastest
+server spends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+MiB = 1024 * 1024
+BENCHMARKS_DIR = Path(__file__).resolve().parent
+CURL = shutil.which("curl") or "/usr/bin/curl"
+MULTIPART_BOUNDARY = "openai-files-benchmark-boundary"
+_WRITE_OUT = "%{http_code} %{time_total} %{size_upload} %{size_download}\\n"
+_T = TypeVar("_T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """A server subprocess on a free loopback port; a context manager that starts and stops it.
+
+    ``argv`` may contain ``{port}``, replaced by the port chosen. Output goes to ``log``.
+    """
+
+    def __init__(
+        self, name: str, argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.name = name
+        self.port = free_port()
+        self.argv = [arg.replace("{port}", str(self.port)) for arg in argv]
+        self.log = log
+        self.env = {**os.environ, **(env or {})}
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError(f"{self.name} is not running")
+        return self._process.pid
+
+    def __enter__(self) -> Self:
+        with self.log.open("ab") as log:
+            self._process = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env
+            )
+        self._wait_until_listening(timeout=30)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def _wait_until_listening(self, *, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                break
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        tail = self.log.read_text(errors="replace")[-2000:]
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"{self.name} did not start listening on {self.url}:\n{tail}")
+
+
+PINNED: Mapping[str, str] = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 * MiB),
+    "MALLOC_TRIM_THRESHOLD_": str(64 * MiB),
+}
+"""glibc malloc settings that every server gets unless told otherwise (`GLIBC_DEFAULTS`).
+
+By default glibc serves blocks of 128 KiB or more with fresh mmap()s (a page fault per 4 KiB
+touched) and gives freed heap back to the system; it raises that threshold only after some
+larger block is freed. A server's speed then depends on what it happened to do before, by up to
+2x for uploads here. Fixed thresholds put every contender in the same, steady state.
+"""
+GLIBC_DEFAULTS: Mapping[str, str] = {}
+
+
+def add_allocator_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--glibc-defaults",
+        action="store_true",
+        help="run the servers with glibc's adaptive malloc thresholds instead of fixed ones",
+    )
+
+
+def allocator(options: argparse.Namespace) -> Mapping[str, str]:
+    """The malloc environment ``--glibc-defaults`` asks for."""
+    return GLIBC_DEFAULTS if options.glibc_defaults else PINNED
+
+
+def allocator_name(options: argparse.Namespace) -> str:
+    return "glibc defaults" if options.glibc_defaults else "pinned thresholds"
+
+
+def ours_server(
+    data_dir: Path, *, max_file_size: int | None = None, allocator: Mapping[str, str] = PINNED
+) -> Server:
+    """``openai-files serve`` on local disk + SQLite under ``data_dir``, open to the owner
+    ``default``."""
+    argv = [sys.executable, "-m", "openai_files.cli", "serve", "--host", "127.0.0.1"]
+    argv += ["--port", "{port}", "--data-dir", str(data_dir), "--log-level", "warning"]
+    if max_file_size is not None:
+        argv += ["--max-file-size", str(max_file_size)]
+    return Server("openai-files", argv, log=data_dir.with_suffix(".log"), env=dict(allocator))
+
+
+def baseline_server(root: Path, *, allocator: Mapping[str, str] = PINNED) -> Server:
+    """The plain Starlette app of ``baselines.py``, storing and serving files in ``root``."""
+    argv = [sys.executable, "-m", "uvicorn", "baselines:app", "--app-dir", str(BENCHMARKS_DIR)]
+    argv += ["--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning"]
+    env = {**allocator, "BENCH_BASELINE_DIR": str(root)}
+    return Server("baselines", argv, log=root.with_suffix(".log"), env=env)
+
+
+# -- the client ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One request as curl saw it: status, total seconds, bytes sent and received."""
+
+    status: int
+    seconds: float
+    uploaded: int
+    downloaded: int
+
+    @classmethod
+    def parse(cls, line: str) -> Transfer:
+        status, seconds, uploaded, downloaded = line.split()
+        return cls(int(status), float(seconds), int(uploaded), int(downloaded))
+
+
+def curl(url: str, *args: str, output: Path | None = None) -> Transfer:
+    """One request; the response body goes to ``output`` (default: discarded)."""
+    argv = [CURL, "-sS", "-H", "Expect:", "-o", str(output or os.devnull), "-w", _WRITE_OUT]
+    completed = subprocess.run([*argv, *args, url], capture_output=True, text=True, check=True)
+    return Transfer.parse(completed.stdout)
+
+
+def curl_many(urls: Sequence[str]) -> list[Transfer]:
+    """Requests one after the other on one kept-alive connection, bodies discarded."""
+    argv = [CURL, "-sS", "-w", _WRITE_OUT]
+    for url in urls:
+        argv += ["-o", os.devnull, url]
+    completed = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return [Transfer.parse(line) for line in completed.stdout.splitlines()]
+
+
+def post_file(url: str, body: Path, content_type: str, *, output: Path | None = None) -> Transfer:
+    """POST a file streamed from disk as the request body (curl ``-T``)."""
+    return curl(
+        url, "-X", "POST", "-H", f"Content-Type: {content_type}", "-T", str(body), output=output
+    )
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def expect(transfer: Transfer, *, status: int = 200, downloaded: int | None = None) -> Transfer:
+    """``transfer``, after checking that it succeeded; a failed request stops the benchmark."""
+    if transfer.status != status:
+        raise RuntimeError(f"expected HTTP {status}, got {transfer}")
+    if downloaded is not None and transfer.downloaded != downloaded:
+        raise RuntimeError(f"expected {downloaded} bytes, got {transfer}")
+    return transfer
+
+
+# -- test data ----------------------------------------------------------------------------------
+
+
+def _random_blocks(size: int) -> Iterator[bytes]:
+    """``size`` incompressible bytes: one random MiB, repeated."""
+    block = os.urandom(MiB)
+    for offset in range(0, size, MiB):
+        yield block[: min(MiB, size - offset)]
+
+
+def make_file(path: Path, size: int) -> Path:
+    """A file of ``size`` incompressible bytes."""
+    with path.open("wb") as handle:
+        handle.writelines(_random_blocks(size))
+    return path
+
+
+def make_multipart_body(path: Path, size: int, *, purpose: str = "batch") -> str:
+    """Write a ``multipart/form-data`` upload of a ``size``-byte file to ``path``; return its
+    Content-Type.
+
+    Built once, so that every contender receives byte for byte the same request, which curl
+    streams from disk like any file.
+    """
+    dash = f"--{MULTIPART_BOUNDARY}"
+    head = (
+        f'{dash}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n{purpose}\r\n'
+        f'{dash}\r\nContent-Disposition: form-data; name="file"; filename="data.jsonl"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    )
+    with path.open("wb") as body:
+        body.write(head.encode())
+        body.writelines(_random_blocks(size))
+        body.write(f"\r\n{dash}--\r\n".encode())
+    return f"multipart/form-data; boundary={MULTIPART_BOUNDARY}"
+
+
+def rotated(items: Sequence[_T], turn: int) -> list[_T]:
+    """``items`` starting at ``turn``: alternating the order of contenders spreads any drift
+    of the machine (caches, writeback, clock) evenly over them."""
+    shift = turn % len(items)
+    return [*items[shift:], *items[:shift]]
+
+
+def settle_disk() -> None:
+    """Flush dirty pages so that the writeback of one run does not slow down the next."""
+    os.sync()
+
+
+# -- memory -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessCounters:
+    """CPU seconds (user + system, all threads) and minor page faults of a process so far."""
+
+    cpu_seconds: float
+    minor_faults: int
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessCounters:
+        # Fields after the parenthesised command name, from field 3 (state) on: see proc(5).
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        minor_faults, user, system = int(fields[7]), int(fields[11]), int(fields[12])
+        return cls((user + system) / os.sysconf("SC_CLK_TCK"), minor_faults)
+
+    def __sub__(self, other: ProcessCounters) -> ProcessCounters:
+        return ProcessCounters(
+            self.cpu_seconds - other.cpu_seconds, self.minor_faults - other.minor_faults
+        )
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident set size of ``pid`` now (VmRSS)."""
+    return _status_kib(pid, "VmRSS") * 1024
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The highest resident set size of ``pid`` (VmHWM) since start or the last reset."""
+    return _status_kib(pid, "VmHWM") * 1024
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset VmHWM to the current RSS (Linux ``clear_refs`` 5); False where not permitted."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
