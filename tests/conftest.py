@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
+BATCH_LINE = (
+    b'{"custom_id": "request-1", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n'
+)
+"""One valid batch request: a batch file must be valid JSONL under the default policy."""
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -19,6 +19,8 @@ from starlette.types import ASGIApp
 
 from openai_files import FilesService, api_key_auth, create_app
 
+from .conftest import BATCH_LINE
+
 pytestmark = pytest.mark.anyio
 
 KEYS = {"sk-alice": "alice", "sk-bob": "bob"}
@@ -115,7 +117,7 @@ async def test_fastapi_gateway_example_serves_chat_and_files_per_tenant(gateway:
     team_a = sdk(gateway, "http://gw/v1", "sk-team-a")
     team_b = sdk(gateway, "http://gw/v1", "sk-team-b")
     await round_trip(team_a)
-    created = await team_a.files.create(file=("a.jsonl", b"{}\n"), purpose="batch")
+    created = await team_a.files.create(file=("a.jsonl", BATCH_LINE), purpose="batch")
     assert [f.id async for f in team_b.files.list()] == []
     chat = await team_a.chat.completions.with_raw_response.create(
         model="stub", messages=[{"role": "user", "content": "ping"}]

@@ -11,7 +11,7 @@ import pytest
 
 from openai_files import FilesService, MetadataStore, Storage, api_key_auth, create_app
 
-from .conftest import ServerThread, serve
+from .conftest import BATCH_LINE, ServerThread, serve
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_sdk_sends_expires_after_and_gets_expires_at(server: ServerThread) -> No
         expires_after={"anchor": "created_at", "seconds": 7200},
     )
     assert created.expires_at == created.created_at + 7200
-    batch = sdk.files.create(file=("in.jsonl", b"{}\n"), purpose="batch")
+    batch = sdk.files.create(file=("in.jsonl", BATCH_LINE), purpose="batch")
     assert batch.expires_at == batch.created_at + 30 * 24 * 3600
     with pytest.raises(openai.BadRequestError) as caught:
         sdk.files.create(
@@ -95,7 +95,9 @@ def test_sdk_auto_pagination_returns_every_file_once_in_order(
 
 def test_sdk_list_filters_by_purpose_and_pages_report_has_more(server: ServerThread) -> None:
     sdk = client(server)
-    batch = [sdk.files.create(file=(f"b{i}.jsonl", b"{}"), purpose="batch").id for i in range(3)]
+    batch = [
+        sdk.files.create(file=(f"b{i}.jsonl", BATCH_LINE), purpose="batch").id for i in range(3)
+    ]
     sdk.files.create(file=("v.png", b"png"), purpose="vision")
     assert [f.id for f in sdk.files.list(purpose="batch", order="asc")] == batch
     page = sdk.files.list(limit=2, order="asc")
@@ -129,9 +131,9 @@ def test_unknown_api_key_is_401_in_openai_shape(server: ServerThread) -> None:
 async def test_async_sdk_round_trip(server: ServerThread) -> None:
     sdk = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="sk-alice", max_retries=0)
     async with sdk:
-        created = await sdk.files.create(file=("a.jsonl", b'{"a":1}\n'), purpose="batch")
+        created = await sdk.files.create(file=("a.jsonl", BATCH_LINE), purpose="batch")
         assert (await sdk.files.retrieve(created.id)).id == created.id
-        assert (await sdk.files.content(created.id)).content == b'{"a":1}\n'
+        assert (await sdk.files.content(created.id)).content == BATCH_LINE
         assert [f.id async for f in sdk.files.list(limit=1)] == [created.id]
         assert (await sdk.files.delete(created.id)).deleted is True
         with pytest.raises(openai.NotFoundError):

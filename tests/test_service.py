@@ -23,7 +23,7 @@ from openai_files import (
     SQLMetadataStore,
 )
 
-from .conftest import stored_files
+from .conftest import BATCH_LINE, stored_files
 
 pytestmark = pytest.mark.anyio
 
@@ -91,7 +91,7 @@ async def test_an_error_while_streaming_leaves_no_bytes_and_no_record(tmp_path: 
         raise ConnectionError("client went away")
 
     with pytest.raises(ConnectionError):
-        await service.create("alice", file=broken(), filename="b", purpose="batch")
+        await service.create("alice", file=broken(), filename="b", purpose="assistants")
     assert stored_files(storage.root) == []
     assert metadata._records == {}
 
@@ -107,7 +107,7 @@ async def test_the_size_limit_is_enforced_while_streaming() -> None:
             yield b"12345"
 
     with pytest.raises(FileTooLarge):
-        await service.create("alice", file=endless(), filename="e", purpose="batch")
+        await service.create("alice", file=endless(), filename="e", purpose="assistants")
     assert pulled == 3
     assert (await service.list("alice")).data == []
 
@@ -148,7 +148,7 @@ async def test_a_file_expires_exactly_at_expires_at() -> None:
 async def test_batch_files_expire_after_30_days_by_default_and_others_never(
     memory_service: FilesService,
 ) -> None:
-    batch = await memory_service.create("a", file=b"{}", filename="b.jsonl", purpose="batch")
+    batch = await memory_service.create("a", file=BATCH_LINE, filename="b.jsonl", purpose="batch")
     other = await memory_service.create("a", file=b"{}", filename="o.txt", purpose="assistants")
     assert batch.expires_at == batch.created_at + 30 * 86400
     assert other.expires_at is None

@@ -44,7 +44,7 @@ async def test_a_database_with_a_newer_schema_is_refused_with_a_clear_error(
     store = SQLMetadataStore(sqlite_url)
     await store.create_schema()
     async with store.engine.begin() as connection:
-        await connection.execute(update(store._version).values(version=SCHEMA_VERSION + 1))
+        await connection.execute(update(store.tables.version).values(version=SCHEMA_VERSION + 1))
     await store.aclose()
     newer = SQLMetadataStore(sqlite_url)
     with pytest.raises(BackendUnavailable, match="newer than this release"):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -16,6 +18,7 @@ from .auth import Authenticator, open_auth
 from .endpoints import FilesEndpoints
 from .errors import OpenAIFilesError
 from .multipart import FormLimits
+from .ratelimit import RateLimiter
 from .responses import error_response, openai_error
 from .service import FilesService
 
@@ -33,6 +36,7 @@ def files_routes(
     prefixes: Sequence[str] = DEFAULT_PREFIXES,
     form_limits: FormLimits | None = None,
     presigned_downloads: int | None = None,
+    rate_limiter: RateLimiter | None = None,
 ) -> list[BaseRoute]:
     """The Files API routes, to include in a host application's own route list.
 
@@ -40,7 +44,7 @@ def files_routes(
     `create_app` does) to turn them into OpenAI-shaped responses.
     """
     endpoints = FilesEndpoints(
-        service, auth or open_auth(), form_limits or FormLimits(), presigned_downloads
+        service, auth or open_auth(), form_limits or FormLimits(), presigned_downloads, rate_limiter
     )
     routes: list[BaseRoute] = []
     for prefix in prefixes:
@@ -94,6 +98,8 @@ def create_app(
     prefixes: Sequence[str] = DEFAULT_PREFIXES,
     form_limits: FormLimits | None = None,
     presigned_downloads: int | None = None,
+    rate_limiter: RateLimiter | None = None,
+    sweep_interval: float | None = None,
     close_service: bool = False,
 ) -> Starlette:
     """An ASGI app serving the Files API for ``service``.
@@ -103,6 +109,11 @@ def create_app(
     - ``presigned_downloads``: when set (seconds of validity) and the storage can sign URLs,
       ``GET .../content`` answers 307 with a presigned URL, so bytes go straight from the object
       store to the client; the client's API key is not forwarded to the other host.
+    - ``rate_limiter``: consulted once per request after authentication (see
+      `openai_files.ratelimit`); a refusal is 429 with ``Retry-After``.
+    - ``sweep_interval``: run the sweeper (expired files, dead uploads, failed deletes) every
+      so many seconds while the app runs. Starlette does not run a mounted app's lifespan: a
+      host that mounts this app runs ``service.run_sweeper(interval=...)`` in its own.
     - ``close_service``: close the service when the app shuts down (for a standalone server
       that owns it; a host that shares the service closes it itself).
 
@@ -113,7 +124,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            yield
+            async with anyio.create_task_group() as tasks:
+                if sweep_interval:
+                    tasks.start_soon(partial(service.run_sweeper, interval=sweep_interval))
+                yield
+                tasks.cancel_scope.cancel()
         finally:
             if close_service:
                 await service.aclose()
@@ -125,6 +140,7 @@ def create_app(
             prefixes=prefixes,
             form_limits=form_limits,
             presigned_downloads=presigned_downloads,
+            rate_limiter=rate_limiter,
         ),
         exception_handlers=exception_handlers,
         lifespan=lifespan,

@@ -13,13 +13,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from .auth import Authenticator
-from .errors import InvalidRequest, MalformedUpload, RequestTooLarge
+from .errors import InvalidRequest, MalformedUpload, RateLimited, RequestTooLarge
 from .multipart import FormLimits, MultipartReader, boundary_from_content_type
+from .ratelimit import RateLimiter
 from .responses import FileDownloadResponse, content_disposition
 from .service import FilesService
 
 __all__ = ["FilesEndpoints", "parse_expires_after"]
 
+CLOSE = {"connection": "close"}
 FORM_OVERHEAD = 1024 * 1024
 """Bytes a form may carry beyond the file itself (fields, headers, boundaries)."""
 
@@ -32,10 +34,18 @@ class FilesEndpoints:
     auth: Authenticator
     form_limits: FormLimits = field(default_factory=FormLimits)
     presigned_downloads: int | None = None
+    rate_limiter: RateLimiter | None = None
 
     async def owner(self, request: Request) -> str:
-        owner = self.auth(request)
-        return await owner if inspect.isawaitable(owner) else owner
+        """Who is calling, once the rate limiter (if any) has let them through."""
+        found = self.auth(request)
+        owner = await found if inspect.isawaitable(found) else found
+        if self.rate_limiter is not None:
+            verdict = self.rate_limiter(owner, request)
+            wait = await verdict if inspect.isawaitable(verdict) else verdict
+            if wait is not None:
+                raise RateLimited(wait)
+        return owner
 
     async def collection(self, request: Request) -> Response:
         """``/files``: POST uploads, GET (and HEAD) lists."""
@@ -47,6 +57,11 @@ class FilesEndpoints:
 
     async def create(self, request: Request) -> Response:
         owner = await self.owner(request)
+        idempotency_key = _idempotency_key(request)
+        if idempotency_key is not None:
+            earlier = await self.service.idempotent_file(owner, idempotency_key)
+            if earlier is not None:  # a retry of an upload that succeeded: the body is not read
+                return JSONResponse(earlier.model_dump(mode="json"), headers=CLOSE)
         max_body = self.service.policy.max_file_size + FORM_OVERHEAD
         declared = _integer(request.headers.get("content-length", ""))
         if declared is not None and declared > max_body:
@@ -68,10 +83,13 @@ class FilesEndpoints:
                         raise InvalidRequest(
                             "The 'file' field must be a file part with a filename.", param="file"
                         )
-                    self._check_early(fields)
+                    self.service.check_expires_after(parse_expires_after(fields))
                     upload = await stack.enter_async_context(
                         await self.service.begin_upload(
-                            owner, filename=part.filename, media_type=part.content_type
+                            owner,
+                            filename=part.filename,
+                            media_type=part.content_type,
+                            purpose=fields.get("purpose"),
                         )
                     )
                     await upload.write(reader.iter_data())
@@ -85,15 +103,11 @@ class FilesEndpoints:
                 raise InvalidRequest("Missing required parameter: 'file'.", param="file")
             purpose = _required(fields, "purpose")
             created = await upload.finish(
-                purpose=purpose, expires_after=parse_expires_after(fields)
+                purpose=purpose,
+                expires_after=parse_expires_after(fields),
+                idempotency_key=idempotency_key,
             )
         return JSONResponse(created.model_dump(mode="json"))
-
-    def _check_early(self, fields: dict[str, str]) -> None:
-        """Refuse a bad purpose or expiry before the file streams in, when they came first."""
-        if "purpose" in fields:
-            self.service.check_purpose(fields["purpose"])
-        self.service.check_expires_after(parse_expires_after(fields))
 
     async def list(self, request: Request) -> Response:
         owner = await self.owner(request)
@@ -147,6 +161,17 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
             yield body
         if not message.get("more_body", False):
             return
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255:
+        raise InvalidRequest(
+            "The Idempotency-Key header must be 1 to 255 characters long.", param="Idempotency-Key"
+        )
+    return key
 
 
 def _download_headers(filename: str, length: int) -> dict[str, str]:

@@ -4,6 +4,7 @@
 OpenAIFilesError
 ├── InvalidRequest               400  a parameter or the request body is wrong (`param` names it)
 │   ├── MalformedUpload          400  the multipart body cannot be parsed
+│   ├── InvalidFile              400  the file's content breaks its purpose's rules (bad JSONL)
 │   └── UnsupportedFileType      400  the file's type or extension is not allowed for its purpose
 ├── FileTooLarge                 413  the file passed the maximum size
 │   └── RequestTooLarge          413  the request body passed its maximum (the form around the file)
@@ -11,6 +12,8 @@ OpenAIFilesError
 ├── FileNotFound                 404  no such file for this owner (also a builtin FileNotFoundError)
 ├── BlobNotFound                 404  storage has no bytes under a key (also a FileNotFoundError)
 ├── Conflict                     409  the file is in use and cannot be changed now
+├── QuotaExceeded                400  the owner's file count or storage quota would be passed
+├── RateLimited                  429  too many requests; retry after `retry_after` seconds
 └── BackendUnavailable           503  storage or the metadata store cannot be reached
 ```
 
@@ -30,9 +33,12 @@ __all__ = [
     "Conflict",
     "FileNotFound",
     "FileTooLarge",
+    "InvalidFile",
     "InvalidRequest",
     "MalformedUpload",
     "OpenAIFilesError",
+    "QuotaExceeded",
+    "RateLimited",
     "RequestTooLarge",
     "UnsupportedFileType",
 ]
@@ -59,6 +65,13 @@ class MalformedUpload(InvalidRequest):
     """The multipart body is not well-formed (boundary, headers, structure)."""
 
     code = "invalid_multipart"
+
+
+class InvalidFile(InvalidRequest):
+    """The file's content breaks the rules of its purpose (a batch file that is not valid
+    JSONL, say); the message names the first bad line."""
+
+    code = "invalid_file"
 
 
 class UnsupportedFileType(InvalidRequest):
@@ -124,6 +137,37 @@ class Conflict(OpenAIFilesError):
     """The operation conflicts with the file's current state (for example, it is held)."""
 
     code = "conflict"
+
+
+class QuotaExceeded(OpenAIFilesError):
+    """Storing the file would pass the owner's quota of files or bytes."""
+
+    code = "quota_exceeded"
+
+    @classmethod
+    def for_usage(cls, max_files: int | None, max_bytes: int | None, files: int) -> QuotaExceeded:
+        """The error for an owner storing ``files`` files, with the limits that apply."""
+        limits = []
+        if max_files is not None:
+            limits.append(f"{max_files} files")
+        if max_bytes is not None:
+            limits.append(f"{max_bytes} bytes")
+        return cls(
+            f"Storage quota exceeded: the limit is {' and '.join(limits)} per owner, and "
+            f"{files} files are stored. Delete files you no longer need, then retry."
+        )
+
+
+class RateLimited(OpenAIFilesError):
+    """A rate limiter refused the request; ``retry_after`` says when to try again."""
+
+    code = "rate_limit_exceeded"
+
+    def __init__(self, retry_after: float, message: str | None = None) -> None:
+        super().__init__(
+            message or f"Rate limit reached. Retry after {max(1, round(retry_after))} seconds."
+        )
+        self.retry_after = retry_after
 
 
 class BackendUnavailable(OpenAIFilesError):

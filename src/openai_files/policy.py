@@ -1,10 +1,19 @@
-"""Which files the service accepts and how it lists them, in one value object."""
+"""The rules of one deployment, in one value object: which files it accepts, how long it keeps
+them, how much an owner may store, how lists page and how deletes behave.
+
+The defaults are OpenAI's. `docs/policy.md` shows how to reproduce other platforms' rules.
+"""
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Literal
+
+from .metadata.base import Quota
+from .validation import BATCH_RULES, FINE_TUNE_RULES, JSONLRules
 
 __all__ = [
     "DAY",
@@ -12,7 +21,9 @@ __all__ = [
     "EXPIRES_AFTER_MIN",
     "OPENAI_SYSTEM_PURPOSES",
     "OPENAI_UPLOAD_PURPOSES",
+    "FileTypes",
     "Policy",
+    "Validation",
 ]
 
 DAY = 24 * 60 * 60
@@ -29,44 +40,101 @@ OPENAI_UPLOAD_PURPOSES: tuple[str, ...] = (
 )
 OPENAI_SYSTEM_PURPOSES: tuple[str, ...] = ("assistants_output", "batch_output", "fine-tune-results")
 
+Validation = Literal["strict", "lenient", "off"]
+"""What happens to a JSONL file that breaks its purpose's rules: ``strict`` refuses it (400
+naming the first bad line), ``lenient`` stores it with ``status: "error"`` and the reason in
+``status_details``, ``off`` does not check."""
 
-def _frozen(mapping: Mapping[str, int]) -> Mapping[str, int]:
+
+@dataclass(frozen=True)
+class FileTypes:
+    """The files a purpose accepts: by filename extension (``".jsonl"``) or by the media type
+    the client declared for the file part (``"application/pdf"``). A file matching either
+    list is accepted."""
+
+    extensions: tuple[str, ...] = ()
+    media_types: tuple[str, ...] = ()
+
+    def allows(self, filename: str, media_type: str | None) -> bool:
+        extension = posixpath.splitext(filename.lower())[1]
+        declared = (media_type or "").split(";")[0].strip().lower()
+        return extension in self.extensions or declared in self.media_types
+
+    def describe(self) -> str:
+        return ", ".join([*self.extensions, *self.media_types])
+
+
+JSONL_ONLY = FileTypes(extensions=(".jsonl",))
+
+
+def _frozen(mapping: Mapping[str, object]) -> Mapping[str, object]:
     return MappingProxyType(dict(mapping))
 
 
 @dataclass(frozen=True)
 class Policy:
-    """The rules of one deployment. The defaults are OpenAI's.
+    """The rules of one deployment. Every field has OpenAI's behaviour as its default.
 
     - ``upload_purposes``: purposes a client may upload, in the order error messages list them.
-    - ``max_file_size``: the largest file ``POST /files`` accepts, in bytes, enforced while
-      the body streams in.
-    - ``max_filename_length``: the longest filename accepted, in characters.
+    - ``system_purposes``: purposes only the service itself creates (``create(system=True)``).
+    - ``max_file_size``: the largest upload, in bytes, enforced while the body streams in;
+      ``max_file_size_by_purpose`` lowers it for some purposes (``{"vision": 20 MB}``).
+    - ``file_types``: per purpose, the extensions or media types it accepts (absent: any).
+    - ``validation`` and ``jsonl_rules``: which purposes' files are checked as JSONL, with
+      which rules, in the same streaming pass as the upload, and what a bad file gets.
     - ``default_expiry``: seconds after creation at which a file of a purpose expires when the
       client sends no ``expires_after`` (OpenAI: ``batch`` after 30 days, others never).
+    - ``quota``: the most files and bytes one owner may store (None: no limit).
+    - ``soft_delete``: keep a deleted file's record, with status ``deleted``, without its bytes.
     - ``list_limit_default`` / ``list_limit_max``: the page size of ``GET /files``.
     """
 
     upload_purposes: tuple[str, ...] = OPENAI_UPLOAD_PURPOSES
+    system_purposes: tuple[str, ...] = OPENAI_SYSTEM_PURPOSES
     max_file_size: int = 512 * 1024 * 1024
+    max_file_size_by_purpose: Mapping[str, int] = field(default_factory=dict)
     max_filename_length: int = 1024
-    default_expiry: Mapping[str, int] = field(
-        default_factory=lambda: _frozen({"batch": EXPIRES_AFTER_MAX})
+    file_types: Mapping[str, FileTypes] = field(
+        default_factory=lambda: {"batch": JSONL_ONLY, "fine-tune": JSONL_ONLY}
     )
+    validation: Validation = "strict"
+    jsonl_rules: Mapping[str, JSONLRules] = field(
+        default_factory=lambda: {"batch": BATCH_RULES, "fine-tune": FINE_TUNE_RULES}
+    )
+    default_expiry: Mapping[str, int] = field(default_factory=lambda: {"batch": EXPIRES_AFTER_MAX})
+    quota: Quota | None = None
+    soft_delete: bool = False
     list_limit_default: int = 10_000
     list_limit_max: int = 10_000
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "default_expiry", _frozen(self.default_expiry))
+        for name in ("max_file_size_by_purpose", "file_types", "jsonl_rules", "default_expiry"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
         if self.max_file_size < 1:
             raise ValueError("max_file_size must be at least 1 byte")
         if not 1 <= self.list_limit_default <= self.list_limit_max:
             raise ValueError("list_limit_default must be between 1 and list_limit_max")
+        if self.validation not in ("strict", "lenient", "off"):
+            raise ValueError("validation must be 'strict', 'lenient' or 'off'")
+
+    def max_size_for(self, purpose: str | None) -> int:
+        """The largest file accepted for ``purpose`` (None: for any purpose)."""
+        if purpose is None:
+            return self.max_file_size
+        return min(
+            self.max_file_size, self.max_file_size_by_purpose.get(purpose, self.max_file_size)
+        )
+
+    def rules_for(self, purpose: str) -> JSONLRules | None:
+        """The JSONL rules a file of ``purpose`` is checked against, or None."""
+        return None if self.validation == "off" else self.jsonl_rules.get(purpose)
 
     def __repr__(self) -> str:
-        return (
-            f"Policy(upload_purposes={self.upload_purposes!r}, "
-            f"max_file_size={self.max_file_size}, "
-            f"default_expiry={dict(self.default_expiry)!r}, "
-            f"list_limit_default={self.list_limit_default}, list_limit_max={self.list_limit_max})"
+        """Only what differs from OpenAI's defaults."""
+        default = Policy()
+        changed = ", ".join(
+            f"{name}={value!r}"
+            for name, value in vars(self).items()
+            if value != getattr(default, name)
         )
+        return f"Policy({changed})"

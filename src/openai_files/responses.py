@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from urllib.parse import quote
 
@@ -16,6 +17,8 @@ from .errors import (
     FileTooLarge,
     InvalidRequest,
     OpenAIFilesError,
+    QuotaExceeded,
+    RateLimited,
 )
 from .models import ErrorBody, ErrorDetail
 from .service import FileContent
@@ -29,8 +32,13 @@ _STATUS: tuple[tuple[type[OpenAIFilesError], int, str], ...] = (
     (FileNotFound, 404, "invalid_request_error"),
     (Conflict, 409, "invalid_request_error"),
     (FileTooLarge, 413, "invalid_request_error"),
+    (QuotaExceeded, 400, "invalid_request_error"),
+    (RateLimited, 429, "rate_limit_error"),
     (BackendUnavailable, 503, "server_error"),
 )
+
+MAX_RETRY_AFTER = 60
+"""The longest Retry-After sent: every version of the SDKs honours up to 60 seconds."""
 
 
 def openai_error(
@@ -57,9 +65,11 @@ def error_response(exc: OpenAIFilesError) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, Conflict):
         headers["x-should-retry"] = "false"
-    if isinstance(exc, FileTooLarge | InvalidRequest):
+    if isinstance(exc, FileTooLarge | InvalidRequest | QuotaExceeded):
         # The rest of the body may be unread: the connection cannot be reused.
         headers["connection"] = "close"
+    if isinstance(exc, RateLimited):
+        headers["retry-after"] = str(min(MAX_RETRY_AFTER, max(1, math.ceil(exc.retry_after))))
     if isinstance(exc, AuthenticationFailed):
         headers["www-authenticate"] = "Bearer"
     return openai_error(

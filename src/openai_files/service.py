@@ -2,33 +2,39 @@
 
 The service owns the order of effects that keeps storage and metadata consistent:
 
-- create: a ``pending`` record (invisible) -> the bytes streamed to storage under a fresh key,
-  counted and limited on the fly -> the record committed as ``active``. On any failure the
-  bytes and the record are removed; a crash between the steps leaves only a pending record
-  and its key, never a visible record without bytes.
-- delete: the record turns ``deleting`` (clients see 404 at once) -> the bytes are removed ->
-  the record is removed. If removing the bytes fails, the ``deleting`` record stays behind as
-  the reminder to retry, so nothing is forgotten.
-- expiry: a file is invisible from the second its ``expires_at`` is reached.
+- create: a ``pending`` record (invisible, counted against the owner's quota) -> the bytes
+  streamed to storage under a fresh key, counted, limited and validated on the fly -> the
+  record committed as ``active``. On any failure the bytes and the record are removed; a crash
+  between the steps leaves only a pending record, which the sweeper removes with its bytes.
+- delete: refused while a batch holds the file -> the record turns ``deleting`` (clients see
+  404 at once) -> the bytes are removed -> the record is removed (or, with soft delete, kept
+  as ``deleted``). If removing the bytes fails, the ``deleting`` record stays behind and the
+  sweeper retries, so nothing is forgotten.
+- expiry: a file is invisible from the second its ``expires_at`` is reached, unless a batch
+  holds it; the sweeper removes expired files in bounded batches.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
 import anyio
 
-from .errors import BlobNotFound, Conflict, FileNotFound, FileTooLarge, InvalidRequest
+from .errors import BlobNotFound, FileNotFound, InvalidRequest, UnsupportedFileType
+from .events import EventHook, FileEvent, FileEventKind, emit
 from .ids import new_file_id, new_storage_key, parse_file_id
 from .metadata.base import FileRecord, MetadataStore, Order
 from .models import FileDeleted, FileList, FileObject
 from .policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, Policy
-from .storage.base import PresignedURLs, Storage, StoredBlob
+from .storage.base import PresignedURLs, Storage
+from .sweeper import SweepReport, run_sweeper, sweep, sweep_orphans
+from .upload import IDEMPOTENCY_WINDOW, PendingUpload
 
 __all__ = ["FileContent", "FilesService", "PendingUpload"]
 
@@ -63,11 +69,11 @@ class FileContent:
 
 
 class FilesService:
-    """Files by owner over one `Storage` and one `MetadataStore`.
+    """Files by owner over one `Storage` and one `MetadataStore`, under one `Policy`.
 
     ``clock`` returns the current Unix time in seconds (``time.time`` by default); tests pass a
-    controllable one. The service owns both backends: `aclose` (or leaving ``async with``)
-    closes them.
+    controllable one. ``events`` are called after files are created, deleted or expired. The
+    service owns both backends: `aclose` (or leaving ``async with``) closes them.
     """
 
     def __init__(
@@ -77,11 +83,13 @@ class FilesService:
         *,
         policy: Policy | None = None,
         clock: Clock = time.time,
+        events: Sequence[EventHook] = (),
     ) -> None:
         self.storage = storage
         self.metadata = metadata
         self.policy = policy or Policy()
         self.clock = clock
+        self.events = tuple(events)
 
     def __repr__(self) -> str:
         return f"FilesService(storage={self.storage!r}, metadata={self.metadata!r})"
@@ -115,34 +123,50 @@ class FilesService:
         purpose: str,
         expires_after: int | None = None,
         media_type: str | None = None,
+        idempotency_key: str | None = None,
+        system: bool = False,
     ) -> FileObject:
         """Store a new file from ``file`` (bytes or an async iterable of chunks) and return it.
 
         ``expires_after`` is seconds after creation (3600..2592000); without it the policy's
-        default expiry for the purpose applies.
+        default expiry for the purpose applies. ``system=True`` also allows the purposes only
+        the service creates (``batch_output``, ...). With ``idempotency_key``, a file created
+        under the same key within 24 hours is returned instead of a new one.
         """
-        self.check_purpose(purpose)
         self.check_expires_after(expires_after)
-        upload = await self.begin_upload(owner, filename=filename, media_type=media_type)
+        upload = await self.begin_upload(
+            owner, filename=filename, media_type=media_type, purpose=purpose, system=system
+        )
         async with upload:
             await upload.write(_as_chunks(file))
-            return await upload.finish(purpose=purpose, expires_after=expires_after)
+            return await upload.finish(
+                purpose=purpose, expires_after=expires_after, idempotency_key=idempotency_key
+            )
 
     async def begin_upload(
-        self, owner: str, *, filename: str, media_type: str | None = None
+        self,
+        owner: str,
+        *,
+        filename: str,
+        media_type: str | None = None,
+        purpose: str | None = None,
+        system: bool = False,
     ) -> PendingUpload:
-        """Start an upload whose purpose may not be known until its bytes have arrived.
+        """Start an upload; ``purpose`` may be left for `PendingUpload.finish` when it is not
+        known until the bytes have arrived (clients may send the ``purpose`` field last).
 
-        The HTTP edge uses this because clients may send the ``purpose`` field after the file.
         Use the result as an async context manager: leaving it without `PendingUpload.finish`
         (or with an exception) removes everything the upload wrote.
         """
         self.check_filename(filename)
+        if purpose is not None:
+            self.check_purpose(purpose, system=system)
+            self.check_file_type(purpose, filename, media_type)
         created_us = int(self.clock() * 1_000_000)
         record = FileRecord(
             id=new_file_id(created_us),
             owner=_checked_owner(owner),
-            purpose="",
+            purpose=purpose or "",
             filename=filename,
             bytes=0,
             created_us=created_us,
@@ -153,16 +177,21 @@ class FilesService:
             sha256=None,
             media_type=media_type,
             state="pending",
+            changed_at=created_us // 1_000_000,
         )
-        await self.metadata.insert(record)
-        return PendingUpload(self, record)
+        await self.metadata.insert(record, quota=self.policy.quota)
+        return PendingUpload(self, record, purpose=purpose, system=system)
 
-    def check_purpose(self, purpose: str) -> None:
-        """`InvalidRequest` unless clients may upload files with ``purpose``."""
-        if purpose not in self.policy.upload_purposes:
-            allowed = ", ".join(repr(p) for p in self.policy.upload_purposes)
+    def check_purpose(self, purpose: str, *, system: bool = False) -> None:
+        """`InvalidRequest` unless files with ``purpose`` may be created (by the service itself
+        with ``system``, which also allows the system purposes)."""
+        allowed = self.policy.upload_purposes
+        if system:
+            allowed += self.policy.system_purposes
+        if purpose not in allowed:
+            listed = ", ".join(repr(p) for p in allowed)
             raise InvalidRequest(
-                f"{purpose!r} is not one of [{allowed}] - 'purpose'", param="purpose"
+                f"{purpose!r} is not one of [{listed}] - 'purpose'", param="purpose"
             )
 
     def check_expires_after(self, seconds: int | None) -> None:
@@ -191,11 +220,30 @@ class FilesService:
                 param="file",
             )
 
+    def check_file_type(self, purpose: str, filename: str, media_type: str | None) -> None:
+        """`UnsupportedFileType` unless the policy accepts this kind of file for ``purpose``."""
+        types = self.policy.file_types.get(purpose)
+        if types is not None and not types.allows(filename, media_type):
+            raise UnsupportedFileType(
+                f"Files with purpose {purpose!r} must be {types.describe()}; "
+                f"got {filename[:200]!r}.",
+                param="file",
+            )
+
     # -- read -------------------------------------------------------------------------------
 
     async def retrieve(self, owner: str, file_id: str) -> FileObject:
-        """The file, or `FileNotFound` (missing, deleted, expired or another owner's)."""
-        return file_object(await self._visible(owner, file_id))
+        """The file, or `FileNotFound` (missing, deleted, expired or another owner's). With
+        soft delete, a deleted file is returned with status ``deleted``."""
+        record = await self.metadata.get(
+            _checked_owner(owner),
+            file_id,
+            now=self.now(),
+            include_deleted=self.policy.soft_delete,
+        )
+        if record is None:
+            raise FileNotFound(file_id)
+        return self.file_object(record)
 
     async def list(
         self,
@@ -237,7 +285,7 @@ class FilesService:
             limit=page_size + 1,
             order=direction,
         )
-        data = [file_object(record) for record in records[:page_size]]
+        data = [self.file_object(record) for record in records[:page_size]]
         return FileList(
             data=data,
             first_id=data[0].id if data else None,
@@ -258,7 +306,7 @@ class FilesService:
             log.error("file %s is listed but its bytes are missing from storage", file_id)
             raise FileNotFound(file_id) from None
         return FileContent(
-            file=file_object(record),
+            file=self.file_object(record),
             sha256=record.sha256,
             media_type=record.media_type,
             start=first,
@@ -274,35 +322,90 @@ class FilesService:
             return None
         return await self.storage.presigned_url(record.storage_key, expires_in=expires_in)
 
-    # -- delete -----------------------------------------------------------------------------
+    async def idempotent_file(self, owner: str, key: str) -> FileObject | None:
+        """The file the owner created with ``Idempotency-Key: key`` within 24 hours, if any."""
+        since = self.now() - IDEMPOTENCY_WINDOW
+        file_id = await self.metadata.idempotent_file(_checked_owner(owner), key, since=since)
+        return None if file_id is None else await self.retrieve(owner, file_id)
+
+    # -- delete and hold ---------------------------------------------------------------------
 
     async def delete(self, owner: str, file_id: str) -> FileDeleted:
-        """Delete the file: gone for clients at once, its bytes removed right after."""
+        """Delete the file: gone for clients at once, its bytes removed right after.
+
+        `Conflict` while a batch holds the file; `FileNotFound` if it is not visible.
+        """
         record = await self.metadata.begin_delete(_checked_owner(owner), file_id, now=self.now())
         if record is None:
             raise FileNotFound(file_id)
         with anyio.CancelScope(shield=True):
-            await self._purge(record)
+            await self.purge(record, keep_record=self.policy.soft_delete)
+        await self.emit("deleted", owner, self.file_object(record))
         return FileDeleted(id=file_id, deleted=True)
 
-    async def _purge(self, record: FileRecord) -> None:
-        """Remove a record's bytes, then the record.
+    async def hold(self, owner: str, file_id: str, holder: str) -> None:
+        """Hold the file for ``holder`` (a batch id, say): until released it cannot be deleted
+        (409) and does not expire. Holding twice for one holder is one hold."""
+        if not await self.metadata.hold(_checked_owner(owner), file_id, holder, now=self.now()):
+            raise FileNotFound(file_id)
+
+    async def release(self, owner: str, file_id: str, holder: str) -> bool:
+        """Drop ``holder``'s hold; False if it held nothing. A released file past its expiry
+        is gone at once."""
+        return await self.metadata.release(_checked_owner(owner), file_id, holder)
+
+    @asynccontextmanager
+    async def holding(self, owner: str, file_id: str, holder: str) -> AsyncIterator[FileObject]:
+        """Hold the file for the duration of the block, and release it however the block ends."""
+        await self.hold(owner, file_id, holder)
+        try:
+            yield await self.retrieve(owner, file_id)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.release(owner, file_id, holder)
+
+    async def purge(self, record: FileRecord, *, keep_record: bool = False) -> bool:
+        """Remove a record's bytes, then the record (or keep it as ``deleted``); True if done.
 
         If the bytes cannot be removed the record stays (``pending`` or ``deleting``, invisible
-        to clients) as the reminder to retry, so no bytes are ever forgotten.
+        to clients) as the reminder for the sweeper, so no bytes are ever forgotten.
         """
         try:
             await self.storage.delete(record.storage_key)
         except Exception:
-            log.warning("removing the bytes of %s failed; it will be retried", record.id)
-            return
-        await self.metadata.remove(record.owner, record.id)
+            log.warning("removing the bytes of %s failed; the sweeper will retry", record.id)
+            return False
+        await self.metadata.remove(record.owner, record.id, keep_record=keep_record)
+        return True
+
+    # -- sweeping -----------------------------------------------------------------------------
+
+    async def sweep(self, *, batch: int = 100, stale_after: int = 3600) -> SweepReport:
+        """Remove expired files and what dead uploads and failed deletes left, now.
+
+        For hosts that schedule their own jobs; safe to run on several replicas at once.
+        ``stale_after`` is how long an upload or a delete may take before it counts as dead.
+        """
+        return await sweep(self, batch=batch, stale_after=stale_after)
+
+    async def sweep_orphans(self, *, grace: int = 24 * 3600) -> int:
+        """Remove stored bytes no record knows, older than ``grace`` seconds."""
+        return await sweep_orphans(self, grace=grace)
+
+    async def run_sweeper(self, *, interval: float, stale_after: int = 3600) -> None:
+        """Sweep every ``interval`` seconds until cancelled (run it in a task)."""
+        await run_sweeper(self, interval=interval, stale_after=stale_after)
 
     # -- helpers -----------------------------------------------------------------------------
 
     def now(self) -> int:
         """The current time in whole Unix seconds, by this service's clock."""
         return int(self.clock())
+
+    async def emit(self, kind: FileEventKind, owner: str, file: FileObject) -> None:
+        """Tell the event hooks that ``kind`` happened to ``file``."""
+        if self.events:
+            await emit(self.events, FileEvent(kind=kind, owner=owner, file=file, at=self.now()))
 
     async def _visible(self, owner: str, file_id: str) -> FileRecord:
         record = await self.metadata.get(_checked_owner(owner), file_id, now=self.now())
@@ -316,79 +419,19 @@ class FilesService:
             seconds = self.policy.default_expiry.get(purpose)
         return None if seconds is None else record.created_at + seconds
 
-
-class PendingUpload:
-    """An upload in progress: `write` its bytes once, then `finish` it with its purpose."""
-
-    def __init__(self, service: FilesService, record: FileRecord) -> None:
-        self._service = service
-        self.record = record
-        self._blob: StoredBlob | None = None
-        self._finished = False
-
-    @property
-    def file_id(self) -> str:
-        return self.record.id
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if not self._finished:
-            await self.abort()
-
-    async def write(self, chunks: AsyncIterable[bytes]) -> StoredBlob:
-        """Stream the file's bytes to storage, refusing them as soon as they pass the limit."""
-        if self._blob is not None:
-            raise RuntimeError("an upload's bytes are written once")
-        limited = _limited(chunks, self._service.policy.max_file_size)
-        self._blob = await self._service.storage.put(self.record.storage_key, limited)
-        return self._blob
-
-    async def finish(self, *, purpose: str, expires_after: int | None = None) -> FileObject:
-        """Check the purpose and expiry, then make the file visible; `abort` on any error."""
-        service = self._service
-        service.check_purpose(purpose)
-        service.check_expires_after(expires_after)
-        if self._blob is None:
-            raise InvalidRequest("The upload has no file.", param="file")
-        record = self.record.replace(
-            purpose=purpose,
-            bytes=self._blob.size,
-            sha256=self._blob.sha256,
-            status="processed",
-            expires_at=service.expires_at(self.record, purpose, expires_after),
+    @staticmethod
+    def file_object(record: FileRecord) -> FileObject:
+        """The wire form of a record."""
+        return FileObject(
+            id=record.id,
+            bytes=record.bytes,
+            created_at=record.created_at,
+            filename=record.filename,
+            purpose=record.purpose,
+            status=record.status,  # type: ignore[arg-type]
+            status_details=record.status_details,
+            expires_at=record.expires_at,
         )
-        if not await service.metadata.commit(record):
-            raise Conflict("The upload was abandoned before it completed; upload the file again.")
-        self._finished = True
-        self.record = record.replace(state="active")
-        return file_object(self.record)
-
-    async def abort(self) -> None:
-        """Remove whatever this upload stored; safe to call more than once."""
-        self._finished = True
-        with anyio.CancelScope(shield=True):
-            await self._service._purge(self.record)
-
-
-def file_object(record: FileRecord) -> FileObject:
-    """The wire form of a record."""
-    return FileObject(
-        id=record.id,
-        bytes=record.bytes,
-        created_at=record.created_at,
-        filename=record.filename,
-        purpose=record.purpose,
-        status=record.status,  # type: ignore[arg-type]
-        status_details=record.status_details,
-        expires_at=record.expires_at,
-    )
 
 
 def _checked_owner(owner: str) -> str:
@@ -402,13 +445,4 @@ async def _as_chunks(file: AsyncIterable[bytes] | bytes) -> AsyncIterator[bytes]
         yield bytes(file)
         return
     async for chunk in file:
-        yield chunk
-
-
-async def _limited(chunks: AsyncIterable[bytes], limit: int) -> AsyncIterator[bytes]:
-    total = 0
-    async for chunk in chunks:
-        total += len(chunk)
-        if total > limit:
-            raise FileTooLarge(limit)
         yield chunk

@@ -1,28 +1,66 @@
-"""The metadata-store protocol and the record it stores."""
+"""The metadata-store protocol, the record it stores, and the quota it enforces."""
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-__all__ = ["DEFAULT_TABLE_PREFIX", "Cursor", "FileRecord", "MetadataStore", "Order", "RecordState"]
+__all__ = [
+    "DEFAULT_TABLE_PREFIX",
+    "Cursor",
+    "FileRecord",
+    "MetadataStore",
+    "Order",
+    "Quota",
+    "RecordState",
+    "Usage",
+]
 
 DEFAULT_TABLE_PREFIX = "openai_files_"
 """The prefix of the SQL store's table names unless another is configured."""
 
 Order = Literal["asc", "desc"]
-RecordState = Literal["pending", "active", "deleting"]
+RecordState = Literal["pending", "active", "deleting", "deleted"]
 """``pending``: bytes are being uploaded, invisible to clients; ``active``: visible until it
-expires; ``deleting``: removed for clients, its bytes still to be deleted."""
+expires (or, while held, until it is released); ``deleting``: gone for clients, its bytes still
+to be removed; ``deleted``: a soft-deleted file's record, kept without its bytes."""
 
 Cursor = tuple[int, str]
 """A position in the listing order: ``(created_us, file_id)``."""
 
 
 @dataclass(frozen=True)
+class Quota:
+    """The most an owner may store: files and bytes of ``pending`` and ``active`` records.
+    None means no limit."""
+
+    max_files: int | None = None
+    max_bytes: int | None = None
+
+    def allows(self, files: int, size: int) -> bool:
+        return (self.max_files is None or files <= self.max_files) and (
+            self.max_bytes is None or size <= self.max_bytes
+        )
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What an owner stores now: the files and bytes that count against a `Quota`."""
+
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True)
 class FileRecord:
-    """Everything stored about one file."""
+    """Everything stored about one file.
+
+    While ``pending``, ``bytes`` is what the upload has reserved against the owner's quota so
+    far; once ``active``, it is the file's size. ``changed_at`` is when the state last changed
+    (Unix seconds), which tells the sweeper how long a record has been stuck.
+    """
 
     id: str
     owner: str
@@ -37,6 +75,8 @@ class FileRecord:
     sha256: str | None
     media_type: str | None
     state: RecordState
+    changed_at: int = 0
+    hold_count: int = 0
 
     @property
     def created_at(self) -> int:
@@ -46,9 +86,17 @@ class FileRecord:
     def cursor(self) -> Cursor:
         return (self.created_us, self.id)
 
+    def expired_at(self, now: int) -> bool:
+        """Past its ``expires_at`` at ``now`` (Unix seconds), whether or not it is held."""
+        return self.expires_at is not None and now >= self.expires_at
+
     def visible_at(self, now: int) -> bool:
-        """Active and not expired at ``now`` (Unix seconds): an expired file is gone at once."""
-        return self.state == "active" and (self.expires_at is None or now < self.expires_at)
+        """Active and not expired at ``now``; a held file does not expire until released."""
+        return self.state == "active" and (self.hold_count > 0 or not self.expired_at(now))
+
+    @property
+    def counts_against_quota(self) -> bool:
+        return self.state in ("pending", "active")
 
     def replace(self, **changes: object) -> FileRecord:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -59,26 +107,51 @@ class MetadataStore(Protocol):
     """File records by owner and id.
 
     Every read and write takes the owner; a record of another owner behaves exactly like a
-    missing one. "Visible" means state ``active`` and not expired at ``now`` (Unix seconds).
-    Listing order is ``(created_us, id)``, ascending or descending, which is total, so keyset
-    pagination neither skips nor repeats a record. Every operation is atomic, also across
-    processes sharing one database. Errors are the library's: `Conflict` for a duplicate id,
-    `BackendUnavailable` when the store cannot be reached.
+    missing one. "Visible" is `FileRecord.visible_at`. Listing order is ``(created_us, id)``,
+    ascending or descending, which is total, so keyset pagination neither skips nor repeats a
+    record. Every operation is atomic, also across processes sharing one database, and keeps
+    each owner's `Usage` equal to the count and total bytes of their ``pending`` and
+    ``active`` records. Errors are the library's: `Conflict` for a duplicate id or a held file,
+    `QuotaExceeded` when a quota would be passed, `BackendUnavailable` when the store cannot
+    be reached.
     """
 
-    async def insert(self, record: FileRecord) -> None:
-        """Add a new record; `Conflict` if its id exists already."""
-        ...
+    async def insert(self, record: FileRecord, *, quota: Quota | None = None) -> None:
+        """Add a new ``pending`` record, counting it and its ``bytes`` in the owner's usage.
 
-    async def commit(self, record: FileRecord) -> bool:
-        """Replace the ``pending`` record with this id and owner by ``record`` (now ``active``).
-
-        Returns False, changing nothing, when no such pending record exists any more.
+        `QuotaExceeded` (and nothing added) if that would pass ``quota``; `Conflict` if the
+        id exists already.
         """
         ...
 
-    async def get(self, owner: str, file_id: str, *, now: int) -> FileRecord | None:
-        """The visible record, or None."""
+    async def reserve(self, owner: str, file_id: str, size: int, *, quota: Quota | None) -> bool:
+        """Grow the pending record's reserved ``bytes`` by ``size``, and the usage with it.
+
+        False, changing nothing, if that would pass ``quota`` or the record is not pending.
+        """
+        ...
+
+    async def commit(
+        self, record: FileRecord, *, idempotency_key: str | None = None, key_since: int = 0
+    ) -> str:
+        """Make the pending record with this id and owner ``active`` as ``record`` says, the
+        usage following the change of ``bytes``; return its id.
+
+        With ``idempotency_key``: if the owner already has a file under that key, remembered
+        at or after ``key_since`` (Unix seconds), commit nothing and return that file's id;
+        else remember the key for this file in the same transaction. `Conflict` when the
+        pending record no longer exists.
+        """
+        ...
+
+    async def idempotent_file(self, owner: str, key: str, *, since: int) -> str | None:
+        """The id of the file the owner created under ``key`` at or after ``since``, or None."""
+        ...
+
+    async def get(
+        self, owner: str, file_id: str, *, now: int, include_deleted: bool = False
+    ) -> FileRecord | None:
+        """The visible record (or, with ``include_deleted``, a ``deleted`` one), or None."""
         ...
 
     async def list(
@@ -94,15 +167,48 @@ class MetadataStore(Protocol):
         """Up to ``limit`` visible records in ``order``, starting strictly after ``after``."""
         ...
 
+    async def usage(self, owner: str) -> Usage:
+        """The owner's current usage."""
+        ...
+
     async def begin_delete(self, owner: str, file_id: str, *, now: int) -> FileRecord | None:
-        """Atomically make the visible record ``deleting`` and return it so; None if not visible.
+        """Atomically make the visible record ``deleting`` (no longer counted in the usage)
+        and return it so; None if not visible; `Conflict` if it is held.
 
         Of several concurrent callers for one file, exactly one gets the record.
         """
         ...
 
-    async def remove(self, owner: str, file_id: str) -> None:
-        """Delete the record in whatever state; a missing record is a no-op."""
+    async def remove(self, owner: str, file_id: str, *, keep_record: bool = False) -> None:
+        """Delete the record in whatever state, or with ``keep_record`` turn it ``deleted``
+        (status ``deleted``, zero usage); a missing record is a no-op."""
+        ...
+
+    async def hold(self, owner: str, file_id: str, holder: str, *, now: int) -> bool:
+        """Hold the visible file for ``holder`` (idempotent per holder): it cannot be deleted
+        and does not expire until every holder has released it. False if not visible."""
+        ...
+
+    async def release(self, owner: str, file_id: str, holder: str) -> bool:
+        """Drop ``holder``'s hold; False if it held nothing. Releasing an expired file makes
+        it gone at once."""
+        ...
+
+    async def claim_for_sweep(
+        self, *, now: int, stale_before: int, limit: int
+    ) -> builtins.list[FileRecord]:
+        """Claim up to ``limit`` records that need cleaning up, for one sweeper.
+
+        Candidates are expired unheld ``active`` records, and ``pending`` or ``deleting``
+        records whose ``changed_at`` is before ``stale_before`` (an upload or deletion that
+        died). Each claimed record turns ``deleting`` with ``changed_at = now`` and leaves the
+        usage; it is returned as it was before the claim. Concurrent sweepers never claim the
+        same record twice.
+        """
+        ...
+
+    async def existing_keys(self, keys: builtins.list[str]) -> set[str]:
+        """Which of these storage keys belong to a record, in any state, of any owner."""
         ...
 
     async def aclose(self) -> None:

@@ -3,39 +3,77 @@
 from __future__ import annotations
 
 import bisect
+import builtins
 
-from ..errors import Conflict
-from .base import Cursor, FileRecord, Order
+from ..errors import Conflict, QuotaExceeded
+from .base import Cursor, FileRecord, Order, Quota, Usage
 
 __all__ = ["MemoryMetadataStore"]
 
 
 class MemoryMetadataStore:
-    """Keeps records in dicts, with each owner's cursors in a sorted list for listing."""
+    """Keeps records in dicts, with each owner's cursors in a sorted list for listing.
+
+    Every method runs without awaiting anything, so on one event loop each is atomic.
+    """
 
     def __init__(self) -> None:
         self._records: dict[str, FileRecord] = {}
         self._order: dict[str, list[Cursor]] = {}
+        self._holds: dict[str, set[str]] = {}
+        self._keys: dict[tuple[str, str], tuple[str, int]] = {}
 
     def __repr__(self) -> str:
         return f"MemoryMetadataStore(records={len(self._records)})"
 
-    async def insert(self, record: FileRecord) -> None:
+    async def insert(self, record: FileRecord, *, quota: Quota | None = None) -> None:
         if record.id in self._records:
             raise Conflict(f"A file with id {record.id} exists already.")
+        if quota is not None:
+            usage = self._usage(record.owner)
+            if not quota.allows(usage.files + 1, usage.bytes + record.bytes):
+                raise QuotaExceeded.for_usage(quota.max_files, quota.max_bytes, usage.files)
         self._records[record.id] = record
         bisect.insort(self._order.setdefault(record.owner, []), record.cursor)
 
-    async def commit(self, record: FileRecord) -> bool:
-        current = self._own(record.owner, record.id)
-        if current is None or current.state != "pending":
+    async def reserve(self, owner: str, file_id: str, size: int, *, quota: Quota | None) -> bool:
+        record = self._own(owner, file_id)
+        if record is None or record.state != "pending":
             return False
-        self._records[record.id] = record.replace(state="active")
+        if quota is not None:
+            usage = self._usage(owner)
+            if not quota.allows(usage.files, usage.bytes + size):
+                return False
+        self._records[file_id] = record.replace(bytes=record.bytes + size)
         return True
 
-    async def get(self, owner: str, file_id: str, *, now: int) -> FileRecord | None:
+    async def commit(
+        self, record: FileRecord, *, idempotency_key: str | None = None, key_since: int = 0
+    ) -> str:
+        current = self._own(record.owner, record.id)
+        if current is None or current.state != "pending":
+            raise Conflict("The upload was abandoned before it completed; upload it again.")
+        if idempotency_key is not None:
+            earlier = await self.idempotent_file(record.owner, idempotency_key, since=key_since)
+            if earlier is not None:
+                return earlier
+            self._keys[(record.owner, idempotency_key)] = (record.id, record.changed_at)
+        self._records[record.id] = record.replace(state="active")
+        return record.id
+
+    async def idempotent_file(self, owner: str, key: str, *, since: int) -> str | None:
+        found = self._keys.get((owner, key))
+        return found[0] if found is not None and found[1] >= since else None
+
+    async def get(
+        self, owner: str, file_id: str, *, now: int, include_deleted: bool = False
+    ) -> FileRecord | None:
         record = self._own(owner, file_id)
-        return record if record is not None and record.visible_at(now) else None
+        if record is None:
+            return None
+        if record.visible_at(now) or (include_deleted and record.state == "deleted"):
+            return record
+        return None
 
     async def list(
         self,
@@ -63,25 +101,78 @@ class MemoryMetadataStore:
                     break
         return page
 
+    async def usage(self, owner: str) -> Usage:
+        return self._usage(owner)
+
     async def begin_delete(self, owner: str, file_id: str, *, now: int) -> FileRecord | None:
         record = await self.get(owner, file_id, now=now)
         if record is None:
             return None
-        deleting = record.replace(state="deleting")
+        if record.hold_count:
+            raise Conflict(f"The file {file_id} is in use by a batch and cannot be deleted now.")
+        deleting = record.replace(state="deleting", changed_at=now)
         self._records[file_id] = deleting
         return deleting
 
-    async def remove(self, owner: str, file_id: str) -> None:
+    async def remove(self, owner: str, file_id: str, *, keep_record: bool = False) -> None:
         record = self._own(owner, file_id)
         if record is None:
             return
+        if keep_record:
+            self._records[file_id] = record.replace(state="deleted", status="deleted")
+            return
         del self._records[file_id]
+        self._holds.pop(file_id, None)
         cursors = self._order[owner]
         del cursors[bisect.bisect_left(cursors, record.cursor)]
+
+    async def hold(self, owner: str, file_id: str, holder: str, *, now: int) -> bool:
+        record = await self.get(owner, file_id, now=now)
+        if record is None:
+            return False
+        holders = self._holds.setdefault(file_id, set())
+        holders.add(holder)
+        self._records[file_id] = record.replace(hold_count=len(holders))
+        return True
+
+    async def release(self, owner: str, file_id: str, holder: str) -> bool:
+        record = self._own(owner, file_id)
+        holders = self._holds.get(file_id, set())
+        if record is None or holder not in holders:
+            return False
+        holders.discard(holder)
+        self._records[file_id] = record.replace(hold_count=len(holders))
+        return True
+
+    async def claim_for_sweep(
+        self, *, now: int, stale_before: int, limit: int
+    ) -> builtins.list[FileRecord]:
+        claimed: list[FileRecord] = []
+        for record in list(self._records.values()):
+            if len(claimed) == limit:
+                break
+            if _needs_sweeping(record, now, stale_before):
+                self._records[record.id] = record.replace(state="deleting", changed_at=now)
+                claimed.append(record)
+        return claimed
+
+    async def existing_keys(self, keys: builtins.list[str]) -> set[str]:
+        wanted = set(keys)
+        return {r.storage_key for r in self._records.values() if r.storage_key in wanted}
 
     async def aclose(self) -> None:
         return None
 
+    def _usage(self, owner: str) -> Usage:
+        counted = [r for r in self._records.values() if r.owner == owner and r.counts_against_quota]
+        return Usage(files=len(counted), bytes=sum(r.bytes for r in counted))
+
     def _own(self, owner: str, file_id: str) -> FileRecord | None:
         record = self._records.get(file_id)
         return record if record is not None and record.owner == owner else None
+
+
+def _needs_sweeping(record: FileRecord, now: int, stale_before: int) -> bool:
+    if record.state == "active":
+        return record.hold_count == 0 and record.expired_at(now)
+    return record.state in ("pending", "deleting") and record.changed_at < stale_before

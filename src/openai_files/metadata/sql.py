@@ -2,83 +2,32 @@
 
 One implementation for every database SQLAlchemy drives asynchronously: SQLite (``aiosqlite``,
 the embedded default, in WAL mode), PostgreSQL (``asyncpg``) and MariaDB/MySQL (``aiomysql``).
-Every invariant is enforced by the database (a primary key, conditional updates inside
-transactions), never by locks in this process, so replicas can share one database.
-
-The tables are ``<prefix>files`` and ``<prefix>schema_version``; the schema is created on first
-use and its version recorded, so a later release can migrate an existing database.
+Every invariant is enforced by the database, never by locks in this process, so replicas can
+share one database: state changes are conditional updates whose row count says who won, a
+quota is one conditional update of the owner's usage row, and a hold and a delete contend for
+the same file row. The tables are described in `openai_files.metadata.sql_schema`; they are
+created on first use and their version recorded, so a later release can migrate them.
 """
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    and_,
-    delete,
-    event,
-    insert,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.dialects import mysql
+from sqlalchemy import and_, delete, event, insert, or_, select, update
 from sqlalchemy.engine import Row, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..errors import BackendUnavailable, Conflict
-from .base import DEFAULT_TABLE_PREFIX, Cursor, FileRecord, Order
+from ..errors import BackendUnavailable, Conflict, OpenAIFilesError, QuotaExceeded
+from .base import DEFAULT_TABLE_PREFIX, Cursor, FileRecord, Order, Quota, Usage
+from .sql_schema import SCHEMA_VERSION, Tables, insert_ignoring_duplicates
 
 __all__ = ["SCHEMA_VERSION", "SQLMetadataStore"]
-
-SCHEMA_VERSION = 1
-
-# Case- and accent-sensitive comparison of ids on MySQL/MariaDB, whose default collation is not.
-_ID = String(64).with_variant(mysql.VARCHAR(64, collation="utf8mb4_bin"), "mysql", "mariadb")
-
-
-def _tables(prefix: str) -> tuple[Table, Table]:
-    metadata = MetaData()
-    files = Table(
-        f"{prefix}files",
-        metadata,
-        Column("id", _ID, primary_key=True),
-        Column("owner", String(255), nullable=False),
-        Column("purpose", String(64), nullable=False),
-        Column("filename", Text, nullable=False),
-        Column("bytes", BigInteger, nullable=False),
-        Column("created_us", BigInteger, nullable=False),
-        Column("expires_at", BigInteger, nullable=True),
-        Column("status", String(16), nullable=False),
-        Column("status_details", Text, nullable=True),
-        Column("storage_key", String(255), nullable=False),
-        Column("sha256", String(64), nullable=True),
-        Column("media_type", String(255), nullable=True),
-        Column("state", String(16), nullable=False),
-        Index(f"{prefix}files_by_owner", "owner", "created_us", "id"),
-        Index(f"{prefix}files_by_owner_purpose", "owner", "purpose", "created_us", "id"),
-        mysql_charset="utf8mb4",
-    )
-    version = Table(
-        f"{prefix}schema_version",
-        metadata,
-        Column("version", Integer, nullable=False),
-        mysql_charset="utf8mb4",
-    )
-    return files, version
 
 
 class SQLMetadataStore:
@@ -102,13 +51,17 @@ class SQLMetadataStore:
         else:
             self.engine, self._owns_engine = _make_engine(url_or_engine, engine_options), True
         self.table_prefix = table_prefix
-        self._files, self._version = _tables(table_prefix)
+        self.tables = Tables.named(table_prefix)
+        self._files = self.tables.files
+        self._dialect = self.engine.dialect.name
         self._ready = False
         self._ready_lock = anyio.Lock()
 
     def __repr__(self) -> str:
         url = self.engine.url.render_as_string(hide_password=True)
         return f"SQLMetadataStore({url!r}, table_prefix={self.table_prefix!r})"
+
+    # -- schema -----------------------------------------------------------------------------
 
     async def create_schema(self) -> None:
         """Create the tables if they are missing and check the recorded schema version.
@@ -129,43 +82,143 @@ class SQLMetadataStore:
 
     async def _create_tables(self) -> None:
         async with self.engine.begin() as connection:
-            await connection.run_sync(self._files.metadata.create_all, checkfirst=True)
+            await connection.run_sync(self.tables.metadata.create_all, checkfirst=True)
 
     async def _check_version(self) -> None:
+        version = self.tables.version
         async with self.engine.begin() as connection:
-            found = (await connection.execute(select(self._version.c.version))).scalars().all()
+            found = (await connection.execute(select(version.c.version))).scalars().all()
             if not found:
-                await connection.execute(insert(self._version).values(version=SCHEMA_VERSION))
+                await connection.execute(insert(version).values(version=SCHEMA_VERSION))
             elif max(found) > SCHEMA_VERSION:
                 raise BackendUnavailable(
                     f"The database schema is version {max(found)}, newer than this release "
                     f"understands ({SCHEMA_VERSION}); upgrade openai-files."
                 )
 
-    async def insert(self, record: FileRecord) -> None:
+    async def drop_schema(self) -> None:
+        """Drop this store's tables (for tests and uninstalls)."""
+        async with self._translate(), self.engine.begin() as connection:
+            await connection.run_sync(self.tables.metadata.drop_all, checkfirst=True)
+        self._ready = False
+
+    # -- uploads ----------------------------------------------------------------------------
+
+    async def insert(self, record: FileRecord, *, quota: Quota | None = None) -> None:
         async with self._transaction() as connection:
+            # In a transaction of its own: on MariaDB the shared lock an INSERT IGNORE takes on
+            # an existing row, held into a later update, deadlocks concurrent uploads.
+            await connection.execute(
+                insert_ignoring_duplicates(
+                    self._dialect,
+                    self.tables.usage,
+                    {"owner": record.owner, "files": 0, "bytes": 0},
+                )
+            )
+        async with self._transaction() as connection:
+            if not await self._add_usage(connection, record.owner, 1, record.bytes, quota):
+                usage = await self._read_usage(connection, record.owner)
+                raise QuotaExceeded.for_usage(
+                    quota.max_files if quota else None,
+                    quota.max_bytes if quota else None,
+                    usage.files,
+                )
             try:
                 await connection.execute(insert(self._files).values(**_row(record)))
             except IntegrityError as exc:
                 raise Conflict(f"A file with id {record.id} exists already.") from exc
 
-    async def commit(self, record: FileRecord) -> bool:
-        values = _row(record.replace(state="active"))
+    async def reserve(self, owner: str, file_id: str, size: int, *, quota: Quota | None) -> bool:
         files = self._files
         async with self._transaction() as connection:
-            result = await connection.execute(
+            if not await self._add_usage(connection, owner, 0, size, quota):
+                return False
+            grown = await connection.execute(
                 update(files)
-                .where(files.c.id == record.id, files.c.owner == record.owner)
-                .where(files.c.state == "pending")
-                .values(**values)
+                .where(files.c.id == file_id, files.c.owner == owner, files.c.state == "pending")
+                .values(bytes=files.c.bytes + size)
             )
-            return bool(result.rowcount == 1)
+            if grown.rowcount != 1:
+                raise _Rollback  # not pending any more: undo the usage too
+            return True
+        return False
 
-    async def get(self, owner: str, file_id: str, *, now: int) -> FileRecord | None:
-        files = self._files
-        query = select(files).where(files.c.id == file_id, files.c.owner == owner)
+    async def commit(
+        self, record: FileRecord, *, idempotency_key: str | None = None, key_since: int = 0
+    ) -> str:
+        try:
+            return await self._commit(record, idempotency_key, key_since)
+        except IntegrityError:
+            # A concurrent upload with the same key committed first: answer with its file.
+            assert idempotency_key is not None
+            earlier = await self.idempotent_file(record.owner, idempotency_key, since=key_since)
+            if earlier is None:
+                raise
+            return earlier
+
+    async def _commit(self, record: FileRecord, key: str | None, key_since: int) -> str:
+        files, keys = self._files, self.tables.idempotency
+        async with self._transaction(translate_integrity=False) as connection:
+            if key is not None:
+                earlier = await self._key_file(connection, record.owner, key, key_since)
+                if earlier is not None:
+                    return earlier
+            mine = and_(files.c.id == record.id, files.c.owner == record.owner)
+            reserved = (
+                await connection.execute(
+                    select(files.c.bytes).where(mine, files.c.state == "pending")
+                )
+            ).scalar()
+            if reserved is None:
+                raise Conflict("The upload was abandoned before it completed; upload it again.")
+            done = await connection.execute(
+                update(files)
+                .where(mine, files.c.state == "pending", files.c.bytes == reserved)
+                .values(**_row(record.replace(state="active")))
+            )
+            if done.rowcount != 1:
+                raise Conflict("The upload changed while it was completing; upload it again.")
+            await self._add_usage(connection, record.owner, 0, record.bytes - reserved, None)
+            if key is not None:
+                await connection.execute(
+                    delete(keys).where(keys.c.owner == record.owner, keys.c.key == key)
+                )
+                await connection.execute(
+                    insert(keys).values(
+                        owner=record.owner,
+                        key=key,
+                        file_id=record.id,
+                        created_at=record.changed_at,
+                    )
+                )
+        return record.id
+
+    async def idempotent_file(self, owner: str, key: str, *, since: int) -> str | None:
         async with self._transaction() as connection:
-            row = (await connection.execute(query.where(self._visible(now)))).first()
+            return await self._key_file(connection, owner, key, since)
+
+    async def _key_file(
+        self, connection: AsyncConnection, owner: str, key: str, since: int
+    ) -> str | None:
+        keys = self.tables.idempotency
+        query = select(keys.c.file_id).where(
+            keys.c.owner == owner, keys.c.key == key, keys.c.created_at >= since
+        )
+        found: str | None = (await connection.execute(query)).scalar()
+        return found
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def get(
+        self, owner: str, file_id: str, *, now: int, include_deleted: bool = False
+    ) -> FileRecord | None:
+        files = self._files
+        shown = self._visible(now)
+        if include_deleted:
+            shown = or_(shown, files.c.state == "deleted")
+        query = select(files).where(files.c.id == file_id, files.c.owner == owner, shown)
+        async with self._transaction() as connection:
+            row = (await connection.execute(query)).first()
         return None if row is None else _record(row)
 
     async def list(
@@ -192,40 +245,179 @@ class SQLMetadataStore:
             rows = (await connection.execute(query.limit(limit))).all()
         return [_record(row) for row in rows]
 
+    async def usage(self, owner: str) -> Usage:
+        async with self._transaction() as connection:
+            return await self._read_usage(connection, owner)
+
+    async def existing_keys(self, keys: builtins.list[str]) -> set[str]:
+        files = self._files
+        found: set[str] = set()
+        async with self._transaction() as connection:
+            for start in range(0, len(keys), 500):
+                batch = keys[start : start + 500]
+                query = select(files.c.storage_key).where(files.c.storage_key.in_(batch))
+                found.update((await connection.execute(query)).scalars())
+        return found
+
+    # -- deletes and holds -------------------------------------------------------------------
+
     async def begin_delete(self, owner: str, file_id: str, *, now: int) -> FileRecord | None:
         files = self._files
         mine = and_(files.c.id == file_id, files.c.owner == owner, self._visible(now))
-        # Write first: the conditional update takes the row's write lock (and SQLite's database
-        # lock) before anything is read, so concurrent deleters serialise instead of deadlocking.
         async with self._transaction() as connection:
-            result = await connection.execute(update(files).where(mine).values(state="deleting"))
+            # Write first: the conditional update takes the row's lock before anything is read,
+            # so concurrent deleters and holders serialise on it instead of racing.
+            result = await connection.execute(
+                update(files)
+                .where(mine, files.c.hold_count == 0)
+                .values(state="deleting", changed_at=now)
+            )
             if result.rowcount != 1:
+                if (await connection.execute(select(files.c.id).where(mine))).first():
+                    raise Conflict(
+                        f"The file {file_id} is in use by a batch and cannot be deleted now."
+                    )
                 return None
             row = (await connection.execute(select(files).where(files.c.id == file_id))).one()
-        return _record(row)
+            record = _record(row)
+            await self._add_usage(connection, owner, -1, -record.bytes, None)
+        return record
 
-    async def remove(self, owner: str, file_id: str) -> None:
+    async def remove(self, owner: str, file_id: str, *, keep_record: bool = False) -> None:
+        files, holds = self._files, self.tables.holds
+        async with self._transaction() as connection:
+            mine = and_(files.c.id == file_id, files.c.owner == owner)
+            row = (await connection.execute(select(files).where(mine))).first()
+            if row is None:
+                return
+            record = _record(row)
+            seen = and_(mine, files.c.state == record.state, files.c.bytes == record.bytes)
+            change = (
+                update(files).where(seen).values(state="deleted", status="deleted")
+                if keep_record
+                else delete(files).where(seen)
+            )
+            if (await connection.execute(change)).rowcount != 1:
+                raise _Rollback  # it changed under us; whoever changed it carries on
+            if record.counts_against_quota:
+                await self._add_usage(connection, owner, -1, -record.bytes, None)
+            if not keep_record:
+                await connection.execute(delete(holds).where(holds.c.file_id == file_id))
+
+    async def hold(self, owner: str, file_id: str, holder: str, *, now: int) -> bool:
+        files, holds = self._files, self.tables.holds
+        mine = and_(files.c.id == file_id, files.c.owner == owner)
+        async with self._transaction() as connection:
+            counted = await connection.execute(
+                update(files)
+                .where(mine, self._visible(now))
+                .values(hold_count=files.c.hold_count + 1)
+            )
+            if counted.rowcount != 1:
+                return False
+            existing = select(holds.c.holder).where(
+                holds.c.file_id == file_id, holds.c.holder == holder
+            )
+            if (await connection.execute(existing)).first() is not None:
+                raise _Rollback  # held by this holder already: undo the count
+            await connection.execute(
+                insert(holds).values(file_id=file_id, holder=holder, created_at=now)
+            )
+        return True
+
+    async def release(self, owner: str, file_id: str, holder: str) -> bool:
+        files, holds = self._files, self.tables.holds
+        mine = and_(files.c.id == file_id, files.c.owner == owner)
+        async with self._transaction() as connection:
+            if (await connection.execute(select(files.c.id).where(mine))).first() is None:
+                return False
+            dropped = await connection.execute(
+                delete(holds).where(holds.c.file_id == file_id, holds.c.holder == holder)
+            )
+            if dropped.rowcount != 1:
+                return False
+            await connection.execute(
+                update(files).where(mine).values(hold_count=files.c.hold_count - 1)
+            )
+            return True
+
+    # -- sweeping ---------------------------------------------------------------------------
+
+    async def claim_for_sweep(
+        self, *, now: int, stale_before: int, limit: int
+    ) -> builtins.list[FileRecord]:
+        files = self._files
+        expired = and_(
+            files.c.state == "active",
+            files.c.hold_count == 0,
+            files.c.expires_at.is_not(None),
+            files.c.expires_at <= now,
+        )
+        stuck = and_(files.c.state.in_(("pending", "deleting")), files.c.changed_at < stale_before)
+        async with self._transaction() as connection:
+            rows = [*(await connection.execute(select(files).where(expired).limit(limit))).all()]
+            rows += (
+                await connection.execute(select(files).where(stuck).limit(limit - len(rows)))
+            ).all()
+        claimed = []
+        for candidate in (_record(row) for row in rows):
+            if await self._claim(candidate, now):
+                claimed.append(candidate)
+        return claimed
+
+    async def _claim(self, record: FileRecord, now: int) -> bool:
+        """Take one candidate for this sweeper, unless another took or changed it first."""
         files = self._files
         async with self._transaction() as connection:
-            await connection.execute(
-                delete(files).where(files.c.id == file_id, files.c.owner == owner)
+            taken = await connection.execute(
+                update(files)
+                .where(
+                    files.c.id == record.id,
+                    files.c.state == record.state,
+                    files.c.changed_at == record.changed_at,
+                    files.c.hold_count == 0,
+                )
+                .values(state="deleting", changed_at=now)
             )
+            if taken.rowcount != 1:
+                return False
+            if record.counts_against_quota:
+                await self._add_usage(connection, record.owner, -1, -record.bytes, None)
+            return True
 
     async def aclose(self) -> None:
         if self._owns_engine:
             await self.engine.dispose()
 
-    async def drop_schema(self) -> None:
-        """Drop this store's tables (for tests and uninstalls)."""
-        async with self._translate(), self.engine.begin() as connection:
-            await connection.run_sync(self._files.metadata.drop_all, checkfirst=True)
-        self._ready = False
+    # -- helpers ----------------------------------------------------------------------------
+
+    async def _add_usage(
+        self, connection: AsyncConnection, owner: str, files: int, size: int, quota: Quota | None
+    ) -> bool:
+        """Add to the owner's usage row (made by `insert`); False, changing nothing, if that
+        would pass ``quota``."""
+        usage = self.tables.usage
+        change = update(usage).where(usage.c.owner == owner)
+        if quota is not None and quota.max_files is not None and files > 0:
+            change = change.where(usage.c.files + files <= quota.max_files)
+        if quota is not None and quota.max_bytes is not None and size > 0:
+            change = change.where(usage.c.bytes + size <= quota.max_bytes)
+        result = await connection.execute(
+            change.values(files=usage.c.files + files, bytes=usage.c.bytes + size)
+        )
+        return bool(result.rowcount == 1)
+
+    async def _read_usage(self, connection: AsyncConnection, owner: str) -> Usage:
+        usage = self.tables.usage
+        query = select(usage.c.files, usage.c.bytes).where(usage.c.owner == owner)
+        row = (await connection.execute(query)).first()
+        return Usage(files=0, bytes=0) if row is None else Usage(files=row.files, bytes=row.bytes)
 
     def _visible(self, now: int) -> ColumnElement[bool]:
         files = self._files
         return and_(
             files.c.state == "active",
-            or_(files.c.expires_at.is_(None), files.c.expires_at > now),
+            or_(files.c.expires_at.is_(None), files.c.expires_at > now, files.c.hold_count > 0),
         )
 
     def _beyond(self, after: Cursor, order: Order) -> ColumnElement[bool]:
@@ -238,22 +430,43 @@ class SQLMetadataStore:
         return or_(column_time < created_us, and_(column_time == created_us, column_id < file_id))
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+    async def _transaction(
+        self, *, translate_integrity: bool = True
+    ) -> AsyncIterator[AsyncConnection]:
+        """One transaction; `_Rollback` raised inside undoes it without failing the call."""
         if not self._ready:
             await self.create_schema()
-        async with self._translate(), self.engine.begin() as connection:
-            yield connection
+        async with self._translate(translate_integrity), self.engine.connect() as connection:
+            transaction = await connection.begin()
+            try:
+                yield connection
+            except _Rollback:
+                await transaction.rollback()
+            except BaseException:
+                await transaction.rollback()
+                raise
+            else:
+                await transaction.commit()
 
     @asynccontextmanager
-    async def _translate(self) -> AsyncIterator[None]:
+    async def _translate(self, translate_integrity: bool = True) -> AsyncIterator[None]:
         try:
             yield
-        except IntegrityError:
+        except OpenAIFilesError:
             raise
+        except IntegrityError:
+            if not translate_integrity:
+                raise
+            raise BackendUnavailable("The metadata database refused a write; retry.") from None
         except (SQLAlchemyError, OSError) as exc:
             raise BackendUnavailable(
                 f"The metadata database failed: {type(exc).__name__}. Retry the request."
             ) from exc
+
+
+class _Rollback(Exception):
+    """Raised inside `SQLMetadataStore._transaction` to undo the transaction quietly; the
+    code after the ``async with`` block then runs."""
 
 
 def _make_engine(url: str, options: Mapping[str, Any] | None) -> AsyncEngine:
@@ -292,6 +505,8 @@ _COLUMNS = (
     "sha256",
     "media_type",
     "state",
+    "changed_at",
+    "hold_count",
 )
 
 

@@ -8,8 +8,15 @@ user input.
 
 from __future__ import annotations
 
-from .base import PresignedURLs, Storage, StoredBlob
+from .base import ListableStorage, PresignedURLs, Storage, StoredBlob
 from .local import LocalStorage
 from .memory import MemoryStorage
 
-__all__ = ["LocalStorage", "MemoryStorage", "PresignedURLs", "Storage", "StoredBlob"]
+__all__ = [
+    "ListableStorage",
+    "LocalStorage",
+    "MemoryStorage",
+    "PresignedURLs",
+    "Storage",
+    "StoredBlob",
+]

@@ -8,7 +8,14 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["BlobHasher", "PresignedURLs", "Storage", "StoredBlob", "check_key"]
+__all__ = [
+    "BlobHasher",
+    "ListableStorage",
+    "PresignedURLs",
+    "Storage",
+    "StoredBlob",
+    "check_key",
+]
 
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*")
 
@@ -97,4 +104,18 @@ class PresignedURLs(Protocol):
 
     async def presigned_url(self, key: str, *, expires_in: int) -> str:
         """A URL valid for ``expires_in`` seconds that serves the bytes under ``key``."""
+        ...
+
+
+@runtime_checkable
+class ListableStorage(Protocol):
+    """Optional capability: list what is stored, so the sweeper can find orphaned bytes."""
+
+    def iter_keys(self, *, modified_before: float) -> AsyncIterator[str]:
+        """Every key whose object was last written before ``modified_before`` (Unix time)."""
+        ...
+
+    async def remove_partials(self, *, modified_before: float) -> int:
+        """Remove what interrupted puts left behind (temporary files) before that time;
+        return how many were removed. A backend with nothing of the kind returns 0."""
         ...

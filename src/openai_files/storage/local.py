@@ -108,14 +108,30 @@ class LocalStorage:
 
     async def keys(self) -> list[str]:
         """Every key stored, sorted; temporary files of puts in progress are not keys."""
-        return await _io(self._scan)
+        return [path.relative_to(self.root).as_posix() for path in await _io(self._scan, False)]
 
-    def _scan(self) -> list[str]:
+    async def iter_keys(self, *, modified_before: float) -> AsyncIterator[str]:
+        for path in await _io(self._scan, False, modified_before):
+            yield path.relative_to(self.root).as_posix()
+
+    async def remove_partials(self, *, modified_before: float) -> int:
+        """Remove the temporary files of puts that died (their process was killed)."""
+        partials = await _io(self._scan, True, modified_before)
+        for path in partials:
+            await _io(path.unlink, True)
+        return len(partials)
+
+    def _scan(self, partials: bool, modified_before: float | None = None) -> list[Path]:
+        """Objects (or, with ``partials``, temporary files), sorted, optionally only those
+        last modified before ``modified_before``."""
         found = []
         for directory, _, names in os.walk(self.root):
             for name in names:
-                if not name.startswith("."):
-                    found.append(Path(directory, name).relative_to(self.root).as_posix())
+                if name.startswith(".") != partials or (partials and TEMP_SUFFIX not in name):
+                    continue
+                path = Path(directory, name)
+                if modified_before is None or _modified(path) < modified_before:
+                    found.append(path)
         return sorted(found)
 
 
@@ -188,3 +204,10 @@ async def _read_range(
             yield block
     finally:
         handle.close()
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # removed while scanning: it is not there to sweep
+        return float("inf")

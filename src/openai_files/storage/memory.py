@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 
 from ..errors import BlobNotFound
 from .base import BlobHasher, StoredBlob
@@ -15,8 +16,10 @@ _CHUNK = 1024 * 1024
 class MemoryStorage:
     """Keeps every object in process memory. Not shared between processes."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._objects: dict[str, bytes] = {}
+        self._written: dict[str, float] = {}
+        self._clock = clock
 
     def __repr__(self) -> str:
         return f"MemoryStorage(objects={len(self._objects)})"
@@ -28,6 +31,7 @@ class MemoryStorage:
             hasher.update(chunk)
             parts.append(chunk)
         self._objects[key] = b"".join(parts)
+        self._written[key] = self._clock()
         return hasher.result()
 
     async def get(
@@ -42,9 +46,18 @@ class MemoryStorage:
 
     async def delete(self, key: str) -> None:
         self._objects.pop(key, None)
+        self._written.pop(key, None)
 
     async def aclose(self) -> None:
         self._objects.clear()
+
+    async def iter_keys(self, *, modified_before: float) -> AsyncIterator[str]:
+        for key, written in sorted(self._written.items()):
+            if written < modified_before:
+                yield key
+
+    async def remove_partials(self, *, modified_before: float) -> int:
+        return 0  # a put stores nothing until it completes
 
     def keys(self) -> list[str]:
         """Every key stored, sorted (for tests and the sweeper)."""

@@ -1,0 +1,114 @@
+"""The SQL store's tables, named with a prefix, and the dialect-specific statements it needs.
+
+Schema version 1:
+
+- ``<prefix>files``: one row per file, in any state; ``hold_count`` mirrors the rows of
+  ``holds`` so that visibility and delete protection are one row's columns.
+- ``<prefix>holds``: who holds which file (one row per file and holder).
+- ``<prefix>usage``: per owner, the count and bytes of pending and active files, kept equal to
+  them by every write, so that quotas are checked with one conditional update.
+- ``<prefix>idempotency``: which file an owner's ``Idempotency-Key`` created, and when.
+- ``<prefix>schema_version``: the version the tables were created at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+__all__ = ["SCHEMA_VERSION", "Tables", "insert_ignoring_duplicates"]
+
+SCHEMA_VERSION = 1
+
+# Case- and accent-sensitive comparison of ids on MySQL/MariaDB, whose default collation is not.
+_ID = String(64).with_variant(mysql.VARCHAR(64, collation="utf8mb4_bin"), "mysql", "mariadb")
+_OWNER = String(255).with_variant(mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql", "mariadb")
+_CHARSET = "utf8mb4"
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The tables of one store, named with its prefix."""
+
+    metadata: MetaData
+    files: Table
+    holds: Table
+    usage: Table
+    idempotency: Table
+    version: Table
+
+    @classmethod
+    def named(cls, prefix: str) -> Tables:
+        metadata = MetaData()
+        files = Table(
+            f"{prefix}files",
+            metadata,
+            Column("id", _ID, primary_key=True),
+            Column("owner", _OWNER, nullable=False),
+            Column("purpose", String(64), nullable=False),
+            Column("filename", Text, nullable=False),
+            Column("bytes", BigInteger, nullable=False),
+            Column("created_us", BigInteger, nullable=False),
+            Column("expires_at", BigInteger, nullable=True),
+            Column("status", String(16), nullable=False),
+            Column("status_details", Text, nullable=True),
+            Column("storage_key", String(255), nullable=False),
+            Column("sha256", String(64), nullable=True),
+            Column("media_type", String(255), nullable=True),
+            Column("state", String(16), nullable=False),
+            Column("changed_at", BigInteger, nullable=False, default=0),
+            Column("hold_count", Integer, nullable=False, default=0),
+            Index(f"{prefix}files_by_owner", "owner", "created_us", "id"),
+            Index(f"{prefix}files_by_owner_purpose", "owner", "purpose", "created_us", "id"),
+            Index(f"{prefix}files_by_state_expiry", "state", "expires_at"),
+            Index(f"{prefix}files_by_state_change", "state", "changed_at"),
+            Index(f"{prefix}files_by_storage_key", "storage_key"),
+            mysql_charset=_CHARSET,
+        )
+        holds = Table(
+            f"{prefix}holds",
+            metadata,
+            Column("file_id", _ID, primary_key=True),
+            Column("holder", String(255), primary_key=True),
+            Column("created_at", BigInteger, nullable=False),
+            mysql_charset=_CHARSET,
+        )
+        usage = Table(
+            f"{prefix}usage",
+            metadata,
+            Column("owner", _OWNER, primary_key=True),
+            Column("files", BigInteger, nullable=False),
+            Column("bytes", BigInteger, nullable=False),
+            mysql_charset=_CHARSET,
+        )
+        idempotency = Table(
+            f"{prefix}idempotency",
+            metadata,
+            Column("owner", _OWNER, primary_key=True),
+            Column("key", String(255), primary_key=True),
+            Column("file_id", _ID, nullable=False),
+            Column("created_at", BigInteger, nullable=False),
+            mysql_charset=_CHARSET,
+        )
+        version = Table(
+            f"{prefix}schema_version",
+            metadata,
+            Column("version", Integer, nullable=False),
+            mysql_charset=_CHARSET,
+        )
+        return cls(metadata, files, holds, usage, idempotency, version)
+
+
+def insert_ignoring_duplicates(dialect: str, table: Table, values: dict[str, Any]) -> Insert:
+    """An INSERT that does nothing when the row's primary key exists already."""
+    if dialect == "postgresql":
+        return postgresql.insert(table).values(**values).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(table).values(**values).on_conflict_do_nothing()
+    if dialect in ("mysql", "mariadb"):
+        return mysql.insert(table).values(**values).prefix_with("IGNORE")
+    raise NotImplementedError(f"SQLMetadataStore does not support the {dialect} dialect")

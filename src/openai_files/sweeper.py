@@ -1,0 +1,124 @@
+"""The sweeper: removes expired files, and what crashed uploads and failed deletes left behind.
+
+One sweep claims records in bounded batches (`MetadataStore.claim_for_sweep`, atomic, so
+several replicas can sweep at once without claiming the same record twice), deletes their
+bytes, then their records. A record whose bytes could not be deleted stays claimed and is
+retried by a later sweep once ``stale_after`` has passed: no blob is ever forgotten.
+
+The orphan pass removes bytes that no record knows (a crash between writing bytes and
+recording them cannot leave any, since the record is written first, but a pending record swept
+while its upload still ran can), once they are older than a grace period, and the temporary
+files of interrupted writes, for storages that can list their keys.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .storage.base import ListableStorage
+
+if TYPE_CHECKING:
+    from .service import FilesService
+
+__all__ = ["SweepReport", "run_sweeper", "sweep", "sweep_orphans"]
+
+log = logging.getLogger("openai_files")
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one sweep did: records claimed as ``expired`` (visible files past their expiry)
+    or ``stale`` (dead uploads and unfinished deletes), records ``removed`` with their bytes,
+    removals that ``failed`` (retried later), and ``orphans`` (unrecorded bytes) removed."""
+
+    expired: int = 0
+    stale: int = 0
+    removed: int = 0
+    failed: int = 0
+    orphans: int = 0
+
+
+async def sweep(
+    service: FilesService, *, batch: int = 100, stale_after: int = 3600, max_batches: int = 100
+) -> SweepReport:
+    """Sweep until nothing is left to claim, in batches of ``batch``, at most ``max_batches``."""
+    expired = stale = removed = failed = 0
+    for _ in range(max_batches):
+        now = service.now()
+        claimed = await service.metadata.claim_for_sweep(
+            now=now, stale_before=now - stale_after, limit=batch
+        )
+        for record in claimed:
+            was_visible = record.state == "active"
+            expired += was_visible
+            stale += not was_visible
+            keep = service.policy.soft_delete and record.state == "deleting"
+            if await service.purge(record, keep_record=keep):
+                removed += 1
+                if was_visible:
+                    await service.emit("expired", record.owner, service.file_object(record))
+            else:
+                failed += 1
+        if len(claimed) < batch:
+            break
+    return SweepReport(expired=expired, stale=stale, removed=removed, failed=failed)
+
+
+async def sweep_orphans(service: FilesService, *, grace: int = 24 * 3600) -> int:
+    """Remove bytes older than ``grace`` seconds that belong to no record; how many went.
+
+    A no-op for storages that cannot list their keys (`ListableStorage`); for S3, give the
+    bucket a lifecycle rule for incomplete multipart uploads instead.
+    """
+    storage = service.storage
+    if not isinstance(storage, ListableStorage):
+        return 0
+    cutoff = service.clock() - grace
+    removed = await storage.remove_partials(modified_before=cutoff)
+    batch: list[str] = []
+    async for key in storage.iter_keys(modified_before=cutoff):
+        batch.append(key)
+        if len(batch) == 500:
+            removed += await _remove_unknown(service, batch)
+            batch = []
+    if batch:
+        removed += await _remove_unknown(service, batch)
+    return removed
+
+
+async def _remove_unknown(service: FilesService, keys: list[str]) -> int:
+    known = await service.metadata.existing_keys(keys)
+    orphans = [key for key in keys if key not in known]
+    for key in orphans:
+        await service.storage.delete(key)
+    return len(orphans)
+
+
+async def run_sweeper(
+    service: FilesService,
+    *,
+    interval: float,
+    stale_after: int = 3600,
+    orphan_grace: int = 24 * 3600,
+    orphans_every: int = 60,
+) -> None:
+    """Sweep every ``interval`` seconds until cancelled; orphans every ``orphans_every``
+    sweeps. A failing sweep is logged and the next one runs as planned."""
+    rounds = 0
+    while True:
+        try:
+            report = await sweep(service, stale_after=stale_after)
+            if rounds % orphans_every == 0:
+                report = SweepReport(
+                    **{**vars(report), "orphans": await sweep_orphans(service, grace=orphan_grace)}
+                )
+            if report != SweepReport():
+                log.info("sweep: %s", report)
+        except Exception:
+            log.exception("a sweep failed; the next one runs in %s s", interval)
+        rounds += 1
+        await anyio.sleep(interval)

@@ -1,0 +1,182 @@
+"""`PendingUpload`: one upload in progress, from its first byte to a visible file.
+
+The bytes stream through one pass that counts them against the size limit, reserves them
+against the owner's quota, and feeds the JSONL validators, on their way to storage. Nothing is
+visible until `PendingUpload.finish`; leaving the upload's context any other way removes what
+it stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+import anyio
+
+from .errors import FileTooLarge, InvalidFile, InvalidRequest, QuotaExceeded
+from .metadata.base import FileRecord
+from .models import FileObject
+from .policy import DAY
+from .storage.base import StoredBlob
+from .validation import JSONLRules, JSONLValidator
+
+if TYPE_CHECKING:
+    from .service import FilesService
+
+__all__ = ["QUOTA_STEP", "PendingUpload"]
+
+QUOTA_STEP = 8 * 1024 * 1024
+"""Bytes reserved against a byte quota at a time while an upload streams in."""
+
+IDEMPOTENCY_WINDOW = DAY
+"""How long an ``Idempotency-Key`` keeps answering with the file it first created."""
+
+
+class PendingUpload:
+    """An upload in progress: `write` its bytes once, then `finish` it with its purpose.
+
+    ``purpose`` is given up front when the caller knows it, so the right size limit and
+    validation apply from the first byte; otherwise (the purpose arrives after the file) the
+    global limit applies while streaming and every purpose's validation runs, and `finish`
+    applies the purpose's own rules.
+    """
+
+    def __init__(
+        self, service: FilesService, record: FileRecord, *, purpose: str | None, system: bool
+    ) -> None:
+        self._service = service
+        self.record = record
+        self._purpose = purpose
+        self._system = system
+        self._blob: StoredBlob | None = None
+        self._finished = False
+        self._reserved = 0
+        self._validators: dict[JSONLRules, JSONLValidator] = {}
+
+    @property
+    def file_id(self) -> str:
+        return self.record.id
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if not self._finished:
+            await self.abort()
+
+    async def write(self, chunks: AsyncIterable[bytes]) -> StoredBlob:
+        """Stream the file's bytes to storage, refusing them as soon as they pass a limit."""
+        if self._blob is not None:
+            raise RuntimeError("an upload's bytes are written once")
+        policy = self._service.policy
+        if self._purpose is None:
+            wanted = {rules for p in policy.jsonl_rules if (rules := policy.rules_for(p))}
+        else:
+            wanted = {rules} if (rules := policy.rules_for(self._purpose)) else set()
+        self._validators = {rules: JSONLValidator(rules) for rules in wanted}
+        metered = self._metered(chunks, policy.max_size_for(self._purpose))
+        self._blob = await self._service.storage.put(self.record.storage_key, metered)
+        return self._blob
+
+    async def _metered(self, chunks: AsyncIterable[bytes], limit: int) -> AsyncIterator[bytes]:
+        quota = self._service.policy.quota
+        metered_bytes = quota is not None and quota.max_bytes is not None
+        strict = self._purpose is not None and self._service.policy.validation == "strict"
+        total = 0
+        async for chunk in chunks:
+            total += len(chunk)
+            if total > limit:
+                raise FileTooLarge(limit)
+            if metered_bytes and total > self._reserved:
+                await self._reserve(total)
+            for validator in self._validators.values():
+                validator.feed(chunk)
+                if strict and validator.failed:
+                    raise InvalidFile(_refusal(validator.finish().message), param="file")
+            yield chunk
+
+    async def _reserve(self, total: int) -> None:
+        """Reserve quota for ``total`` bytes: a step ahead if the quota allows, else exactly."""
+        service, record = self._service, self.record
+        quota = service.policy.quota
+        needed = total - self._reserved
+        for size in (max(needed, QUOTA_STEP), needed):
+            if await service.metadata.reserve(record.owner, record.id, size, quota=quota):
+                self._reserved += size
+                return
+        usage = await service.metadata.usage(record.owner)
+        assert quota is not None
+        raise QuotaExceeded.for_usage(quota.max_files, quota.max_bytes, usage.files)
+
+    async def finish(
+        self,
+        *,
+        purpose: str,
+        expires_after: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> FileObject:
+        """Check the file against its purpose's rules, then make it visible.
+
+        With ``idempotency_key``, a file the owner created under the same key within 24 hours
+        is returned instead, and this upload is discarded.
+        """
+        service = self._service
+        service.check_purpose(purpose, system=self._system)
+        service.check_expires_after(expires_after)
+        service.check_file_type(purpose, self.record.filename, self.record.media_type)
+        if self._blob is None:
+            raise InvalidRequest("The upload has no file.", param="file")
+        limit = service.policy.max_size_for(purpose)
+        if self._blob.size > limit:
+            raise FileTooLarge(limit)
+        status, details = self._verdict(purpose)
+        now = service.now()
+        record = self.record.replace(
+            purpose=purpose,
+            bytes=self._blob.size,
+            sha256=self._blob.sha256,
+            status=status,
+            status_details=details,
+            expires_at=service.expires_at(self.record, purpose, expires_after),
+            changed_at=now,
+        )
+        created_id = await service.metadata.commit(
+            record, idempotency_key=idempotency_key, key_since=now - IDEMPOTENCY_WINDOW
+        )
+        if created_id != record.id:
+            await self.abort()
+            return await service.retrieve(record.owner, created_id)
+        self._finished = True
+        self.record = record.replace(state="active")
+        created = service.file_object(self.record)
+        await service.emit("created", self.record.owner, created)
+        return created
+
+    def _verdict(self, purpose: str) -> tuple[str, str | None]:
+        """The file's status and status details under its purpose's JSONL rules."""
+        policy = self._service.policy
+        rules = policy.rules_for(purpose)
+        if rules is None:
+            return "processed", None
+        result = self._validators[rules].finish()
+        if result.ok:
+            return "processed", None
+        if policy.validation == "strict":
+            raise InvalidFile(_refusal(result.message), param="file")
+        return "error", result.message
+
+    async def abort(self) -> None:
+        """Remove whatever this upload stored; safe to call more than once."""
+        self._finished = True
+        with anyio.CancelScope(shield=True):
+            await self._service.purge(self.record)
+
+
+def _refusal(message: str | None) -> str:
+    return f"The file is not valid for its purpose: {message}"
