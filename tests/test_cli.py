@@ -7,7 +7,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from openai_files.cli import build_parser, server_settings
+from openai_files.cli import build_parser, policy_from_args, server_settings
+from openai_files.metadata.base import Quota
 
 from .conftest import server_process
 
@@ -56,3 +57,40 @@ def test_serve_with_keys_from_the_environment_requires_them(tmp_path: Path) -> N
         sdk = openai.OpenAI(base_url=url + "/v1", api_key="sk-one", max_retries=0)
         assert sdk.files.create(file=("a", b"a"), purpose="vision").bytes == 1
     assert not (tmp_path / "data").exists()
+
+
+def test_lifecycle_flags_build_the_policy() -> None:
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--max-files",
+            "10",
+            "--max-bytes",
+            "1000",
+            "--default-expiry",
+            "assistants=3600",
+            "--default-expiry",
+            "batch=never",
+            "--validation",
+            "lenient",
+            "--soft-delete",
+        ]
+    )
+    policy = policy_from_args(args, {})
+    assert policy.quota == Quota(max_files=10, max_bytes=1000)
+    assert dict(policy.default_expiry) == {"assistants": 3600}
+    assert (policy.validation, policy.soft_delete) == ("lenient", True)
+    assert args.sweep_interval == 60
+
+
+def test_lifecycle_environment_variables_build_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_FILES_MAX_FILES", "3")
+    monkeypatch.setenv("OPENAI_FILES_SOFT_DELETE", "true")
+    monkeypatch.setenv("OPENAI_FILES_SWEEP_INTERVAL", "0")
+    args = build_parser().parse_args(["serve"])
+    environ = {"OPENAI_FILES_DEFAULT_EXPIRY": "vision=7200"}
+    policy = policy_from_args(args, environ)
+    assert policy.quota == Quota(max_files=3, max_bytes=None)
+    assert dict(policy.default_expiry) == {"batch": 30 * 86400, "vision": 7200}
+    assert policy.soft_delete is True
+    assert args.sweep_interval == 0

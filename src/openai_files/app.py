@@ -117,8 +117,9 @@ def create_app(
     - ``close_service``: close the service when the app shuts down (for a standalone server
       that owns it; a host that shares the service closes it itself).
 
-    Mount it in a host with ``Mount("/", app=create_app(...))`` after the host's own routes,
-    or under a prefix. Every error is answered in OpenAI's error shape.
+    The service is at ``app.state.service``. Mount the app in a host with
+    ``Mount("/", app=create_app(...))`` after the host's own routes, or under a prefix. Every
+    error is answered in OpenAI's error shape.
     """
 
     @asynccontextmanager
@@ -133,7 +134,7 @@ def create_app(
             if close_service:
                 await service.aclose()
 
-    return Starlette(
+    app = Starlette(
         routes=files_routes(
             service,
             auth=auth,
@@ -145,3 +146,5 @@ def create_app(
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
+    app.state.service = service
+    return app

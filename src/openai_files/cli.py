@@ -15,11 +15,11 @@ from pathlib import Path
 
 from .app import create_app
 from .auth import Authenticator, api_key_auth, open_auth
-from .metadata.base import DEFAULT_TABLE_PREFIX
+from .metadata.base import DEFAULT_TABLE_PREFIX, Quota
 from .policy import Policy
 from .urls import open_service
 
-__all__ = ["build_parser", "main", "server_settings"]
+__all__ = ["build_parser", "main", "policy_from_args", "server_settings"]
 
 log = logging.getLogger("openai_files")
 
@@ -90,9 +90,84 @@ def build_parser() -> argparse.ArgumentParser:
         "when the storage can sign URLs (S3); 0 turns it off (OPENAI_FILES_PRESIGNED_DOWNLOADS)",
     )
     serve.add_argument(
+        "--max-files",
+        type=int,
+        default=_optional_int(_env("MAX_FILES", "")),
+        help="most files one owner may store (default: no limit; OPENAI_FILES_MAX_FILES)",
+    )
+    serve.add_argument(
+        "--max-bytes",
+        type=int,
+        default=_optional_int(_env("MAX_BYTES", "")),
+        help="most bytes one owner may store (default: no limit; OPENAI_FILES_MAX_BYTES)",
+    )
+    serve.add_argument(
+        "--default-expiry",
+        action="append",
+        default=None,
+        metavar="PURPOSE=SECONDS",
+        help="files of PURPOSE expire SECONDS after creation unless the client says otherwise; "
+        "SECONDS 'never' turns it off; repeatable (default: batch=2592000; "
+        "OPENAI_FILES_DEFAULT_EXPIRY, comma-separated)",
+    )
+    serve.add_argument(
+        "--sweep-interval",
+        type=float,
+        default=float(_env("SWEEP_INTERVAL", "60")),
+        metavar="SECONDS",
+        help="remove expired files and leftovers every SECONDS; 0 turns the sweeper off "
+        "(OPENAI_FILES_SWEEP_INTERVAL)",
+    )
+    serve.add_argument(
+        "--validation",
+        choices=["strict", "lenient", "off"],
+        default=_env("VALIDATION", "strict"),
+        help="what a batch or fine-tune file that is not valid JSONL gets: refused (strict), "
+        "stored with status 'error' (lenient), or no check (off) (OPENAI_FILES_VALIDATION)",
+    )
+    serve.add_argument(
+        "--soft-delete",
+        action="store_true",
+        default=_env("SOFT_DELETE", "false").lower() in {"1", "true", "yes"},
+        help="keep deleted files' records with status 'deleted' (OPENAI_FILES_SOFT_DELETE)",
+    )
+    serve.add_argument(
         "--log-level", default=_env("LOG_LEVEL", "info"), help="(OPENAI_FILES_LOG_LEVEL)"
     )
     return parser
+
+
+def _optional_int(value: str) -> int | None:
+    return int(value) if value.strip() else None
+
+
+def parse_expiries(values: Sequence[str]) -> dict[str, int | None]:
+    """``PURPOSE=SECONDS`` (or ``PURPOSE=never``) entries as a purpose -> seconds map."""
+    expiries: dict[str, int | None] = {}
+    for value in values:
+        purpose, separator, seconds = value.strip().partition("=")
+        if not purpose or not separator:
+            raise SystemExit(f"openai-files: --default-expiry takes PURPOSE=SECONDS, not {value!r}")
+        expiries[purpose] = None if seconds.strip().lower() == "never" else int(seconds)
+    return expiries
+
+
+def policy_from_args(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Policy:
+    """The `Policy` that the flags and environment variables describe."""
+    entries = args.default_expiry
+    if entries is None:
+        entries = [e for e in environ.get("OPENAI_FILES_DEFAULT_EXPIRY", "").split(",") if e]
+    expiry = {**Policy().default_expiry, **parse_expiries(entries)}
+    quota = None
+    if args.max_files is not None or args.max_bytes is not None:
+        quota = Quota(max_files=args.max_files, max_bytes=args.max_bytes)
+    return Policy(
+        max_file_size=args.max_file_size,
+        default_expiry={p: s for p, s in expiry.items() if s is not None},
+        quota=quota,
+        validation=args.validation,
+        soft_delete=args.soft_delete,
+    )
 
 
 def parse_api_keys(values: Sequence[str]) -> dict[str, str]:
@@ -126,10 +201,7 @@ def serve(args: argparse.Namespace) -> int:
     if storage.startswith("file:") and metadata.startswith("sqlite"):
         Path(args.data_dir).mkdir(parents=True, exist_ok=True)
     service = open_service(
-        storage,
-        metadata,
-        policy=Policy(max_file_size=args.max_file_size),
-        table_prefix=args.table_prefix,
+        storage, metadata, policy=policy_from_args(args), table_prefix=args.table_prefix
     )
     auth: Authenticator
     if keys:
@@ -146,6 +218,7 @@ def serve(args: argparse.Namespace) -> int:
         service,
         auth=auth,
         presigned_downloads=args.presigned_downloads or None,
+        sweep_interval=args.sweep_interval or None,
         close_service=True,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())

@@ -273,6 +273,21 @@ class S3Storage:
         except _DRIVER_ERRORS as exc:
             raise _unavailable(f"signing a URL for {key!r}", exc) from exc
 
+    async def iter_keys(self, *, modified_before: float) -> AsyncIterator[str]:
+        """Every key under the prefix whose object was last written before that time."""
+        try:
+            async for batch in obstore.list(self._store, self.prefix or None, chunk_size=500):
+                for meta in batch:
+                    if meta["last_modified"].timestamp() < modified_before:
+                        yield meta["path"].removeprefix(self.prefix)
+        except _DRIVER_ERRORS as exc:
+            raise _unavailable("listing objects", exc) from exc
+
+    async def remove_partials(self, *, modified_before: float) -> int:
+        """0: incomplete multipart uploads are invisible to obstore; a bucket lifecycle rule
+        that aborts them removes them instead."""
+        return 0
+
     async def aclose(self) -> None:
         # obstore's client holds pooled connections only, released with the store itself.
         return None

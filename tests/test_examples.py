@@ -1,0 +1,65 @@
+"""The examples run as documented, and the batch worker holds its input while it works."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from openai_files import Conflict, FilesService, MemoryMetadataStore, MemoryStorage
+
+from .conftest import BATCH_LINE
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+
+@pytest.mark.parametrize("script", ["library.py", "batch_worker.py"])
+def test_example_script_runs_to_completion(script: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / script)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "deleted" in result.stdout
+
+
+@pytest.fixture
+def batch_worker(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import batch_worker
+
+    return batch_worker
+
+
+@pytest.mark.anyio
+async def test_the_batch_worker_holds_its_input_and_writes_one_answer_a_line(
+    batch_worker: ModuleType,
+) -> None:
+    async with FilesService(MemoryStorage(), MemoryMetadataStore()) as files:
+        lines = [BATCH_LINE.replace(b"request-1", f"r{i}".encode()) for i in range(3)]
+        source = await files.create(
+            "team", file=b"".join(lines), filename="in.jsonl", purpose="batch"
+        )
+        refusals: list[str] = []
+        original = files.content
+
+        async def slow_content(owner: str, file_id: str, **kwargs: int) -> object:
+            try:  # while the batch holds the input, a delete is refused
+                await files.delete(owner, file_id)
+            except Conflict as exc:
+                refusals.append(exc.code)
+            return await original(owner, file_id, **kwargs)
+
+        files.content = slow_content  # type: ignore[method-assign]
+        output_id = await batch_worker.run_batch(files, "team", source.id, "batch_9")
+        files.content = original  # type: ignore[method-assign]
+        assert refusals == ["conflict"]
+        content = await files.content("team", output_id)
+        written = b"".join([chunk async for chunk in content.chunks])
+        answers = [json.loads(line) for line in written.splitlines()]
+        assert [a["custom_id"] for a in answers] == ["r0", "r1", "r2"]
+        assert (await files.retrieve("team", output_id)).purpose == "batch_output"
+        assert (await files.delete("team", source.id)).deleted
