@@ -21,6 +21,7 @@ from .multipart import FormLimits
 from .ratelimit import RateLimiter
 from .responses import error_response, openai_error
 from .service import FilesService
+from .uploads_endpoints import UploadsEndpoints
 
 __all__ = ["create_app", "files_routes"]
 
@@ -38,7 +39,7 @@ def files_routes(
     presigned_downloads: int | None = None,
     rate_limiter: RateLimiter | None = None,
 ) -> list[BaseRoute]:
-    """The Files API routes, to include in a host application's own route list.
+    """The Files API routes (and the Uploads API's), to include in a host's own route list.
 
     Errors raised by the handlers are library errors; install `exception_handlers` (as
     `create_app` does) to turn them into OpenAI-shaped responses.
@@ -46,8 +47,16 @@ def files_routes(
     endpoints = FilesEndpoints(
         service, auth or open_auth(), form_limits or FormLimits(), presigned_downloads, rate_limiter
     )
+    uploads = UploadsEndpoints(endpoints)
     routes: list[BaseRoute] = []
     for prefix in prefixes:
+        base = f"{prefix.rstrip('/')}/uploads"
+        routes += [
+            Route(base, uploads.create, methods=["POST"]),
+            Route(base + "/{upload_id}/parts", uploads.add_part, methods=["POST"]),
+            Route(base + "/{upload_id}/complete", uploads.complete, methods=["POST"]),
+            Route(base + "/{upload_id}/cancel", uploads.cancel, methods=["POST"]),
+        ]
         base = f"{prefix.rstrip('/')}/files"
         # One route per path, so a wrong method's 405 lists every method the path accepts.
         routes += [

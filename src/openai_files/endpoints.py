@@ -15,8 +15,9 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from .auth import Authenticator
 from .errors import InvalidRequest, MalformedUpload, RateLimited, RequestTooLarge
 from .multipart import FormLimits, MultipartReader, boundary_from_content_type
+from .ranges import Unsatisfiable, http_date, not_modified, range_applies, requested_range
 from .ratelimit import RateLimiter
-from .responses import FileDownloadResponse, content_disposition
+from .responses import FileDownloadResponse, content_disposition, openai_error
 from .service import FilesService
 
 __all__ = ["FilesEndpoints", "parse_expires_after"]
@@ -67,7 +68,7 @@ class FilesEndpoints:
         if declared is not None and declared > max_body:
             raise RequestTooLarge(max_body)
         reader = MultipartReader(
-            _body(request),
+            request_body(request),
             boundary_from_content_type(request.headers.get("content-type")),
             max_body=max_body,
             limits=self.form_limits,
@@ -132,24 +133,56 @@ class FilesEndpoints:
         return JSONResponse(deleted.model_dump(mode="json"))
 
     async def content(self, request: Request) -> Response:
+        """The file's bytes, whole or one range; 304 when the client's copy is current."""
         owner = await self.owner(request)
         file_id = request.path_params["file_id"]
-        if request.method == "HEAD":
-            found = await self.service.retrieve(owner, file_id)
-            return Response(headers=_download_headers(found.filename, found.bytes))
-        if self.presigned_downloads:
+        if self.presigned_downloads and request.method == "GET":
             url = await self.service.download_url(
                 owner, file_id, expires_in=self.presigned_downloads
             )
             if url is not None:
                 return RedirectResponse(url, status_code=307)
-        content = await self.service.content(owner, file_id)
-        return FileDownloadResponse(
-            content, headers=_download_headers(content.file.filename, content.length)
-        )
+        stat = await self.service.stat(owner, file_id)
+        headers = {
+            "accept-ranges": "bytes",
+            "etag": stat.etag,
+            "last-modified": http_date(stat.last_modified),
+        }
+        asked = request.headers
+        if not_modified(
+            asked.get("if-none-match"),
+            asked.get("if-modified-since"),
+            stat.etag,
+            stat.last_modified,
+        ):
+            return Response(status_code=304, headers=headers)
+        headers["content-type"] = stat.media_type
+        headers["content-disposition"] = content_disposition(stat.file.filename)
+        wanted = None
+        if range_applies(asked.get("if-range"), stat.etag, stat.last_modified):
+            try:
+                wanted = requested_range(asked.get("range"), stat.size)
+            except Unsatisfiable:
+                return openai_error(
+                    416,
+                    f"The requested range is not satisfiable: the file has {stat.size} bytes.",
+                    type="invalid_request_error",
+                    param="Range",
+                    code="range_not_satisfiable",
+                    headers={**headers, "content-range": f"bytes */{stat.size}"},
+                )
+        start, end = (0, stat.size) if wanted is None else (wanted.start, wanted.end + 1)
+        headers["content-length"] = str(end - start)
+        if wanted is not None:
+            headers["content-range"] = wanted.content_range(stat.size)
+        status = 200 if wanted is None else 206
+        if request.method == "HEAD":
+            return Response(status_code=status, headers=headers)
+        content = await self.service.content(owner, file_id, start=start, end=end)
+        return FileDownloadResponse(content, headers=headers, status_code=status)
 
 
-async def _body(request: Request) -> AsyncIterator[bytes]:
+async def request_body(request: Request) -> AsyncIterator[bytes]:
     """The request body as it arrives, as `Request.stream` reads it but in one generator
     less on the hot path; a client that goes away mid-upload is its error, not the server's."""
     while True:
@@ -172,14 +205,6 @@ def _idempotency_key(request: Request) -> str | None:
             "The Idempotency-Key header must be 1 to 255 characters long.", param="Idempotency-Key"
         )
     return key
-
-
-def _download_headers(filename: str, length: int) -> dict[str, str]:
-    return {
-        "content-type": "application/octet-stream",
-        "content-length": str(length),
-        "content-disposition": content_disposition(filename),
-    }
 
 
 def _required(fields: dict[str, str], name: str) -> str:

@@ -10,6 +10,7 @@ OpenAIFilesError
 │   └── RequestTooLarge          413  the request body passed its maximum (the form around the file)
 ├── AuthenticationFailed         401  missing or unknown API key
 ├── FileNotFound                 404  no such file for this owner (also a builtin FileNotFoundError)
+├── UploadNotFound               404  no such upload for this owner
 ├── BlobNotFound                 404  storage has no bytes under a key (also a FileNotFoundError)
 ├── Conflict                     409  the file is in use and cannot be changed now
 ├── QuotaExceeded                400  the owner's file count or storage quota would be passed
@@ -41,6 +42,7 @@ __all__ = [
     "RateLimited",
     "RequestTooLarge",
     "UnsupportedFileType",
+    "UploadNotFound",
 ]
 
 
@@ -121,6 +123,16 @@ class FileNotFound(OpenAIFilesError, FileNotFoundError):
     def __init__(self, file_id: str) -> None:
         super().__init__(f"No such File object: {file_id}", param="id")
         self.file_id = file_id
+
+
+class UploadNotFound(OpenAIFilesError, FileNotFoundError):
+    """No upload with this id for this owner."""
+
+    code = "upload_not_found"
+
+    def __init__(self, upload_id: str) -> None:
+        super().__init__(f"No such Upload object: {upload_id}", param="upload_id")
+        self.upload_id = upload_id
 
 
 class BlobNotFound(OpenAIFilesError, FileNotFoundError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 
-__all__ = ["FILE_ID_PREFIX", "new_file_id", "new_storage_key", "parse_file_id"]
+__all__ = ["FILE_ID_PREFIX", "new_file_id", "new_object_id", "new_storage_key", "parse_file_id"]
 
 FILE_ID_PREFIX = "file-"
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -45,6 +45,11 @@ def parse_file_id(file_id: str) -> int | None:
     for char in body[:_TIME_WIDTH]:
         value = value * 62 + _INDEX[char]
     return value
+
+
+def new_object_id(prefix: str) -> str:
+    """A random id such as ``upload_`` or ``part_`` followed by 24 base62 characters."""
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(24))
 
 
 def new_storage_key() -> str:

@@ -6,9 +6,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["ErrorBody", "ErrorDetail", "FileDeleted", "FileList", "FileObject", "FileStatus"]
+__all__ = [
+    "ErrorBody",
+    "ErrorDetail",
+    "FileDeleted",
+    "FileList",
+    "FileObject",
+    "FileStatus",
+    "UploadObject",
+    "UploadPartObject",
+    "UploadStatus",
+]
 
 FileStatus = Literal["uploaded", "processed", "error", "deleted"]
+UploadStatus = Literal["pending", "completed", "cancelled", "expired"]
 
 
 class _Wire(BaseModel):
@@ -45,6 +56,29 @@ class FileDeleted(_Wire):
     id: str
     object: Literal["file"] = "file"
     deleted: bool
+
+
+class UploadObject(_Wire):
+    """An upload of the Uploads API; ``file`` is the file it produced once completed."""
+
+    id: str
+    object: Literal["upload"] = "upload"
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+    status: UploadStatus
+    expires_at: int
+    file: FileObject | None
+
+
+class UploadPartObject(_Wire):
+    """One part added to an upload."""
+
+    id: str
+    object: Literal["upload.part"] = "upload.part"
+    created_at: int
+    upload_id: str
 
 
 class ErrorDetail(_Wire):

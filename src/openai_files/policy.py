@@ -86,6 +86,10 @@ class Policy:
       client sends no ``expires_after`` (OpenAI: ``batch`` after 30 days, others never).
     - ``quota``: the most files and bytes one owner may store (None: no limit).
     - ``soft_delete``: keep a deleted file's record, with status ``deleted``, without its bytes.
+    - ``keep_media_type``: serve downloads with the media type the client declared for the
+      file part at upload, instead of ``application/octet-stream``.
+    - ``max_upload_size``, ``max_part_size``, ``upload_ttl``: the Uploads API's limits (the
+      file an upload produces may pass ``max_file_size``, up to ``max_upload_size``).
     - ``list_limit_default`` / ``list_limit_max``: the page size of ``GET /files``.
     """
 
@@ -104,6 +108,10 @@ class Policy:
     default_expiry: Mapping[str, int] = field(default_factory=lambda: {"batch": EXPIRES_AFTER_MAX})
     quota: Quota | None = None
     soft_delete: bool = False
+    keep_media_type: bool = False
+    max_upload_size: int = 8 * 1024**3
+    max_part_size: int = 64 * 1024 * 1024
+    upload_ttl: int = 3600
     list_limit_default: int = 10_000
     list_limit_max: int = 10_000
 

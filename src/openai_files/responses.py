@@ -19,6 +19,7 @@ from .errors import (
     OpenAIFilesError,
     QuotaExceeded,
     RateLimited,
+    UploadNotFound,
 )
 from .models import ErrorBody, ErrorDetail
 from .service import FileContent
@@ -30,6 +31,7 @@ _STATUS: tuple[tuple[type[OpenAIFilesError], int, str], ...] = (
     (InvalidRequest, 400, "invalid_request_error"),
     (AuthenticationFailed, 401, "authentication_error"),
     (FileNotFound, 404, "invalid_request_error"),
+    (UploadNotFound, 404, "invalid_request_error"),
     (Conflict, 409, "invalid_request_error"),
     (FileTooLarge, 413, "invalid_request_error"),
     (QuotaExceeded, 400, "invalid_request_error"),

@@ -35,8 +35,9 @@ from .policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, Policy
 from .storage.base import PresignedURLs, Storage
 from .sweeper import SweepReport, run_sweeper, sweep, sweep_orphans
 from .upload import IDEMPOTENCY_WINDOW, PendingUpload
+from .uploads import Uploads
 
-__all__ = ["FileContent", "FilesService", "PendingUpload"]
+__all__ = ["FileContent", "FileStat", "FilesService", "PendingUpload"]
 
 log = logging.getLogger("openai_files")
 
@@ -66,6 +67,22 @@ class FileContent:
         closer = getattr(self.chunks, "aclose", None)
         if closer is not None:
             await closer()
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """What a download needs to know before it reads a byte: the file, its strong ``etag``
+    (quoted, as the ETag header carries it), the media type to serve and when it was
+    last modified (its creation: files never change)."""
+
+    file: FileObject
+    etag: str
+    media_type: str
+    last_modified: int
+
+    @property
+    def size(self) -> int:
+        return self.file.bytes
 
 
 class FilesService:
@@ -151,6 +168,7 @@ class FilesService:
         media_type: str | None = None,
         purpose: str | None = None,
         system: bool = False,
+        max_size: int | None = None,
     ) -> PendingUpload:
         """Start an upload; ``purpose`` may be left for `PendingUpload.finish` when it is not
         known until the bytes have arrived (clients may send the ``purpose`` field last).
@@ -180,7 +198,7 @@ class FilesService:
             changed_at=created_us // 1_000_000,
         )
         await self.metadata.insert(record, quota=self.policy.quota)
-        return PendingUpload(self, record, purpose=purpose, system=system)
+        return PendingUpload(self, record, purpose=purpose, system=system, max_size=max_size)
 
     def check_purpose(self, purpose: str, *, system: bool = False) -> None:
         """`InvalidRequest` unless files with ``purpose`` may be created (by the service itself
@@ -314,6 +332,19 @@ class FilesService:
             chunks=chunks,
         )
 
+    async def stat(self, owner: str, file_id: str) -> FileStat:
+        """The file's download metadata; `FileNotFound` as for `content`."""
+        record = await self._visible(owner, file_id)
+        media_type = "application/octet-stream"
+        if self.policy.keep_media_type and record.media_type:
+            media_type = record.media_type
+        return FileStat(
+            file=self.file_object(record),
+            etag=f'"{record.etag or record.sha256 or record.id}"',
+            media_type=media_type,
+            last_modified=record.created_at,
+        )
+
     async def download_url(self, owner: str, file_id: str, *, expires_in: int) -> str | None:
         """A short-lived URL from which the file's bytes can be fetched directly, or None when
         the storage cannot sign URLs (see `PresignedURLs`). `FileNotFound` as for `content`."""
@@ -327,6 +358,11 @@ class FilesService:
         since = self.now() - IDEMPOTENCY_WINDOW
         file_id = await self.metadata.idempotent_file(_checked_owner(owner), key, since=since)
         return None if file_id is None else await self.retrieve(owner, file_id)
+
+    @property
+    def uploads(self) -> Uploads:
+        """The Uploads API: large files sent in parts."""
+        return Uploads(self)
 
     # -- delete and hold ---------------------------------------------------------------------
 

@@ -33,13 +33,15 @@ log = logging.getLogger("openai_files")
 class SweepReport:
     """What one sweep did: records claimed as ``expired`` (visible files past their expiry)
     or ``stale`` (dead uploads and unfinished deletes), records ``removed`` with their bytes,
-    removals that ``failed`` (retried later), and ``orphans`` (unrecorded bytes) removed."""
+    removals that ``failed`` (retried later), ``orphans`` (unrecorded bytes) removed, and parts
+    of finished or expired uploads (Uploads API) discarded."""
 
     expired: int = 0
     stale: int = 0
     removed: int = 0
     failed: int = 0
     orphans: int = 0
+    upload_parts: int = 0
 
 
 async def sweep(
@@ -65,7 +67,10 @@ async def sweep(
                 failed += 1
         if len(claimed) < batch:
             break
-    return SweepReport(expired=expired, stale=stale, removed=removed, failed=failed)
+    parts = await service.uploads.sweep(batch=batch)
+    return SweepReport(
+        expired=expired, stale=stale, removed=removed, failed=failed, upload_parts=parts
+    )
 
 
 async def sweep_orphans(service: FilesService, *, grace: int = 24 * 3600) -> int:

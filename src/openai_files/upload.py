@@ -18,7 +18,7 @@ from .errors import FileTooLarge, InvalidFile, InvalidRequest, QuotaExceeded
 from .metadata.base import FileRecord
 from .models import FileObject
 from .policy import DAY
-from .storage.base import StoredBlob
+from .storage.base import ComposableStorage, StoredBlob
 from .validation import JSONLRules, JSONLValidator
 
 if TYPE_CHECKING:
@@ -43,13 +43,24 @@ class PendingUpload:
     """
 
     def __init__(
-        self, service: FilesService, record: FileRecord, *, purpose: str | None, system: bool
+        self,
+        service: FilesService,
+        record: FileRecord,
+        *,
+        purpose: str | None,
+        system: bool,
+        max_size: int | None = None,
     ) -> None:
         self._service = service
         self.record = record
         self._purpose = purpose
         self._system = system
+        # An explicit ``max_size`` (the Uploads API's) replaces the policy's size limits, which
+        # the caller has applied already.
+        self._own_limit = max_size is not None
+        self._max_size = max_size or service.policy.max_size_for(purpose)
         self._blob: StoredBlob | None = None
+        self._etag: str | None = None
         self._finished = False
         self._reserved = 0
         self._validators: dict[JSONLRules, JSONLValidator] = {}
@@ -80,9 +91,25 @@ class PendingUpload:
         else:
             wanted = {rules} if (rules := policy.rules_for(self._purpose)) else set()
         self._validators = {rules: JSONLValidator(rules) for rules in wanted}
-        metered = self._metered(chunks, policy.max_size_for(self._purpose))
+        metered = self._metered(chunks, self._max_size)
         self._blob = await self._service.storage.put(self.record.storage_key, metered)
+        self._etag = self._blob.sha256
         return self._blob
+
+    async def compose(self, sources: list[str], *, size: int, etag: str) -> None:
+        """Assemble the file from stored objects inside the storage (`ComposableStorage`),
+        instead of `write`; ``size`` is what they add up to, ``etag`` identifies the content.
+        Only for purposes whose content is not validated."""
+        storage = self._service.storage
+        assert isinstance(storage, ComposableStorage)
+        if size > self._max_size:
+            raise FileTooLarge(self._max_size)
+        quota = self._service.policy.quota
+        if quota is not None and quota.max_bytes is not None:
+            await self._reserve(size)
+        composed = await storage.compose(self.record.storage_key, sources)
+        self._blob = StoredBlob(size=composed, sha256="")
+        self._etag = etag
 
     async def _metered(self, chunks: AsyncIterable[bytes], limit: int) -> AsyncIterator[bytes]:
         quota = self._service.policy.quota
@@ -133,14 +160,15 @@ class PendingUpload:
         if self._blob is None:
             raise InvalidRequest("The upload has no file.", param="file")
         limit = service.policy.max_size_for(purpose)
-        if self._blob.size > limit:
+        if self._blob.size > limit and not self._own_limit:
             raise FileTooLarge(limit)
         status, details = self._verdict(purpose)
         now = service.now()
         record = self.record.replace(
             purpose=purpose,
             bytes=self._blob.size,
-            sha256=self._blob.sha256,
+            sha256=self._blob.sha256 or None,
+            etag=self._etag,
             status=status,
             status_details=details,
             expires_at=service.expires_at(self.record, purpose, expires_after),

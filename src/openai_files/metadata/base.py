@@ -13,8 +13,11 @@ __all__ = [
     "FileRecord",
     "MetadataStore",
     "Order",
+    "PartRecord",
     "Quota",
     "RecordState",
+    "UploadRecord",
+    "UploadState",
     "Usage",
 ]
 
@@ -77,6 +80,7 @@ class FileRecord:
     state: RecordState
     changed_at: int = 0
     hold_count: int = 0
+    etag: str | None = None
 
     @property
     def created_at(self) -> int:
@@ -100,6 +104,43 @@ class FileRecord:
 
     def replace(self, **changes: object) -> FileRecord:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+UploadState = Literal["pending", "completing", "completed", "cancelled", "expired"]
+"""``completing``: one request is assembling the file; the others see the upload as taken."""
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    """An upload of the Uploads API: the file it will produce, declared up front."""
+
+    id: str
+    owner: str
+    filename: str
+    purpose: str
+    bytes: int
+    mime_type: str
+    expires_after: int | None
+    created_at: int
+    expires_at: int
+    state: UploadState
+    file_id: str | None = None
+
+    def replace(self, **changes: object) -> UploadRecord:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """One part of an upload, stored on its own until the upload completes."""
+
+    id: str
+    upload_id: str
+    owner: str
+    bytes: int
+    sha256: str
+    storage_key: str
+    created_at: int
 
 
 @runtime_checkable
@@ -209,6 +250,49 @@ class MetadataStore(Protocol):
 
     async def existing_keys(self, keys: builtins.list[str]) -> set[str]:
         """Which of these storage keys belong to a record, in any state, of any owner."""
+        ...
+
+    async def create_upload(self, upload: UploadRecord) -> None:
+        """Add a new upload."""
+        ...
+
+    async def get_upload(self, owner: str, upload_id: str) -> UploadRecord | None:
+        """The owner's upload, or None."""
+        ...
+
+    async def move_upload(
+        self,
+        owner: str,
+        upload_id: str,
+        *,
+        from_states: tuple[UploadState, ...],
+        to: UploadState,
+        file_id: str | None = None,
+    ) -> bool:
+        """Atomically move the upload from one of ``from_states`` to ``to`` (recording
+        ``file_id``); False, changing nothing, if it is in no such state. Of concurrent
+        callers, exactly one wins."""
+        ...
+
+    async def add_part(self, part: PartRecord) -> bool:
+        """Add a part, only while its upload is ``pending``; False otherwise."""
+        ...
+
+    async def get_parts(self, owner: str, upload_id: str) -> builtins.list[PartRecord]:
+        """Every part of the owner's upload, in no particular order."""
+        ...
+
+    async def expire_uploads(self, *, now: int) -> int:
+        """Turn pending uploads past their ``expires_at`` ``expired``; how many."""
+        ...
+
+    async def finished_parts(self, *, limit: int) -> builtins.list[PartRecord]:
+        """Up to ``limit`` parts whose upload is completed, cancelled or expired (their bytes
+        are no longer needed)."""
+        ...
+
+    async def remove_part(self, part_id: str) -> None:
+        """Forget a part; a missing part is a no-op."""
         ...
 
     async def aclose(self) -> None:

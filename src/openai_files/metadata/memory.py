@@ -6,7 +6,16 @@ import bisect
 import builtins
 
 from ..errors import Conflict, QuotaExceeded
-from .base import Cursor, FileRecord, Order, Quota, Usage
+from .base import (
+    Cursor,
+    FileRecord,
+    Order,
+    PartRecord,
+    Quota,
+    UploadRecord,
+    UploadState,
+    Usage,
+)
 
 __all__ = ["MemoryMetadataStore"]
 
@@ -22,6 +31,8 @@ class MemoryMetadataStore:
         self._order: dict[str, list[Cursor]] = {}
         self._holds: dict[str, set[str]] = {}
         self._keys: dict[tuple[str, str], tuple[str, int]] = {}
+        self._uploads: dict[str, UploadRecord] = {}
+        self._parts: dict[str, PartRecord] = {}
 
     def __repr__(self) -> str:
         return f"MemoryMetadataStore(records={len(self._records)})"
@@ -159,6 +170,55 @@ class MemoryMetadataStore:
     async def existing_keys(self, keys: builtins.list[str]) -> set[str]:
         wanted = set(keys)
         return {r.storage_key for r in self._records.values() if r.storage_key in wanted}
+
+    async def create_upload(self, upload: UploadRecord) -> None:
+        if upload.id in self._uploads:
+            raise Conflict(f"An upload with id {upload.id} exists already.")
+        self._uploads[upload.id] = upload
+
+    async def get_upload(self, owner: str, upload_id: str) -> UploadRecord | None:
+        upload = self._uploads.get(upload_id)
+        return upload if upload is not None and upload.owner == owner else None
+
+    async def move_upload(
+        self,
+        owner: str,
+        upload_id: str,
+        *,
+        from_states: tuple[UploadState, ...],
+        to: UploadState,
+        file_id: str | None = None,
+    ) -> bool:
+        upload = await self.get_upload(owner, upload_id)
+        if upload is None or upload.state not in from_states:
+            return False
+        self._uploads[upload_id] = upload.replace(state=to, file_id=file_id or upload.file_id)
+        return True
+
+    async def add_part(self, part: PartRecord) -> bool:
+        upload = await self.get_upload(part.owner, part.upload_id)
+        if upload is None or upload.state != "pending":
+            return False
+        self._parts[part.id] = part
+        return True
+
+    async def get_parts(self, owner: str, upload_id: str) -> builtins.list[PartRecord]:
+        return [p for p in self._parts.values() if p.upload_id == upload_id and p.owner == owner]
+
+    async def expire_uploads(self, *, now: int) -> int:
+        expired = [
+            u for u in self._uploads.values() if u.state == "pending" and now >= u.expires_at
+        ]
+        for upload in expired:
+            self._uploads[upload.id] = upload.replace(state="expired")
+        return len(expired)
+
+    async def finished_parts(self, *, limit: int) -> builtins.list[PartRecord]:
+        done = {"completed", "cancelled", "expired"}
+        return [p for p in self._parts.values() if self._uploads[p.upload_id].state in done][:limit]
+
+    async def remove_part(self, part_id: str) -> None:
+        self._parts.pop(part_id, None)
 
     async def aclose(self) -> None:
         return None

@@ -24,7 +24,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import BackendUnavailable, Conflict, OpenAIFilesError, QuotaExceeded
-from .base import DEFAULT_TABLE_PREFIX, Cursor, FileRecord, Order, Quota, Usage
+from .base import (
+    DEFAULT_TABLE_PREFIX,
+    Cursor,
+    FileRecord,
+    Order,
+    PartRecord,
+    Quota,
+    UploadRecord,
+    UploadState,
+    Usage,
+)
 from .sql_schema import SCHEMA_VERSION, Tables, insert_ignoring_duplicates
 
 __all__ = ["SCHEMA_VERSION", "SQLMetadataStore"]
@@ -385,6 +395,87 @@ class SQLMetadataStore:
                 await self._add_usage(connection, record.owner, -1, -record.bytes, None)
             return True
 
+    # -- uploads ------------------------------------------------------------------------------
+
+    async def create_upload(self, upload: UploadRecord) -> None:
+        async with self._transaction() as connection:
+            await connection.execute(insert(self.tables.uploads).values(**vars(upload)))
+
+    async def get_upload(self, owner: str, upload_id: str) -> UploadRecord | None:
+        uploads = self.tables.uploads
+        query = select(uploads).where(uploads.c.id == upload_id, uploads.c.owner == owner)
+        async with self._transaction() as connection:
+            row = (await connection.execute(query)).first()
+        return None if row is None else UploadRecord(**row._mapping)
+
+    async def move_upload(
+        self,
+        owner: str,
+        upload_id: str,
+        *,
+        from_states: tuple[UploadState, ...],
+        to: UploadState,
+        file_id: str | None = None,
+    ) -> bool:
+        uploads = self.tables.uploads
+        values: dict[str, Any] = {"state": to}
+        if file_id is not None:
+            values["file_id"] = file_id
+        async with self._transaction() as connection:
+            moved = await connection.execute(
+                update(uploads)
+                .where(uploads.c.id == upload_id, uploads.c.owner == owner)
+                .where(uploads.c.state.in_(from_states))
+                .values(**values)
+            )
+            return bool(moved.rowcount == 1)
+
+    async def add_part(self, part: PartRecord) -> bool:
+        uploads, parts = self.tables.uploads, self.tables.parts
+        pending = select(uploads.c.id).where(
+            uploads.c.id == part.upload_id,
+            uploads.c.owner == part.owner,
+            uploads.c.state == "pending",
+        )
+        async with self._transaction() as connection:
+            # Lock the upload row, so a part cannot slip in while the upload completes.
+            if (await connection.execute(pending.with_for_update())).first() is None:
+                return False
+            await connection.execute(insert(parts).values(**vars(part)))
+            return True
+
+    async def get_parts(self, owner: str, upload_id: str) -> builtins.list[PartRecord]:
+        parts = self.tables.parts
+        query = select(parts).where(parts.c.upload_id == upload_id, parts.c.owner == owner)
+        async with self._transaction() as connection:
+            rows = (await connection.execute(query)).all()
+        return [PartRecord(**row._mapping) for row in rows]
+
+    async def expire_uploads(self, *, now: int) -> int:
+        uploads = self.tables.uploads
+        async with self._transaction() as connection:
+            expired = await connection.execute(
+                update(uploads)
+                .where(uploads.c.state == "pending", uploads.c.expires_at <= now)
+                .values(state="expired")
+            )
+            return int(expired.rowcount)
+
+    async def finished_parts(self, *, limit: int) -> builtins.list[PartRecord]:
+        uploads, parts = self.tables.uploads, self.tables.parts
+        done = select(uploads.c.id).where(
+            uploads.c.state.in_(("completed", "cancelled", "expired"))
+        )
+        query = select(parts).where(parts.c.upload_id.in_(done)).limit(limit)
+        async with self._transaction() as connection:
+            rows = (await connection.execute(query)).all()
+        return [PartRecord(**row._mapping) for row in rows]
+
+    async def remove_part(self, part_id: str) -> None:
+        parts = self.tables.parts
+        async with self._transaction() as connection:
+            await connection.execute(delete(parts).where(parts.c.id == part_id))
+
     async def aclose(self) -> None:
         if self._owns_engine:
             await self.engine.dispose()
@@ -507,6 +598,7 @@ _COLUMNS = (
     "state",
     "changed_at",
     "hold_count",
+    "etag",
 )
 
 

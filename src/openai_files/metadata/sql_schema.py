@@ -8,6 +8,7 @@ Schema version 1:
 - ``<prefix>usage``: per owner, the count and bytes of pending and active files, kept equal to
   them by every write, so that quotas are checked with one conditional update.
 - ``<prefix>idempotency``: which file an owner's ``Idempotency-Key`` created, and when.
+- ``<prefix>uploads`` and ``<prefix>upload_parts``: the Uploads API's uploads and their parts.
 - ``<prefix>schema_version``: the version the tables were created at.
 """
 
@@ -39,6 +40,8 @@ class Tables:
     holds: Table
     usage: Table
     idempotency: Table
+    uploads: Table
+    parts: Table
     version: Table
 
     @classmethod
@@ -62,6 +65,7 @@ class Tables:
             Column("state", String(16), nullable=False),
             Column("changed_at", BigInteger, nullable=False, default=0),
             Column("hold_count", Integer, nullable=False, default=0),
+            Column("etag", String(80), nullable=True),
             Index(f"{prefix}files_by_owner", "owner", "created_us", "id"),
             Index(f"{prefix}files_by_owner_purpose", "owner", "purpose", "created_us", "id"),
             Index(f"{prefix}files_by_state_expiry", "state", "expires_at"),
@@ -94,13 +98,43 @@ class Tables:
             Column("created_at", BigInteger, nullable=False),
             mysql_charset=_CHARSET,
         )
+        uploads = Table(
+            f"{prefix}uploads",
+            metadata,
+            Column("id", _ID, primary_key=True),
+            Column("owner", _OWNER, nullable=False),
+            Column("filename", Text, nullable=False),
+            Column("purpose", String(64), nullable=False),
+            Column("bytes", BigInteger, nullable=False),
+            Column("mime_type", String(255), nullable=False),
+            Column("expires_after", BigInteger, nullable=True),
+            Column("created_at", BigInteger, nullable=False),
+            Column("expires_at", BigInteger, nullable=False),
+            Column("state", String(16), nullable=False),
+            Column("file_id", _ID, nullable=True),
+            Index(f"{prefix}uploads_by_state", "state", "expires_at"),
+            mysql_charset=_CHARSET,
+        )
+        parts = Table(
+            f"{prefix}upload_parts",
+            metadata,
+            Column("id", _ID, primary_key=True),
+            Column("upload_id", _ID, nullable=False),
+            Column("owner", _OWNER, nullable=False),
+            Column("bytes", BigInteger, nullable=False),
+            Column("sha256", String(64), nullable=False),
+            Column("storage_key", String(255), nullable=False),
+            Column("created_at", BigInteger, nullable=False),
+            Index(f"{prefix}upload_parts_by_upload", "upload_id"),
+            mysql_charset=_CHARSET,
+        )
         version = Table(
             f"{prefix}schema_version",
             metadata,
             Column("version", Integer, nullable=False),
             mysql_charset=_CHARSET,
         )
-        return cls(metadata, files, holds, usage, idempotency, version)
+        return cls(metadata, files, holds, usage, idempotency, uploads, parts, version)
 
 
 def insert_ignoring_duplicates(dialect: str, table: Table, values: dict[str, Any]) -> Insert:

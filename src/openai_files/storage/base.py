@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 
 __all__ = [
     "BlobHasher",
+    "ComposableStorage",
     "ListableStorage",
     "PresignedURLs",
     "Storage",
@@ -118,4 +119,16 @@ class ListableStorage(Protocol):
     async def remove_partials(self, *, modified_before: float) -> int:
         """Remove what interrupted puts left behind (temporary files) before that time;
         return how many were removed. A backend with nothing of the kind returns 0."""
+        ...
+
+
+@runtime_checkable
+class ComposableStorage(Protocol):
+    """Optional capability: assemble an object from others inside the storage, so the bytes
+    do not pass through the event loop (the Uploads API assembles files from parts)."""
+
+    async def compose(self, key: str, sources: list[str]) -> int:
+        """Store under ``key`` the concatenation of the objects under ``sources``, in order,
+        atomically as `Storage.put` does; return its size. `BlobNotFound` if a source is
+        missing. The sources are left in place."""
         ...

@@ -1,0 +1,113 @@
+"""The Uploads API endpoints: create, add a part, complete, cancel (each also under /v1)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .endpoints import FilesEndpoints, parse_expires_after, request_body
+from .errors import InvalidRequest, MalformedUpload, RequestTooLarge
+from .multipart import MultipartReader, boundary_from_content_type
+from .service import FilesService
+
+__all__ = ["UploadsEndpoints"]
+
+MAX_JSON_BODY = 64 * 1024
+PART_OVERHEAD = 1024 * 1024
+
+_CREATE_FIELDS = {"filename": str, "purpose": str, "bytes": int, "mime_type": str}
+
+
+@dataclass(frozen=True)
+class UploadsEndpoints:
+    """Handlers for ``/uploads``; authentication and rate limits as for the files."""
+
+    files: FilesEndpoints
+
+    @property
+    def service(self) -> FilesService:
+        return self.files.service
+
+    async def create(self, request: Request) -> Response:
+        owner = await self.files.owner(request)
+        body = await _json_object(request)
+        unknown = sorted(set(body) - {*_CREATE_FIELDS, "expires_after"})
+        if unknown:
+            raise InvalidRequest(f"Unknown parameter: {unknown[0]!r}.", param=unknown[0])
+        values: dict[str, Any] = {}
+        for name, kind in _CREATE_FIELDS.items():
+            value = body.get(name)
+            if value is None:
+                raise InvalidRequest(f"Missing required parameter: {name!r}.", param=name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise InvalidRequest(f"{name} must be a {kind.__name__}.", param=name)
+            values[name] = value
+        expires_after = None
+        if body.get("expires_after") is not None:
+            expires_after = parse_expires_after(
+                {"expires_after": json.dumps(body["expires_after"])}
+            )
+        upload = await self.service.uploads.create(owner, expires_after=expires_after, **values)
+        return JSONResponse(upload.model_dump(mode="json"))
+
+    async def add_part(self, request: Request) -> Response:
+        owner = await self.files.owner(request)
+        upload_id = request.path_params["upload_id"]
+        max_body = self.service.policy.max_part_size + PART_OVERHEAD
+        reader = MultipartReader(
+            request_body(request),
+            boundary_from_content_type(request.headers.get("content-type")),
+            max_body=max_body,
+            limits=self.files.form_limits,
+        )
+        part = None
+        while (field := await reader.next_part()) is not None:
+            if field.name != "data":
+                continue
+            if part is not None:
+                raise InvalidRequest("Send exactly one 'data' part.", param="data")
+            part = await self.service.uploads.add_part(owner, upload_id, reader.iter_data())
+        if part is None:
+            raise InvalidRequest("Missing required parameter: 'data'.", param="data")
+        return JSONResponse(part.model_dump(mode="json"))
+
+    async def complete(self, request: Request) -> Response:
+        owner = await self.files.owner(request)
+        body = await _json_object(request)
+        part_ids = body.get("part_ids")
+        if not isinstance(part_ids, list):
+            raise InvalidRequest("part_ids must be a list of part ids.", param="part_ids")
+        md5 = body.get("md5")
+        if md5 is not None and not isinstance(md5, str):
+            raise InvalidRequest("md5 must be a hexadecimal string.", param="md5")
+        upload = await self.service.uploads.complete(
+            owner, request.path_params["upload_id"], part_ids=part_ids, md5=md5
+        )
+        return JSONResponse(upload.model_dump(mode="json"))
+
+    async def cancel(self, request: Request) -> Response:
+        owner = await self.files.owner(request)
+        upload = await self.service.uploads.cancel(owner, request.path_params["upload_id"])
+        return JSONResponse(upload.model_dump(mode="json"))
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The request's JSON object body, read up to `MAX_JSON_BODY` bytes."""
+    raw = b""
+    body: AsyncIterator[bytes] = request_body(request)
+    async for chunk in body:
+        raw += chunk
+        if len(raw) > MAX_JSON_BODY:
+            raise RequestTooLarge(MAX_JSON_BODY)
+    try:
+        value = json.loads(raw or b"{}")
+    except (ValueError, RecursionError):
+        raise MalformedUpload("The request body is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise MalformedUpload("The request body must be a JSON object.")
+    return value
