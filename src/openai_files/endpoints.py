@@ -156,8 +156,6 @@ class FilesEndpoints:
             stat.last_modified,
         ):
             return Response(status_code=304, headers=headers)
-        headers["content-type"] = stat.media_type
-        headers["content-disposition"] = content_disposition(stat.file.filename)
         wanted = None
         if range_applies(asked.get("if-range"), stat.etag, stat.last_modified):
             try:
@@ -171,6 +169,8 @@ class FilesEndpoints:
                     code="range_not_satisfiable",
                     headers={**headers, "content-range": f"bytes */{stat.size}"},
                 )
+        headers["content-type"] = stat.media_type
+        headers["content-disposition"] = content_disposition(stat.file.filename)
         start, end = (0, stat.size) if wanted is None else (wanted.start, wanted.end + 1)
         headers["content-length"] = str(end - start)
         if wanted is not None:

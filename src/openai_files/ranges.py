@@ -8,6 +8,7 @@ Pure functions over header values, so the rules are testable without HTTP: which
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 from email.utils import formatdate, parsedate_to_datetime
 
 __all__ = [
@@ -105,6 +106,9 @@ def _digits(text: str) -> bool:
 
 def _timestamp(value: str) -> int | None:
     try:
-        return int(parsedate_to_datetime(value).timestamp())
+        parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    if parsed.tzinfo is None:  # asctime dates carry no zone, and HTTP dates are all GMT
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp())
