@@ -61,11 +61,11 @@ async def sweep(
             keep = service.policy.soft_delete and record.state == "deleting"
             if await service.purge(record, keep_record=keep):
                 removed += 1
-                if was_visible:
-                    await service.emit("expired", record.owner, service.file_object(record))
             else:
-                failed += 1
-        if len(claimed) < batch:
+                failed += 1  # the record stays claimed; a later sweep retries it
+            if was_visible:  # gone for clients now, whether or not its bytes went at once
+                await service.emit("expired", record.owner, service.file_object(record))
+        if not claimed:  # fewer than a batch may mean another sweeper won some claims
             break
     parts = await service.uploads.sweep(batch=batch)
     return SweepReport(
