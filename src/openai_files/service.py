@@ -221,31 +221,33 @@ class FilesService:
                 param="expires_after[seconds]",
             )
 
-    def check_filename(self, filename: str) -> None:
+    def check_filename(self, filename: str, *, param: str = "file") -> None:
         """`InvalidRequest` for an empty or over-long filename or one with control characters."""
         if not filename:
-            raise InvalidRequest("The file must have a filename.", param="file")
+            raise InvalidRequest("The file must have a filename.", param=param)
         if len(filename) > self.policy.max_filename_length:
             raise InvalidRequest(
                 f"The filename is {len(filename)} characters long; the maximum is "
                 f"{self.policy.max_filename_length}.",
-                param="file",
+                param=param,
             )
         if any(ord(char) < 32 or ord(char) == 127 for char in filename):
             raise InvalidRequest(
                 "The filename contains control characters (such as NUL, CR or LF); "
                 "rename the file.",
-                param="file",
+                param=param,
             )
 
-    def check_file_type(self, purpose: str, filename: str, media_type: str | None) -> None:
+    def check_file_type(
+        self, purpose: str, filename: str, media_type: str | None, *, param: str = "file"
+    ) -> None:
         """`UnsupportedFileType` unless the policy accepts this kind of file for ``purpose``."""
         types = self.policy.file_types.get(purpose)
         if types is not None and not types.allows(filename, media_type):
             raise UnsupportedFileType(
                 f"Files with purpose {purpose!r} must be {types.describe()}; "
                 f"got {filename[:200]!r}.",
-                param="file",
+                param=param,
             )
 
     # -- read -------------------------------------------------------------------------------

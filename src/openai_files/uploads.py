@@ -51,9 +51,9 @@ class Uploads:
         """Start an upload of a file of ``bytes`` bytes; it expires after the policy's
         ``upload_ttl`` (an hour) unless completed."""
         service, policy = self._service, self._service.policy
-        service.check_filename(filename)
+        service.check_filename(filename, param="filename")
         service.check_purpose(purpose)
-        service.check_file_type(purpose, filename, mime_type)
+        service.check_file_type(purpose, filename, mime_type, param="filename")
         service.check_expires_after(expires_after)
         limit = min(policy.max_upload_size, policy.max_file_size_by_purpose.get(purpose, bytes))
         if not 0 < bytes <= limit:
@@ -86,7 +86,13 @@ class Uploads:
         upload = await self._pending(owner, upload_id)
         part_id = new_object_id("part_")
         key = f"uploads/{upload.id}/{part_id}"
-        limit = min(service.policy.max_part_size, upload.bytes)
+        stored = sum(p.bytes for p in await service.metadata.get_parts(owner, upload.id))
+        room = service.policy.max_upload_size - stored
+        if room <= 0:
+            raise InvalidRequest(
+                f"Upload {upload_id} holds {stored} bytes in parts, its maximum.", param="data"
+            )
+        limit = min(service.policy.max_part_size, upload.bytes, room)
         blob = await service.storage.put(key, _limited(data, limit))
         part = PartRecord(
             id=part_id,
@@ -103,6 +109,11 @@ class Uploads:
             await self._pending(owner, upload_id)  # says why it is no longer pending
             raise _not_pending(upload_id, "completed")
         return UploadPartObject(id=part.id, created_at=part.created_at, upload_id=upload.id)
+
+    async def discard_part(self, owner: str, upload_id: str, part_id: str) -> None:
+        """Remove one part (of a part request that failed after the part was stored)."""
+        parts = await self._service.metadata.get_parts(owner, upload_id)
+        await self._discard_parts([part for part in parts if part.id == part_id])
 
     async def complete(
         self, owner: str, upload_id: str, *, part_ids: Sequence[str], md5: str | None = None

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -66,12 +67,18 @@ class UploadsEndpoints:
             limits=self.files.form_limits,
         )
         part = None
-        while (field := await reader.next_part()) is not None:
-            if field.name != "data":
-                continue
+        try:
+            while (field := await reader.next_part()) is not None:
+                if field.name != "data":
+                    continue
+                if part is not None:
+                    raise InvalidRequest("Send exactly one 'data' part.", param="data")
+                part = await self.service.uploads.add_part(owner, upload_id, reader.iter_data())
+        except BaseException:
             if part is not None:
-                raise InvalidRequest("Send exactly one 'data' part.", param="data")
-            part = await self.service.uploads.add_part(owner, upload_id, reader.iter_data())
+                with anyio.CancelScope(shield=True):
+                    await self.service.uploads.discard_part(owner, upload_id, part.id)
+            raise
         if part is None:
             raise InvalidRequest("Missing required parameter: 'data'.", param="data")
         return JSONResponse(part.model_dump(mode="json"))
