@@ -6,6 +6,7 @@ OpenAIFilesError
 │   ├── MalformedUpload          400  the multipart body cannot be parsed
 │   ├── InvalidFile              400  the file's content breaks its purpose's rules (bad JSONL)
 │   └── UnsupportedFileType      400  the file's type or extension is not allowed for its purpose
+├── RequestTimeout               408  the request body stalled longer than the idle timeout
 ├── FileTooLarge                 413  the file passed the maximum size
 │   └── RequestTooLarge          413  the request body passed its maximum (the form around the file)
 ├── AuthenticationFailed         401  missing or unknown API key
@@ -40,6 +41,7 @@ __all__ = [
     "OpenAIFilesError",
     "QuotaExceeded",
     "RateLimited",
+    "RequestTimeout",
     "RequestTooLarge",
     "UnsupportedFileType",
     "UploadNotFound",
@@ -107,6 +109,18 @@ class RequestTooLarge(FileTooLarge):
             param=None,
         )
         self.limit = limit
+
+
+class RequestTimeout(OpenAIFilesError):
+    """The client stopped sending the request body for longer than the idle timeout."""
+
+    code = "request_timeout"
+
+    def __init__(self, idle_timeout: float) -> None:
+        super().__init__(
+            f"The request body stalled for more than {idle_timeout:g} seconds; "
+            "the upload was abandoned. Retry it."
+        )
 
 
 class AuthenticationFailed(OpenAIFilesError):

@@ -22,12 +22,18 @@ __all__ = ["FormLimits", "MultipartReader", "Part", "boundary_from_content_type"
 
 @dataclass(frozen=True)
 class FormLimits:
-    """Bounds on everything in a form that is not the file's bytes."""
+    """Bounds on everything in a request body that is not the file's bytes.
+
+    ``idle_timeout`` is how many seconds the body may pause between two chunks before the
+    request is ended (408); it stops a client that sends very slowly from holding a
+    connection, a task and an upload open indefinitely.
+    """
 
     max_fields: int = 64
     max_field_size: int = 64 * 1024
     max_header_size: int = 8 * 1024
     max_headers_per_part: int = 16
+    idle_timeout: float = 60.0
 
 
 @dataclass(frozen=True)

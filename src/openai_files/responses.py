@@ -19,6 +19,7 @@ from .errors import (
     OpenAIFilesError,
     QuotaExceeded,
     RateLimited,
+    RequestTimeout,
     UploadNotFound,
 )
 from .models import ErrorBody, ErrorDetail
@@ -34,6 +35,7 @@ _STATUS: tuple[tuple[type[OpenAIFilesError], int, str], ...] = (
     (UploadNotFound, 404, "invalid_request_error"),
     (Conflict, 409, "invalid_request_error"),
     (FileTooLarge, 413, "invalid_request_error"),
+    (RequestTimeout, 408, "invalid_request_error"),
     (QuotaExceeded, 400, "invalid_request_error"),
     (RateLimited, 429, "rate_limit_error"),
     (BackendUnavailable, 503, "server_error"),
@@ -67,7 +69,7 @@ def error_response(exc: OpenAIFilesError) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, Conflict):
         headers["x-should-retry"] = "false"
-    if isinstance(exc, FileTooLarge | InvalidRequest | QuotaExceeded):
+    if isinstance(exc, FileTooLarge | InvalidRequest | QuotaExceeded | RequestTimeout):
         # The rest of the body may be unread: the connection cannot be reused.
         headers["connection"] = "close"
     if isinstance(exc, RateLimited):
