@@ -18,9 +18,11 @@ from .auth import Authenticator, open_auth
 from .endpoints import FilesEndpoints
 from .errors import OpenAIFilesError
 from .multipart import FormLimits
+from .openapi import openapi_document, openapi_route
 from .ratelimit import RateLimiter
 from .responses import error_response, openai_error
 from .service import FilesService
+from .storage import PresignedURLs
 from .uploads_endpoints import UploadsEndpoints
 
 __all__ = ["create_app", "files_routes"]
@@ -110,6 +112,7 @@ def create_app(
     rate_limiter: RateLimiter | None = None,
     sweep_interval: float | None = None,
     close_service: bool = False,
+    openapi: bool = False,
 ) -> Starlette:
     """An ASGI app serving the Files API for ``service``.
 
@@ -125,6 +128,9 @@ def create_app(
       host that mounts this app runs ``service.run_sweeper(interval=...)`` in its own.
     - ``close_service``: close the service when the app shuts down (for a standalone server
       that owns it; a host that shares the service closes it itself).
+    - ``openapi``: also serve ``GET /openapi.json`` (at the app's root, not under each prefix):
+      the OpenAPI 3.1 document of these routes, built once from the service's policy and the
+      prefixes (see `openai_files.openapi`).
 
     The service is at ``app.state.service``. Mount the app in a host with
     ``Mount("/", app=create_app(...))`` after the host's own routes, or under a prefix. Every
@@ -143,15 +149,20 @@ def create_app(
             if close_service:
                 await service.aclose()
 
+    routes = files_routes(
+        service,
+        auth=auth,
+        prefixes=prefixes,
+        form_limits=form_limits,
+        presigned_downloads=presigned_downloads,
+        rate_limiter=rate_limiter,
+    )
+    if openapi:
+        redirects = bool(presigned_downloads) and isinstance(service.storage, PresignedURLs)
+        document = openapi_document(service.policy, prefixes, download_redirects=redirects)
+        routes.append(openapi_route(document))
     app = Starlette(
-        routes=files_routes(
-            service,
-            auth=auth,
-            prefixes=prefixes,
-            form_limits=form_limits,
-            presigned_downloads=presigned_downloads,
-            rate_limiter=rate_limiter,
-        ),
+        routes=routes,
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
