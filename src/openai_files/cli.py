@@ -1,7 +1,10 @@
-"""The ``openai-files`` command: ``openai-files serve`` runs the standalone server.
+"""The ``openai-files`` command: ``openai-files serve`` runs the standalone server; ``upload``,
+``list``, ``get``, ``download`` and ``delete`` are a client of any OpenAI-compatible Files API
+(`openai_files.client_cli`).
 
-Every flag has an environment variable (``OPENAI_FILES_*``); a flag given on the command line
-wins over the variable, which wins over the default.
+Every ``serve`` flag has an environment variable (``OPENAI_FILES_*``); a flag given on the
+command line wins over the variable, which wins over the default. The client commands read
+``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``, as the openai SDKs do.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ __all__ = ["build_parser", "main", "policy_from_args", "server_settings"]
 log = logging.getLogger("openai_files")
 
 DEFAULT_MAX_FILE_SIZE = Policy().max_file_size
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+"""Where the client commands go without ``--base-url`` or ``OPENAI_BASE_URL``, as the SDKs do."""
 
 
 def _env(name: str, default: str) -> str:
@@ -32,7 +37,8 @@ def _env(name: str, default: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="openai-files", description="An OpenAI-compatible Files API server."
+        prog="openai-files",
+        description="An OpenAI-compatible Files API server, and a client for any such API.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser(
@@ -134,7 +140,75 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default=_env("LOG_LEVEL", "info"), help="(OPENAI_FILES_LOG_LEVEL)"
     )
+    _add_client_commands(commands)
     return parser
+
+
+def _positive(text: str) -> int:
+    value = _optional_int(text) if text.strip().isdecimal() else None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
+def _add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``upload``, ``list``, ``get``, ``download`` and ``delete`` to ``commands``."""
+    connection = argparse.ArgumentParser(add_help=False)
+    group = connection.add_argument_group("connection")
+    group.add_argument(
+        "--base-url",
+        metavar="URL",
+        default=os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
+        help=f"the API's base URL, ending in /v1 (OPENAI_BASE_URL; default {DEFAULT_BASE_URL})",
+    )
+    group.add_argument(
+        "--api-key",
+        metavar="KEY",
+        default=os.environ.get("OPENAI_API_KEY") or None,
+        help="sent as 'Authorization: Bearer KEY' (OPENAI_API_KEY; default: none)",
+    )
+    transfer = argparse.ArgumentParser(add_help=False)
+    transfer.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (one is shown only when stderr is a terminal)",
+    )
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print the JSON object(s), one a line")
+
+    up = commands.add_parser(
+        "upload", parents=[connection, transfer, as_json], help="upload a file; prints its id"
+    )
+    up.add_argument("file", metavar="FILE")
+    up.add_argument("--purpose", required=True, help="assistants, batch, fine-tune, ...")
+    up.add_argument(
+        "--expires-after", type=_positive, metavar="SECONDS", help="expire SECONDS after creation"
+    )
+
+    ls = commands.add_parser("list", parents=[connection, as_json], help="list files")
+    ls.add_argument("--purpose", help="only files of this purpose")
+    ls.add_argument("--limit", type=_positive, metavar="N", help="files per page")
+    ls.add_argument("--order", choices=["asc", "desc"], help="by creation time (server: desc)")
+    ls.add_argument("--after", metavar="ID", help="start after this file id")
+    ls.add_argument("--all", action="store_true", help="every page, until has_more is false")
+
+    show = commands.add_parser("get", parents=[connection, as_json], help="show one file")
+    show.add_argument("file_id", metavar="ID")
+
+    down = commands.add_parser(
+        "download", parents=[connection, transfer], help="download a file's content"
+    )
+    down.add_argument("file_id", metavar="ID")
+    down.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="where to write (default: the file's name in the current directory); "
+        "a partial PATH is resumed",
+    )
+
+    remove = commands.add_parser("delete", parents=[connection], help="delete a file")
+    remove.add_argument("file_id", metavar="ID")
 
 
 def _optional_int(value: str) -> int | None:
@@ -229,7 +303,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    # The client (and httpx) only for the client commands.
+    from .client_cli import run_client_command
+
+    return run_client_command(args)
 
 
 if __name__ == "__main__":

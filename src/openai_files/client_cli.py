@@ -1,0 +1,264 @@
+"""The client commands of ``openai-files``: ``upload``, ``list``, ``get``, ``download`` and
+``delete``, against this project's server or any OpenAI-compatible Files API.
+
+The base URL and API key are read as the openai SDKs read them: ``--base-url``/``--api-key``,
+else ``OPENAI_BASE_URL``/``OPENAI_API_KEY``; requests go to ``{base_url}/files``. Bodies stream
+both ways: an upload is read from disk as it is sent, a download written as it arrives.
+
+Every failure reaches the command line as one line, ``error: <message>``, and exit status 1.
+The HTTP side is `openai_files.files_client.FilesClient`.
+
+rich is imported only while a progress bar is shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+
+from .files_client import (
+    Advance,
+    ClientError,
+    Connection,
+    ConnectionFailed,
+    Download,
+    FilesClient,
+    JSONObject,
+    MultipartBody,
+    files_of,
+    printable,
+)
+
+__all__ = ["COMMANDS", "run_client_command", "safe_filename"]
+
+COLUMNS = ("id", "filename", "bytes", "purpose", "status", "created_at", "expires_at")
+
+
+def safe_filename(name: str, fallback: str) -> str:
+    """``name`` as a plain file name in the current directory: no directory part, no control
+    characters, not ``.`` or ``..``, at most 255 bytes; ``fallback`` (then ``download``) when
+    nothing is left."""
+    for candidate in (name, fallback):
+        base = PurePosixPath(candidate.replace("\\", "/")).name
+        base = "".join(c for c in base if c.isprintable()).strip()
+        base = base.encode()[:255].decode(errors="ignore")
+        if base not in {"", ".", ".."}:
+            return base
+    return "download"
+
+
+# The commands: each takes the client and the parsed arguments, prints its result on stdout
+# and notes on stderr, and raises ClientError.
+
+
+@contextmanager
+def progress_bar(shown: bool, label: str, total: int, completed: int = 0) -> Iterator[Advance]:
+    """A byte-counting progress bar on stderr while the block runs, when ``shown``."""
+    if not shown:
+        yield lambda _: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        TaskProgressColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task(printable(label), total=total, completed=completed)
+        yield lambda sent: bar.advance(task, sent)
+
+
+def _progress_shown(args: argparse.Namespace) -> bool:
+    return not args.no_progress and sys.stderr.isatty()
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _print_json(obj: JSONObject) -> None:
+    print(json.dumps(obj))
+
+
+def upload(client: FilesClient, args: argparse.Namespace) -> None:
+    path = Path(args.file)
+    fields = {"purpose": args.purpose}
+    if args.expires_after is not None:
+        fields["expires_after[anchor]"] = "created_at"
+        fields["expires_after[seconds]"] = str(args.expires_after)
+    try:
+        file = path.open("rb")
+        size = os.fstat(file.fileno()).st_size
+    except OSError as exc:
+        raise ClientError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    with file, progress_bar(_progress_shown(args), path.name, size) as advance:
+        created = client.create(MultipartBody(fields, file, path.name, size), advance)
+    if args.json:
+        _print_json(created)
+    else:
+        print(printable(str(created.get("id"))))
+
+
+def list_files(client: FilesClient, args: argparse.Namespace) -> None:
+    query = {"purpose": args.purpose, "limit": args.limit, "order": args.order, "after": args.after}
+    more = False
+    if args.all:
+        files: Iterator[JSONObject] | list[JSONObject] = client.iter_files(**query)
+    else:
+        page = client.list_page(**query)
+        files, more = files_of(page), bool(page.get("has_more"))
+    if args.json:
+        for found in files:
+            _print_json(found)
+        return
+    print(file_table(list(files)))
+    if more:
+        _note("more files follow: pass --all, or --after with the last id")
+
+
+def get(client: FilesClient, args: argparse.Namespace) -> None:
+    found = client.retrieve(args.file_id)
+    if args.json:
+        _print_json(found)
+        return
+    width = max(len(column) for column in COLUMNS)
+    for column in COLUMNS:
+        print(f"{column.ljust(width)}  {cell(found, column)}")
+
+
+def delete(client: FilesClient, args: argparse.Namespace) -> None:
+    deleted = client.delete(args.file_id)
+    if deleted.get("deleted") is not True:
+        raise ClientError(f"the server did not delete {args.file_id}")
+    print(f"deleted {args.file_id}")
+
+
+def download(client: FilesClient, args: argparse.Namespace) -> None:
+    found = client.retrieve(args.file_id)
+    expected = found.get("bytes")
+    if not isinstance(expected, int):
+        raise ClientError(f"unexpected answer: {args.file_id} has no 'bytes'")
+    name = safe_filename(str(found.get("filename") or ""), args.file_id)
+    path = Path(args.output or name)
+    if path.is_dir():
+        path = path / name
+    have = _size_of(path)
+    if have > expected:
+        raise ClientError(
+            f"{path} has {have} bytes, more than the {expected} of {args.file_id}: "
+            "remove it or choose another -o"
+        )
+    if have == expected and have:
+        _note(f"{path} is already complete ({expected} bytes)")
+    else:
+        _fetch(client, args, path, have, expected)
+    size = _size_of(path)
+    if size < expected:
+        raise ClientError(f"{path} has {size} of {expected} bytes: run the command again to resume")
+    if size > expected:
+        raise ClientError(f"{path} has {size} bytes, more than the file's {expected}")
+    print(path)
+
+
+def _size_of(path: Path) -> int:
+    """The size of the file at ``path``; 0 when there is none."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise ClientError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _fetch(
+    client: FilesClient, args: argparse.Namespace, path: Path, have: int, expected: int
+) -> None:
+    """Write the file's bytes to ``path``, after the ``have`` bytes already there if the
+    server honours the range, else from the start."""
+    try:
+        with client.content(args.file_id, offset=have) as body:
+            if have and body.start:
+                _note(f"resuming at {have} bytes")
+            elif have:
+                _note("the server does not resume downloads: downloading from the start")
+            _write(body, path, expected, _progress_shown(args))
+    except ConnectionFailed as exc:
+        if _size_of(path):
+            raise ConnectionFailed(f"{exc}; run the command again to resume") from exc
+        raise
+
+
+def _write(body: Download, path: Path, expected: int, shown: bool) -> None:
+    try:
+        with (
+            path.open("ab" if body.start else "wb") as out,
+            progress_bar(shown, path.name, expected, completed=body.start) as advance,
+        ):
+            for chunk in body.chunks():
+                out.write(chunk)
+                advance(len(chunk))
+    except OSError as exc:
+        raise ClientError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def file_table(files: list[JSONObject]) -> str:
+    """An aligned text table of ``files``, one row each, under a header of `COLUMNS`."""
+    rows = [COLUMNS, *(tuple(cell(f, column) for column in COLUMNS) for f in files)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = ("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in rows)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def cell(file: JSONObject, column: str) -> str:
+    """A file object's field as shown to people: times in ISO 8601 UTC, ``-`` for none."""
+    value = file.get(column)
+    if value is None:
+        return "-"
+    if column.endswith("_at") and isinstance(value, int):
+        try:
+            return datetime.fromtimestamp(value, UTC).isoformat().replace("+00:00", "Z")
+        except (OverflowError, OSError, ValueError):
+            return str(value)
+    return printable(str(value))
+
+
+COMMANDS: Mapping[str, Callable[[FilesClient, argparse.Namespace], None]] = {
+    "upload": upload,
+    "list": list_files,
+    "get": get,
+    "download": download,
+    "delete": delete,
+}
+
+
+def run_client_command(args: argparse.Namespace) -> int:
+    """Run the client command ``args`` describe; 0 on success, 1 with one line on stderr."""
+    try:
+        with FilesClient(Connection.from_args(args)) as client:
+            COMMANDS[args.command](client, args)
+    except ClientError as exc:
+        _note(f"error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        _note("error: interrupted")
+        return 130
+    return 0

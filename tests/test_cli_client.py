@@ -1,0 +1,366 @@
+"""The client commands of `openai-files` (upload, list, get, download, delete), run as a user
+runs them: a subprocess against a real server on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from openai_files import FilesService, LocalStorage, SQLMetadataStore, api_key_auth, create_app
+from openai_files.client_cli import safe_filename
+
+from .conftest import ServerThread, free_port, serve, server_process
+
+KEY = "sk-test"
+ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+def cli(
+    url: str, *args: str, key: str = KEY, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``openai-files ARGS`` with the SDKs' environment variables pointing at ``url``."""
+    env = {**os.environ, "OPENAI_BASE_URL": url + "/v1", "OPENAI_API_KEY": key}
+    return subprocess.run(
+        [sys.executable, "-m", "openai_files.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class ContentRequests:
+    """The app, recording the Range header and the status of every content download."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.seen: list[tuple[str | None, int]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/content"):
+            await self.app(scope, receive, send)
+            return
+        asked = dict(scope["headers"]).get(b"range")
+
+        async def recording(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.seen.append((asked.decode() if asked else None, message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, recording)
+
+
+@pytest.fixture
+def downloads(tmp_path: Path) -> ContentRequests:
+    service = FilesService(
+        LocalStorage(tmp_path / "blobs"),
+        SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}"),
+    )
+    app = create_app(service, auth=api_key_auth({KEY: "tester"}), close_service=True)
+    return ContentRequests(app)
+
+
+@pytest.fixture
+def server(downloads: ContentRequests) -> Iterator[ServerThread]:
+    with serve(downloads) as running:
+        yield running
+
+
+def upload(url: str, path: Path, *flags: str) -> dict[str, Any]:
+    done = cli(url, "upload", str(path), "--purpose", "assistants", "--json", *flags)
+    assert done.returncode == 0, done.stderr
+    created: dict[str, Any] = json.loads(done.stdout)
+    return created
+
+
+def created(server: ServerThread, filename: str, data: bytes) -> dict[str, Any]:
+    """A file uploaded straight over HTTP, for tests of the other commands."""
+    response = httpx.post(
+        server.url + "/v1/files",
+        headers={"authorization": f"Bearer {KEY}"},
+        files={"file": (filename, data)},
+        data={"purpose": "assistants"},
+    )
+    response.raise_for_status()
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def test_upload_list_get_download_delete_against_openai_files_serve(tmp_path: Path) -> None:
+    data = os.urandom(300_000)
+    (tmp_path / "report.bin").write_bytes(data)
+    with server_process(tmp_path, "--metadata", "memory://", "--storage", "memory://") as server:
+        url = server.url
+        uploaded = cli(url, "upload", str(tmp_path / "report.bin"), "--purpose", "assistants")
+        file_id = uploaded.stdout.strip()
+        assert uploaded.returncode == 0, uploaded.stderr
+        assert re.fullmatch(r"file-\w+", file_id)
+
+        table = cli(url, "list").stdout.splitlines()
+        assert table[0].split() == [
+            "id", "filename", "bytes", "purpose", "status", "created_at", "expires_at"
+        ]  # fmt: skip
+        row = table[1].split()
+        assert row[:5] == [file_id, "report.bin", str(len(data)), "assistants", "processed"]
+        assert ISO_UTC.fullmatch(row[5])
+        assert row[6] == "-"
+
+        shown = json.loads(cli(url, "get", file_id, "--json").stdout)
+        assert (shown["id"], shown["bytes"], shown["filename"]) == (
+            file_id,
+            len(data),
+            "report.bin",
+        )
+        assert "filename    report.bin" in cli(url, "get", file_id).stdout.splitlines()
+
+        fetched = cli(url, "download", file_id, "-o", str(tmp_path / "copy.bin"))
+        assert fetched.returncode == 0, fetched.stderr
+        assert fetched.stdout.strip() == str(tmp_path / "copy.bin")
+        assert sha256((tmp_path / "copy.bin").read_bytes()) == sha256(data)
+
+        deleted = cli(url, "delete", file_id)
+        assert (deleted.returncode, deleted.stdout) == (0, f"deleted {file_id}\n")
+        gone = cli(url, "get", file_id)
+    assert gone.returncode == 1
+    assert gone.stderr == f"error: No such File object: {file_id} (404)\n"
+    assert gone.stdout == ""
+
+
+def test_upload_json_prints_the_file_object_with_its_expiry(
+    server: ServerThread, tmp_path: Path
+) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    created = upload(server.url, tmp_path / "notes.txt", "--expires-after", "3600")
+    assert (created["object"], created["filename"], created["bytes"]) == ("file", "notes.txt", 5)
+    assert created["expires_at"] - created["created_at"] == 3600
+
+
+def test_list_pages_with_limit_and_all_follows_every_page(
+    server: ServerThread, tmp_path: Path
+) -> None:
+    ids = {created(server, f"f{n}.txt", str(n).encode())["id"] for n in range(5)}
+
+    one_page = cli(server.url, "list", "--limit", "2", "--json")
+    assert len(one_page.stdout.splitlines()) == 2
+    every = cli(server.url, "list", "--limit", "2", "--all", "--json", "--order", "asc")
+    listed = [json.loads(line) for line in every.stdout.splitlines()]
+    assert {f["id"] for f in listed} == ids
+    assert [f["filename"] for f in listed] == [f"f{n}.txt" for n in range(5)]
+
+    table = cli(server.url, "list", "--limit", "2", "--all")
+    assert len(table.stdout.splitlines()) == 1 + 5
+    partial = cli(server.url, "list", "--limit", "2")
+    assert len(partial.stdout.splitlines()) == 1 + 2
+    assert "--all" in partial.stderr
+
+
+def test_an_interrupted_download_resumes_with_a_range_request(
+    server: ServerThread, downloads: ContentRequests, tmp_path: Path
+) -> None:
+    data = os.urandom(1024 * 1024 + 7)
+    half = len(data) // 2
+    (tmp_path / "big.bin").write_bytes(data)
+    file_id = upload(server.url, tmp_path / "big.bin")["id"]
+    target = tmp_path / "partial.bin"
+    target.write_bytes(data[:half])
+
+    resumed = cli(server.url, "download", file_id, "-o", str(target))
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming at {half} bytes" in resumed.stderr
+    assert sha256(target.read_bytes()) == sha256(data)
+    assert downloads.seen == [(f"bytes={half}-", 206)]
+
+
+def test_a_complete_download_is_not_fetched_again_and_a_larger_one_is_refused(
+    server: ServerThread, downloads: ContentRequests, tmp_path: Path
+) -> None:
+    (tmp_path / "a.txt").write_text("abc")
+    file_id = upload(server.url, tmp_path / "a.txt")["id"]
+    complete = cli(server.url, "download", file_id, "-o", str(tmp_path / "a.txt"))
+    assert complete.returncode == 0
+    assert "already complete" in complete.stderr
+
+    (tmp_path / "big.txt").write_text("abcdef")
+    refused = cli(server.url, "download", file_id, "-o", str(tmp_path / "big.txt"))
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: ")
+    assert refused.stderr.count("\n") == 1
+    assert (tmp_path / "big.txt").read_text() == "abcdef"
+    assert downloads.seen == []
+
+
+def test_download_defaults_to_the_filename_kept_inside_the_current_directory(
+    server: ServerThread, tmp_path: Path
+) -> None:
+    file = created(server, "../../escape.txt", b"contained")
+    assert file["filename"] == "../../escape.txt"
+    workdir = tmp_path / "a" / "b"
+    workdir.mkdir(parents=True)
+
+    fetched = cli(server.url, "download", file["id"], "--no-progress", cwd=workdir)
+
+    assert fetched.returncode == 0, fetched.stderr
+    assert (workdir / "escape.txt").read_bytes() == b"contained"
+    assert not (tmp_path / "escape.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("report.jsonl", "report.jsonl"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\me\\data.csv", "data.csv"),
+        ("dir/", "dir"),
+        ("..", "file-abc"),
+        ("", "file-abc"),
+        ("a\x1b[2Jb\n.txt", "a[2Jb.txt"),
+        ("é" * 200, "é" * 127),
+    ],
+)
+def test_safe_filename_never_leaves_the_directory(name: str, expected: str) -> None:
+    assert safe_filename(name, "file-abc") == expected
+
+
+def test_a_wrong_api_key_exits_1_with_the_servers_401_message(server: ServerThread) -> None:
+    refused = cli(server.url, "list", key="sk-wrong")
+    assert refused.returncode == 1
+    assert refused.stderr == "error: Incorrect API key provided. (401)\n"
+
+
+def test_an_unreachable_base_url_exits_1_with_one_line(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    failed = cli(url, "get", "file-abc")
+    assert failed.returncode == 1
+    assert failed.stderr.startswith(f"error: cannot reach {url}/v1: ")
+    assert failed.stderr.count("\n") == 1
+
+
+def test_flags_win_over_the_environment(server: ServerThread) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    listed = cli(url, "list", "--base-url", server.url + "/v1/", "--api-key", KEY)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith("id ")
+
+
+def test_usage_errors_exit_2(server: ServerThread, tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("a")
+    assert cli(server.url, "upload", str(tmp_path / "a.txt")).returncode == 2  # no --purpose
+    assert cli(server.url, "list", "--limit", "0").returncode == 2
+    assert cli(server.url, "list", "--order", "sideways").returncode == 2
+
+
+def test_an_unreadable_file_and_a_server_error_are_one_line_each(
+    server: ServerThread, tmp_path: Path
+) -> None:
+    missing = cli(server.url, "upload", str(tmp_path / "nope.txt"), "--purpose", "assistants")
+    assert (missing.returncode, missing.stderr.count("\n")) == (1, 1)
+    assert "nope.txt" in missing.stderr
+    (tmp_path / "a.txt").write_text("a")
+    refused = cli(server.url, "upload", str(tmp_path / "a.txt"), "--purpose", "bogus")
+    assert refused.returncode == 1
+    assert re.fullmatch(r"error: .*'bogus'.* \(400\)\n", refused.stderr)
+
+
+def bare_server_app(data: bytes) -> Starlette:
+    """A server with one file, which ignores Range and answers errors as HTML."""
+
+    async def file(request: Request) -> Response:
+        return JSONResponse(
+            {"id": "file-1", "object": "file", "bytes": len(data), "created_at": 0,
+             "filename": "plain.bin", "purpose": "assistants", "status": "processed",
+             "status_details": None, "expires_at": None}
+        )  # fmt: skip
+
+    async def content(request: Request) -> Response:
+        return Response(data, media_type="application/octet-stream")
+
+    async def broken(request: Request) -> Response:
+        return PlainTextResponse("<html>\n<h1>Bad Gateway</h1>\n</html>", status_code=502)
+
+    return Starlette(
+        routes=[
+            Route("/v1/files/file-1", file),
+            Route("/v1/files/file-1/content", content),
+            Route("/v1/files/broken", broken),
+        ]
+    )
+
+
+def test_a_server_that_ignores_ranges_sends_the_whole_file_again(tmp_path: Path) -> None:
+    data = os.urandom(100_000)
+    target = tmp_path / "plain.bin"
+    target.write_bytes(data[:1000])
+    with serve(bare_server_app(data)) as bare:
+        fetched = cli(bare.url, "download", "file-1", "-o", str(target))
+        broken = cli(bare.url, "get", "broken")
+    assert fetched.returncode == 0, fetched.stderr
+    assert "from the start" in fetched.stderr
+    assert target.read_bytes() == data
+    assert broken.returncode == 1
+    assert broken.stderr == "error: <html> <h1>Bad Gateway</h1> </html> (502)\n"
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux script for a pty")
+def test_the_progress_bar_shows_in_a_terminal_only(server: ServerThread, tmp_path: Path) -> None:
+    (tmp_path / "shown.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    command = [sys.executable, "-m", "openai_files.cli", "upload", str(tmp_path / "shown.bin")]
+    command += ["--purpose", "assistants"]
+    env = {
+        **os.environ,
+        "OPENAI_BASE_URL": server.url + "/v1",
+        "OPENAI_API_KEY": KEY,
+        "COLUMNS": "120",
+    }
+
+    def in_terminal(*flags: str) -> str:
+        line = shlex.join([*command, *flags])
+        done = subprocess.run(
+            ["script", "-qec", line, "/dev/null"],
+            capture_output=True,
+            text=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    shown = in_terminal()
+    assert "shown.bin" in shown
+    assert "100%" in shown
+    assert "100%" not in in_terminal("--no-progress")
+    piped = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert piped.returncode == 0
+    assert piped.stderr == ""
+    assert re.fullmatch(r"file-\w+\n", piped.stdout)
+
+
+def test_importing_the_command_line_module_does_not_import_rich() -> None:
+    code = "import sys, openai_files, openai_files.cli; print('rich' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
