@@ -16,20 +16,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+from library import lines, requests  # the library example's stream helpers
 
 from openai_files import FilesService, LocalStorage, SQLMetadataStore
-
-
-async def lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Split a byte stream into lines without reading it whole."""
-    pending = b""
-    async for chunk in chunks:
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            yield line
-    if pending:
-        yield pending
 
 
 async def run_batch(files: FilesService, owner: str, input_file_id: str, batch_id: str) -> str:
@@ -56,17 +45,6 @@ async def run_batch(files: FilesService, owner: str, input_file_id: str, batch_i
             system=True,
         )
     return output.id
-
-
-async def requests(count: int) -> AsyncIterator[bytes]:
-    for index in range(count):
-        line = {
-            "custom_id": f"request-{index}",
-            "method": "POST",
-            "url": "/v1/chat/completions",
-            "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
-        }
-        yield (json.dumps(line) + "\n").encode()
 
 
 async def main(root: Path) -> None:
