@@ -30,6 +30,8 @@ __all__ = ["create_app", "files_routes"]
 log = logging.getLogger("openai_files")
 
 DEFAULT_PREFIXES = ("", "/v1")
+SWEEP_SHUTDOWN_GRACE = 30.0
+"""Seconds a sweep in progress at shutdown may take to finish before it is cancelled."""
 
 
 def files_routes(
@@ -141,10 +143,14 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             async with anyio.create_task_group() as tasks:
+                stop = anyio.Event()
                 if sweep_interval:
-                    tasks.start_soon(partial(service.run_sweeper, interval=sweep_interval))
+                    tasks.start_soon(
+                        partial(service.run_sweeper, interval=sweep_interval, stop=stop)
+                    )
                 yield
-                tasks.cancel_scope.cancel()
+                stop.set()  # a sweep in progress finishes; one that hangs is cut off
+                tasks.cancel_scope.deadline = anyio.current_time() + SWEEP_SHUTDOWN_GRACE
         finally:
             if close_service:
                 await service.aclose()

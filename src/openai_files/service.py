@@ -430,9 +430,11 @@ class FilesService:
         """Remove stored bytes no record knows, older than ``grace`` seconds."""
         return await sweep_orphans(self, grace=grace)
 
-    async def run_sweeper(self, *, interval: float, stale_after: int = 3600) -> None:
+    async def run_sweeper(
+        self, *, interval: float, stale_after: int = 3600, stop: anyio.Event | None = None
+    ) -> None:
         """Sweep every ``interval`` seconds until cancelled (run it in a task)."""
-        await run_sweeper(self, interval=interval, stale_after=stale_after)
+        await run_sweeper(self, interval=interval, stale_after=stale_after, stop=stop)
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -110,11 +110,15 @@ async def run_sweeper(
     stale_after: int = 3600,
     orphan_grace: int = 24 * 3600,
     orphans_every: int = 60,
+    stop: anyio.Event | None = None,
 ) -> None:
-    """Sweep every ``interval`` seconds until cancelled; orphans every ``orphans_every``
-    sweeps. A failing sweep is logged and the next one runs as planned."""
+    """Sweep every ``interval`` seconds until ``stop`` is set (or the task is cancelled);
+    orphans every ``orphans_every`` sweeps. A failing sweep is logged and the next one runs
+    as planned. Setting ``stop`` lets a sweep in progress finish: cancelling one in the middle
+    of a database call can leave the driver's connection unable to close."""
+    stop = stop or anyio.Event()
     rounds = 0
-    while True:
+    while not stop.is_set():
         try:
             report = await sweep(service, stale_after=stale_after)
             if rounds % orphans_every == 0:
@@ -126,4 +130,5 @@ async def run_sweeper(
         except Exception:
             log.exception("a sweep failed; the next one runs in %s s", interval)
         rounds += 1
-        await anyio.sleep(interval)
+        with anyio.move_on_after(interval):
+            await stop.wait()

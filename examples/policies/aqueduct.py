@@ -1,0 +1,77 @@
+"""Seed 002 (Aqueduct): a gateway whose files are batch input, per user.
+
+    python examples/policies/aqueduct.py
+
+serves http://127.0.0.1:8000/v1/files, with files and records under ./data/aqueduct.
+
+Reproduced:
+
+- purpose ``batch`` only (anything else: 400 naming the valid purposes), and ``.jsonl`` files
+  only (400 ``unsupported_file_type``), checked as batch requests (400 naming the bad line);
+- files expire 7 days after creation unless the client asks otherwise;
+- files belong to users (one API key each) and each user has a quota of files and bytes; the
+  size limit and the quota are deployment settings in Aqueduct, so the numbers are examples;
+- routes under both ``/files`` and ``/v1/files`` (every app does that).
+
+Not reproduced:
+
+- A file over the size limit gets 413 ``file_too_large``; Aqueduct answers 400.
+- The Uploads API (``/v1/uploads``) is served as well, since an app cannot leave it out;
+  ``max_upload_size`` holds the files it makes to the same limit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+
+from openai_files import (
+    FilesService,
+    LocalStorage,
+    Policy,
+    SQLMetadataStore,
+    api_key_auth,
+    create_app,
+)
+from openai_files.metadata.base import Quota
+from openai_files.policy import DAY, FileTypes
+from openai_files.validation import BATCH_RULES
+
+MB = 1024 * 1024
+GB = 1024 * MB
+
+POLICY = Policy(
+    upload_purposes=("batch",),
+    system_purposes=("batch_output",),
+    max_file_size=100 * MB,  # a deployment setting in Aqueduct
+    max_upload_size=100 * MB,  # the Uploads API may not pass it either
+    file_types={"batch": FileTypes(extensions=(".jsonl",))},
+    jsonl_rules={"batch": BATCH_RULES},
+    default_expiry={"batch": 7 * DAY, "batch_output": 7 * DAY},
+    quota=Quota(max_files=1000, max_bytes=10 * GB),  # per user
+)
+
+API_KEYS = {"sk-alice": "alice", "sk-bob": "bob"}  # API key -> user
+
+
+def build_app(
+    data_dir: Path, policy: Policy = POLICY, *, sweep_interval: float | None = 60
+) -> Starlette:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    service = FilesService(
+        LocalStorage(data_dir / "files"),
+        SQLMetadataStore(f"sqlite+aiosqlite:///{data_dir / 'files.db'}"),
+        policy=policy,
+    )
+    return create_app(
+        service,
+        auth=api_key_auth(API_KEYS),
+        sweep_interval=sweep_interval,
+        close_service=True,
+    )
+
+
+if __name__ == "__main__":
+    uvicorn.run(build_app(Path("data") / "aqueduct"), host="127.0.0.1", port=8000)

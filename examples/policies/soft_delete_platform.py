@@ -1,0 +1,87 @@
+"""Seed 001: a training and evaluation platform with soft delete.
+
+    python examples/policies/soft_delete_platform.py
+
+serves http://127.0.0.1:8000/v1/files, with files and records under ./data/soft_delete_platform.
+
+Reproduced:
+
+- any purpose and any type of file: the purposes are an explicit, generous list (a `Policy`
+  names the purposes it accepts), and no purpose restricts file types;
+- ``status`` and ``status_details``: a batch or fine-tune file that is not valid JSONL is
+  stored with ``status: "error"`` and the reason (``validation="lenient"``);
+- soft delete: a deleted file's record stays, with ``status: "deleted"``; it is gone from
+  lists and its content answers 404;
+- ``GET /v1/files`` pages 100 files by default and at most 1000 (``limit`` 1..1000);
+- files do not expire (seed 001's file object has no ``expires_at``); one owner per project.
+
+Not reproduced:
+
+- ``offset`` pagination and the ``total`` count: lists page by cursor (``after=<file id>``),
+  which stays correct while files are added and deleted; ``offset`` is ignored, no ``total``
+  is sent.
+- UUID ids: ids are ``file-`` and 24 characters that carry the creation time, which is what
+  makes ``after`` a valid cursor even for a deleted file.
+- Truly *any* purpose: a purpose outside the list gets 400.
+- The Uploads API (``/v1/uploads``) is served as well, since an app cannot leave it out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+
+from openai_files import (
+    FilesService,
+    LocalStorage,
+    Policy,
+    SQLMetadataStore,
+    api_key_auth,
+    create_app,
+)
+from openai_files.policy import OPENAI_SYSTEM_PURPOSES, OPENAI_UPLOAD_PURPOSES
+
+PURPOSES = (
+    *OPENAI_UPLOAD_PURPOSES,
+    *OPENAI_SYSTEM_PURPOSES,
+    "training",
+    "evaluation",
+    "dataset",
+    "responses",
+    "search",
+)
+
+POLICY = Policy(
+    upload_purposes=PURPOSES,
+    file_types={},  # any file for any purpose
+    validation="lenient",
+    default_expiry={},  # files are kept until deleted
+    soft_delete=True,
+    list_limit_default=100,
+    list_limit_max=1000,
+)
+
+API_KEYS = {"sk-local": "project-local"}  # API key -> project
+
+
+def build_app(
+    data_dir: Path, policy: Policy = POLICY, *, sweep_interval: float | None = 60
+) -> Starlette:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    service = FilesService(
+        LocalStorage(data_dir / "files"),
+        SQLMetadataStore(f"sqlite+aiosqlite:///{data_dir / 'files.db'}"),
+        policy=policy,
+    )
+    return create_app(
+        service,
+        auth=api_key_auth(API_KEYS),
+        sweep_interval=sweep_interval,
+        close_service=True,
+    )
+
+
+if __name__ == "__main__":
+    uvicorn.run(build_app(Path("data") / "soft_delete_platform"), host="127.0.0.1", port=8000)

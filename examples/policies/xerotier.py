@@ -1,0 +1,109 @@
+"""Seed 000 (Xerotier): project-scoped files for a batch platform.
+
+    python examples/policies/xerotier.py
+
+serves http://127.0.0.1:8000/v1/files, with files and records under ./data/xerotier.
+
+Reproduced:
+
+- purposes ``batch``, ``assistants``, ``vision``, ``user_data``, ``fine-tune`` (no ``evals``);
+- 500 MB a file, 20 MB for ``vision``; JSONL for ``batch`` and ``fine-tune``, images for
+  ``vision``;
+- every file expires 30 days after creation, whatever its purpose;
+- a batch file that is not valid JSONL is stored with ``status: "error"`` and the first bad
+  line in ``status_details``, rather than refused (``validation="lenient"``);
+- a file cannot be deleted (409 ``conflict``) while a batch holds it: `start_batch` and
+  `finish_batch` show the batch worker's side;
+- one owner per project, by API key; 429 with ``Retry-After`` from a per-project rate limiter
+  (Xerotier publishes no rates: the numbers here are examples).
+
+Not reproduced:
+
+- Xerotier validates a batch file when a batch first uses it, so a new file reads ``uploaded``;
+  here it is validated while it streams in and reads ``processed`` or ``error`` at once.
+- Downloads are ``application/octet-stream``, JSONL too (Xerotier: ``application/jsonl``);
+  ``keep_media_type=True`` would echo whatever type the client declared, not set this one.
+- A file over the limit gets 413 ``file_too_large`` (Xerotier: 400), and an unknown file 404
+  ``file_not_found`` (Xerotier: ``not_found``).
+- Deleted files are removed; Xerotier's terminal ``deleted`` status would need
+  ``soft_delete=True``, which its delete description ("deletes the file from storage") argues
+  against.
+- The Uploads API (``/v1/uploads``) is served as well, since an app cannot leave it out;
+  ``max_upload_size`` holds the files it makes to the same limit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+
+from openai_files import (
+    FilesService,
+    LocalStorage,
+    Policy,
+    SQLMetadataStore,
+    api_key_auth,
+    create_app,
+)
+from openai_files.policy import DAY, OPENAI_SYSTEM_PURPOSES, FileTypes
+from openai_files.ratelimit import TokenBucket
+from openai_files.validation import BATCH_RULES
+
+MB = 1024 * 1024
+PURPOSES = ("batch", "assistants", "vision", "user_data", "fine-tune")
+JSONL = FileTypes(extensions=(".jsonl",))
+IMAGES = FileTypes(
+    extensions=(".png", ".jpg", ".jpeg", ".gif", ".webp"),
+    media_types=("image/png", "image/jpeg", "image/gif", "image/webp"),
+)
+
+POLICY = Policy(
+    upload_purposes=PURPOSES,
+    max_file_size=500 * MB,
+    max_upload_size=500 * MB,  # the Uploads API may not pass it either
+    max_file_size_by_purpose={"vision": 20 * MB},
+    file_types={"batch": JSONL, "fine-tune": JSONL, "vision": IMAGES},
+    validation="lenient",
+    # Only batch files are read by Xerotier; fine-tune files are stored, never parsed.
+    jsonl_rules={"batch": BATCH_RULES},
+    default_expiry={purpose: 30 * DAY for purpose in PURPOSES + OPENAI_SYSTEM_PURPOSES},
+)
+
+API_KEYS = {"xero_local": "proj_local"}  # API key -> project
+
+
+def build_app(
+    data_dir: Path, policy: Policy = POLICY, *, sweep_interval: float | None = 60
+) -> Starlette:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    service = FilesService(
+        LocalStorage(data_dir / "files"),
+        SQLMetadataStore(f"sqlite+aiosqlite:///{data_dir / 'files.db'}"),
+        policy=policy,
+    )
+    app = create_app(
+        service,
+        auth=api_key_auth(API_KEYS),
+        rate_limiter=TokenBucket(rate=10, burst=50),
+        sweep_interval=sweep_interval,
+        close_service=True,
+    )
+    app.state.service = service  # for the host's batch worker: see start_batch
+    return app
+
+
+# A batch starts and completes in different requests, so the worker holds the input file
+# explicitly rather than within one `service.holding(...)` block.
+async def start_batch(service: FilesService, project: str, file_id: str, batch_id: str) -> None:
+    """Until `finish_batch`, deleting the file answers 409 and the file does not expire."""
+    await service.hold(project, file_id, batch_id)
+
+
+async def finish_batch(service: FilesService, project: str, file_id: str, batch_id: str) -> None:
+    await service.release(project, file_id, batch_id)
+
+
+if __name__ == "__main__":
+    uvicorn.run(build_app(Path("data") / "xerotier"), host="127.0.0.1", port=8000)
