@@ -413,7 +413,11 @@ class FilesService:
         except Exception:
             log.warning("removing the bytes of %s failed; the sweeper will retry", record.id)
             return False
-        await self.metadata.remove(record.owner, record.id, keep_record=keep_record)
+        try:
+            await self.metadata.remove(record.owner, record.id, keep_record=keep_record)
+        except Exception:
+            log.warning("removing the record of %s failed; the sweeper will retry", record.id)
+            return False
         return True
 
     # -- sweeping -----------------------------------------------------------------------------

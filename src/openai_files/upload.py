@@ -8,6 +8,7 @@ it stored.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from .service import FilesService
 
 __all__ = ["QUOTA_STEP", "PendingUpload"]
+
+log = logging.getLogger("openai_files")
 
 QUOTA_STEP = 8 * 1024 * 1024
 """Bytes reserved against a byte quota at a time while an upload streams in."""
@@ -64,6 +67,7 @@ class PendingUpload:
         self._finished = False
         self._reserved = 0
         self._validators: dict[JSONLRules, JSONLValidator] = {}
+        self._maybe_committed = False
 
     @property
     def file_id(self) -> str:
@@ -174,9 +178,15 @@ class PendingUpload:
             expires_at=service.expires_at(self.record, purpose, expires_after),
             changed_at=now,
         )
-        created_id = await service.metadata.commit(
-            record, idempotency_key=idempotency_key, key_since=now - IDEMPOTENCY_WINDOW
-        )
+        try:
+            created_id = await service.metadata.commit(
+                record, idempotency_key=idempotency_key, key_since=now - IDEMPOTENCY_WINDOW
+            )
+        except BaseException:
+            # The commit may have taken effect even though its reply was lost: the file may
+            # be visible. `abort` must hide it before its bytes go.
+            self._maybe_committed = True
+            raise
         if created_id != record.id:
             await self.abort()
             return await service.retrieve(record.owner, created_id)
@@ -202,8 +212,17 @@ class PendingUpload:
     async def abort(self) -> None:
         """Remove whatever this upload stored; safe to call more than once."""
         self._finished = True
+        service, record = self._service, self.record
         with anyio.CancelScope(shield=True):
-            await self._service.purge(self.record)
+            if self._maybe_committed:
+                try:
+                    await service.metadata.begin_delete(record.owner, record.id, now=service.now())
+                except Exception:
+                    # Unknown whether the file is visible: keep its bytes. If the commit did
+                    # not happen, the pending record leads the sweeper to them.
+                    log.warning("could not hide %s after a failed commit; kept", record.id)
+                    return
+            await service.purge(record)
 
 
 def _refusal(message: str | None) -> str:

@@ -74,7 +74,10 @@ class MemoryMetadataStore:
 
     async def idempotent_file(self, owner: str, key: str, *, since: int) -> str | None:
         found = self._keys.get((owner, key))
-        return found[0] if found is not None and found[1] >= since else None
+        if found is None or found[1] < since:
+            return None
+        record = self._records.get(found[0])  # only while the file is still there
+        return found[0] if record is not None and record.state == "active" else None
 
     async def get(
         self, owner: str, file_id: str, *, now: int, include_deleted: bool = False

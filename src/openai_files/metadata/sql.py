@@ -211,8 +211,13 @@ class SQLMetadataStore:
         self, connection: AsyncConnection, owner: str, key: str, since: int
     ) -> str | None:
         keys = self.tables.idempotency
-        query = select(keys.c.file_id).where(
-            keys.c.owner == owner, keys.c.key == key, keys.c.created_at >= since
+        files = self._files
+        # Only a key whose file is still there answers: after a failed or deleted upload the
+        # key is free again.
+        query = (
+            select(keys.c.file_id)
+            .join(files, and_(files.c.id == keys.c.file_id, files.c.state == "active"))
+            .where(keys.c.owner == owner, keys.c.key == key, keys.c.created_at >= since)
         )
         found: str | None = (await connection.execute(query)).scalar()
         return found

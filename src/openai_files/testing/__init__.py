@@ -16,11 +16,24 @@ Subclass a suite in your own tests and provide the fixture it names::
 
 The suites use pytest with anyio's plugin (installed with anyio). A backend's known deviation
 is declared by overriding one test with a reason, never by branching inside shared tests.
+
+`FaultyStorage` and `FaultyMetadataStore` wrap any backend and fail on command (or at random,
+with `RandomFaults`), to test what a service does when a backend goes down
+(`openai_files.testing.faults`).
 """
 
 from __future__ import annotations
 
+from .faults import FaultyMetadataStore, FaultyStorage, RandomFaults, Trigger
 from .metadata import MetadataConformance, make_record
 from .storage import StorageConformance
 
-__all__ = ["MetadataConformance", "StorageConformance", "make_record"]
+__all__ = [
+    "FaultyMetadataStore",
+    "FaultyStorage",
+    "MetadataConformance",
+    "RandomFaults",
+    "StorageConformance",
+    "Trigger",
+    "make_record",
+]
