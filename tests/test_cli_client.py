@@ -364,3 +364,31 @@ def test_importing_the_command_line_module_does_not_import_rich() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_the_client_works_against_the_files_app_mounted_in_the_fastapi_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_FILES_DATA_DIR", str(tmp_path / "gateway"))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "examples"))
+    sys.modules.pop("fastapi_gateway", None)
+    import fastapi_gateway
+
+    data = os.urandom(300_000)
+    source = tmp_path / "notes.bin"
+    source.write_bytes(data)
+    with serve(fastapi_gateway.app) as gateway:
+        made = cli(gateway.url, "upload", str(source), "--purpose", "assistants", key="sk-team-a")
+        assert made.returncode == 0, made.stderr
+        file_id = made.stdout.strip()
+        listed = cli(gateway.url, "list", "--json", key="sk-team-a")
+        assert file_id in listed.stdout
+        other = cli(gateway.url, "get", file_id, key="sk-team-b")
+        assert other.returncode == 1
+        assert "No such File object" in other.stderr
+        target = tmp_path / "copy.bin"
+        fetched = cli(gateway.url, "download", file_id, "-o", str(target), key="sk-team-a")
+        assert fetched.returncode == 0, fetched.stderr
+        assert sha256(target.read_bytes()) == sha256(data)
+        assert cli(gateway.url, "delete", file_id, key="sk-team-a").returncode == 0
+    sys.modules.pop("fastapi_gateway", None)
