@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
+import openai
 import pytest
 
 from openai_files import Conflict, FilesService, MemoryMetadataStore, MemoryStorage
 
-from .conftest import BATCH_LINE
+from .conftest import BATCH_LINE, free_port
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
@@ -63,3 +66,31 @@ async def test_the_batch_worker_holds_its_input_and_writes_one_answer_a_line(
         assert [a["custom_id"] for a in answers] == ["r0", "r1", "r2"]
         assert (await files.retrieve("team", output_id)).purpose == "batch_output"
         assert (await files.delete("team", source.id)).deleted
+
+
+def test_the_standalone_example_serves_the_sdk(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "OPENAI_FILES_DATA_DIR": str(tmp_path), "OPENAI_FILES_PORT": str(port)}
+    process = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "standalone.py")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-local", max_retries=5
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                created = client.files.create(file=("a.jsonl", BATCH_LINE), purpose="batch")
+                break
+            except openai.APIConnectionError:
+                assert time.monotonic() < deadline, "the example server did not start"
+                time.sleep(0.2)
+        assert client.files.content(created.id).content == BATCH_LINE
+        assert (tmp_path / "files.db").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
