@@ -29,7 +29,6 @@ from .service import FilesService
 
 __all__ = ["FilesEndpoints", "parse_expires_after"]
 
-CLOSE = {"connection": "close"}
 FORM_OVERHEAD = 1024 * 1024
 """Bytes a form may carry beyond the file itself (fields, headers, boundaries)."""
 
@@ -69,7 +68,7 @@ class FilesEndpoints:
         if idempotency_key is not None:
             earlier = await self.service.idempotent_file(owner, idempotency_key)
             if earlier is not None:  # a retry of an upload that succeeded: the body is not read
-                return JSONResponse(earlier.model_dump(mode="json"), headers=CLOSE)
+                return JSONResponse(earlier.model_dump(mode="json"))
         max_body = self.service.policy.max_file_size + FORM_OVERHEAD
         declared = _integer(request.headers.get("content-length", ""))
         if declared is not None and declared > max_body:

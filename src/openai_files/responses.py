@@ -12,6 +12,7 @@ from starlette.types import Receive, Scope, Send
 from .errors import (
     AuthenticationFailed,
     BackendUnavailable,
+    BlobNotFound,
     Conflict,
     FileNotFound,
     FileTooLarge,
@@ -32,6 +33,7 @@ _STATUS: tuple[tuple[type[OpenAIFilesError], int, str], ...] = (
     (InvalidRequest, 400, "invalid_request_error"),
     (AuthenticationFailed, 401, "authentication_error"),
     (FileNotFound, 404, "invalid_request_error"),
+    (BlobNotFound, 404, "invalid_request_error"),
     (UploadNotFound, 404, "invalid_request_error"),
     (Conflict, 409, "invalid_request_error"),
     (FileTooLarge, 413, "invalid_request_error"),
@@ -69,9 +71,9 @@ def error_response(exc: OpenAIFilesError) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, Conflict):
         headers["x-should-retry"] = "false"
-    if isinstance(exc, FileTooLarge | InvalidRequest | QuotaExceeded | RequestTimeout):
-        # The rest of the body may be unread: the connection cannot be reused.
-        headers["connection"] = "close"
+    # No "Connection: close" on errors answered before the body was read: closing with unread
+    # data makes the kernel reset the connection, and clients then see a transport error (and
+    # retry) instead of this answer. The server discards the rest of the body itself.
     if isinstance(exc, RateLimited):
         headers["retry-after"] = str(min(MAX_RETRY_AFTER, max(1, math.ceil(exc.retry_after))))
     if isinstance(exc, AuthenticationFailed):

@@ -103,7 +103,13 @@ class Uploads:
             storage_key=key,
             created_at=service.now(),
         )
-        if not await service.metadata.add_part(part):
+        try:
+            added = await service.metadata.add_part(part)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await service.storage.delete(key)
+            raise
+        if not added:
             with anyio.CancelScope(shield=True):
                 await service.storage.delete(key)
             await self._pending(owner, upload_id)  # says why it is no longer pending

@@ -249,7 +249,8 @@ class MetadataStore(Protocol):
         ...
 
     async def existing_keys(self, keys: builtins.list[str]) -> set[str]:
-        """Which of these storage keys belong to a record, in any state, of any owner."""
+        """Which of these storage keys belong to a file record (in any state, of any owner)
+        or to an upload's part."""
         ...
 
     async def create_upload(self, upload: UploadRecord) -> None:
@@ -283,7 +284,8 @@ class MetadataStore(Protocol):
         ...
 
     async def expire_uploads(self, *, now: int) -> int:
-        """Turn pending uploads past their ``expires_at`` ``expired``; how many."""
+        """Turn pending (or stuck completing) uploads past their ``expires_at`` ``expired``;
+        how many."""
         ...
 
     async def finished_parts(self, *, limit: int) -> builtins.list[PartRecord]:

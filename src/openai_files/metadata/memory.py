@@ -172,7 +172,9 @@ class MemoryMetadataStore:
 
     async def existing_keys(self, keys: builtins.list[str]) -> set[str]:
         wanted = set(keys)
-        return {r.storage_key for r in self._records.values() if r.storage_key in wanted}
+        stored = [r.storage_key for r in self._records.values()]
+        stored += [p.storage_key for p in self._parts.values()]
+        return {key for key in stored if key in wanted}
 
     async def create_upload(self, upload: UploadRecord) -> None:
         if upload.id in self._uploads:
@@ -210,7 +212,9 @@ class MemoryMetadataStore:
 
     async def expire_uploads(self, *, now: int) -> int:
         expired = [
-            u for u in self._uploads.values() if u.state == "pending" and now >= u.expires_at
+            u
+            for u in self._uploads.values()
+            if u.state in ("pending", "completing") and now >= u.expires_at
         ]
         for upload in expired:
             self._uploads[upload.id] = upload.replace(state="expired")

@@ -190,8 +190,18 @@ class SQLMetadataStore:
                 raise Conflict("The upload changed while it was completing; upload it again.")
             await self._add_usage(connection, record.owner, 0, record.bytes - reserved, None)
             if key is not None:
+                # Free the key only from a stale row (past the window, or whose file is gone):
+                # a fresh row another replica just wrote makes the insert below fail, and the
+                # caller answers with that replica's file.
+                live_file = select(files.c.id).where(
+                    files.c.id == keys.c.file_id, files.c.state == "active"
+                )
                 await connection.execute(
-                    delete(keys).where(keys.c.owner == record.owner, keys.c.key == key)
+                    delete(keys).where(
+                        keys.c.owner == record.owner,
+                        keys.c.key == key,
+                        or_(keys.c.created_at < key_since, ~live_file.exists()),
+                    )
                 )
                 await connection.execute(
                     insert(keys).values(
@@ -265,13 +275,14 @@ class SQLMetadataStore:
             return await self._read_usage(connection, owner)
 
     async def existing_keys(self, keys: builtins.list[str]) -> set[str]:
-        files = self._files
+        files, parts = self._files, self.tables.parts
         found: set[str] = set()
         async with self._transaction() as connection:
             for start in range(0, len(keys), 500):
                 batch = keys[start : start + 500]
-                query = select(files.c.storage_key).where(files.c.storage_key.in_(batch))
-                found.update((await connection.execute(query)).scalars())
+                for column in (files.c.storage_key, parts.c.storage_key):
+                    query = select(column).where(column.in_(batch))
+                    found.update((await connection.execute(query)).scalars())
         return found
 
     # -- deletes and holds -------------------------------------------------------------------
@@ -461,7 +472,8 @@ class SQLMetadataStore:
         async with self._transaction() as connection:
             expired = await connection.execute(
                 update(uploads)
-                .where(uploads.c.state == "pending", uploads.c.expires_at <= now)
+                # A completion that died half-way expires too, so its parts are discarded.
+                .where(uploads.c.state.in_(("pending", "completing")), uploads.c.expires_at <= now)
                 .values(state="expired")
             )
             return int(expired.rowcount)

@@ -95,7 +95,13 @@ class LocalStorage:
         try:
             return await _io(_concatenate, files, temp, path, self.fsync, self.block_size)
         except FileNotFoundError as exc:
-            raise BlobNotFound(str(exc.filename)) from None
+            missing = Path(str(exc.filename))
+            key = (
+                missing.relative_to(self.root).as_posix()
+                if missing.is_relative_to(self.root)
+                else "?"
+            )
+            raise BlobNotFound(key) from None
 
     async def get(
         self, key: str, *, start: int = 0, end: int | None = None
