@@ -8,6 +8,7 @@ use is bounded by one network chunk plus the limits below, whatever the size of 
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ class Part:
 
 def boundary_from_content_type(content_type: str | None) -> bytes:
     """The boundary of a ``multipart/form-data`` Content-Type; `MalformedUpload` otherwise."""
+    if len(_BOUNDARY_PARAMETER.findall(content_type or "")) > 1:
+        raise MalformedUpload("The multipart/form-data Content-Type has more than one boundary.")
     media_type, options = parse_options_header(content_type or "")
     if media_type != b"multipart/form-data":
         raise MalformedUpload(
@@ -62,6 +65,8 @@ def boundary_from_content_type(content_type: str | None) -> bytes:
 
 
 _Event = tuple[str, object]
+_BOUNDARY_PARAMETER = re.compile(r";\s*boundary\s*=", re.IGNORECASE)
+_QUOTED_PAIR = re.compile(rb"\\.")
 
 
 class MultipartReader:
@@ -194,12 +199,20 @@ class MultipartReader:
         self._header_value += data[start:end]
 
     def _on_header_end(self) -> None:
-        self._headers[bytes(self._header_field).strip().lower()] = bytes(self._header_value).strip()
+        name = bytes(self._header_field).strip().lower()
+        if name in self._headers:  # two Content-Dispositions could disagree on what a part is
+            raise MalformedUpload(f"A part repeats its {name.decode('latin-1')!r} header.")
+        self._headers[name] = bytes(self._header_value).strip()
         self._header_field.clear()
         self._header_value.clear()
 
     def _on_headers_finished(self) -> None:
-        disposition, options = parse_options_header(self._headers.get(b"content-disposition"))
+        raw = self._headers.get(b"content-disposition", b"")
+        if _QUOTED_PAIR.sub(b"", raw).count(b'"') % 2:
+            raise MalformedUpload(
+                "A part's Content-Disposition has a quoted string that never ends."
+            )
+        disposition, options = parse_options_header(raw or None)
         if disposition != b"form-data" or not options.get(b"name"):
             raise MalformedUpload(
                 "Every part needs a header 'Content-Disposition: form-data; name=\"...\"'."
