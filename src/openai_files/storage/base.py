@@ -16,6 +16,7 @@ __all__ = [
     "Storage",
     "StoredBlob",
     "check_key",
+    "join_blocks",
 ]
 
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*")
@@ -27,6 +28,26 @@ def check_key(key: str) -> str:
     if not _KEY.fullmatch(key) or any(part in {".", ".."} for part in key.split("/")):
         raise ValueError(f"invalid storage key: {key!r}")
     return key
+
+
+async def join_blocks(chunks: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
+    """``chunks`` joined into blocks of at least ``size`` bytes (the last may be smaller).
+
+    Backends hand their driver or worker thread one block per call: each call costs more than
+    the copy of the join (a thread hop, a crossing into a native runtime, the GIL taken back).
+    """
+    pending: list[bytes] = []
+    pending_size = 0
+    async for chunk in chunks:
+        if not chunk:
+            continue
+        pending.append(chunk)
+        pending_size += len(chunk)
+        if pending_size >= size:
+            yield pending[0] if len(pending) == 1 else b"".join(pending)
+            pending, pending_size = [], 0
+    if pending:
+        yield b"".join(pending)
 
 
 @dataclass(frozen=True)

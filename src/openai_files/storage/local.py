@@ -17,7 +17,7 @@ from typing import BinaryIO, TypeVar, TypeVarTuple
 import anyio.to_thread
 
 from ..errors import BackendUnavailable, BlobNotFound
-from .base import BlobHasher, StoredBlob, check_key
+from .base import BlobHasher, StoredBlob, check_key, join_blocks
 
 __all__ = ["LocalStorage"]
 
@@ -78,7 +78,7 @@ class LocalStorage:
             async with anyio.create_task_group() as group:
                 group.start_soon(store_blocks)
                 async with send:
-                    async for block in _blocks(chunks, self.block_size):
+                    async for block in join_blocks(chunks, self.block_size):
                         await send.send(block)
         except BaseExceptionGroup as errors:
             if len(errors.exceptions) == 1:  # the caller sees the error itself, not a group
@@ -178,23 +178,6 @@ def _open_for_reading(path: Path, key: str) -> BinaryIO:
 def _write_block(handle: BinaryIO, hasher: BlobHasher, block: bytes) -> None:
     hasher.update(block)
     handle.write(block)
-
-
-async def _blocks(chunks: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
-    """``chunks`` joined into blocks of at least ``size`` bytes (the last may be smaller).
-
-    One block is one hash update and one write in the worker thread: each C call there
-    releases the GIL, and taking it back costs more per call than the copy of the join."""
-    pending: list[bytes] = []
-    pending_size = 0
-    async for chunk in chunks:
-        pending.append(chunk)
-        pending_size += len(chunk)
-        if pending_size >= size:
-            yield b"".join(pending)
-            pending, pending_size = [], 0
-    if pending:
-        yield b"".join(pending)
 
 
 def _finish(handle: BinaryIO, temp: Path, path: Path, fsync: bool) -> None:

@@ -6,11 +6,15 @@ How the `Storage` contract is kept, and where S3 makes it bend:
 
 - **put** streams. Below ``part_size`` bytes the object goes up in one PUT; from ``part_size``
   on, as a multipart upload whose parts are sent one at a time, so memory stays near one part
-  plus a chunk or two whatever the object's size. On any error (from ``chunks``, from S3, or
-  cancellation) the multipart upload is aborted, so no object and no incomplete upload is left.
-  Two cases cannot be cleaned up from here: the process dying mid-upload, and a failure of the
-  final CompleteMultipartUpload request itself (obstore does not expose the upload id). Give
-  the bucket a lifecycle rule that aborts incomplete multipart uploads after a day or so.
+  plus a 1 MiB block whatever the object's size. The price: obstore takes no more bytes while
+  a part is on its way, so receiving the body and sending a part take turns. Incoming chunks
+  are joined into 1 MiB blocks, each hashed and handed to obstore in one call: every call
+  crosses into obstore's runtime and back, which per 64 KiB network chunk cost a quarter of
+  the server's CPU. On any error (from ``chunks``, from S3, or cancellation) the multipart
+  upload is aborted, so no object and no incomplete upload is left. Two cases cannot be
+  cleaned up from here: the process dying mid-upload, and a failure of the final
+  CompleteMultipartUpload request itself (obstore does not expose the upload id). Give the
+  bucket a lifecycle rule that aborts incomplete multipart uploads after a day or so.
 - **Cancellation** takes effect between network requests: a part upload or the final commit
   in flight is finished (within the client timeouts) before the upload is aborted, because
   dropping obstore's request half-way could orphan an upload. If the commit completed, the
@@ -41,7 +45,7 @@ from obstore.exceptions import BaseError, PermissionDeniedError, Unauthenticated
 from obstore.store import S3Store
 
 from ..errors import BackendUnavailable, BlobNotFound
-from .base import BlobHasher, StoredBlob, check_key
+from .base import BlobHasher, StoredBlob, check_key, join_blocks
 
 if TYPE_CHECKING:
     from obstore import AsyncWritableFile, BytesStream, GetOptions, GetResult
@@ -54,6 +58,8 @@ MIN_PART_SIZE = 5 * _MIB
 """S3 refuses parts smaller than this, except the last one."""
 MAX_PART_SIZE = 5 * 1024 * _MIB
 DEFAULT_PART_SIZE = 8 * _MIB
+_WRITE_BLOCK = _MIB
+"""How many bytes of a put are gathered before they are hashed and handed to the writer."""
 _RETRY_WINDOW = timedelta(seconds=15)
 """No request is retried once this long has passed since its first attempt."""
 _MAX_PRESIGN_SECONDS = 7 * 24 * 3600
@@ -196,11 +202,9 @@ class S3Storage:
         )
         hasher = BlobHasher()
         try:
-            async for chunk in chunks:
-                if not chunk:
-                    continue
-                hasher.update(chunk)
-                await _write(writer, chunk, key)
+            async for block in join_blocks(chunks, _WRITE_BLOCK):
+                hasher.update(block)
+                await _write(writer, block, key)
         except BaseException as exc:
             await _abort(writer, exc)
             raise
