@@ -98,7 +98,7 @@ def _upload_to_ours(
     limit = 2 * source.stat().st_size
     ours = stack.enter_context(ours_server(data_dir, max_file_size=limit, allocator=malloc))
     response = data_dir.with_suffix(".json")
-    form = ["-F", "purpose=batch", "-F", f"file=@{source}"]
+    form = ["-F", "purpose=assistants", "-F", f"file=@{source}"]
     expect(curl(f"{ours.url}/v1/files", *form, output=response))
     return f"{ours.url}/v1/files/{read_json(response)['id']}/content"
 

@@ -5,19 +5,27 @@ and the baselines from ``baselines.py``, so both sides pay for the same HTTP sta
 same malloc settings (`PINNED`). The client is curl, which streams files from disk and reports
 its own timings: a 256 MiB upload costs it about a quarter of the CPU time that the fastest
 server spends.
+
+The replicated shape adds two services: moto's S3 server, started here on a free port, and
+PostgreSQL, which must already run (`POSTGRES_URL`); each benchmark's tables get a unique
+prefix and are dropped afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib.util
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -45,13 +53,20 @@ class Server:
     """
 
     def __init__(
-        self, name: str, argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.name = name
         self.port = free_port()
         self.argv = [arg.replace("{port}", str(self.port)) for arg in argv]
         self.log = log
         self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -67,7 +82,7 @@ class Server:
     def __enter__(self) -> Self:
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd
             )
         self._wait_until_listening(timeout=30)
         return self
@@ -136,15 +151,32 @@ def allocator_name(options: argparse.Namespace) -> str:
 
 
 def ours_server(
-    data_dir: Path, *, max_file_size: int | None = None, allocator: Mapping[str, str] = PINNED
+    data_dir: Path,
+    *,
+    max_file_size: int | None = None,
+    allocator: Mapping[str, str] = PINNED,
+    storage: str | None = None,
+    metadata: str | None = None,
+    table_prefix: str | None = None,
 ) -> Server:
-    """``openai-files serve`` on local disk + SQLite under ``data_dir``, open to the owner
-    ``default``."""
+    """``openai-files serve``, open to the owner ``default``: on local disk + SQLite under
+    ``data_dir`` unless ``storage`` or ``metadata`` (URLs) say otherwise.
+
+    An S3 storage reads `S3_CREDENTIALS` from the environment, as any deployment would.
+    """
     argv = [sys.executable, "-m", "openai_files.cli", "serve", "--host", "127.0.0.1"]
     argv += ["--port", "{port}", "--data-dir", str(data_dir), "--log-level", "warning"]
     if max_file_size is not None:
         argv += ["--max-file-size", str(max_file_size)]
-    return Server("openai-files", argv, log=data_dir.with_suffix(".log"), env=dict(allocator))
+    for flag, value in (
+        ("--storage", storage),
+        ("--metadata", metadata),
+        ("--table-prefix", table_prefix),
+    ):
+        if value is not None:
+            argv += [flag, value]
+    env = {**allocator, **(S3_CREDENTIALS if storage and storage.startswith("s3:") else {})}
+    return Server("openai-files", argv, log=data_dir.with_suffix(".log"), env=env)
 
 
 def baseline_server(root: Path, *, allocator: Mapping[str, str] = PINNED) -> Server:
@@ -226,9 +258,12 @@ def make_file(path: Path, size: int) -> Path:
     return path
 
 
-def make_multipart_body(path: Path, size: int, *, purpose: str = "batch") -> str:
+def make_multipart_body(
+    path: Path, size: int, *, purpose: str = "assistants", content: Path | None = None
+) -> str:
     """Write a ``multipart/form-data`` upload of a ``size``-byte file to ``path``; return its
-    Content-Type.
+    Content-Type. The file's bytes are those of ``content`` when given (``size`` is then its
+    size), else random.
 
     Built once, so that every contender receives byte for byte the same request, which curl
     streams from disk like any file.
@@ -241,7 +276,11 @@ def make_multipart_body(path: Path, size: int, *, purpose: str = "batch") -> str
     )
     with path.open("wb") as body:
         body.write(head.encode())
-        body.writelines(_random_blocks(size))
+        if content is None:
+            body.writelines(_random_blocks(size))
+        else:
+            with content.open("rb") as source:
+                shutil.copyfileobj(source, body, MiB)
         body.write(f"\r\n{dash}--\r\n".encode())
     return f"multipart/form-data; boundary={MULTIPART_BOUNDARY}"
 
@@ -305,3 +344,110 @@ def reset_peak_rss(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+# -- the replicated shape: an S3 server and PostgreSQL ------------------------------------------
+
+S3_REGION = "us-east-1"
+S3_CREDENTIALS: Mapping[str, str] = {
+    "AWS_ACCESS_KEY_ID": "openai-files-benchmark",
+    "AWS_SECRET_ACCESS_KEY": "openai-files-benchmark",
+    "AWS_REGION": S3_REGION,
+}
+"""What ours and the obstore baseline read from the environment; moto accepts any keys."""
+POSTGRES_URL = os.environ.get(
+    "OPENAI_FILES_BENCH_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+"""The PostgreSQL database the benchmarks use (``OPENAI_FILES_BENCH_POSTGRES`` overrides it)."""
+
+
+def add_postgres_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--postgres-url",
+        default=POSTGRES_URL,
+        help="SQLAlchemy URL of the PostgreSQL database to use (OPENAI_FILES_BENCH_POSTGRES)",
+    )
+
+
+def s3_server_missing() -> str | None:
+    """Why moto's S3 server or the obstore baseline cannot run here, or None when they can."""
+    for module in ("moto.server", "boto3", "obstore"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:
+            found = False
+        if not found:
+            return f"{module} is not installed (pip install -e '.[dev]')"
+    return None
+
+
+def postgres_missing(url: str) -> str | None:
+    """Why the PostgreSQL at ``url`` cannot be used, or None when it answers."""
+    from sqlalchemy.engine import make_url
+
+    if importlib.util.find_spec("asyncpg") is None:
+        return "asyncpg is not installed (pip install -e '.[postgres]')"
+    parsed = make_url(url)
+    host, port = parsed.host or "127.0.0.1", parsed.port or 5432
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return None
+    except OSError as exc:
+        return f"PostgreSQL is not reachable on {host}:{port} ({exc.strerror or exc})"
+
+
+def moto_server(root: Path) -> Server:
+    """moto's S3 server, run in ``root``; it keeps every object in its own memory.
+
+    It runs with glibc's malloc defaults: it is no contender, but the store both sides use.
+    """
+    root.mkdir()
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "{port}"]
+    return Server("moto", argv, log=root.with_suffix(".log"), cwd=root)
+
+
+def _s3_client(endpoint: str) -> Any:
+    import boto3  # type: ignore[import-untyped]  # only the S3 benchmarks need it
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=S3_REGION,
+        aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def create_bucket(endpoint: str, bucket: str) -> None:
+    _s3_client(endpoint).create_bucket(Bucket=bucket)
+
+
+def s3_objects(endpoint: str, bucket: str, prefix: str) -> dict[str, int]:
+    """The size of every object under ``prefix``, by name (the first 1,000 objects)."""
+    listing = _s3_client(endpoint).list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return {item["Key"]: item["Size"] for item in listing.get("Contents", [])}
+
+
+def s3_storage_url(endpoint: str, bucket: str, prefix: str) -> str:
+    """The ``--storage`` URL of ours for ``bucket`` on the S3 server at ``endpoint``."""
+    return f"s3://{bucket}/{prefix}?endpoint={endpoint}&region={S3_REGION}&allow_http=true"
+
+
+@contextmanager
+def postgres_tables(url: str, label: str) -> Iterator[str]:
+    """A table prefix no one else uses, for the block; its tables are dropped afterwards."""
+    prefix = f"bench_{secrets.token_hex(4)}_{label}_"
+    try:
+        yield prefix
+    finally:
+        asyncio.run(_drop_tables(url, prefix))
+
+
+async def _drop_tables(url: str, prefix: str) -> None:
+    from openai_files import SQLMetadataStore
+
+    store = SQLMetadataStore(url, table_prefix=prefix)
+    try:
+        await store.drop_schema()
+    finally:
+        await store.aclose()

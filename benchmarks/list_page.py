@@ -1,10 +1,15 @@
 """List benchmark: the cost of one page of ``GET /v1/files?limit=100`` as the table grows.
 
-Two SQLite databases are filled, one with ``--small`` files (default 1,000) and one with
-``--large`` files (default 100,000), all of one owner; a server runs on each. Measured, side by
-side in one run, through uvicorn on loopback: the median time of the first page of 100
-(``curl`` on a kept-alive connection, ``--rounds`` rounds of ``--requests`` requests to each
-server, alternating).
+Two databases are filled, one with ``--small`` files (default 1,000) and one with ``--large``
+files (default 100,000), all of one owner; a server runs on each. Measured, side by side in one
+run, through uvicorn on loopback: the median time of the first page of 100 (``curl`` on a
+kept-alive connection, ``--rounds`` rounds of ``--requests`` requests to each server,
+alternating).
+
+``--database sqlite`` (the default) gives each server a SQLite file of its own;
+``--database postgresql`` gives each its own tables, under a unique table prefix, in the
+PostgreSQL database of ``--postgres-url``, analysed after the bulk load as any bulk load should
+be, and dropped at the end.
 
 Target: the page at the large size takes <= 1.5x the time of the page at the small size
 (keyset pagination over the ``(owner, created_us, id)`` index, so a page costs the same).
@@ -31,21 +36,25 @@ from pathlib import Path
 from harness import (
     Server,
     add_allocator_option,
+    add_postgres_option,
     allocator,
     allocator_name,
     curl,
     curl_many,
     expect,
     ours_server,
+    postgres_missing,
+    postgres_tables,
     read_json,
     rotated,
 )
 from report import Figure, Report, Target, median
-from sqlalchemy import MetaData, Table, insert
+from sqlalchemy import MetaData, Table, insert, text
 from sqlalchemy.engine import Connection
 
 from openai_files import FileRecord, SQLMetadataStore
 from openai_files.ids import new_file_id
+from openai_files.metadata.base import DEFAULT_TABLE_PREFIX
 
 MAX_LARGE_VS_SMALL = 1.5
 PAGE = 100
@@ -61,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--large", type=int, default=100_000, help="files (100,000)")
     parser.add_argument("--rounds", type=int, default=10, help="alternations (10)")
     parser.add_argument("--requests", type=int, default=50, help="requests per round (50)")
+    parser.add_argument(
+        "--database", choices=("sqlite", "postgresql"), default="sqlite", help="(sqlite)"
+    )
+    add_postgres_option(parser)
     add_allocator_option(parser)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 200 vs 2,000 files")
     return parser
@@ -73,21 +86,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return options
 
 
+def unavailable(options: argparse.Namespace) -> str | None:
+    """Why this benchmark cannot run here, or None."""
+    if options.database == "postgresql":
+        return postgres_missing(options.postgres_url)
+    return None
+
+
 def run(options: argparse.Namespace) -> Report:
+    on_postgres = options.database == "postgresql"
     report = Report(
-        "list",
+        "list (postgresql)" if on_postgres else "list",
         {
             "small": options.small,
             "large": options.large,
             "page": PAGE,
             "requests": options.rounds * options.requests,
+            "database": options.database,
             "malloc": allocator_name(options),
         },
     )
     sizes = {"small": options.small, "large": options.large}
     with tempfile.TemporaryDirectory(prefix="openai-files-bench-") as temp, ExitStack() as stack:
         servers = {
-            label: stack.enter_context(_server_with(count, Path(temp) / label, options))
+            label: stack.enter_context(_server_with(stack, count, Path(temp) / label, options))
             for label, count in sizes.items()
         }
         times = _page_times(servers, options.rounds, options.requests)
@@ -95,29 +117,42 @@ def run(options: argparse.Namespace) -> Report:
         figure = f"{label} ({sizes[label]:,} files) page"
         report.figures.append(Figure(figure, median(samples), "ms", samples))
     ratio = median(times["large"]) / median(times["small"])
-    report.targets.append(
-        Target("list page large / small", ratio, MAX_LARGE_VS_SMALL, "x", at_least=False)
-    )
+    name = "list page large / small" + (" (postgresql)" if on_postgres else "")
+    report.targets.append(Target(name, ratio, MAX_LARGE_VS_SMALL, "x", at_least=False))
     return report
 
 
-def _server_with(count: int, data_dir: Path, options: argparse.Namespace) -> Server:
-    """A server (not yet started) on a new database of ``count`` files."""
+def _server_with(
+    stack: ExitStack, count: int, data_dir: Path, options: argparse.Namespace
+) -> Server:
+    """A server (not yet started) on a new database of ``count`` files: a SQLite file in
+    ``data_dir``, or tables of their own in PostgreSQL, dropped when ``stack`` closes."""
     data_dir.mkdir()
-    asyncio.run(populate(data_dir / "files.db", count))
-    return ours_server(data_dir, allocator=allocator(options))
+    malloc = allocator(options)
+    if options.database == "sqlite":
+        asyncio.run(populate(f"sqlite+aiosqlite:///{data_dir / 'files.db'}", count))
+        return ours_server(data_dir, allocator=malloc)
+    url = options.postgres_url
+    prefix = stack.enter_context(postgres_tables(url, data_dir.name))
+    asyncio.run(populate(url, count, table_prefix=prefix))
+    return ours_server(data_dir, allocator=malloc, metadata=url, table_prefix=prefix)
 
 
-async def populate(database: Path, count: int) -> None:
-    """Fill a new database with ``count`` files of `OWNER`, created one second apart."""
-    store = SQLMetadataStore(f"sqlite+aiosqlite:///{database}")
+async def populate(url: str, count: int, *, table_prefix: str = DEFAULT_TABLE_PREFIX) -> None:
+    """Fill a new database (or new tables) with ``count`` files of `OWNER`, created one second
+    apart; then have PostgreSQL gather the table's statistics, as after any bulk load."""
+    store = SQLMetadataStore(url, table_prefix=table_prefix)
     try:
         await store.create_schema()
+        name = f"{store.table_prefix}files"
         async with store.engine.begin() as connection:
-            table = await connection.run_sync(_reflect, f"{store.table_prefix}files")
+            table = await connection.run_sync(_reflect, name)
             for batch in _batches(_records(count), BATCH):
                 rows = [dataclasses.asdict(record) for record in batch]
                 await connection.execute(insert(table), rows)
+        if store.engine.dialect.name == "postgresql":
+            async with store.engine.begin() as connection:
+                await connection.execute(text(f"ANALYZE {name}"))
     finally:
         await store.aclose()
 
@@ -188,7 +223,12 @@ def _page_times(servers: dict[str, Server], rounds: int, requests: int) -> dict[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    report = run(parse_args(argv))
+    options = parse_args(argv)
+    missing = unavailable(options)
+    if missing is not None:
+        print(f"list_page: cannot run: {missing}")
+        return 2
+    report = run(options)
     report.print()
     return 0 if report.passed else 1
 

@@ -1,9 +1,19 @@
-"""Run the upload, download and list benchmarks; print a summary with PASS/FAIL per target.
+"""Run the benchmarks of both deployment shapes; print a summary with PASS/FAIL per target.
+
+The embedded shape (local disk + SQLite): ``upload.py``, ``download.py``, ``list_page.py``,
+and the large-file benchmarks ``uploads_api.py --backends local`` and ``ranged_reads.py
+--backends local``. The replicated shape (S3 + PostgreSQL): ``s3_transfer.py`` against a moto
+S3 server that it starts itself, ``list_page.py --database postgresql`` against the PostgreSQL
+of ``--postgres-url``, and ``uploads_api.py --backends s3`` and ``ranged_reads.py --backends
+s3``, each with a moto of its own. A replicated benchmark whose service is missing stops the
+run before anything is measured, unless ``--skip-unavailable`` says to skip it (the reason is
+printed); ``--shape`` runs one shape only.
 
 The results (figures, every sample, targets, settings and the machine) are written as JSON to
-``benchmarks/results/``. The exit status is 1 when a target is missed. ``--quick`` runs every
-benchmark at smoke-test sizes, whose figures say nothing about performance; ``--glibc-defaults``
-runs the servers with glibc's adaptive malloc thresholds (see `harness.PINNED`).
+``benchmarks/results/``. The exit status is 1 when a target is missed, 2 when a service is
+missing. ``--quick`` runs every benchmark at smoke-test sizes, whose figures say nothing about
+performance; ``--glibc-defaults`` runs the servers with glibc's adaptive malloc thresholds (see
+`harness.PINNED`).
 """
 
 from __future__ import annotations
@@ -12,16 +22,56 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
 
 import download
 import list_page
+import ranged_reads
+import s3_transfer
 import upload
-from harness import add_allocator_option
+import uploads_api
+from harness import add_allocator_option, add_postgres_option
 from report import Report, print_table, save, target_rows
 
-BENCHMARKS = (upload, download, list_page)
 BUSY_LOAD = 0.5
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A benchmark module (with ``parse_args`` and ``run``), the deployment shape it measures,
+    the arguments it always gets, and what says whether its services are there."""
+
+    module: ModuleType
+    shape: str
+    arguments: tuple[str, ...] = ()
+    check: Callable[[argparse.Namespace], str | None] | None = None
+
+    @property
+    def name(self) -> str:
+        return " ".join([self.module.__name__, *self.arguments])
+
+    def options(self, common: Sequence[str]) -> argparse.Namespace:
+        options: argparse.Namespace = self.module.parse_args([*self.arguments, *common])
+        return options
+
+    def unavailable(self, options: argparse.Namespace) -> str | None:
+        """Why the benchmark cannot run here (a replicated one needs its services), or None."""
+        return None if self.check is None else self.check(options)
+
+
+BENCHMARKS = (
+    Benchmark(upload, "embedded"),
+    Benchmark(download, "embedded"),
+    Benchmark(list_page, "embedded"),
+    Benchmark(s3_transfer, "replicated", check=s3_transfer.unavailable),
+    Benchmark(list_page, "replicated", ("--database", "postgresql"), list_page.unavailable),
+    Benchmark(uploads_api, "embedded", ("--backends", "local")),
+    Benchmark(uploads_api, "replicated", ("--backends", "s3"), uploads_api.unavailable),
+    Benchmark(ranged_reads, "embedded", ("--backends", "local")),
+    Benchmark(ranged_reads, "replicated", ("--backends", "s3"), ranged_reads.unavailable),
+)
 
 
 def warn_if_busy() -> None:
@@ -31,26 +81,67 @@ def warn_if_busy() -> None:
         print(f"warning: the load average is {load:.2f}; other work will skew the figures")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke-test sizes")
+    parser.add_argument(
+        "--shape",
+        choices=("all", "embedded", "replicated"),
+        default="all",
+        help="run the benchmarks of one deployment shape only (all)",
+    )
+    parser.add_argument(
+        "--skip-unavailable",
+        action="store_true",
+        help="skip a replicated benchmark whose service (moto, PostgreSQL) is missing, "
+        "saying why, instead of stopping",
+    )
+    add_postgres_option(parser)
     add_allocator_option(parser)
-    # Every benchmark takes these options too: hand them on as they came.
-    forwarded = list(sys.argv[1:] if argv is None else argv)
-    quick = parser.parse_args(forwarded).quick
+    return parser
+
+
+def common_arguments(options: argparse.Namespace, benchmark: Benchmark) -> list[str]:
+    """The options of this run that every benchmark (of its shape) takes too."""
+    arguments = ["--quick"] if options.quick else []
+    if options.glibc_defaults:
+        arguments.append("--glibc-defaults")
+    if benchmark.shape == "replicated":
+        arguments += ["--postgres-url", options.postgres_url]
+    return arguments
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = build_parser().parse_args(argv)
+    chosen = [b for b in BENCHMARKS if options.shape in ("all", b.shape)]
+    planned: list[tuple[Benchmark, argparse.Namespace]] = []
+    for benchmark in chosen:
+        benchmark_options = benchmark.options(common_arguments(options, benchmark))
+        missing = benchmark.unavailable(benchmark_options)
+        if missing is None:
+            planned.append((benchmark, benchmark_options))
+        elif options.skip_unavailable:
+            print(f"skipping {benchmark.name}: {missing}")
+        else:
+            print(f"cannot run {benchmark.name}: {missing}")
+            print("(--skip-unavailable skips it, --shape embedded runs the embedded shape only)")
+            return 2
+    if not planned:
+        print("no benchmark to run")
+        return 0
     warn_if_busy()
     started = time.monotonic()
     reports: list[Report] = []
-    for benchmark in BENCHMARKS:
-        report = benchmark.run(benchmark.parse_args(forwarded))
+    for benchmark, benchmark_options in planned:
+        report = benchmark.module.run(benchmark_options)
         report.print()
         reports.append(report)
-    print(f"\n== summary ({time.monotonic() - started:.0f} s{', quick' if quick else ''})")
+    print(f"\n== summary ({time.monotonic() - started:.0f} s{', quick' if options.quick else ''})")
     print_table(
         ["target", "measured", "bound", ""],
         target_rows(target for report in reports for target in report.targets),
     )
-    print(f"\nresults: {save(reports, quick=quick)}")
+    print(f"\nresults: {save(reports, quick=options.quick)}")
     return 0 if all(report.passed for report in reports) else 1
 
 
