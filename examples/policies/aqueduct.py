@@ -28,12 +28,10 @@ import uvicorn
 from starlette.applications import Starlette
 
 from openai_files import (
-    FilesService,
-    LocalStorage,
     Policy,
-    SQLMetadataStore,
     api_key_auth,
     create_app,
+    open_embedded,
 )
 from openai_files.metadata.base import Quota
 from openai_files.policy import DAY, FileTypes
@@ -59,12 +57,7 @@ API_KEYS = {"sk-alice": "alice", "sk-bob": "bob"}  # API key -> user
 def build_app(
     data_dir: Path, policy: Policy = POLICY, *, sweep_interval: float | None = 60
 ) -> Starlette:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    service = FilesService(
-        LocalStorage(data_dir / "files"),
-        SQLMetadataStore(f"sqlite+aiosqlite:///{data_dir / 'files.db'}"),
-        policy=policy,
-    )
+    service = open_embedded(data_dir, policy=policy)
     return create_app(
         service,
         auth=api_key_auth(API_KEYS),

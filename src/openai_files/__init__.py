@@ -31,7 +31,7 @@ from .multipart import FormLimits
 from .policy import Policy
 from .service import FileContent, FilesService, PendingUpload
 from .storage import LocalStorage, MemoryStorage, Storage, StoredBlob
-from .urls import open_metadata, open_service, open_storage
+from .urls import open_embedded, open_metadata, open_service, open_storage
 
 __version__ = "0.1.0"
 
@@ -72,6 +72,7 @@ __all__ = [
     "create_app",
     "files_routes",
     "open_auth",
+    "open_embedded",
     "open_metadata",
     "open_service",
     "open_storage",

@@ -8,6 +8,8 @@ Metadata: ``memory://`` or any async SQLAlchemy URL (``sqlite+aiosqlite:///data/
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .metadata.base import DEFAULT_TABLE_PREFIX, MetadataStore
@@ -18,7 +20,7 @@ from .storage.base import Storage
 from .storage.local import LocalStorage
 from .storage.memory import MemoryStorage
 
-__all__ = ["open_metadata", "open_service", "open_storage"]
+__all__ = ["open_embedded", "open_metadata", "open_service", "open_storage"]
 
 
 def open_storage(url: str) -> Storage:
@@ -57,4 +59,18 @@ def open_service(
     """A `FilesService` over the backends two URLs name."""
     return FilesService(
         open_storage(storage), open_metadata(metadata, table_prefix=table_prefix), policy=policy
+    )
+
+
+def open_embedded(
+    data_dir: str | os.PathLike[str], *, policy: Policy | None = None
+) -> FilesService:
+    """The embedded default: files under ``data_dir/files``, records in SQLite at
+    ``data_dir/files.db`` (the directory is created if missing)."""
+    root = Path(data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    return FilesService(
+        LocalStorage(root / "files"),
+        open_metadata(f"sqlite+aiosqlite:///{root / 'files.db'}"),
+        policy=policy,
     )
