@@ -304,11 +304,11 @@ def _batch(
         sections = []
         for index in share:
             start = starts[index]
-            output = scratch / f"range-{index}.bin" if index % CHECK_EVERY == 0 else None
+            kept = scratch / f"range-{index}.bin" if index % CHECK_EVERY == 0 else os.devnull
             sections.append(
                 f'url = "{contender.url}"\n'
                 f'header = "Range: bytes={start}-{start + length - 1}"\n'
-                f'output = "{output or "/dev/null"}"\n'
+                f'output = "{kept}"\n'
                 f'write-out = "{WRITE_OUT}"'
             )
         config = scratch / f"client-{client}.curlrc"
@@ -325,8 +325,8 @@ def _batch(
         if process.returncode != 0:
             raise RuntimeError(f"curl failed ({process.returncode}) on {contender.label}")
     latencies = []
-    for share, output in zip(shares, outputs, strict=True):
-        lines = output.splitlines()
+    for share, answers in zip(shares, outputs, strict=True):
+        lines = answers.splitlines()
         if len(lines) != len(share):
             raise RuntimeError(f"{contender.label}: {len(lines)} answers to {len(share)} requests")
         for index, line in zip(share, lines, strict=True):
