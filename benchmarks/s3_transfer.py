@@ -17,8 +17,8 @@ run, against the same moto process:
 - peak memory growth of our server during a ``--memory-size`` MiB upload (default 1 GiB):
   its VmHWM (reset just before) minus its RSS before.
 - for context, what each transfer cost in CPU seconds: our server or the obstore process, and
-  moto; and moto's memory, measured on its own process: it holds every object in memory, and
-  more while it assembles a multipart upload.
+  moto; our server's RSS after the warm-up; and moto's memory, measured on its own process: it
+  holds every object in memory, and more while it assembles a multipart upload.
 
 moto, a Python server, is the slowest part of both paths and shares the machine's cores with
 the contenders: the ratios say what our server adds to an S3 client, not what S3 costs.
@@ -152,6 +152,7 @@ def run(options: argparse.Namespace) -> Report:
     with tempfile.TemporaryDirectory(prefix="openai-files-bench-") as temp, ExitStack() as stack:
         rig = _start(stack, Path(temp), options, max_file_size=2 * max(size, memory_size))
         _warm_up(rig)
+        ours_rss = rss_bytes(rig.ours.pid)
         growth = _memory_growth(rig, memory_size)  # first, while the heaps are small
         uploads, downloads = _transfers(
             rig, make_file(rig.scratch / "data.bin", size), options.repeat
@@ -161,6 +162,7 @@ def run(options: argparse.Namespace) -> Report:
     down = {label: [size / MiB / run.seconds for run in runs] for label, runs in downloads.items()}
     report.figures += _figures("upload", up, uploads) + _figures("download", down, downloads)
     report.figures += [
+        Figure("ours RSS after the warm-up", ours_rss / MiB, "MiB"),
         Figure("ours memory growth", growth["ours"] / MiB, "MiB"),
         Figure("moto memory growth", growth["moto"] / MiB, "MiB"),
         Figure("moto RSS at the end", moto_rss / MiB, "MiB"),
