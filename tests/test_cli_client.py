@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from openai_files.client_cli import safe_filename
 from .conftest import ServerThread, free_port, serve, server_process
 
 KEY = "sk-test"
+SHELL = ("bash", "--norc", "--noprofile")
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
@@ -356,6 +358,76 @@ def test_the_progress_bar_shows_in_a_terminal_only(server: ServerThread, tmp_pat
     assert piped.returncode == 0
     assert piped.stderr == ""
     assert re.fullmatch(r"file-\w+\n", piped.stdout)
+
+
+class Tmux:
+    """A shell in a detached tmux session on its own socket, driven as a user types."""
+
+    def __init__(self, socket: Path, env: dict[str, str]) -> None:
+        self.base = ["tmux", "-S", str(socket)]
+        self.commands = 0
+        variables = [flag for name, value in env.items() for flag in ("-e", f"{name}={value}")]
+        subprocess.run(
+            [*self.base, "new-session", "-d", "-x", "120", "-y", "50", *variables, *SHELL],
+            check=True,
+            env={**os.environ, "PS1": "$ "},
+        )
+
+    def run(self, line: str) -> str:
+        """Type ``line``, wait for it to finish and return what the screen then shows from the
+        line on; the command must exit 0."""
+        self.commands += 1
+        typed = f"{line}; echo exit-{self.commands}=$?"
+        subprocess.run([*self.base, "send-keys", "clear", "Enter"], check=True)
+        subprocess.run([*self.base, "send-keys", typed, "Enter"], check=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            screen = subprocess.run(
+                [*self.base, "capture-pane", "-p", "-J"], capture_output=True, text=True
+            ).stdout
+            shown = screen.split(typed, 1)[-1]
+            status = re.search(rf"^exit-{self.commands}=(\d+)$", shown, re.MULTILINE)
+            if status:
+                assert status[1] == "0", screen
+                return shown
+            time.sleep(0.1)
+        raise AssertionError(f"{line!r} did not finish")
+
+    def close(self) -> None:
+        subprocess.run([*self.base, "kill-server"], capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux for a real terminal")
+def test_a_session_in_a_real_terminal_shows_progress_and_resumes_a_download(
+    server: ServerThread, downloads: ContentRequests, tmp_path: Path
+) -> None:
+    data = os.urandom(24 * 1024 * 1024)
+    (tmp_path / "big.bin").write_bytes(data)
+    env = {"OPENAI_BASE_URL": server.url + "/v1", "OPENAI_API_KEY": KEY, "PS1": "$ "}
+    command = shlex.join([sys.executable, "-m", "openai_files.cli"])
+    terminal = Tmux(tmp_path / "tmux.sock", env)
+    try:
+        terminal.run(f"cd {shlex.quote(str(tmp_path))}")
+        shown = terminal.run(f"{command} upload big.bin --purpose assistants")
+        assert re.search(r"big\.bin.*100%", shown), shown
+        file_id = re.findall(r"file-\w+", shown)[-1]
+
+        assert file_id in terminal.run(f"{command} list")
+
+        shown = terminal.run(f"{command} download {file_id} -o copy.bin")
+        assert re.search(r"100%", shown), shown
+        assert (tmp_path / "copy.bin").read_bytes() == data
+
+        (tmp_path / "partial.bin").write_bytes(data[: 10 * 1024 * 1024])
+        shown = terminal.run(f"{command} download {file_id} -o partial.bin")
+        assert f"resuming at {10 * 1024 * 1024} bytes" in shown
+        assert (tmp_path / "partial.bin").read_bytes() == data
+        assert downloads.seen[-1] == (f"bytes={10 * 1024 * 1024}-", 206)
+
+        assert f"deleted {file_id}" in terminal.run(f"{command} delete {file_id}")
+        assert file_id not in terminal.run(f"{command} list")
+    finally:
+        terminal.close()
 
 
 def test_importing_the_command_line_module_does_not_import_rich() -> None:
