@@ -185,7 +185,12 @@ class FilesEndpoints:
         if request.method == "HEAD":
             return Response(status_code=status, headers=headers)
         content = await self.service.content(owner, file_id, start=start, end=end)
-        return FileDownloadResponse(content, headers=headers, status_code=status)
+        return FileDownloadResponse(
+            content,
+            headers=headers,
+            status_code=status,
+            idle_timeout=self.form_limits.idle_timeout,
+        )
 
 
 class _IdleTimer:

@@ -25,9 +25,10 @@ __all__ = ["FormLimits", "MultipartReader", "Part", "boundary_from_content_type"
 class FormLimits:
     """Bounds on everything in a request body that is not the file's bytes.
 
-    ``idle_timeout`` is how many seconds the body may pause between two chunks before the
-    request is ended (408); it stops a client that sends very slowly from holding a
-    connection, a task and an upload open indefinitely.
+    ``idle_timeout`` is how many seconds a transfer may pause: a request body between two
+    chunks before the request is ended (408), and a download whose client accepts no bytes
+    before it is abandoned. It stops a client that sends or reads very slowly from holding a
+    connection, a task and an open file indefinitely.
     """
 
     max_fields: int = 64

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from urllib.parse import quote
 
+import anyio
 from starlette.responses import JSONResponse, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from .errors import (
     AuthenticationFailed,
@@ -27,6 +29,8 @@ from .models import ErrorBody, ErrorDetail
 from .service import FileContent
 
 __all__ = ["FileDownloadResponse", "content_disposition", "error_response", "openai_error"]
+
+log = logging.getLogger("openai_files")
 
 # (status, OpenAI error type) by error class; the first match in this order wins.
 _STATUS: tuple[tuple[type[OpenAIFilesError], int, str], ...] = (
@@ -92,11 +96,29 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-class FileDownloadResponse(StreamingResponse):
-    """Streams a `FileContent` and closes it however the response ends (even on disconnect)."""
+class _Stalled(Exception):
+    """The client accepted none of a download's bytes for the idle timeout."""
 
-    def __init__(self, content: FileContent, *, headers: dict[str, str], status_code: int = 200):
+
+class FileDownloadResponse(StreamingResponse):
+    """Streams a `FileContent` and closes it however the response ends (even on disconnect).
+
+    A client that stops reading without closing its connection would otherwise hold the
+    response, its task and its open file for as long as it likes: when one chunk waits longer
+    than ``idle_timeout`` seconds to be accepted, the response is abandoned unfinished, which
+    tells the ASGI server to close the connection, and the file is closed at once.
+    """
+
+    def __init__(
+        self,
+        content: FileContent,
+        *,
+        headers: dict[str, str],
+        status_code: int = 200,
+        idle_timeout: float = 60.0,
+    ):
         self.file_content = content
+        self.idle_timeout = idle_timeout
         super().__init__(
             content.chunks,
             status_code=status_code,
@@ -105,7 +127,19 @@ class FileDownloadResponse(StreamingResponse):
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_or_give_up(message: Message) -> None:
+            with anyio.move_on_after(self.idle_timeout) as waiting:
+                await send(message)
+            if waiting.cancelled_caught:
+                raise _Stalled
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send_or_give_up)
+        except _Stalled:
+            log.warning(
+                "abandoned a download of %s: the client accepted nothing for %g seconds",
+                scope.get("path"),
+                self.idle_timeout,
+            )
         finally:
             await self.file_content.aclose()
