@@ -37,7 +37,9 @@ from openai_files import (
     api_key_auth,
     create_app,
 )
-from openai_files.metadata.base import Quota
+from openai_files.errors import BackendUnavailable
+from openai_files.metadata.base import Quota, UploadState
+from openai_files.testing import FaultyMetadataStore
 
 from .conftest import BATCH_LINE, serve, stored_files
 
@@ -519,6 +521,101 @@ async def test_a_completed_upload_takes_no_parts_and_cannot_complete_or_cancel_a
     assert await api.files() == [done["file"]]
     assert (await api.content(done["file"]["id"])).content == b"abcd"
     assert await part_keys(api.service.storage) == []
+
+
+class LosesTheLastMove(FaultyMetadataStore):
+    """A metadata store that fails the move of an upload to ``to`` (``fails`` times), after
+    the move took effect when ``lost_reply``, before it otherwise."""
+
+    def __init__(self, inner: MetadataStore, *, to: UploadState, lost_reply: bool) -> None:
+        super().__init__(inner)
+        self.to, self.lost_reply, self.fails = to, lost_reply, 1
+
+    async def move_upload(
+        self,
+        owner: str,
+        upload_id: str,
+        *,
+        from_states: tuple[UploadState, ...],
+        to: UploadState,
+        file_id: str | None = None,
+    ) -> bool:
+        if to != self.to or not self.fails:
+            return await super().move_upload(
+                owner, upload_id, from_states=from_states, to=to, file_id=file_id
+            )
+        self.fails -= 1
+        if self.lost_reply:
+            await super().move_upload(
+                owner, upload_id, from_states=from_states, to=to, file_id=file_id
+            )
+        raise BackendUnavailable("The metadata store is unavailable: injected fault.")
+
+
+async def test_completing_again_after_the_last_state_change_failed_finishes_with_the_same_file(
+    tmp_path: Path,
+) -> None:
+    inner = SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}")
+    metadata = LosesTheLastMove(inner, to="completed", lost_reply=False)
+    async with running(LocalStorage(tmp_path / "blobs"), metadata) as api:
+        upload = await api.created(bytes=8)
+        part_ids = [await api.part(upload["id"], b"abcd"), await api.part(upload["id"], b"efgh")]
+        assert_refused(await api.complete(upload["id"], part_ids), 503)
+        # The file was made, but the upload still says it is being completed.
+        (made,) = await api.files()
+
+        done = await api.completed(upload["id"], part_ids)
+        assert done["file"] == made
+        assert (await api.content(made["id"])).content == b"abcdefgh"
+        assert await api.files() == [made]
+        assert await part_keys(api.service.storage) == []
+        assert_refused(await api.complete(upload["id"], part_ids), 400, mentions="completed")
+
+
+async def test_a_completion_that_failed_before_its_file_was_made_can_be_completed_again(
+    tmp_path: Path,
+) -> None:
+    inner = SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}")
+    metadata = FaultyMetadataStore(inner)
+    async with running(LocalStorage(tmp_path / "blobs"), metadata) as api:
+        upload = await api.created(bytes=4)
+        part_id = await api.part(upload["id"], b"abcd")
+        metadata.fail_commit = 1
+        assert_refused(await api.complete(upload["id"], [part_id]), 503)
+        assert await api.files() == []
+        done = await api.completed(upload["id"], [part_id])
+        assert (await api.content(done["file"]["id"])).content == b"abcd"
+
+
+async def test_an_upload_being_completed_cannot_be_completed_by_another_request(
+    tmp_path: Path,
+) -> None:
+    inner = SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}")
+    metadata = LosesTheLastMove(inner, to="pending", lost_reply=False)
+    async with running(LocalStorage(tmp_path / "blobs"), metadata) as api:
+        upload = await api.created(bytes=4)
+        part_id = await api.part(upload["id"], b"abcd")
+        # The assembly fails (no file is made) and so does putting the upload back to pending:
+        # the upload is left completing, with no file to finish it with.
+        metadata.fail_commit = 1
+        assert_refused(await api.complete(upload["id"], [part_id]), 503)
+        assert_refused(await api.complete(upload["id"], [part_id]), 400, mentions="being completed")
+        assert await api.files() == []
+
+
+async def test_an_idempotency_key_sent_by_a_client_cannot_claim_an_uploads_file(api: Api) -> None:
+    upload = await api.created(bytes=4)
+    part_id = await api.part(upload["id"], b"abcd")
+    for key in (upload["id"], f"upload {upload['id']}"):
+        response = await api.http.post(
+            "/v1/files",
+            files={"file": ("other.bin", b"wxyz")},
+            data={"purpose": "assistants"},
+            headers={**ALICE, "idempotency-key": key},
+        )
+        assert response.status_code == 200, response.text
+    done = await api.completed(upload["id"], [part_id])
+    assert (await api.content(done["file"]["id"])).content == b"abcd"
 
 
 @pytest.mark.parametrize("kind", ["memory", "local+sqlite"])

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from .errors import FileTooLarge, InvalidRequest, QuotaExceeded, UploadNotFound
+from .errors import FileNotFound, FileTooLarge, InvalidRequest, QuotaExceeded, UploadNotFound
 from .ids import new_object_id
 from .metadata.base import PartRecord, UploadRecord
 from .models import FileObject, UploadObject, UploadPartObject
 from .storage.base import ComposableStorage
+from .upload import IDEMPOTENCY_WINDOW
 
 if TYPE_CHECKING:
     from .service import FilesService
@@ -83,7 +84,7 @@ class Uploads:
     ) -> UploadPartObject:
         """Stream one part of the upload to storage (at most ``max_part_size`` bytes)."""
         service = self._service
-        upload = await self._pending(owner, upload_id)
+        upload = self._pending(await self._get(owner, upload_id))
         part_id = new_object_id("part_")
         key = f"uploads/{upload.id}/{part_id}"
         stored = sum(p.bytes for p in await service.metadata.get_parts(owner, upload.id))
@@ -112,7 +113,7 @@ class Uploads:
         if not added:
             with anyio.CancelScope(shield=True):
                 await service.storage.delete(key)
-            await self._pending(owner, upload_id)  # says why it is no longer pending
+            self._pending(await self._get(owner, upload_id))  # says why it is no longer pending
             raise _not_pending(upload_id, "completed")
         return UploadPartObject(id=part.id, created_at=part.created_at, upload_id=upload.id)
 
@@ -124,9 +125,18 @@ class Uploads:
     async def complete(
         self, owner: str, upload_id: str, *, part_ids: Sequence[str], md5: str | None = None
     ) -> UploadObject:
-        """Assemble the parts, in the order of ``part_ids``, into the upload's file."""
+        """Assemble the parts, in the order of ``part_ids``, into the upload's file.
+
+        The file is committed under an idempotency key of its own upload, in the same
+        transaction as the file: if the request fails after that (the upload's last state
+        change is lost), completing again finds the file and finishes the upload with it
+        rather than refusing an upload stuck ``completing``.
+        """
         service = self._service
-        upload = await self._pending(owner, upload_id)
+        upload = await self._get(owner, upload_id)
+        if upload.state == "completing":
+            return await self._finish_interrupted(upload)
+        upload = self._pending(upload)
         parts = await self._ordered_parts(upload, part_ids)
         total = sum(part.bytes for part in parts)
         if total != upload.bytes:
@@ -146,16 +156,36 @@ class Uploads:
                     owner, upload_id, from_states=("completing",), to="pending"
                 )
             raise
-        await service.metadata.move_upload(
-            owner, upload_id, from_states=("completing",), to="completed", file_id=created.id
+        return await self._completed(upload, created)
+
+    async def _finish_interrupted(self, upload: UploadRecord) -> UploadObject:
+        """Finish an upload left ``completing`` with the file it produced, if it produced one;
+        while another request is still assembling it, or if one failed midway and could not
+        put it back to ``pending``, it cannot be completed."""
+        service = self._service
+        file_id = await service.metadata.idempotent_file(
+            upload.owner, _completion_key(upload.id), since=service.now() - IDEMPOTENCY_WINDOW
         )
-        await self._discard_parts(await service.metadata.get_parts(owner, upload_id))
+        if file_id is None:
+            raise _not_pending(upload.id, "being completed")
+        try:
+            created = await service.retrieve(upload.owner, file_id)
+        except FileNotFound:  # deleted (or expired) since: the upload cannot produce it again
+            raise _not_pending(upload.id, "being completed") from None
+        return await self._completed(upload, created)
+
+    async def _completed(self, upload: UploadRecord, created: FileObject) -> UploadObject:
+        metadata = self._service.metadata
+        await metadata.move_upload(
+            upload.owner, upload.id, from_states=("completing",), to="completed", file_id=created.id
+        )
+        await self._discard_parts(await metadata.get_parts(upload.owner, upload.id))
         return _upload_object(upload.replace(state="completed"), created)
 
     async def cancel(self, owner: str, upload_id: str) -> UploadObject:
         """Cancel a pending upload and discard its parts."""
         service = self._service
-        upload = await self._pending(owner, upload_id)
+        upload = self._pending(await self._get(owner, upload_id))
         if not await service.metadata.move_upload(
             owner, upload_id, from_states=("pending",), to="cancelled"
         ):
@@ -189,21 +219,29 @@ class Uploads:
             keys = [part.storage_key for part in parts]
             reads_content = md5 is not None or service.policy.rules_for(upload.purpose)
             if reads_content or not isinstance(service.storage, ComposableStorage):
-                digest = hashlib.md5(usedforsecurity=False)
+                digest = hashlib.md5(usedforsecurity=False) if md5 else None
                 await pending.write(self._read_parts(keys, digest))
-                if md5 is not None and digest.hexdigest() != md5.strip().lower():
+                if md5 and digest and digest.hexdigest() != md5.strip().lower():
                     raise InvalidRequest(
                         f"The md5 of the assembled file is {digest.hexdigest()}, not {md5!r}.",
                         param="md5",
                     )
             else:
                 await pending.compose(keys, size=upload.bytes, etag=_composite_etag(parts))
-            return await pending.finish(purpose=upload.purpose, expires_after=upload.expires_after)
+            return await pending.finish(
+                purpose=upload.purpose,
+                expires_after=upload.expires_after,
+                idempotency_key=_completion_key(upload.id),
+            )
 
-    async def _read_parts(self, keys: list[str], digest: hashlib._Hash) -> AsyncIterator[bytes]:
+    async def _read_parts(
+        self, keys: list[str], digest: hashlib._Hash | None
+    ) -> AsyncIterator[bytes]:
+        """The parts' bytes in order, each chunk added to ``digest`` when there is one."""
         for key in keys:
             async for chunk in await self._service.storage.get(key):
-                digest.update(chunk)
+                if digest is not None:
+                    digest.update(chunk)
                 yield chunk
 
     async def _ordered_parts(
@@ -221,15 +259,19 @@ class Uploads:
             )
         return [known[part_id] for part_id in part_ids]
 
-    async def _pending(self, owner: str, upload_id: str) -> UploadRecord:
+    async def _get(self, owner: str, upload_id: str) -> UploadRecord:
         upload = await self._service.metadata.get_upload(owner, upload_id)
         if upload is None:
             raise UploadNotFound(upload_id)
+        return upload
+
+    def _pending(self, upload: UploadRecord) -> UploadRecord:
+        """``upload``, if it still takes parts and can be completed or cancelled."""
         state = upload.state
         if state == "pending" and self._service.now() >= upload.expires_at:
             state = "expired"
         if state != "pending":
-            raise _not_pending(upload_id, state)
+            raise _not_pending(upload.id, state)
         return upload
 
     async def _check_quota(self, owner: str, size: int) -> None:
@@ -274,6 +316,12 @@ def _not_pending(upload_id: str, state: str) -> InvalidRequest:
         "or cancelled any more.",
         param="upload_id",
     )
+
+
+def _completion_key(upload_id: str) -> str:
+    """The idempotency key of the file an upload produces. It holds a line break, which no HTTP
+    header can carry, so no client's ``Idempotency-Key`` can ever name it."""
+    return f"\nupload {upload_id}"
 
 
 def _composite_etag(parts: list[PartRecord]) -> str:
