@@ -81,12 +81,14 @@ def test_lifecycle_flags_build_the_policy() -> None:
     assert dict(policy.default_expiry) == {"assistants": 3600}
     assert (policy.validation, policy.soft_delete) == ("lenient", True)
     assert args.sweep_interval == 60
+    assert args.stale_after == 3600
 
 
 def test_lifecycle_environment_variables_build_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_FILES_MAX_FILES", "3")
     monkeypatch.setenv("OPENAI_FILES_SOFT_DELETE", "true")
     monkeypatch.setenv("OPENAI_FILES_SWEEP_INTERVAL", "0")
+    monkeypatch.setenv("OPENAI_FILES_STALE_AFTER", "600")
     args = build_parser().parse_args(["serve"])
     environ = {"OPENAI_FILES_DEFAULT_EXPIRY": "vision=7200"}
     policy = policy_from_args(args, environ)
@@ -94,3 +96,4 @@ def test_lifecycle_environment_variables_build_the_policy(monkeypatch: pytest.Mo
     assert dict(policy.default_expiry) == {"batch": 30 * 86400, "vision": 7200}
     assert policy.soft_delete is True
     assert args.sweep_interval == 0
+    assert args.stale_after == 600

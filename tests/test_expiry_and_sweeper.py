@@ -642,6 +642,28 @@ async def test_the_apps_lifespan_sweeper_removes_an_expired_file_without_a_sweep
     assert await listed(service) == [kept]
 
 
+@pytest.mark.parametrize("pair", REPRESENTATIVE, indirect=True)
+async def test_the_apps_sweeper_counts_an_upload_as_dead_after_sweep_stale_after(
+    env: Backends,
+) -> None:
+    service = env.service()
+    upload = await service.begin_upload(OWNER, filename="dead.bin", purpose="user_data")
+    await upload.write(chunks(b"half of it"))  # and the process dies
+    key = upload.record.storage_key
+    env.clock.advance(10 * 60 + 1)  # past a 10-minute stale_after, not the default hour
+    app = create_app(service, sweep_interval=0.05, sweep_stale_after=10 * 60)
+    async with app.router.lifespan_context(app):
+        await wait_until(_async_call(lambda: env.records(), lambda records: records == []))
+    await env.assert_gone(key)
+
+
+def _async_call(call: Any, check: Any) -> Any:
+    async def condition() -> bool:
+        return bool(check(await call()))
+
+    return condition
+
+
 async def test_a_real_servers_sweeper_removes_an_expired_file_without_a_sweep_call() -> None:
     clock = Clock(float(int(time.time())))
     storage, metadata = MemoryStorage(clock=clock), MemoryMetadataStore()

@@ -113,6 +113,7 @@ def create_app(
     presigned_downloads: int | None = None,
     rate_limiter: RateLimiter | None = None,
     sweep_interval: float | None = None,
+    sweep_stale_after: int = 3600,
     close_service: bool = False,
     openapi: bool = False,
 ) -> Starlette:
@@ -128,6 +129,8 @@ def create_app(
     - ``sweep_interval``: run the sweeper (expired files, dead uploads, failed deletes) every
       so many seconds while the app runs. Starlette does not run a mounted app's lifespan: a
       host that mounts this app runs ``service.run_sweeper(interval=...)`` in its own.
+      ``sweep_stale_after``: seconds after which an unfinished upload or delete counts as dead
+      (see `FilesService.sweep`); keep it above the time your largest upload takes.
     - ``close_service``: close the service when the app shuts down (for a standalone server
       that owns it; a host that shares the service closes it itself).
     - ``openapi``: also serve ``GET /openapi.json`` (at the app's root, not under each prefix):
@@ -146,7 +149,12 @@ def create_app(
                 stop = anyio.Event()
                 if sweep_interval:
                     tasks.start_soon(
-                        partial(service.run_sweeper, interval=sweep_interval, stop=stop)
+                        partial(
+                            service.run_sweeper,
+                            interval=sweep_interval,
+                            stale_after=sweep_stale_after,
+                            stop=stop,
+                        )
                     )
                 yield
                 stop.set()  # a sweep in progress finishes; one that hangs is cut off

@@ -125,6 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(OPENAI_FILES_SWEEP_INTERVAL)",
     )
     serve.add_argument(
+        "--stale-after",
+        type=int,
+        default=int(_env("STALE_AFTER", "3600")),
+        metavar="SECONDS",
+        help="an upload or a delete still unfinished after SECONDS counts as dead and the "
+        "sweeper removes what it left; longer than your slowest upload (default: 3600; "
+        "OPENAI_FILES_STALE_AFTER)",
+    )
+    serve.add_argument(
         "--validation",
         choices=["strict", "lenient", "off"],
         default=_env("VALIDATION", "strict"),
@@ -293,6 +302,7 @@ def serve(args: argparse.Namespace) -> int:
         auth=auth,
         presigned_downloads=args.presigned_downloads or None,
         sweep_interval=args.sweep_interval or None,
+        sweep_stale_after=args.stale_after,
         close_service=True,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())
