@@ -21,8 +21,10 @@ from library import lines, requests  # the library example's stream helpers
 from openai_files import FilesService, LocalStorage, SQLMetadataStore
 
 
+# --8<-- [start:holding]
 async def run_batch(files: FilesService, owner: str, input_file_id: str, batch_id: str) -> str:
     """Answer every request of the input file; return the id of the output file."""
+    # Until the block ends, the input cannot be deleted (409) and does not expire.
     async with files.holding(owner, input_file_id, holder=batch_id):
         content = await files.content(owner, input_file_id)
 
@@ -45,6 +47,7 @@ async def run_batch(files: FilesService, owner: str, input_file_id: str, batch_i
             system=True,
         )
     return output.id
+    # --8<-- [end:holding]
 
 
 async def main(root: Path) -> None:

@@ -53,6 +53,7 @@ class GatewayAuth:
         await self.app(scope, receive, send)
 
 
+# --8<-- [start:gateway]
 def build_gateway(service: FilesService) -> FastAPI:
     gateway = FastAPI(title="Example gateway")
 
@@ -70,6 +71,7 @@ def build_gateway(service: FilesService) -> FastAPI:
     gateway.mount("/", create_app(service, auth=scope_owner_auth()))
     gateway.add_middleware(GatewayAuth)
     return gateway
+    # --8<-- [end:gateway]
 
 
 DATA = Path(os.environ.get("OPENAI_FILES_DATA_DIR", "./data"))

@@ -42,6 +42,7 @@ async def lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 
 async def main(root: Path) -> None:
+    # --8<-- [start:service]
     storage = LocalStorage(root / "files")
     metadata = SQLMetadataStore(f"sqlite+aiosqlite:///{root / 'files.db'}")
     async with FilesService(storage, metadata) as files:
@@ -51,7 +52,7 @@ async def main(root: Path) -> None:
         print(f"created {batch.id}: {batch.bytes} bytes, expires at {batch.expires_at}")
 
         async def answers() -> AsyncIterator[bytes]:
-            content = await files.content("worker", batch.id)
+            content = await files.content("worker", batch.id)  # optional start=, end=
             async for line in lines(content.chunks):
                 request = json.loads(line)
                 yield json.dumps({"custom_id": request["custom_id"], "ok": True}).encode() + b"\n"
@@ -64,6 +65,7 @@ async def main(root: Path) -> None:
         for file in page.data:
             await files.delete("worker", file.id)
         print(f"wrote {output.id} ({output.bytes} bytes); deleted both")
+    # --8<-- [end:service]
 
 
 if __name__ == "__main__":

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import email
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import venv
 import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
+
+from .conftest import free_port
 
 ROOT = Path(__file__).parents[1]
 DRIVERS = {"postgres": "asyncpg", "mysql": "aiomysql", "s3": "obstore"}
@@ -55,18 +61,26 @@ def test_each_extra_pulls_in_only_its_driver(dist: Path) -> None:
     assert not any(driver in r for r in base for driver in DRIVERS.values())
 
 
-def test_a_clean_environment_installs_the_wheel_and_imports_it_without_extras(
-    dist: Path, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def clean_env(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtual environment with the wheel installed, without extras: its ``bin``."""
     (wheel,) = dist.glob("*.whl")
-    venv.create(tmp_path / "env", with_pip=True)
-    python = tmp_path / "env" / "bin" / "python"
+    env = tmp_path_factory.mktemp("clean-env")
+    venv.create(env, with_pip=True)
+    python = env / "bin" / "python"
     subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", str(wheel)],
         check=True,
         capture_output=True,
         timeout=600,
     )
+    return env / "bin"
+
+
+def test_a_clean_environment_installs_the_wheel_and_imports_it_without_extras(
+    clean_env: Path,
+) -> None:
+    python = clean_env / "python"
     probe = (
         "import importlib.util, openai_files; "
         "print(openai_files.__version__, "
@@ -74,10 +88,60 @@ def test_a_clean_environment_installs_the_wheel_and_imports_it_without_extras(
     )
     result = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.split(" ", 1) == ["0.1.0", "[]\n"]
-    quickstart = subprocess.run(
+    library = subprocess.run(
         [str(python), str(ROOT / "examples" / "library.py")],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert quickstart.returncode == 0, quickstart.stderr
+    assert library.returncode == 0, library.stderr
+
+
+def test_a_clean_environment_serves_the_quickstart(clean_env: Path, tmp_path: Path) -> None:
+    """`openai-files serve` from the installed wheel, and the quickstart's SDK client (run with
+    this interpreter, which has the `openai` SDK) against it."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "VIRTUAL_ENV"))}
+    command = [str(clean_env / "openai-files"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--data-dir", str(tmp_path / "data"), "--api-key", "sk-quickstart=team-a"]
+    log = tmp_path / "serve.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert httpx.get(f"{base_url}/files", timeout=1).status_code == 401
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        quickstart = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+            env={**env, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-quickstart"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert quickstart.returncode == 0, quickstart.stderr + log.read_text()
+        listed, summary = quickstart.stdout.splitlines()
+        file_id, filename, size = listed.split()
+        assert file_id.startswith("file-")
+        assert filename == "requests.jsonl"
+        assert int(size) > 0
+        assert summary == f"downloaded {file_id} intact; deleted it"
+        remaining = httpx.get(
+            f"{base_url}/files", headers={"Authorization": "Bearer sk-quickstart"}
+        )
+        assert remaining.json()["data"] == []
+        assert (tmp_path / "data" / "files.db").is_file()
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    # A clean shutdown; uvicorn exits by the signal it handled.
+    assert server.returncode in (0, -signal.SIGTERM), log.read_text()
+    assert "Application shutdown complete." in log.read_text()

@@ -127,12 +127,14 @@ async def test_every_example_refuses_requests_without_its_api_key(tmp_path: Path
             assert error(await files.get("/files"), 401)["code"] == "invalid_api_key"
 
 
-def test_the_policies_shown_in_the_docs_are_the_examples_own() -> None:
+def test_the_docs_show_the_policy_of_every_example() -> None:
     docs = (ROOT / "docs" / "policy.md").read_text()
-    shown = re.findall(r"```python\n# (examples/policies/\w+\.py)\n(.*?)```", docs, re.DOTALL)
-    assert sorted(Path(path).stem for path, _ in shown) == sorted(EXAMPLES_BY_NAME)
-    for path, code in shown:
-        assert code in (ROOT / path).read_text(), path
+    shown = re.findall(r'^--8<-- "examples/policies/(\w+)\.py:policy"$', docs, re.MULTILINE)
+    assert sorted(shown) == sorted(EXAMPLES_BY_NAME)
+    for name in shown:
+        source = (EXAMPLES / f"{name}.py").read_text()
+        start, end = source.index("# --8<-- [start:policy]"), source.index("# --8<-- [end:policy]")
+        assert "\nPOLICY = Policy(" in source[start:end], name
 
 
 # -- seed 004, OpenAI ---------------------------------------------------------------------

@@ -37,6 +37,7 @@ from openai_files.metadata.base import Quota
 from openai_files.policy import DAY, FileTypes
 from openai_files.validation import BATCH_RULES
 
+# --8<-- [start:policy]
 MB = 1024 * 1024
 GB = 1024 * MB
 
@@ -50,6 +51,7 @@ POLICY = Policy(
     default_expiry={"batch": 7 * DAY, "batch_output": 7 * DAY},
     quota=Quota(max_files=1000, max_bytes=10 * GB),  # per user
 )
+# --8<-- [end:policy]
 
 API_KEYS = {"sk-alice": "alice", "sk-bob": "bob"}  # API key -> user
 

@@ -45,6 +45,7 @@ from openai_files.policy import (
 )
 from openai_files.validation import BATCH_RULES, FINE_TUNE_RULES
 
+# --8<-- [start:policy]
 MB = 1024 * 1024
 GB = 1024 * MB
 JSONL = FileTypes(extensions=(".jsonl",))
@@ -68,6 +69,7 @@ POLICY = Policy(
     list_limit_default=10_000,
     list_limit_max=10_000,
 )
+# --8<-- [end:policy]
 
 API_KEYS = {"sk-local": "project-local"}  # API key -> project
 

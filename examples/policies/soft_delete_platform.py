@@ -41,6 +41,7 @@ from openai_files import (
 )
 from openai_files.policy import OPENAI_SYSTEM_PURPOSES, OPENAI_UPLOAD_PURPOSES
 
+# --8<-- [start:policy]
 PURPOSES = (
     *OPENAI_UPLOAD_PURPOSES,
     *OPENAI_SYSTEM_PURPOSES,
@@ -60,6 +61,7 @@ POLICY = Policy(
     list_limit_default=100,
     list_limit_max=1000,
 )
+# --8<-- [end:policy]
 
 API_KEYS = {"sk-local": "project-local"}  # API key -> project
 

@@ -40,6 +40,7 @@ from openai_files import (
 from openai_files.metadata.base import Quota
 from openai_files.policy import OPENAI_UPLOAD_PURPOSES, FileTypes
 
+# --8<-- [start:policy]
 MB = 1024 * 1024
 GB = 1024 * MB
 JSONL = FileTypes(extensions=(".jsonl",))
@@ -68,6 +69,7 @@ POLICY = Policy(
     quota=Quota(max_files=100_000, max_bytes=100 * GB),  # per account
     list_limit_default=20,
 )
+# --8<-- [end:policy]
 
 API_KEYS = {"xai-local": "account-local"}  # API key -> account
 

@@ -50,6 +50,7 @@ from openai_files.policy import DAY, OPENAI_SYSTEM_PURPOSES, FileTypes
 from openai_files.ratelimit import TokenBucket
 from openai_files.validation import BATCH_RULES
 
+# --8<-- [start:policy]
 MB = 1024 * 1024
 PURPOSES = ("batch", "assistants", "vision", "user_data", "fine-tune")
 JSONL = FileTypes(extensions=(".jsonl",))
@@ -69,6 +70,7 @@ POLICY = Policy(
     jsonl_rules={"batch": BATCH_RULES},
     default_expiry={purpose: 30 * DAY for purpose in PURPOSES + OPENAI_SYSTEM_PURPOSES},
 )
+# --8<-- [end:policy]
 
 API_KEYS = {"xero_local": "proj_local"}  # API key -> project
 
