@@ -188,9 +188,11 @@ async def test_a_failed_put_keeps_the_previous_object_after_a_multipart_attempt(
     assert await storage.head("aa/bb/kept") == 100
 
 
-async def test_a_large_object_round_trips_while_the_put_buffers_about_one_part(
+async def test_a_large_object_round_trips_while_the_put_buffers_a_few_parts(
     storage: S3Storage,
 ) -> None:
+    # Two parts in flight and the next one filling: the put holds at most three parts,
+    # whatever the size of the object (here eight parts and a bit).
     total = 40 * MIB + 123
     sent = hashlib.sha256()
     tracemalloc.start()
@@ -200,7 +202,8 @@ async def test_a_large_object_round_trips_while_the_put_buffers_about_one_part(
     finally:
         tracemalloc.stop()
     assert (blob.size, blob.sha256) == (total, sent.hexdigest())
-    assert peak < 2 * PART, f"put held {peak / MIB:.1f} MiB at its peak"
+    assert storage.parts_in_flight == 2
+    assert peak < 3 * PART, f"put held {peak / MIB:.1f} MiB at its peak"
     received = hashlib.sha256()
     size = 0
     async for chunk in await storage.get("aa/bb/large"):
@@ -316,7 +319,8 @@ def test_from_url_defaults_to_no_prefix_and_the_environment(
         ("s3://bucket?endpont=http://x", "unknown S3 storage URL option"),
         ("s3://bucket?allow_http=maybe", "allow_http must be true or false"),
         ("s3://bucket?part_size=1048576", "part_size must be between"),
-        ("s3://bucket?part_size=big", "part_size must be a number"),
+        ("s3://bucket?part_size=big", "part_size must be a whole number"),
+        ("s3://bucket?parts_in_flight=0", "parts_in_flight must be at least 1"),
         ("s3://key:secret@bucket", "credentials"),
     ],
 )
@@ -347,6 +351,13 @@ async def test_open_storage_takes_endpoint_and_credentials_from_the_aws_environm
 def test_part_size_below_the_s3_minimum_is_refused() -> None:
     with pytest.raises(ValueError, match="part_size must be between"):
         S3Storage("bucket", part_size=MIN_PART_SIZE - 1)
+
+
+def test_parts_in_flight_comes_from_the_url_and_must_be_positive() -> None:
+    assert S3Storage.from_url("s3://bucket?parts_in_flight=4").parts_in_flight == 4
+    assert S3Storage.from_url("s3://bucket").parts_in_flight == 2
+    with pytest.raises(ValueError, match="parts_in_flight must be at least 1"):
+        S3Storage("bucket", parts_in_flight=0)
 
 
 @pytest.mark.parametrize("key", ["../escape", "/etc/passwd", "aa/../x", "", "aa//bb", ".hidden"])

@@ -5,9 +5,10 @@ Needs the ``[s3]`` extra. Each key is stored as the object ``prefix + key``.
 How the `Storage` contract is kept, and where S3 makes it bend:
 
 - **put** streams. Below ``part_size`` bytes the object goes up in one PUT; from ``part_size``
-  on, as a multipart upload whose parts are sent one at a time, so memory stays near one part
-  plus a 1 MiB block whatever the object's size. The price: obstore takes no more bytes while
-  a part is on its way, so receiving the body and sending a part take turns. Incoming chunks
+  on, as a multipart upload with ``parts_in_flight`` parts (2) on their way at once while the
+  next one fills, so memory stays near ``parts_in_flight + 1`` parts whatever the object's
+  size. With one part in flight, receiving the body and sending a part take turns (obstore
+  takes no more bytes meanwhile): uploads through the server were 20% slower. Incoming chunks
   are joined into 1 MiB blocks, each hashed and handed to obstore in one call: every call
   crosses into obstore's runtime and back, which per 64 KiB network chunk cost a quarter of
   the server's CPU. On any error (from ``chunks``, from S3, or cancellation) the multipart
@@ -71,7 +72,7 @@ _MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-_URL_OPTIONS = {"endpoint", "region", "allow_http", "part_size"}
+_URL_OPTIONS = {"endpoint", "region", "allow_http", "part_size", "parts_in_flight"}
 # obstore raises its own errors, and builtin OSErrors from its buffered writer.
 _DRIVER_ERRORS = (BaseError, OSError)
 
@@ -84,8 +85,9 @@ class S3Storage:
     ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``...), and ``allow_http`` from
     ``AWS_ALLOW_HTTP``. ``part_size`` (at least 5 MiB) is both the size from which a put
     becomes a multipart upload and the size of its parts; an object can have at most 10,000
-    parts. ``read_chunk_size`` (4 MiB) is the least a downloaded chunk holds (except the
-    last): memory per download in progress.
+    parts. ``parts_in_flight`` (2) parts of a put are sent at once, so a put in progress holds
+    up to ``(parts_in_flight + 1) * part_size`` bytes. ``read_chunk_size`` (4 MiB) is the
+    least a downloaded chunk holds (except the last): memory per download in progress.
 
     Timeouts are in seconds. ``connect_timeout`` and ``max_retries`` (and no retry starts more
     than 15 seconds after the first attempt) are low, so an unreachable endpoint fails within
@@ -106,6 +108,7 @@ class S3Storage:
         session_token: str | None = None,
         allow_http: bool | None = None,
         part_size: int = DEFAULT_PART_SIZE,
+        parts_in_flight: int = 2,
         read_chunk_size: int = _READ_CHUNK_SIZE,
         connect_timeout: float = 3.0,
         read_timeout: float = 30.0,
@@ -119,6 +122,8 @@ class S3Storage:
                 f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes "
                 f"(S3's limits), not {part_size}"
             )
+        if parts_in_flight < 1:
+            raise ValueError(f"parts_in_flight must be at least 1, not {parts_in_flight}")
         if read_chunk_size < 1:
             raise ValueError(f"read_chunk_size must be positive, not {read_chunk_size}")
         self.bucket = bucket
@@ -127,6 +132,7 @@ class S3Storage:
         self.region = region
         self.allow_http = _env_flag("AWS_ALLOW_HTTP") if allow_http is None else allow_http
         self.part_size = part_size
+        self.parts_in_flight = parts_in_flight
         self.read_chunk_size = read_chunk_size
         config: S3Config = {}
         if endpoint is not None:
@@ -164,8 +170,9 @@ class S3Storage:
     def from_url(cls, url: str) -> S3Storage:
         """Storage for ``s3://bucket/prefix?endpoint=...&region=...&allow_http=true``.
 
-        The query may also set ``part_size`` (bytes). Whatever the URL leaves out comes from the
-        environment, as for the constructor; credentials never go in the URL.
+        The query may also set ``part_size`` (bytes) and ``parts_in_flight``. Whatever the URL
+        leaves out comes from the environment, as for the constructor; credentials never go in
+        the URL.
         """
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc:
@@ -182,8 +189,9 @@ class S3Storage:
         kwargs: dict[str, Any] = {}
         if "allow_http" in options:
             kwargs["allow_http"] = _parse_flag("allow_http", options["allow_http"])
-        if "part_size" in options:
-            kwargs["part_size"] = _parse_size(options["part_size"])
+        for name in ("part_size", "parts_in_flight"):
+            if name in options:
+                kwargs[name] = _parse_int(name, options[name])
         return cls(
             unquote(parts.netloc),
             prefix=unquote(parts.path),
@@ -203,7 +211,10 @@ class S3Storage:
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
         name = self.object_name(key)
         writer = obstore.open_writer_async(
-            self._store, name, buffer_size=self.part_size, max_concurrency=1
+            self._store,
+            name,
+            buffer_size=self.part_size,
+            max_concurrency=self.parts_in_flight,
         )
         hasher = BlobHasher()
         try:
@@ -408,8 +419,8 @@ def _parse_flag(name: str, value: str) -> bool:
     raise ValueError(f"{name} must be true or false, not {value!r}")
 
 
-def _parse_size(value: str) -> int:
+def _parse_int(name: str, value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"part_size must be a number of bytes, not {value!r}") from None
+        raise ValueError(f"{name} must be a whole number, not {value!r}") from None
