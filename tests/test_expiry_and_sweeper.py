@@ -43,6 +43,7 @@ from openai_files.ids import new_storage_key
 from openai_files.metadata.base import DEFAULT_TABLE_PREFIX, FileRecord, Quota, Usage
 from openai_files.storage.s3 import S3Storage
 from openai_files.sweeper import SweepReport
+from openai_files.testing import FaultyMetadataStore
 
 from .conftest import require_service, serve, stored_files
 from .databases import POSTGRES_URL, drop_tables, unique_prefix
@@ -688,3 +689,25 @@ def _async(check: Any) -> Any:
         return bool(check())
 
     return condition
+
+
+async def test_a_sweep_failing_for_an_outage_logs_one_line_and_the_next_sweep_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock(float(int(time.time())))
+    inner = MemoryMetadataStore()
+    metadata = FaultyMetadataStore(inner)
+    service = FilesService(MemoryStorage(clock=clock), metadata, clock=clock)
+    file_id = await create(service, b"expiring", expires_after=HOUR)
+    clock.advance(HOUR)
+    metadata.fail_claim_for_sweep = 1
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(lambda: service.run_sweeper(interval=0.05, stop=stop))
+        await wait_until(_async(lambda: file_id not in inner._records))
+        stop.set()
+    failed = [r for r in caplog.records if "a sweep failed" in r.getMessage()]
+    assert len(failed) == 1
+    assert failed[0].levelname == "WARNING"
+    assert failed[0].exc_info is None
+    assert "injected fault in claim_for_sweep" in failed[0].getMessage()

@@ -40,6 +40,7 @@ from openai_files import (
 from openai_files.errors import BackendUnavailable
 from openai_files.metadata.base import Quota, UploadState
 from openai_files.testing import FaultyMetadataStore
+from openai_files.uploads import PUT_BACK_PAUSES
 
 from .conftest import BATCH_LINE, serve, stored_files
 
@@ -524,12 +525,14 @@ async def test_a_completed_upload_takes_no_parts_and_cannot_complete_or_cancel_a
 
 
 class LosesTheLastMove(FaultyMetadataStore):
-    """A metadata store that fails the move of an upload to ``to`` (``fails`` times), after
+    """A metadata store that fails the next ``fails`` moves of an upload to ``to``, after
     the move took effect when ``lost_reply``, before it otherwise."""
 
-    def __init__(self, inner: MetadataStore, *, to: UploadState, lost_reply: bool) -> None:
+    def __init__(
+        self, inner: MetadataStore, *, to: UploadState, lost_reply: bool, fails: int = 1
+    ) -> None:
         super().__init__(inner)
-        self.to, self.lost_reply, self.fails = to, lost_reply, 1
+        self.to, self.lost_reply, self.fails = to, lost_reply, fails
 
     async def move_upload(
         self,
@@ -587,16 +590,33 @@ async def test_a_completion_that_failed_before_its_file_was_made_can_be_complete
         assert (await api.content(done["file"]["id"])).content == b"abcd"
 
 
-async def test_an_upload_being_completed_cannot_be_completed_by_another_request(
+async def test_a_failed_assembly_puts_the_upload_back_even_if_the_first_try_fails(
     tmp_path: Path,
 ) -> None:
     inner = SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}")
-    metadata = LosesTheLastMove(inner, to="pending", lost_reply=False)
+    metadata = LosesTheLastMove(inner, to="pending", lost_reply=False, fails=len(PUT_BACK_PAUSES))
     async with running(LocalStorage(tmp_path / "blobs"), metadata) as api:
         upload = await api.created(bytes=4)
         part_id = await api.part(upload["id"], b"abcd")
-        # The assembly fails (no file is made) and so does putting the upload back to pending:
-        # the upload is left completing, with no file to finish it with.
+        metadata.fail_commit = 1  # the assembly fails, then so do all tries to put it back but one
+        assert_refused(await api.complete(upload["id"], [part_id]), 503)
+        assert metadata.fails == 0
+        done = await api.completed(upload["id"], [part_id])
+        assert (await api.content(done["file"]["id"])).content == b"abcd"
+
+
+async def test_an_upload_left_completing_without_a_file_cannot_be_completed_again(
+    tmp_path: Path,
+) -> None:
+    inner = SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}")
+    tries = len(PUT_BACK_PAUSES) + 1
+    metadata = LosesTheLastMove(inner, to="pending", lost_reply=False, fails=tries)
+    async with running(LocalStorage(tmp_path / "blobs"), metadata) as api:
+        upload = await api.created(bytes=4)
+        part_id = await api.part(upload["id"], b"abcd")
+        # The assembly fails (no file is made) and so does every try to put the upload back to
+        # pending: it is left completing with no file to finish it with, as while another
+        # request is still assembling it.
         metadata.fail_commit = 1
         assert_refused(await api.complete(upload["id"], [part_id]), 503)
         assert_refused(await api.complete(upload["id"], [part_id]), 400, mentions="being completed")

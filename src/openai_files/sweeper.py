@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from .errors import BackendUnavailable
 from .storage.base import ListableStorage
 
 if TYPE_CHECKING:
@@ -127,6 +128,8 @@ async def run_sweeper(
                 )
             if report != SweepReport():
                 log.info("sweep: %s", report)
+        except BackendUnavailable as exc:  # an outage: its message says all there is to say
+            log.warning("a sweep failed: %s; the next one runs in %s s", exc, interval)
         except Exception:
             log.exception("a sweep failed; the next one runs in %s s", interval)
         rounds += 1

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from .errors import FileNotFound, FileTooLarge, InvalidRequest, QuotaExceeded, UploadNotFound
+from .errors import (
+    BackendUnavailable,
+    FileNotFound,
+    FileTooLarge,
+    InvalidRequest,
+    QuotaExceeded,
+    UploadNotFound,
+)
 from .ids import new_object_id
 from .metadata.base import PartRecord, UploadRecord
 from .models import FileObject, UploadObject, UploadPartObject
@@ -31,6 +38,9 @@ if TYPE_CHECKING:
 __all__ = ["Uploads"]
 
 log = logging.getLogger("openai_files")
+
+PUT_BACK_PAUSES = (0.05, 0.2, 0.5)
+"""Seconds between the tries to return an upload whose assembly failed to ``pending``."""
 
 
 class Uploads:
@@ -152,11 +162,24 @@ class Uploads:
             created = await self._assemble(upload, parts, md5)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await service.metadata.move_upload(
-                    owner, upload_id, from_states=("completing",), to="pending"
-                )
+                await self._put_back(upload)
             raise
         return await self._completed(upload, created)
+
+    async def _put_back(self, upload: UploadRecord) -> None:
+        """Return an upload whose assembly failed to ``pending``, so that it can be completed
+        again. A metadata store that fails now is often back a moment later: the move is
+        tried a few times, since an upload it leaves ``completing`` is stuck until it expires."""
+        for pause in (*PUT_BACK_PAUSES, None):
+            try:
+                await self._service.metadata.move_upload(
+                    upload.owner, upload.id, from_states=("completing",), to="pending"
+                )
+                return
+            except BackendUnavailable:
+                if pause is None:
+                    raise
+                await anyio.sleep(pause)
 
     async def _finish_interrupted(self, upload: UploadRecord) -> UploadObject:
         """Finish an upload left ``completing`` with the file it produced, if it produced one;
