@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, NoReturn
 
 import anyio
@@ -218,3 +220,13 @@ def backends(
     )
     anyio.run(drop_tables, POSTGRES_URL, prefix)
     server.remove_bucket(bucket)
+
+
+def load_module(path: Path) -> ModuleType:
+    """The Python file at ``path`` (an example), imported under a name that shadows nothing."""
+    spec = importlib.util.spec_from_file_location(f"example_{path.parent.name}_{path.stem}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

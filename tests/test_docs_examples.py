@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import importlib.util
 import os
 import re
 import subprocess
@@ -32,7 +31,7 @@ from openai_files.events import FileEvent
 from openai_files.metadata.base import Quota
 from openai_files.testing import StorageConformance
 
-from .conftest import BATCH_LINE, serve
+from .conftest import BATCH_LINE, load_module, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -178,13 +177,7 @@ def test_the_readme_python_is_copied_from_the_examples() -> None:
 
 
 def load_example(name: str) -> ModuleType:
-    """An example module, imported by path under a name that shadows nothing."""
-    spec = importlib.util.spec_from_file_location(f"docs_example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(EXAMPLES / f"{name}.py")
 
 
 def run_example(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

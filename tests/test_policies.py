@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +18,7 @@ from openai_files import Policy
 from openai_files.metadata.base import Quota
 from openai_files.policy import DAY
 
-from .conftest import BATCH_LINE
+from .conftest import BATCH_LINE, load_module
 
 pytestmark = pytest.mark.anyio
 
@@ -30,13 +29,7 @@ BAD_SECOND_LINE = BATCH_LINE + b'{"custom_id": "request-2", "method": "GET"}\n'
 
 
 def load_example(name: str) -> ModuleType:
-    """An example module, imported by path under a name that shadows nothing."""
-    spec = importlib.util.spec_from_file_location(f"policy_example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(EXAMPLES / f"{name}.py")
 
 
 EXAMPLES_BY_NAME = {
