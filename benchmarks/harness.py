@@ -327,6 +327,22 @@ def _status_kib(pid: int, field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/{pid}/status")
 
 
+def open_descriptors(pid: int) -> tuple[int, int]:
+    """How many descriptors ``pid`` has open: (files, pipes and the like; sockets). Sockets
+    come and go with connection pools; the rest should not grow."""
+    files = sockets = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed since it was listed
+            continue
+        if target.startswith("socket:"):
+            sockets += 1
+        else:
+            files += 1
+    return files, sockets
+
+
 def rss_bytes(pid: int) -> int:
     """The resident set size of ``pid`` now (VmRSS)."""
     return _status_kib(pid, "VmRSS") * 1024

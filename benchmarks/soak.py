@@ -69,6 +69,7 @@ from harness import (
     allocator_name,
     create_bucket,
     moto_server,
+    open_descriptors,
     peak_rss_bytes,
     postgres_missing,
     postgres_tables,
@@ -101,6 +102,9 @@ SWEEP_INTERVAL = 5.0
 DRAIN_SECONDS = 120.0
 """How long clients may take to finish their last request after the deadline."""
 SAMPLE_SECONDS = 1.0
+SETTLE_SECONDS = 7.0
+"""How long after the load the replicas are left to close idle connections before their
+descriptors are counted."""
 MAX_LATE_GROWTH_MIB = 64
 """RSS a replica may gain from a third of the way through the load to its end."""
 MAX_EXAMPLES = 100
@@ -591,6 +595,8 @@ class Watch:
     violations: list[str] = field(default_factory=list)
     highest: dict[str, tuple[int, int]] = field(default_factory=dict)
     rss: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    descriptors: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    """Each replica's open (files, sockets), at each sample."""
 
     async def run(self, stop: asyncio.Event, started: float) -> None:
         while not stop.is_set():
@@ -601,6 +607,7 @@ class Watch:
     async def sample(self, elapsed: float) -> None:
         for name, pid in self.pids.items():
             self.rss.setdefault(name, []).append((elapsed, rss_bytes(pid)))
+            self.descriptors.setdefault(name, []).append(open_descriptors(pid))
         usage, files = self.store.tables.usage, self.store.tables.files
         counted = (
             select(files.c.owner, func.count(), func.coalesce(func.sum(files.c.bytes), 0))
@@ -836,6 +843,9 @@ class Soak:
     watch: Watch | None = None
     faults: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     memory: dict[str, dict[str, float]] = field(default_factory=dict)
+    leaks: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Each replica's open files and sockets as the load began and once it had ended and its
+    connections closed, and the temporary files it left."""
     findings: Findings = field(default_factory=Findings)
 
 
@@ -883,7 +893,9 @@ def replica(
     argv += ["--sweep-interval", str(SWEEP_INTERVAL)]
     for key, owner in keys.items():
         argv += ["--key", f"{key}={owner}"]
-    env = {**allocator(options), **S3_CREDENTIALS}
+    temp = logs / f"replica-{number}-tmp"  # empty: what is in it at the end was left behind
+    temp.mkdir()
+    env = {**allocator(options), **S3_CREDENTIALS, "TMPDIR": str(temp)}
     return Server(f"replica-{number}", argv, log=logs / f"replica-{number}.log", env=env)
 
 
@@ -942,6 +954,26 @@ def memory(watch: Watch, servers: Sequence[Server], elapsed: float) -> dict[str,
             "peak": peak / MiB,
         }
     return figures
+
+
+def leaks(watch: Watch, servers: Sequence[Server], scratch: Path) -> dict[str, dict[str, int]]:
+    """Each replica's open files and sockets when the load began and after it, once the
+    clients' connections have closed (uvicorn lets an idle one go after 5 s), and the files
+    left in its temporary directory."""
+    time.sleep(SETTLE_SECONDS)
+    found = {}
+    for server in servers:
+        files, sockets = open_descriptors(server.pid)
+        start_files, start_sockets = watch.descriptors[server.name][0]
+        temp = scratch / f"{server.name}-tmp"
+        found[server.name] = {
+            "files at start": start_files,
+            "files at end": files,
+            "sockets at start": start_sockets,
+            "sockets at end": sockets,
+            "temporary files": sum(1 for path in temp.rglob("*") if path.is_file()),
+        }
+    return found
 
 
 def s3_client(endpoint: str) -> Any:
@@ -1009,6 +1041,7 @@ def run(options: argparse.Namespace) -> Soak:
             soak.faults = {server.name: fault_counts(server) for server in servers}
             assert soak.watch is not None
             soak.memory = memory(soak.watch, servers, soak.elapsed)
+            soak.leaks = leaks(soak.watch, servers, scratch)
             for server in servers:  # before the check: no sweeper of theirs runs meanwhile
                 server.__exit__(None, None, None)
             asyncio.run(check_after(soak, moto.url, table_prefix))
@@ -1064,6 +1097,12 @@ def figures(soak: Soak) -> dict[str, int]:
         "usage drift": counts["usage drift"],
         "leaked objects and records": findings.leaked,
         "recorded objects removed by sweep_orphans": findings.recorded_objects_removed,
+        "open files leaked by the replicas": sum(
+            max(0, leak["files at end"] - leak["files at start"]) for leak in soak.leaks.values()
+        ),
+        "temporary files left by the replicas": sum(
+            leak["temporary files"] for leak in soak.leaks.values()
+        ),
     }
 
 
@@ -1133,6 +1172,11 @@ def print_summary(soak: Soak, found: Sequence[Target]) -> None:
         for name, rss in soak.memory.items()
     ]
     print_table(["RSS (MiB)", "start", "1/3", "end", "peak"], rows)
+    print()
+    columns = ["files at start", "files at end", "sockets at start", "sockets at end"]
+    columns.append("temporary files")
+    rows = [[name, *(str(leak[c]) for c in columns)] for name, leak in soak.leaks.items()]
+    print_table(["open descriptors", *columns], rows)
     for name, backends in soak.faults.items():
         print(f"{name} injected: {json.dumps(backends, sort_keys=True)}")
     print()
@@ -1190,6 +1234,7 @@ def save(soak: Soak, found: Sequence[Target]) -> Path:
             "examples": soak.findings.examples,
         },
         "memory_mib": soak.memory,
+        "descriptors_and_temporary_files": soak.leaks,
         "targets": [{**asdict(target), "passed": target.passed} for target in found],
         "passed": all(target.passed for target in found),
     }
