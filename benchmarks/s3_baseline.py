@@ -6,13 +6,13 @@ transfer took (timed here, from the first request to the last byte; starting Pyt
 importing obstore are not counted), its bytes, and the CPU seconds of this process meanwhile
 (all threads, obstore's included)::
 
-    python s3_baseline.py put ENDPOINT BUCKET NAME FILE --part-size BYTES
+    python s3_baseline.py put ENDPOINT BUCKET NAME FILE --part-size BYTES --parts-in-flight N
     python s3_baseline.py get ENDPOINT BUCKET NAME
 
 - ``put``: ``obstore.put_async`` of the bytes of FILE, handed over as an async iterator of
   1 MiB blocks read from disk (from the page cache, where the caller put them), as a multipart
-  upload of ``--part-size`` parts, one part in flight at a time: what `S3Storage` does, minus
-  the HTTP server, the multipart parsing and the SHA-256 in front of it.
+  upload of ``--part-size`` parts, ``--parts-in-flight`` of them sent at once: what
+  `S3Storage` does, minus the HTTP server, the multipart parsing and the SHA-256 in front of it.
 - ``get``: ``obstore.get_async`` and its stream consumed, every chunk discarded, with obstore's
   default chunk size (10 MiB).
 """
@@ -33,7 +33,7 @@ from obstore.store import S3Store
 BLOCK = 1024 * 1024
 
 
-async def put(store: S3Store, name: str, source: Path, part_size: int) -> int:
+async def put(store: S3Store, name: str, source: Path, part_size: int, in_flight: int) -> int:
     sent = 0
 
     async def blocks() -> AsyncIterator[bytes]:
@@ -43,7 +43,7 @@ async def put(store: S3Store, name: str, source: Path, part_size: int) -> int:
                 sent += len(block)
                 yield block
 
-    await obstore.put_async(store, name, blocks(), chunk_size=part_size, max_concurrency=1)
+    await obstore.put_async(store, name, blocks(), chunk_size=part_size, max_concurrency=in_flight)
     return sent
 
 
@@ -63,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("name")
     parser.add_argument("file", nargs="?", type=Path, help="what to put")
     parser.add_argument("--part-size", type=int, default=8 * 1024 * 1024)
+    parser.add_argument("--parts-in-flight", type=int, default=2)
     options = parser.parse_args(argv)
     if options.operation == "put" and options.file is None:
         parser.error("put needs a FILE")
@@ -72,7 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         client_options={"allow_http": True},
     )
     if options.operation == "put":
-        transfer = put(store, options.name, options.file, options.part_size)
+        transfer = put(
+            store, options.name, options.file, options.part_size, options.parts_in_flight
+        )
     else:
         transfer = get(store, options.name)
     cpu, started = time.process_time(), time.perf_counter()

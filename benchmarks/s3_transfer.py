@@ -8,9 +8,10 @@ run, against the same moto process:
 - upload throughput (MiB of file per second, median of ``--repeat`` runs) of a ``--size`` MiB
   file (default 256 MiB): ours receiving ``POST /v1/files`` from curl (the multipart body
   streamed from disk) and streaming the file to S3 as a multipart upload, against obstore
-  putting the same bytes straight to the same server, with the same part size, one part in
-  flight at a time (``s3_baseline.py``: a process of its own per transfer, which times itself
-  from its first request to its last byte).
+  putting the same bytes straight to the same server, with the same part size and the same
+  number of parts in flight (``--parts-in-flight``, 2 as `S3Storage`'s default;
+  ``s3_baseline.py``: a process of its own per transfer, which times itself from its first
+  request to its last byte).
 - download throughput of the same object: ours serving ``GET /v1/files/{id}/content`` by
   streaming it from S3 through the server (no presigned redirect), curl writing to /dev/null,
   against obstore's own streaming get of the object in a process of its own, chunks discarded.
@@ -98,12 +99,14 @@ class Rig:
     ours: Server
     scratch: Path
     part_size: int
+    parts_in_flight: int
     malloc: Mapping[str, str]
 
     def obstore(self, operation: str, name: str, *args: str) -> dict[str, float]:
         """Run ``s3_baseline.py`` on an object of the bucket; its JSON answer."""
         argv = [sys.executable, str(BENCHMARKS_DIR / "s3_baseline.py"), operation, self.moto.url]
         argv += [BUCKET, name, *args, "--part-size", str(self.part_size)]
+        argv += ["--parts-in-flight", str(self.parts_in_flight)]
         env = {**os.environ, **self.malloc, **S3_CREDENTIALS}
         completed = subprocess.run(argv, capture_output=True, text=True, check=True, env=env)
         answer: dict[str, float] = json.loads(completed.stdout)
@@ -116,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--memory-size", type=int, default=1024, help="in MiB (1024)")
     parser.add_argument("--repeat", type=int, default=7, help="runs per contender (7)")
     parser.add_argument("--part-size", type=int, default=8, help="S3 part size in MiB (8)")
+    parser.add_argument(
+        "--parts-in-flight", type=int, default=2, help="parts of a put sent at once, both sides (2)"
+    )
     parser.add_argument(
         "--metadata",
         choices=("postgresql", "sqlite"),
@@ -147,6 +153,7 @@ def run(options: argparse.Namespace) -> Report:
     size, memory_size = options.size * MiB, options.memory_size * MiB
     settings = {"size_mib": options.size, "memory_size_mib": options.memory_size}
     settings |= {"repeat": options.repeat, "part_size_mib": options.part_size}
+    settings |= {"parts_in_flight": options.parts_in_flight}
     settings |= {"metadata": options.metadata, "malloc": allocator_name(options)}
     report = Report("s3 transfer", settings)
     with tempfile.TemporaryDirectory(prefix="openai-files-bench-") as temp, ExitStack() as stack:
@@ -221,12 +228,14 @@ def _start(stack: ExitStack, scratch: Path, options: argparse.Namespace, max_fil
         data_dir,
         max_file_size=max_file_size,
         allocator=allocator(options),
-        storage=s3_storage_url(moto.url, BUCKET, OURS_PREFIX),
+        storage=s3_storage_url(moto.url, BUCKET, OURS_PREFIX)
+        + f"&part_size={options.part_size * MiB}&parts_in_flight={options.parts_in_flight}",
         metadata=metadata,
         table_prefix=table_prefix,
     )
     ours = stack.enter_context(ours)
-    return Rig(moto, ours, scratch, options.part_size * MiB, allocator(options))
+    part_size = options.part_size * MiB
+    return Rig(moto, ours, scratch, part_size, options.parts_in_flight, allocator(options))
 
 
 Runner = Callable[[], Run]
