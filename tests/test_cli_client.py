@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -54,11 +55,13 @@ def sha256(data: bytes) -> str:
 
 
 class ContentRequests:
-    """The app, recording the Range header and the status of every content download."""
+    """The app, recording the Range header and the status of every content download, and
+    pausing ``delay`` seconds before each part of a download's body (a slow network)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.seen: list[tuple[str | None, int]] = []
+        self.delay = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].endswith("/content"):
@@ -69,6 +72,8 @@ class ContentRequests:
         async def recording(message: Message) -> None:
             if message["type"] == "http.response.start":
                 self.seen.append((asked.decode() if asked else None, message["status"]))
+            elif self.delay:
+                await anyio.sleep(self.delay)
             await send(message)
 
         await self.app(scope, receive, recording)
@@ -366,6 +371,7 @@ class Tmux:
     def __init__(self, socket: Path, env: dict[str, str]) -> None:
         self.base = ["tmux", "-S", str(socket)]
         self.commands = 0
+        self.typed = ""
         variables = [flag for name, value in env.items() for flag in ("-e", f"{name}={value}")]
         subprocess.run(
             [*self.base, "new-session", "-d", "-x", "120", "-y", "50", *variables, *SHELL],
@@ -376,22 +382,35 @@ class Tmux:
     def run(self, line: str) -> str:
         """Type ``line``, wait for it to finish and return what the screen then shows from the
         line on; the command must exit 0."""
+        self.type(line)
+        return self.finished(0)
+
+    def type(self, line: str) -> None:
+        """Type ``line`` on a clear screen, and Enter."""
         self.commands += 1
-        typed = f"{line}; echo exit-{self.commands}=$?"
+        self.typed = f"{line}; echo exit-{self.commands}=$?"
         subprocess.run([*self.base, "send-keys", "clear", "Enter"], check=True)
-        subprocess.run([*self.base, "send-keys", typed, "Enter"], check=True)
+        subprocess.run([*self.base, "send-keys", self.typed, "Enter"], check=True)
+
+    def interrupt(self) -> None:
+        """Press Ctrl-C."""
+        subprocess.run([*self.base, "send-keys", "C-c"], check=True)
+
+    def finished(self, status: int) -> str:
+        """What the screen shows from the last typed line on, once it has exited with
+        ``status``."""
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             screen = subprocess.run(
                 [*self.base, "capture-pane", "-p", "-J"], capture_output=True, text=True
             ).stdout
-            shown = screen.split(typed, 1)[-1]
-            status = re.search(rf"^exit-{self.commands}=(\d+)$", shown, re.MULTILINE)
-            if status:
-                assert status[1] == "0", screen
+            shown = screen.split(self.typed, 1)[-1]
+            exited = re.search(rf"^exit-{self.commands}=(\d+)$", shown, re.MULTILINE)
+            if exited:
+                assert exited[1] == str(status), screen
                 return shown
             time.sleep(0.1)
-        raise AssertionError(f"{line!r} did not finish")
+        raise AssertionError(f"{self.typed!r} did not finish")
 
     def close(self) -> None:
         subprocess.run([*self.base, "kill-server"], capture_output=True)
@@ -418,11 +437,23 @@ def test_a_session_in_a_real_terminal_shows_progress_and_resumes_a_download(
         assert re.search(r"100%", shown), shown
         assert (tmp_path / "copy.bin").read_bytes() == data
 
-        (tmp_path / "partial.bin").write_bytes(data[: 10 * 1024 * 1024])
+        # A slow download, interrupted with Ctrl-C part of the way, then resumed.
+        downloads.delay = 0.1
+        partial = tmp_path / "partial.bin"
+        terminal.type(f"{command} download {file_id} -o partial.bin")
+        deadline = time.monotonic() + 60
+        while (partial.stat().st_size if partial.exists() else 0) < 2 * 1024 * 1024:
+            assert time.monotonic() < deadline, "the download did not start"
+            time.sleep(0.05)
+        terminal.interrupt()
+        terminal.finished(130)
+        had = partial.stat().st_size
+        assert 0 < had < len(data)
+        downloads.delay = 0.0
         shown = terminal.run(f"{command} download {file_id} -o partial.bin")
-        assert f"resuming at {10 * 1024 * 1024} bytes" in shown
-        assert (tmp_path / "partial.bin").read_bytes() == data
-        assert downloads.seen[-1] == (f"bytes={10 * 1024 * 1024}-", 206)
+        assert f"resuming at {had} bytes" in shown
+        assert partial.read_bytes() == data
+        assert downloads.seen[-1] == (f"bytes={had}-", 206)
 
         assert f"deleted {file_id}" in terminal.run(f"{command} delete {file_id}")
         assert file_id not in terminal.run(f"{command} list")
