@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import time
@@ -364,3 +366,78 @@ def test_parts_in_flight_comes_from_the_url_and_must_be_positive() -> None:
 def test_keys_that_are_not_plain_relative_paths_are_refused(key: str) -> None:
     with pytest.raises(ValueError, match="invalid storage key"):
         S3Storage("bucket").object_name(key)
+
+
+class SlowCommitProxy:
+    """A TCP proxy to an S3 server that holds back each answer to a request completing a
+    multipart upload (``POST ...?uploadId=...``) for ``delay`` seconds, as a service does
+    while it assembles a large object. Clients send one request at a time per connection."""
+
+    def __init__(self, upstream: str, delay: float) -> None:
+        host_port = upstream.removeprefix("http://")
+        self.upstream_host, port = host_port.rsplit(":", 1)
+        self.upstream_port = int(port)
+        self.delay = delay
+        self.delayed = 0
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *_: object) -> None:
+        self.server.close()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(self.upstream_host, self.upstream_port)
+        hold = asyncio.Event()
+
+        async def requests() -> None:
+            while data := await reader.read(65536):
+                first_line = data.split(b"\r\n", 1)[0]
+                if first_line.startswith(b"POST ") and b"uploadId=" in first_line:
+                    self.delayed += 1
+                    hold.set()
+                up_writer.write(data)
+                await up_writer.drain()
+            up_writer.close()
+
+        async def answers() -> None:
+            while data := await up_reader.read(65536):
+                if hold.is_set():
+                    await asyncio.sleep(self.delay)
+                    hold.clear()
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        with contextlib.suppress(OSError):
+            await asyncio.gather(requests(), answers())
+
+
+async def test_a_commit_slower_than_the_read_timeout_completes_within_the_commit_timeout(
+    moto: S3Server,
+) -> None:
+    bucket = moto.create_bucket()
+    data = os.urandom(2 * MIN_PART_SIZE + 1000)
+    try:
+        proxy = SlowCommitProxy(moto.endpoint, delay=2.0)
+        async with proxy as endpoint:
+            storage = S3Storage(
+                bucket,
+                endpoint=endpoint,
+                region=REGION,
+                access_key_id=ACCESS_KEY,
+                secret_access_key=SECRET_KEY,
+                allow_http=True,
+                part_size=MIN_PART_SIZE,
+                read_timeout=1.0,
+                commit_timeout=10.0,
+            )
+            blob = await storage.put("aa/bb/slow", generated_from(data))
+            assert blob.size == len(data)
+            assert proxy.delayed == 1  # the commit's answer came 2 s late, past read_timeout
+            assert await read(storage, "aa/bb/slow") == data
+            await storage.aclose()
+    finally:
+        moto.remove_bucket(bucket)

@@ -91,9 +91,13 @@ class S3Storage:
 
     Timeouts are in seconds. ``connect_timeout`` and ``max_retries`` (and no retry starts more
     than 15 seconds after the first attempt) are low, so an unreachable endpoint fails within
-    seconds. ``read_timeout`` catches a stalled connection. ``timeout`` bounds one whole
-    request, which for `get` includes streaming the response to the consumer: it must exceed
-    the longest download to the slowest client.
+    seconds. ``read_timeout`` catches a stalled connection. A put's requests may wait
+    ``commit_timeout`` instead for the first byte of an answer: the request that completes a
+    multipart upload answers only once the service has assembled the object, which for a large
+    one can take minutes (S3 sends blank space meanwhile; servers that do not, moto for one,
+    were seen to take 32 s for 2 GiB). ``timeout`` bounds one whole request, which for `get`
+    includes streaming the response to the consumer: it must exceed the longest download to
+    the slowest client.
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class S3Storage:
         read_chunk_size: int = _READ_CHUNK_SIZE,
         connect_timeout: float = 3.0,
         read_timeout: float = 30.0,
+        commit_timeout: float = 300.0,
         timeout: float = 3600.0,
         max_retries: int = 2,
     ) -> None:
@@ -161,8 +166,10 @@ class S3Storage:
                 "max_backoff": timedelta(seconds=2),
             },
         }
+        writes: ClientConfig = {**client, "read_timeout": timedelta(seconds=commit_timeout)}
         try:
             self._store = S3Store(bucket, config=config, client_options=client, retry_config=retry)
+            self._writes = S3Store(bucket, config=config, client_options=writes, retry_config=retry)
         except BaseError as exc:
             raise ValueError(f"invalid S3 storage configuration: {_first_line(exc)}") from exc
 
@@ -211,7 +218,7 @@ class S3Storage:
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
         name = self.object_name(key)
         writer = obstore.open_writer_async(
-            self._store,
+            self._writes,
             name,
             buffer_size=self.part_size,
             max_concurrency=self.parts_in_flight,
@@ -386,6 +393,8 @@ def _unavailable(action: str, exc: BaseException) -> BackendUnavailable:
     status = int(found.group(1)) if found else None
     if isinstance(exc, PermissionDeniedError | UnauthenticatedError) or status in {401, 403}:
         reason = "S3 refused the credentials"
+    elif "NoSuchUpload" in text:  # a retried commit whose first try went through late
+        reason = "S3 no longer knew the multipart upload (completed or aborted meanwhile)"
     elif isinstance(exc, FileNotFoundError) or status == 404:
         reason = "the S3 bucket was not found"
     elif "error sending request" in text or "timed out" in text.lower():
