@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -177,6 +177,43 @@ def ours_server(
             argv += [flag, value]
     env = {**allocator, **(S3_CREDENTIALS if storage and storage.startswith("s3:") else {})}
     return Server("openai-files", argv, log=data_dir.with_suffix(".log"), env=env)
+
+
+BENCH_BUCKET = "openai-files-bench"
+OURS_PREFIX = "ours"
+"""Where ours keeps its objects in `BENCH_BUCKET`."""
+
+
+def ours_on_s3(
+    stack: ExitStack,
+    scratch: Path,
+    options: argparse.Namespace,
+    *,
+    label: str,
+    max_file_size: int | None = None,
+    storage_options: str = "",
+) -> tuple[Server, Server]:
+    """moto (in ``scratch/moto``) with `BENCH_BUCKET`, and ours in front of it (its data
+    directory ``scratch/ours-s3``), its records in PostgreSQL under a fresh table prefix
+    (dropped when ``stack`` closes) unless ``options.metadata`` is ``sqlite``; ``storage_options``
+    are appended to the storage URL's query. Both servers run until ``stack`` closes."""
+    moto = stack.enter_context(moto_server(scratch / "moto"))
+    create_bucket(moto.url, BENCH_BUCKET)
+    metadata = table_prefix = None
+    if options.metadata == "postgresql":
+        metadata = options.postgres_url
+        table_prefix = stack.enter_context(postgres_tables(metadata, label))
+    data_dir = scratch / "ours-s3"
+    data_dir.mkdir()
+    ours = ours_server(
+        data_dir,
+        max_file_size=max_file_size,
+        allocator=allocator(options),
+        storage=s3_storage_url(moto.url, BENCH_BUCKET, OURS_PREFIX) + storage_options,
+        metadata=metadata,
+        table_prefix=table_prefix,
+    )
+    return moto, stack.enter_context(ours)
 
 
 def baseline_server(root: Path, *, allocator: Mapping[str, str] = PINNED) -> Server:

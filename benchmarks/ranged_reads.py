@@ -44,31 +44,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import (
+    BENCH_BUCKET,
     CURL,
+    OURS_PREFIX,
     MiB,
     add_allocator_option,
     add_postgres_option,
     allocator,
     allocator_name,
     baseline_server,
-    create_bucket,
     curl,
     expect,
-    moto_server,
+    ours_on_s3,
     ours_server,
     postgres_missing,
-    postgres_tables,
     read_json,
     rotated,
     s3_objects,
     s3_server_missing,
-    s3_storage_url,
 )
 from report import Figure, Report, median
 
 BACKENDS = ("local", "s3")
-BUCKET = "openai-files-bench"
-OURS_PREFIX = "ours"
 FILE_RESPONSE = "FileResponse"
 CHECK_EVERY = 25
 WRITE_OUT = "%{http_code} %{size_download} %{time_total} %header{content-range}\\n"
@@ -243,30 +240,15 @@ def _start(
         url = _upload(ours.url, source, data_dir.with_suffix(".json"))
         contenders.append(Contender("ours local", url, options.requests))
     if "s3" in options.backends:
-        moto = stack.enter_context(moto_server(scratch / "moto"))
-        create_bucket(moto.url, BUCKET)
-        metadata = table_prefix = None
-        if options.metadata == "postgresql":
-            metadata = options.postgres_url
-            table_prefix = stack.enter_context(postgres_tables(metadata, "ranges"))
+        moto, ours = ours_on_s3(stack, scratch, options, label="ranges", max_file_size=2 * size)
         data_dir = scratch / "ours-s3"
-        data_dir.mkdir()
-        ours = ours_server(
-            data_dir,
-            max_file_size=2 * size,
-            allocator=malloc,
-            storage=s3_storage_url(moto.url, BUCKET, OURS_PREFIX),
-            metadata=metadata,
-            table_prefix=table_prefix,
-        )
-        ours = stack.enter_context(ours)
         url = _upload(ours.url, source, data_dir.with_suffix(".json"))
         contenders.append(Contender("ours s3", url, s3_per_run, spread=True))
-        ((name, stored),) = s3_objects(moto.url, BUCKET, f"{OURS_PREFIX}/").items()
+        ((name, stored),) = s3_objects(moto.url, BENCH_BUCKET, f"{OURS_PREFIX}/").items()
         if stored != size:
             raise RuntimeError(f"{name} holds {stored} bytes, not {size}")
         contenders.append(
-            Contender("moto direct", f"{moto.url}/{BUCKET}/{name}", s3_per_run, spread=True)
+            Contender("moto direct", f"{moto.url}/{BENCH_BUCKET}/{name}", s3_per_run, spread=True)
         )
     return contenders
 

@@ -43,7 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import (
+    BENCH_BUCKET,
     BENCHMARKS_DIR,
+    OURS_PREFIX,
     S3_CREDENTIALS,
     MiB,
     ProcessCounters,
@@ -52,32 +54,26 @@ from harness import (
     add_postgres_option,
     allocator,
     allocator_name,
-    create_bucket,
     curl,
     expect,
     make_file,
     make_multipart_body,
-    moto_server,
-    ours_server,
+    ours_on_s3,
     peak_rss_bytes,
     post_file,
     postgres_missing,
-    postgres_tables,
     read_json,
     reset_peak_rss,
     rotated,
     rss_bytes,
     s3_objects,
     s3_server_missing,
-    s3_storage_url,
 )
 from report import Figure, Report, Target, median
 
 MIN_UPLOAD_VS_OBSTORE = 0.8
 MIN_DOWNLOAD_VS_OBSTORE = 0.8
 MAX_MEMORY_GROWTH_MIB = 64
-BUCKET = "openai-files-bench"
-OURS_PREFIX = "ours"
 OBSTORE_OBJECT = "obstore/object"
 
 
@@ -105,7 +101,7 @@ class Rig:
     def obstore(self, operation: str, name: str, *args: str) -> dict[str, float]:
         """Run ``s3_baseline.py`` on an object of the bucket; its JSON answer."""
         argv = [sys.executable, str(BENCHMARKS_DIR / "s3_baseline.py"), operation, self.moto.url]
-        argv += [BUCKET, name, *args, "--part-size", str(self.part_size)]
+        argv += [BENCH_BUCKET, name, *args, "--part-size", str(self.part_size)]
         argv += ["--parts-in-flight", str(self.parts_in_flight)]
         env = {**os.environ, **self.malloc, **S3_CREDENTIALS}
         completed = subprocess.run(argv, capture_output=True, text=True, check=True, env=env)
@@ -216,25 +212,15 @@ def _figures(kind: str, speeds: dict[str, list[float]], runs: dict[str, list[Run
 
 def _start(stack: ExitStack, scratch: Path, options: argparse.Namespace, max_file_size: int) -> Rig:
     """moto and its bucket, then ours on it (and on its own tables, dropped at the end)."""
-    moto = stack.enter_context(moto_server(scratch / "moto"))
-    create_bucket(moto.url, BUCKET)
-    metadata = table_prefix = None
-    if options.metadata == "postgresql":
-        metadata = options.postgres_url
-        table_prefix = stack.enter_context(postgres_tables(metadata, "s3"))
-    data_dir = scratch / "ours"
-    data_dir.mkdir()
-    ours = ours_server(
-        data_dir,
-        max_file_size=max_file_size,
-        allocator=allocator(options),
-        storage=s3_storage_url(moto.url, BUCKET, OURS_PREFIX)
-        + f"&part_size={options.part_size * MiB}&parts_in_flight={options.parts_in_flight}",
-        metadata=metadata,
-        table_prefix=table_prefix,
-    )
-    ours = stack.enter_context(ours)
     part_size = options.part_size * MiB
+    moto, ours = ours_on_s3(
+        stack,
+        scratch,
+        options,
+        label="s3",
+        max_file_size=max_file_size,
+        storage_options=f"&part_size={part_size}&parts_in_flight={options.parts_in_flight}",
+    )
     return Rig(moto, ours, scratch, part_size, options.parts_in_flight, allocator(options))
 
 
@@ -277,7 +263,7 @@ def _transfers(rig: Rig, source: Path, repeat: int) -> tuple[dict[str, list[Run]
     uploads = _alternate(repeat, {"ours": ours_upload, "obstore": obstore_put})
     _, file_id = _ours_upload(rig, body, content_type)
     body.unlink()
-    ((name, stored),) = s3_objects(rig.moto.url, BUCKET, f"{OURS_PREFIX}/").items()
+    ((name, stored),) = s3_objects(rig.moto.url, BENCH_BUCKET, f"{OURS_PREFIX}/").items()
     if stored != size:
         raise RuntimeError(f"{name} holds {stored} bytes, not {size}")
     url = f"{rig.ours.url}/v1/files/{file_id}/content"
@@ -302,7 +288,7 @@ def _delete(rig: Rig, file_id: str) -> None:
 
 
 def _our_objects(rig: Rig) -> dict[str, int]:
-    return s3_objects(rig.moto.url, BUCKET, f"{OURS_PREFIX}/")
+    return s3_objects(rig.moto.url, BENCH_BUCKET, f"{OURS_PREFIX}/")
 
 
 def _ours_upload(rig: Rig, body: Path, content_type: str) -> tuple[Run, str]:

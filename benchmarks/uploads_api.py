@@ -49,8 +49,10 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
+    BENCH_BUCKET,
     CURL,
     MULTIPART_BOUNDARY,
+    OURS_PREFIX,
     MiB,
     ProcessCounters,
     Server,
@@ -59,23 +61,20 @@ from harness import (
     add_postgres_option,
     allocator,
     allocator_name,
-    create_bucket,
     curl,
     expect,
     make_multipart_body,
-    moto_server,
+    ours_on_s3,
     ours_server,
     peak_rss_bytes,
     post_file,
     postgres_missing,
-    postgres_tables,
     read_json,
     reset_peak_rss,
     rotated,
     rss_bytes,
     s3_objects,
     s3_server_missing,
-    s3_storage_url,
     settle_disk,
 )
 from report import Figure, Report, Target, median
@@ -83,8 +82,6 @@ from report import Figure, Report, Target, median
 MIN_VS_FILES_POST = 0.8
 MAX_MEMORY_GROWTH_MIB = 64
 BACKENDS = ("local", "s3")
-BUCKET = "openai-files-bench"
-OURS_PREFIX = "ours"
 PURPOSE = "assistants"
 UPLOADS_API = "uploads api"
 FILES_POST = "files post"
@@ -107,7 +104,7 @@ class Rig:
         """What our server keeps in the bucket (S3 only; empty for local disk)."""
         if self.moto is None:
             return {}
-        return s3_objects(self.moto.url, BUCKET, f"{OURS_PREFIX}/")
+        return s3_objects(self.moto.url, BENCH_BUCKET, f"{OURS_PREFIX}/")
 
 
 @dataclass(frozen=True)
@@ -273,26 +270,13 @@ def _start(
 ) -> Rig:
     """Our server on ``backend`` (after moto and its bucket, for S3)."""
     scratch.mkdir()
-    data_dir = scratch / "ours"
-    data_dir.mkdir()
     if backend == "local":
+        data_dir = scratch / "ours"
+        data_dir.mkdir()
         ours = ours_server(data_dir, max_file_size=max_file_size, allocator=allocator(options))
         return Rig(backend, stack.enter_context(ours), None, scratch)
-    moto = stack.enter_context(moto_server(scratch / "moto"))
-    create_bucket(moto.url, BUCKET)
-    metadata = table_prefix = None
-    if options.metadata == "postgresql":
-        metadata = options.postgres_url
-        table_prefix = stack.enter_context(postgres_tables(metadata, "uploads"))
-    ours = ours_server(
-        data_dir,
-        max_file_size=max_file_size,
-        allocator=allocator(options),
-        storage=s3_storage_url(moto.url, BUCKET, OURS_PREFIX),
-        metadata=metadata,
-        table_prefix=table_prefix,
-    )
-    return Rig(backend, stack.enter_context(ours), moto, scratch)
+    moto, ours = ours_on_s3(stack, scratch, options, label="uploads", max_file_size=max_file_size)
+    return Rig(backend, ours, moto, scratch)
 
 
 # -- the runs -----------------------------------------------------------------------------------
