@@ -48,6 +48,19 @@ def test_serve_with_no_key_is_open_says_so_and_keeps_files_under_data(tmp_path: 
     assert any(p.is_file() for p in (tmp_path / "data" / "files").rglob("*"))
 
 
+def test_serve_creates_the_data_dir_for_the_database_when_files_go_elsewhere(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "new" / "data"
+    args = ("--storage", "memory://", "--data-dir", str(data_dir))
+    with server_process(tmp_path, *args) as server:
+        sdk = openai.OpenAI(base_url=server.url + "/v1", api_key="anything", max_retries=0)
+        created = sdk.files.create(file=("a.txt", b"hello"), purpose="assistants")
+        assert sdk.files.retrieve(created.id).bytes == 5
+    assert (data_dir / "files.db").exists()
+    assert not (data_dir / "files").exists()
+
+
 def test_serve_with_keys_from_the_environment_requires_them(tmp_path: Path) -> None:
     env = {"OPENAI_FILES_API_KEYS": "sk-one=team", "OPENAI_FILES_STORAGE": "memory://"}
     with server_process(tmp_path, "--metadata", "memory://", env=env) as server:

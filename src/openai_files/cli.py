@@ -281,7 +281,7 @@ def serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:  %(message)s")
     storage, metadata, keys = server_settings(args)
-    if storage.startswith("file:") and metadata.startswith("sqlite"):
+    if args.storage is None or args.metadata is None:  # something is kept in the data dir
         Path(args.data_dir).mkdir(parents=True, exist_ok=True)
     service = open_service(
         storage, metadata, policy=policy_from_args(args), table_prefix=args.table_prefix
