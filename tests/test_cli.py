@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import openai
 import pytest
 
+from openai_files import Policy
 from openai_files.cli import build_parser, policy_from_args, server_settings
 from openai_files.metadata.base import Quota
 
@@ -110,3 +114,86 @@ def test_lifecycle_environment_variables_build_the_policy(monkeypatch: pytest.Mo
     assert policy.soft_delete is True
     assert args.sweep_interval == 0
     assert args.stale_after == 600
+
+
+# -- --policy, --max-upload-size, --no-uploads-api ------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+XAI = f"{ROOT / 'examples' / 'policies' / 'xai.py'}:POLICY"
+
+
+def parsed(*argv: str) -> Policy:
+    return policy_from_args(build_parser().parse_args(["serve", *argv]), {})
+
+
+def test_policy_loads_a_policy_from_a_file_or_a_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from_file = parsed("--policy", XAI)
+    assert (from_file.max_file_size, from_file.list_limit_default) == (100 * 1024**2, 20)
+    (tmp_path / "site_policies.py").write_text(
+        "from openai_files import Policy\nSTRICT = Policy(max_file_size=1234)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert parsed("--policy", "site_policies:STRICT").max_file_size == 1234
+
+
+@pytest.mark.parametrize(
+    ("reference", "says"),
+    [
+        ("no-colon", "use FILE.py:NAME or MODULE:NAME"),
+        ("missing.py:POLICY", "no such file missing.py"),
+        ("no_such_module_here:POLICY", "cannot import no_such_module_here"),
+        (f"{ROOT / 'examples' / 'policies' / 'xai.py'}:MB", "has no Policy named MB (found int)"),
+    ],
+)
+def test_a_policy_that_cannot_be_loaded_says_why(reference: str, says: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(says)):
+        parsed("--policy", reference)
+
+
+def test_lifecycle_flags_beside_policy_are_refused_by_name() -> None:
+    with pytest.raises(
+        ValueError, match=r"--policy replaces --max-files/--max-bytes, --soft-delete"
+    ):
+        parsed("--policy", XAI, "--max-files", "3", "--soft-delete")
+    # At their defaults they describe nothing, so they do not conflict.
+    assert parsed("--policy", XAI, "--validation", "strict").list_limit_default == 20
+
+
+def test_max_upload_size_sets_the_uploads_api_limit_from_a_flag_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert parsed().max_upload_size == Policy().max_upload_size
+    assert parsed("--max-upload-size", "1000").max_upload_size == 1000
+    monkeypatch.setenv("OPENAI_FILES_MAX_UPLOAD_SIZE", "2000")
+    monkeypatch.setenv("OPENAI_FILES_UPLOADS_API", "false")
+    args = build_parser().parse_args(["serve"])
+    assert (policy_from_args(args, {}).max_upload_size, args.uploads_api) == (2000, False)
+
+
+def test_serve_with_a_policy_and_no_uploads_api(tmp_path: Path) -> None:
+    with server_process(tmp_path, "--policy", XAI, "--no-uploads-api") as server:
+        sdk = openai.OpenAI(base_url=server.url + "/v1", api_key="anything", max_retries=0)
+        with pytest.raises(openai.BadRequestError, match=re.escape("must be .pdf, .txt")):
+            sdk.files.create(file=("tool.exe", b"MZ"), purpose="assistants")
+        assert sdk.files.create(file=("notes.txt", b"hi"), purpose="assistants").bytes == 2
+        with pytest.raises(openai.NotFoundError):
+            sdk.uploads.create(
+                bytes=2, filename="notes.txt", mime_type="text/plain", purpose="assistants"
+            )
+
+
+def test_serve_refuses_a_policy_beside_lifecycle_flags_with_exit_status_2(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "openai_files.cli", "serve", "--policy", XAI, "--max-files", "3"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "openai-files serve: error: --policy replaces --max-files/--max-bytes: "
+        "set it in the policy instead"
+    )

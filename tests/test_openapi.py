@@ -125,6 +125,30 @@ async def test_the_paths_are_exactly_the_routes_the_app_serves(
     assert len(relative[0]) == 7
 
 
+async def test_without_the_uploads_api_its_paths_are_neither_served_nor_documented(
+    service: FilesService,
+) -> None:
+    app = create_app(service, openapi=True, uploads_api=False)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://files.test"
+    ) as client:
+        document = (await client.get(OPENAPI_PATH)).json()
+        refused = await client.post("/v1/uploads", json={"purpose": "batch"})
+        listed = await client.get("/v1/files")
+    assert refused.status_code == 404
+    assert refused.json()["error"]["message"] == "Unknown path: /v1/uploads."
+    assert listed.status_code == 200
+    documented = {(path, method) for path, method, _ in operations(document)}
+    assert documented == app_routes(app)
+    assert not [path for path, _ in documented if "uploads" in path]
+    assert {path for path, _ in documented} == {
+        f"{prefix}/files{rest}"
+        for prefix in ("", "/v1")
+        for rest in ("", "/{file_id}", "/{file_id}/content")
+    }
+    assert [tag["name"] for tag in document["tags"]] == ["Files"]
+
+
 async def test_the_document_is_served_only_when_asked_for(service: FilesService) -> None:
     app = create_app(service)
     async with httpx.AsyncClient(

@@ -350,12 +350,19 @@ async def test_xai_lists_20_files_by_default(tmp_path: Path) -> None:
         assert (len(rest["data"]), rest["has_more"]) == (1, False)
 
 
-async def test_xai_uploads_api_is_held_to_100_mb_too(tmp_path: Path) -> None:
-    declared = {"filename": "big.pdf", "purpose": "assistants", "mime_type": "application/pdf"}
-    async with serving(xai, tmp_path) as files:
-        too_large = await files.post("/uploads", json={**declared, "bytes": 100 * MB + 1})
-        assert error(too_large, 400)["param"] == "bytes"
-        assert (await files.post("/uploads", json={**declared, "bytes": 100 * MB})).is_success
+@pytest.mark.parametrize("name", ["aqueduct", "soft_delete_platform", "xai", "xerotier"])
+async def test_platforms_without_an_uploads_api_do_not_serve_one(name: str, tmp_path: Path) -> None:
+    declared = {"filename": "a.jsonl", "purpose": "batch", "mime_type": "text/plain", "bytes": 1}
+    async with serving(EXAMPLES_BY_NAME[name], tmp_path) as files:
+        refused = await files.post("/uploads", json=declared)
+        assert error(refused, 404)["message"] == "Unknown path: /v1/uploads."
+        assert (await files.get("/files")).is_success
+
+
+async def test_openais_policy_serves_the_uploads_api(tmp_path: Path) -> None:
+    declared = {"filename": "a.jsonl", "purpose": "batch", "mime_type": "text/plain", "bytes": 1}
+    async with serving(EXAMPLES_BY_NAME["openai"], tmp_path) as files:
+        assert (await files.post("/uploads", json=declared)).is_success
 
 
 async def test_xai_refuses_files_beyond_the_accounts_quota(tmp_path: Path) -> None:

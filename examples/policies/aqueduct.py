@@ -16,8 +16,9 @@ Reproduced:
 Not reproduced:
 
 - A file over the size limit gets 413 ``file_too_large``; Aqueduct answers 400.
-- The Uploads API (``/v1/uploads``) is served as well, since an app cannot leave it out;
-  ``max_upload_size`` holds the files it makes to the same limit.
+- The platform has no Uploads API, so the app does not serve one
+  (``create_app(uploads_api=False)``); should you serve it, ``max_upload_size`` holds the
+  files it makes to the same limit.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def build_app(
         auth=api_key_auth(API_KEYS),
         sweep_interval=sweep_interval,
         close_service=True,
+        uploads_api=False,
     )
 
 

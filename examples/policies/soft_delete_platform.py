@@ -23,7 +23,8 @@ Not reproduced:
 - UUID ids: ids are ``file-`` and 24 characters that carry the creation time, which is what
   makes ``after`` a valid cursor even for a deleted file.
 - Truly *any* purpose: a purpose outside the list gets 400.
-- The Uploads API (``/v1/uploads``) is served as well, since an app cannot leave it out.
+- The platform has no Uploads API, so the app does not serve one
+  (``create_app(uploads_api=False)``).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def build_app(
         auth=api_key_auth(API_KEYS),
         sweep_interval=sweep_interval,
         close_service=True,
+        uploads_api=False,
     )
 
 

@@ -20,8 +20,9 @@ Not reproduced:
 - A file matches by extension *or* declared media type, so a ``.exe`` declared as
   ``application/pdf`` is accepted; the content itself is never inspected.
 - An unknown file's error has type ``invalid_request_error`` (OpenAI's), not ``not_found_error``.
-- The Uploads API (``/v1/uploads``) is served as well, since an app cannot leave it out;
-  ``max_upload_size`` holds the files it makes to the same limit.
+- The platform has no Uploads API, so the app does not serve one
+  (``create_app(uploads_api=False)``); should you serve it, ``max_upload_size`` holds the
+  files it makes to the same limit.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def build_app(
         auth=api_key_auth(API_KEYS),
         sweep_interval=sweep_interval,
         close_service=True,
+        uploads_api=False,
     )
 
 

@@ -28,8 +28,9 @@ Not reproduced:
 - Deleted files are removed; Xerotier's terminal ``deleted`` status would need
   ``soft_delete=True``, which its delete description ("deletes the file from storage") argues
   against.
-- The Uploads API (``/v1/uploads``) is served as well, since an app cannot leave it out;
-  ``max_upload_size`` holds the files it makes to the same limit.
+- The platform has no Uploads API, so the app does not serve one
+  (``create_app(uploads_api=False)``); should you serve it, ``max_upload_size`` holds the
+  files it makes to the same limit.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def build_app(
         rate_limiter=TokenBucket(rate=10, burst=50),
         sweep_interval=sweep_interval,
         close_service=True,
+        uploads_api=False,
     )
     app.state.service = service  # for the host's batch worker: see start_batch
     return app

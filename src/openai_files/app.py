@@ -42,8 +42,10 @@ def files_routes(
     form_limits: FormLimits | None = None,
     presigned_downloads: int | None = None,
     rate_limiter: RateLimiter | None = None,
+    uploads_api: bool = True,
 ) -> list[BaseRoute]:
-    """The Files API routes (and the Uploads API's), to include in a host's own route list.
+    """The Files API routes (and, unless ``uploads_api`` is False, the Uploads API's), to
+    include in a host's own route list.
 
     Errors raised by the handlers are library errors; install `exception_handlers` (as
     `create_app` does) to turn them into OpenAI-shaped responses.
@@ -55,12 +57,13 @@ def files_routes(
     routes: list[BaseRoute] = []
     for prefix in prefixes:
         base = f"{prefix.rstrip('/')}/uploads"
-        routes += [
-            Route(base, uploads.create, methods=["POST"]),
-            Route(base + "/{upload_id}/parts", uploads.add_part, methods=["POST"]),
-            Route(base + "/{upload_id}/complete", uploads.complete, methods=["POST"]),
-            Route(base + "/{upload_id}/cancel", uploads.cancel, methods=["POST"]),
-        ]
+        if uploads_api:
+            routes += [
+                Route(base, uploads.create, methods=["POST"]),
+                Route(base + "/{upload_id}/parts", uploads.add_part, methods=["POST"]),
+                Route(base + "/{upload_id}/complete", uploads.complete, methods=["POST"]),
+                Route(base + "/{upload_id}/cancel", uploads.cancel, methods=["POST"]),
+            ]
         base = f"{prefix.rstrip('/')}/files"
         # One route per path, so a wrong method's 405 lists every method the path accepts.
         routes += [
@@ -116,6 +119,7 @@ def create_app(
     sweep_stale_after: int = 3600,
     close_service: bool = False,
     openapi: bool = False,
+    uploads_api: bool = True,
 ) -> Starlette:
     """An ASGI app serving the Files API for ``service``.
 
@@ -136,6 +140,8 @@ def create_app(
     - ``openapi``: also serve ``GET /openapi.json`` (at the app's root, not under each prefix):
       the OpenAPI 3.1 document of these routes, built once from the service's policy and the
       prefixes (see `openai_files.openapi`).
+    - ``uploads_api``: also serve the Uploads API (``/uploads``, its parts, ``complete`` and
+      ``cancel``); False answers 404 there, as for any unknown path.
 
     The service is at ``app.state.service``. Mount the app in a host with
     ``Mount("/", app=create_app(...))`` after the host's own routes, or under a prefix. Every
@@ -170,10 +176,13 @@ def create_app(
         form_limits=form_limits,
         presigned_downloads=presigned_downloads,
         rate_limiter=rate_limiter,
+        uploads_api=uploads_api,
     )
     if openapi:
         redirects = bool(presigned_downloads) and isinstance(service.storage, PresignedURLs)
-        document = openapi_document(service.policy, prefixes, download_redirects=redirects)
+        document = openapi_document(
+            service.policy, prefixes, download_redirects=redirects, uploads_api=uploads_api
+        )
         routes.append(openapi_route(document))
     app = Starlette(
         routes=routes,

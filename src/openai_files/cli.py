@@ -22,11 +22,12 @@ from .metadata.base import DEFAULT_TABLE_PREFIX, Quota
 from .policy import Policy
 from .urls import open_service
 
-__all__ = ["build_parser", "main", "policy_from_args", "server_settings"]
+__all__ = ["build_parser", "load_policy", "main", "policy_from_args", "server_settings"]
 
 log = logging.getLogger("openai_files")
 
 DEFAULT_MAX_FILE_SIZE = Policy().max_file_size
+DEFAULT_MAX_UPLOAD_SIZE = Policy().max_upload_size
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 """Where the client commands go without ``--base-url`` or ``OPENAI_BASE_URL``, as the SDKs do."""
 
@@ -86,6 +87,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(_env("MAX_FILE_SIZE", str(DEFAULT_MAX_FILE_SIZE))),
         help=f"largest upload in bytes (default {DEFAULT_MAX_FILE_SIZE}; "
         "OPENAI_FILES_MAX_FILE_SIZE)",
+    )
+    serve.add_argument(
+        "--max-upload-size",
+        type=int,
+        default=int(_env("MAX_UPLOAD_SIZE", str(DEFAULT_MAX_UPLOAD_SIZE))),
+        help="largest file the Uploads API may assemble, in bytes "
+        f"(default {DEFAULT_MAX_UPLOAD_SIZE}; OPENAI_FILES_MAX_UPLOAD_SIZE)",
+    )
+    serve.add_argument(
+        "--no-uploads-api",
+        dest="uploads_api",
+        action="store_false",
+        default=_env("UPLOADS_API", "true").lower() not in {"0", "false", "no", "off"},
+        help="do not serve the Uploads API: /v1/uploads answers 404 "
+        "(OPENAI_FILES_UPLOADS_API=false)",
+    )
+    serve.add_argument(
+        "--policy",
+        default=_env("POLICY", "") or None,
+        metavar="FILE.py:NAME|MODULE:NAME",
+        help="the Policy object NAME of a Python file or module, e.g. "
+        "examples/policies/xai.py:POLICY, instead of the lifecycle flags (OPENAI_FILES_POLICY)",
     )
     serve.add_argument(
         "--presigned-downloads",
@@ -236,7 +259,8 @@ def parse_expiries(values: Sequence[str]) -> dict[str, int | None]:
 
 
 def policy_from_args(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Policy:
-    """The `Policy` that the flags and environment variables describe."""
+    """The `Policy` that the flags and environment variables describe, or the one ``--policy``
+    names (`ValueError` if lifecycle flags are set beside it, or it cannot be loaded)."""
     entries = args.default_expiry
     if entries is None:
         entries = [e for e in environ.get("OPENAI_FILES_DEFAULT_EXPIRY", "").split(",") if e]
@@ -244,13 +268,67 @@ def policy_from_args(args: argparse.Namespace, environ: Mapping[str, str] = os.e
     quota = None
     if args.max_files is not None or args.max_bytes is not None:
         quota = Quota(max_files=args.max_files, max_bytes=args.max_bytes)
-    return Policy(
+    described = Policy(
         max_file_size=args.max_file_size,
+        max_upload_size=args.max_upload_size,
         default_expiry={p: s for p, s in expiry.items() if s is not None},
         quota=quota,
         validation=args.validation,
         soft_delete=args.soft_delete,
     )
+    if args.policy is None:
+        return described
+    changed = [flag for flag, field in _LIFECYCLE_FLAGS if _differs(described, field)]
+    if changed:
+        raise ValueError(
+            f"--policy replaces {', '.join(changed)}: set {'it' if len(changed) == 1 else 'them'}"
+            " in the policy instead"
+        )
+    return load_policy(args.policy)
+
+
+_LIFECYCLE_FLAGS = (
+    ("--max-file-size", "max_file_size"),
+    ("--max-upload-size", "max_upload_size"),
+    ("--max-files/--max-bytes", "quota"),
+    ("--default-expiry", "default_expiry"),
+    ("--validation", "validation"),
+    ("--soft-delete", "soft_delete"),
+)
+"""The flags (and their variables) that describe a policy, and the field each one sets."""
+
+
+def _differs(policy: Policy, field: str) -> bool:
+    return bool(getattr(policy, field) != getattr(Policy(), field))
+
+
+def load_policy(reference: str) -> Policy:
+    """The `Policy` ``FILE.py:NAME`` or ``package.module:NAME`` names; `ValueError` otherwise."""
+    import importlib
+    import importlib.util
+
+    where, _, name = reference.rpartition(":")
+    if not where or not name:
+        raise ValueError(f"--policy {reference!r}: use FILE.py:NAME or MODULE:NAME")
+    try:
+        if where.endswith(".py"):
+            path = Path(where)
+            spec = importlib.util.spec_from_file_location(f"openai_files_policy_{path.stem}", path)
+            if spec is None or spec.loader is None or not path.is_file():
+                raise ValueError(f"--policy {reference!r}: no such file {where}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except ImportError as exc:
+        raise ValueError(f"--policy {reference!r}: cannot import {where}: {exc}") from exc
+    policy = getattr(module, name, None)
+    if not isinstance(policy, Policy):
+        raise ValueError(
+            f"--policy {reference!r}: {where} has no Policy named {name} "
+            f"(found {type(policy).__name__})"
+        )
+    return policy
 
 
 def parse_api_keys(values: Sequence[str]) -> dict[str, str]:
@@ -281,11 +359,14 @@ def serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:  %(message)s")
     storage, metadata, keys = server_settings(args)
+    try:
+        policy = policy_from_args(args)
+    except ValueError as exc:
+        print(f"openai-files serve: error: {exc}", file=sys.stderr)
+        return 2
     if args.storage is None or args.metadata is None:  # something is kept in the data dir
         Path(args.data_dir).mkdir(parents=True, exist_ok=True)
-    service = open_service(
-        storage, metadata, policy=policy_from_args(args), table_prefix=args.table_prefix
-    )
+    service = open_service(storage, metadata, policy=policy, table_prefix=args.table_prefix)
     auth: Authenticator
     if keys:
         auth = api_key_auth(keys)
@@ -304,6 +385,7 @@ def serve(args: argparse.Namespace) -> int:
         sweep_interval=args.sweep_interval or None,
         sweep_stale_after=args.stale_after,
         close_service=True,
+        uploads_api=args.uploads_api,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())
     return 0

@@ -597,15 +597,22 @@ def _package_version() -> str:
 
 
 def openapi_document(
-    policy: Policy, prefixes: Sequence[str], *, download_redirects: bool = False
+    policy: Policy,
+    prefixes: Sequence[str],
+    *,
+    download_redirects: bool = False,
+    uploads_api: bool = True,
 ) -> JSON:
     """The OpenAPI 3.1 document of the routes served under ``prefixes`` with ``policy``.
 
     Each prefix gets its own path items (operation ids after the first prefix carry a suffix
     such as ``_v1``). ``download_redirects``: downloads may answer 307 to a presigned URL (an
-    app with ``presigned_downloads`` over storage that signs URLs).
+    app with ``presigned_downloads`` over storage that signs URLs). Without ``uploads_api``
+    the Uploads API's paths are left out.
     """
     operations = _with_heads(_operations(policy, download_redirects))
+    if not uploads_api:
+        operations = {path: ops for path, ops in operations.items() if "/uploads" not in path}
     paths: JSON = {}
     used: set[str] = set()
     for prefix in _normal_prefixes(prefixes):
@@ -626,7 +633,7 @@ def openapi_document(
         },
         "tags": [
             {"name": "Files", "description": "Upload, list, retrieve, download, delete."},
-            {"name": "Uploads", "description": "Large files, sent in parts."},
+            *([{"name": "Uploads", "description": "Large files, sent in parts."}] * uploads_api),
         ],
         "security": [{"bearer": []}],
         "paths": paths,
