@@ -11,8 +11,9 @@ import openai
 import pytest
 
 from openai_files import Policy
-from openai_files.cli import build_parser, policy_from_args, server_settings
+from openai_files.cli import build_parser
 from openai_files.metadata.base import Quota
+from openai_files.serve_options import policy_from_args, server_settings
 
 from .conftest import server_process
 
