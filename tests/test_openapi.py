@@ -468,6 +468,15 @@ class SigningStorage(MemoryStorage):
         return f"https://bucket.test/{key}?expires={expires_in}"
 
 
+def test_download_media_types_are_documented_for_the_content() -> None:
+    policy = Policy(download_media_types={".jsonl": "application/jsonl"})
+    document = openapi_document(policy, ("/v1",))
+    answers = document["paths"]["/v1/files/{file_id}/content"]["get"]["responses"]
+    assert set(answers["200"]["content"]) == {"application/octet-stream", "application/jsonl"}
+    plain = openapi_document(Policy(), ("/v1",))["paths"]["/v1/files/{file_id}/content"]
+    assert set(plain["get"]["responses"]["200"]["content"]) == {"application/octet-stream"}
+
+
 async def test_presigned_downloads_are_documented_as_redirects() -> None:
     async with FilesService(SigningStorage(), MemoryMetadataStore()) as service:
         app = create_app(service, presigned_downloads=60, openapi=True)

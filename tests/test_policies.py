@@ -209,6 +209,31 @@ async def test_xerotier_files_of_every_purpose_expire_30_days_after_creation(
             assert file["expires_at"] == file["created_at"] + 30 * DAY
 
 
+async def test_xerotier_serves_jsonl_as_application_jsonl_and_the_rest_as_bytes(
+    tmp_path: Path,
+) -> None:
+    async with serving(xerotier, tmp_path) as files:
+        batch = created(await upload(files, "in.jsonl", BATCH_LINE, "batch"))
+        notes = created(await upload(files, "notes.txt", b"hi", "assistants", "text/plain"))
+        jsonl = await files.get(f"/files/{batch['id']}/content")
+        text = await files.get(f"/files/{notes['id']}/content")
+        head = await files.head(f"/files/{batch['id']}/content")
+    assert (jsonl.headers["content-type"], jsonl.content) == ("application/jsonl", BATCH_LINE)
+    assert head.headers["content-type"] == "application/jsonl"
+    assert text.headers["content-type"] == "application/octet-stream"
+
+
+def test_download_media_types_win_over_keep_media_type_and_are_checked() -> None:
+    policy = Policy(keep_media_type=True, download_media_types={".jsonl": "application/jsonl"})
+    assert policy.download_media_type("IN.JSONL", "text/plain") == "application/jsonl"
+    assert policy.download_media_type("a.txt", "text/plain") == "text/plain"
+    assert Policy().download_media_type("a.txt", "text/plain") == "application/octet-stream"
+    with pytest.raises(ValueError, match=r"lowercase extensions such as '\.jsonl'"):
+        Policy(download_media_types={"jsonl": "application/jsonl"})
+    with pytest.raises(ValueError, match="not a media type"):
+        Policy(download_media_types={".jsonl": "jsonl"})
+
+
 async def test_xerotier_refuses_the_evals_purpose(tmp_path: Path) -> None:
     async with serving(xerotier, tmp_path) as files:
         refused = error(await upload(files, "eval.jsonl", BATCH_LINE, "evals"), 400)

@@ -63,6 +63,7 @@ POLICY = Policy(
     quota=None,
     soft_delete=False,
     keep_media_type=False,
+    download_media_types={},
     max_upload_size=8 * GB,
     max_part_size=64 * MB,
     upload_ttl=3600,

@@ -15,14 +15,13 @@ Reproduced:
 - a file cannot be deleted (409 ``conflict``) while a batch holds it: `start_batch` and
   `finish_batch` show the batch worker's side;
 - one owner per project, by API key; 429 with ``Retry-After`` from a per-project rate limiter
-  (Xerotier publishes no rates: the numbers here are examples).
+  (Xerotier publishes no rates: the numbers here are examples);
+- JSONL files download as ``application/jsonl`` (``download_media_types``).
 
 Not reproduced:
 
 - Xerotier validates a batch file when a batch first uses it, so a new file reads ``uploaded``;
   here it is validated while it streams in and reads ``processed`` or ``error`` at once.
-- Downloads are ``application/octet-stream``, JSONL too (Xerotier: ``application/jsonl``);
-  ``keep_media_type=True`` would echo whatever type the client declared, not set this one.
 - A file over the limit gets 413 ``file_too_large`` (Xerotier: 400), and an unknown file 404
   ``file_not_found`` (Xerotier: ``not_found``).
 - Deleted files are removed; Xerotier's terminal ``deleted`` status would need
@@ -70,6 +69,7 @@ POLICY = Policy(
     # Only batch files are read by Xerotier; fine-tune files are stored, never parsed.
     jsonl_rules={"batch": BATCH_RULES},
     default_expiry={purpose: 30 * DAY for purpose in PURPOSES + OPENAI_SYSTEM_PURPOSES},
+    download_media_types={".jsonl": "application/jsonl"},
 )
 # --8<-- [end:policy]
 

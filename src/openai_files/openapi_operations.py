@@ -69,9 +69,11 @@ def _defined(policy: Policy, download_redirects: bool) -> dict[str, dict[str, JS
     """Every operation, by path relative to the prefix and by method."""
     files, uploads = ["Files"], ["Uploads"]
     file_id, upload_id = [ref("parameters", "FileId")], [ref("parameters", "UploadId")]
-    content_types = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    content_types = {"application/octet-stream": binary}
+    content_types |= {media_type: binary for media_type in policy.download_media_types.values()}
     if policy.keep_media_type:
-        content_types["*/*"] = content_types["application/octet-stream"]
+        content_types["*/*"] = binary
     body_headers = {
         "Accept-Ranges": ref("headers", "AcceptRanges"),
         "ETag": ref("headers", "ETag"),

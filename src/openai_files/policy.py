@@ -88,6 +88,8 @@ class Policy:
     - ``soft_delete``: keep a deleted file's record, with status ``deleted``, without its bytes.
     - ``keep_media_type``: serve downloads with the media type the client declared for the
       file part at upload, instead of ``application/octet-stream``.
+    - ``download_media_types``: the media type of downloads by filename extension
+      (``{".jsonl": "application/jsonl"}``); it wins over ``keep_media_type``.
     - ``max_upload_size``, ``max_part_size``, ``upload_ttl``: the Uploads API's limits (the
       file an upload produces may pass ``max_file_size``, up to ``max_upload_size``).
     - ``list_limit_default`` / ``list_limit_max``: the page size of ``GET /files``.
@@ -109,6 +111,7 @@ class Policy:
     quota: Quota | None = None
     soft_delete: bool = False
     keep_media_type: bool = False
+    download_media_types: Mapping[str, str] = field(default_factory=dict)
     max_upload_size: int = 8 * 1024**3
     max_part_size: int = 64 * 1024 * 1024
     upload_ttl: int = 3600
@@ -116,8 +119,22 @@ class Policy:
     list_limit_max: int = 10_000
 
     def __post_init__(self) -> None:
-        for name in ("max_file_size_by_purpose", "file_types", "jsonl_rules", "default_expiry"):
+        for name in (
+            "max_file_size_by_purpose",
+            "file_types",
+            "jsonl_rules",
+            "default_expiry",
+            "download_media_types",
+        ):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
+        for extension, media_type in self.download_media_types.items():
+            if not extension.startswith(".") or extension != extension.lower():
+                raise ValueError(
+                    f"download_media_types keys are lowercase extensions such as '.jsonl', "
+                    f"not {extension!r}"
+                )
+            if "/" not in media_type:
+                raise ValueError(f"{media_type!r} is not a media type (type/subtype)")
         if self.max_file_size < 1:
             raise ValueError("max_file_size must be at least 1 byte")
         if not 1 <= self.list_limit_default <= self.list_limit_max:
@@ -132,6 +149,15 @@ class Policy:
         return min(
             self.max_file_size, self.max_file_size_by_purpose.get(purpose, self.max_file_size)
         )
+
+    def download_media_type(self, filename: str, declared: str | None) -> str:
+        """The Content-Type of a download of ``filename``, uploaded as ``declared``."""
+        extension = posixpath.splitext(filename.lower())[1]
+        if extension in self.download_media_types:
+            return self.download_media_types[extension]
+        if self.keep_media_type and declared:
+            return declared
+        return "application/octet-stream"
 
     def rules_for(self, purpose: str) -> JSONLRules | None:
         """The JSONL rules a file of ``purpose`` is checked against, or None."""

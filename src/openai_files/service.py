@@ -337,13 +337,10 @@ class FilesService:
     async def stat(self, owner: str, file_id: str) -> FileStat:
         """The file's download metadata; `FileNotFound` as for `content`."""
         record = await self._visible(owner, file_id)
-        media_type = "application/octet-stream"
-        if self.policy.keep_media_type and record.media_type:
-            media_type = record.media_type
         return FileStat(
             file=self.file_object(record),
             etag=f'"{record.etag or record.sha256 or record.id}"',
-            media_type=media_type,
+            media_type=self.policy.download_media_type(record.filename, record.media_type),
             last_modified=record.created_at,
         )
 
