@@ -468,6 +468,15 @@ class SigningStorage(MemoryStorage):
         return f"https://bucket.test/{key}?expires={expires_in}"
 
 
+def test_a_policy_answering_400_for_files_too_large_documents_no_413() -> None:
+    document = openapi_document(Policy(file_too_large_status=400), ("/v1",))
+    assert '"413"' not in json.dumps(document)
+    upload = document["paths"]["/v1/files"]["post"]["responses"]["400"]["description"]
+    assert "passed its maximum size" in upload
+    default = openapi_document(Policy(), ("/v1",))["paths"]["/v1/files"]["post"]["responses"]
+    assert "413" in default
+
+
 def test_download_media_types_are_documented_for_the_content() -> None:
     policy = Policy(download_media_types={".jsonl": "application/jsonl"})
     document = openapi_document(policy, ("/v1",))

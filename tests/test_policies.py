@@ -175,10 +175,10 @@ async def test_xerotier_stores_a_bad_batch_file_with_status_error_naming_the_lin
     assert (good["status"], good["status_details"]) == ("processed", None)
 
 
-async def test_xerotier_refuses_a_vision_file_over_20_mb_with_413(tmp_path: Path) -> None:
+async def test_xerotier_refuses_a_vision_file_over_20_mb_with_400(tmp_path: Path) -> None:
     async with serving(xerotier, tmp_path) as files:
         too_large = await upload(files, "photo.png", bytes(20 * MB + 1), "vision", "image/png")
-        assert error(too_large, 413)["code"] == "file_too_large"
+        assert error(too_large, 400)["code"] == "file_too_large"
         assert (await files.get("/files")).json()["data"] == []
 
 
@@ -221,6 +221,20 @@ async def test_xerotier_serves_jsonl_as_application_jsonl_and_the_rest_as_bytes(
     assert (jsonl.headers["content-type"], jsonl.content) == ("application/jsonl", BATCH_LINE)
     assert head.headers["content-type"] == "application/jsonl"
     assert text.headers["content-type"] == "application/octet-stream"
+
+
+async def test_aqueduct_answers_a_file_over_its_limit_with_400(tmp_path: Path) -> None:
+    policy = dataclasses.replace(aqueduct.POLICY, max_file_size=10)
+    async with serving(aqueduct, tmp_path, policy) as files:
+        too_large = await upload(files, "in.jsonl", BATCH_LINE, "batch")
+        assert error(too_large, 400)["code"] == "file_too_large"
+        assert (await files.get("/files")).json()["data"] == []
+
+
+def test_file_too_large_status_is_413_or_400() -> None:
+    assert Policy().file_too_large_status == 413
+    with pytest.raises(ValueError, match="file_too_large_status must be 413 or 400"):
+        Policy(file_too_large_status=422)
 
 
 def test_download_media_types_win_over_keep_media_type_and_are_checked() -> None:

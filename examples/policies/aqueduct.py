@@ -11,12 +11,10 @@ Reproduced:
 - files expire 7 days after creation unless the client asks otherwise;
 - files belong to users (one API key each) and each user has a quota of files and bytes; the
   size limit and the quota are deployment settings in Aqueduct, so the numbers are examples;
-- routes under both ``/files`` and ``/v1/files`` (every app does that).
-
-Not reproduced:
-
-- A file over the size limit gets 413 ``file_too_large``; Aqueduct answers 400.
-- The platform has no Uploads API, so the app does not serve one
+- routes under both ``/files`` and ``/v1/files`` (every app does that);
+- a file over the size limit gets 400 ``file_too_large``, as in Aqueduct
+  (``file_too_large_status=400``; OpenAI answers 413);
+- the platform has no Uploads API, so the app does not serve one
   (``create_app(uploads_api=False)``); should you serve it, ``max_upload_size`` holds the
   files it makes to the same limit.
 """
@@ -51,6 +49,7 @@ POLICY = Policy(
     jsonl_rules={"batch": BATCH_RULES},
     default_expiry={"batch": 7 * DAY, "batch_output": 7 * DAY},
     quota=Quota(max_files=1000, max_bytes=10 * GB),  # per user
+    file_too_large_status=400,
 )
 # --8<-- [end:policy]
 

@@ -64,6 +64,7 @@ POLICY = Policy(
     soft_delete=False,
     keep_media_type=False,
     download_media_types={},
+    file_too_large_status=413,
     max_upload_size=8 * GB,
     max_part_size=64 * MB,
     upload_ttl=3600,

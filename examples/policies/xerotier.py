@@ -16,14 +16,15 @@ Reproduced:
   `finish_batch` show the batch worker's side;
 - one owner per project, by API key; 429 with ``Retry-After`` from a per-project rate limiter
   (Xerotier publishes no rates: the numbers here are examples);
-- JSONL files download as ``application/jsonl`` (``download_media_types``).
+- JSONL files download as ``application/jsonl`` (``download_media_types``);
+- a file over the limit gets 400 ``file_too_large`` (``file_too_large_status=400``; OpenAI
+  answers 413).
 
 Not reproduced:
 
 - Xerotier validates a batch file when a batch first uses it, so a new file reads ``uploaded``;
   here it is validated while it streams in and reads ``processed`` or ``error`` at once.
-- A file over the limit gets 413 ``file_too_large`` (Xerotier: 400), and an unknown file 404
-  ``file_not_found`` (Xerotier: ``not_found``).
+- An unknown file is 404 ``file_not_found`` (Xerotier: code ``not_found``).
 - Deleted files are removed; Xerotier's terminal ``deleted`` status would need
   ``soft_delete=True``, which its delete description ("deletes the file from storage") argues
   against.
@@ -70,6 +71,7 @@ POLICY = Policy(
     jsonl_rules={"batch": BATCH_RULES},
     default_expiry={purpose: 30 * DAY for purpose in PURPOSES + OPENAI_SYSTEM_PURPOSES},
     download_media_types={".jsonl": "application/jsonl"},
+    file_too_large_status=400,
 )
 # --8<-- [end:policy]
 

@@ -48,7 +48,9 @@ def files_routes(
     include in a host's own route list.
 
     Errors raised by the handlers are library errors; install `exception_handlers` (as
-    `create_app` does) to turn them into OpenAI-shaped responses.
+    `create_app` does) to turn them into OpenAI-shaped responses, and set the host's
+    ``app.state.service`` to ``service`` so that they follow its policy
+    (`Policy.file_too_large_status`).
     """
     endpoints = FilesEndpoints(
         service, auth or open_auth(), form_limits or FormLimits(), presigned_downloads, rate_limiter
@@ -76,7 +78,11 @@ def files_routes(
 
 async def _library_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OpenAIFilesError)
-    return error_response(exc)
+    service = getattr(request.app.state, "service", None)
+    policy = service.policy if isinstance(service, FilesService) else None
+    return error_response(
+        exc, file_too_large_status=policy.file_too_large_status if policy else 413
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

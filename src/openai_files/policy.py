@@ -90,6 +90,8 @@ class Policy:
       file part at upload, instead of ``application/octet-stream``.
     - ``download_media_types``: the media type of downloads by filename extension
       (``{".jsonl": "application/jsonl"}``); it wins over ``keep_media_type``.
+    - ``file_too_large_status``: the HTTP status of ``file_too_large`` errors: 413 (OpenAI's),
+      or 400 as some platforms answer.
     - ``max_upload_size``, ``max_part_size``, ``upload_ttl``: the Uploads API's limits (the
       file an upload produces may pass ``max_file_size``, up to ``max_upload_size``).
     - ``list_limit_default`` / ``list_limit_max``: the page size of ``GET /files``.
@@ -112,6 +114,7 @@ class Policy:
     soft_delete: bool = False
     keep_media_type: bool = False
     download_media_types: Mapping[str, str] = field(default_factory=dict)
+    file_too_large_status: int = 413
     max_upload_size: int = 8 * 1024**3
     max_part_size: int = 64 * 1024 * 1024
     upload_ttl: int = 3600
@@ -139,6 +142,8 @@ class Policy:
             raise ValueError("max_file_size must be at least 1 byte")
         if not 1 <= self.list_limit_default <= self.list_limit_max:
             raise ValueError("list_limit_default must be between 1 and list_limit_max")
+        if self.file_too_large_status not in (400, 413):
+            raise ValueError("file_too_large_status must be 413 or 400")
         if self.validation not in ("strict", "lenient", "off"):
             raise ValueError("validation must be 'strict', 'lenient' or 'off'")
 

@@ -65,13 +65,16 @@ def openai_error(
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
 
-def error_response(exc: OpenAIFilesError) -> JSONResponse:
-    """The HTTP form of one of the library's errors."""
+def error_response(exc: OpenAIFilesError, *, file_too_large_status: int = 413) -> JSONResponse:
+    """The HTTP form of one of the library's errors (``file_too_large_status``: see
+    `Policy.file_too_large_status`)."""
     status, kind = 500, "server_error"
     for error_class, error_status, error_type in _STATUS:
         if isinstance(exc, error_class):
             status, kind = error_status, error_type
             break
+    if isinstance(exc, FileTooLarge):
+        status = file_too_large_status
     headers: dict[str, str] = {}
     if isinstance(exc, Conflict):
         headers["x-should-retry"] = "false"
