@@ -29,6 +29,7 @@ from openai_files import (
     create_app,
 )
 from openai_files.openapi import OPENAPI_PATH, openapi_document
+from openai_files.policy import PURPOSE_PATTERN
 
 pytestmark = pytest.mark.anyio
 
@@ -475,6 +476,14 @@ def test_a_policy_answering_400_for_files_too_large_documents_no_413() -> None:
     assert "passed its maximum size" in upload
     default = openapi_document(Policy(), ("/v1",))["paths"]["/v1/files"]["post"]["responses"]
     assert "413" in default
+
+
+def test_a_policy_of_any_purpose_documents_the_purpose_pattern() -> None:
+    schemas = openapi_document(Policy(upload_purposes=None), ("/v1",))["components"]["schemas"]
+    for name in ("CreateFileRequest", "CreateUploadRequest"):
+        purpose = schemas[name]["properties"]["purpose"]
+        assert purpose["pattern"] == PURPOSE_PATTERN
+        assert "enum" not in purpose
 
 
 def test_download_media_types_are_documented_for_the_content() -> None:

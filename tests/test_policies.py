@@ -297,6 +297,26 @@ async def test_soft_delete_platform_accepts_any_file_and_reports_bad_jsonl_in_it
     assert str(bad["status_details"]).startswith("Line 1")
 
 
+@pytest.mark.parametrize("purpose", ["training", "eval:v2", "My_Dataset-1.0", "x" * 64])
+async def test_soft_delete_platform_accepts_any_well_formed_purpose(
+    purpose: str, tmp_path: Path
+) -> None:
+    async with serving(soft_delete_platform, tmp_path) as files:
+        file = created(await upload(files, "data.bin", b"1", purpose))
+        listed = (await files.get("/files", params={"purpose": purpose})).json()["data"]
+    assert file["purpose"] == purpose
+    assert [f["id"] for f in listed] == [file["id"]]
+
+
+@pytest.mark.parametrize("purpose", ["../etc", "x" * 65, "-lead", "a b", "caf\u00e9", "a\nb"])
+async def test_any_purpose_still_refuses_a_malformed_one(purpose: str, tmp_path: Path) -> None:
+    async with serving(soft_delete_platform, tmp_path) as files:
+        refused = error(await upload(files, "data.bin", b"1", purpose), 400)
+        assert refused["param"] == "purpose"
+        assert "is not a valid purpose: use 1 to 64 letters" in str(refused["message"])
+        assert (await files.get("/files")).json()["data"] == []
+
+
 async def test_soft_delete_platform_lists_100_files_by_default_and_at_most_1000(
     tmp_path: Path,
 ) -> None:

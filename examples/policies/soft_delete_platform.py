@@ -6,8 +6,8 @@ serves http://127.0.0.1:8000/v1/files, with files and records under ./data/soft_
 
 Reproduced:
 
-- any purpose and any type of file: the purposes are an explicit, generous list (a `Policy`
-  names the purposes it accepts), and no purpose restricts file types;
+- any purpose (``upload_purposes=None``: any name of up to 64 letters, digits, ``_``, ``-``,
+  ``.`` and ``:``) and any type of file (no purpose restricts file types);
 - ``status`` and ``status_details``: a batch or fine-tune file that is not valid JSONL is
   stored with ``status: "error"`` and the reason (``validation="lenient"``);
 - soft delete: a deleted file's record stays, with ``status: "deleted"``; it is gone from
@@ -22,7 +22,6 @@ Not reproduced:
   is sent.
 - UUID ids: ids are ``file-`` and 24 characters that carry the creation time, which is what
   makes ``after`` a valid cursor even for a deleted file.
-- Truly *any* purpose: a purpose outside the list gets 400.
 - The platform has no Uploads API, so the app does not serve one
   (``create_app(uploads_api=False)``).
 """
@@ -40,21 +39,10 @@ from openai_files import (
     create_app,
     open_embedded,
 )
-from openai_files.policy import OPENAI_SYSTEM_PURPOSES, OPENAI_UPLOAD_PURPOSES
 
 # --8<-- [start:policy]
-PURPOSES = (
-    *OPENAI_UPLOAD_PURPOSES,
-    *OPENAI_SYSTEM_PURPOSES,
-    "training",
-    "evaluation",
-    "dataset",
-    "responses",
-    "search",
-)
-
 POLICY = Policy(
-    upload_purposes=PURPOSES,
+    upload_purposes=None,  # any purpose: letters, digits, _ - . : (up to 64)
     file_types={},  # any file for any purpose
     validation="lenient",
     default_expiry={},  # files are kept until deleted

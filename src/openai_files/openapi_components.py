@@ -18,7 +18,7 @@ from .models import (
     UploadObject,
     UploadPartObject,
 )
-from .policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, Policy
+from .policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, PURPOSE_PATTERN, Policy
 
 __all__ = [
     "JSON",
@@ -84,7 +84,11 @@ def model_schemas() -> dict[str, JSON]:
 
 
 def request_schemas(policy: Policy) -> dict[str, JSON]:
-    purposes = list(policy.upload_purposes)
+    purpose: JSON = (
+        {"type": "string", "pattern": PURPOSE_PATTERN}
+        if policy.upload_purposes is None
+        else {"type": "string", "enum": list(policy.upload_purposes)}
+    )
     expiry_seconds: JSON = {
         "type": "integer",
         "minimum": EXPIRES_AFTER_MIN,
@@ -122,11 +126,7 @@ def request_schemas(policy: Policy) -> dict[str, JSON]:
                     "description": "The file part, with its filename. At most "
                     f"{policy.max_file_size} bytes" + (f" ({sized})" if sized else "") + ".",
                 },
-                "purpose": {
-                    "type": "string",
-                    "enum": purposes,
-                    "description": "What the file is for.",
-                },
+                "purpose": {**purpose, "description": "What the file is for."},
                 "expires_after[anchor]": anchor,
                 "expires_after[seconds]": expiry_seconds,
                 "expires_after": schema("FileExpirationAfter"),
@@ -138,7 +138,7 @@ def request_schemas(policy: Policy) -> dict[str, JSON]:
             "description": "Starts an upload of a file sent in parts (the Uploads API).",
             "properties": {
                 "filename": {"type": "string", "description": "The name of the file."},
-                "purpose": {"type": "string", "enum": purposes},
+                "purpose": purpose,
                 "bytes": {
                     "type": "integer",
                     "minimum": 1,

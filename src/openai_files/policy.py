@@ -39,6 +39,9 @@ OPENAI_UPLOAD_PURPOSES: tuple[str, ...] = (
     "evals",
 )
 OPENAI_SYSTEM_PURPOSES: tuple[str, ...] = ("assistants_output", "batch_output", "fine-tune-results")
+PURPOSE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+"""What a purpose looks like when a policy accepts any (``upload_purposes=None``): 1 to 64
+letters, digits, ``_``, ``-``, ``.`` and ``:``, starting with a letter or digit."""
 
 Validation = Literal["strict", "lenient", "off"]
 """What happens to a JSONL file that breaks its purpose's rules: ``strict`` refuses it (400
@@ -75,7 +78,8 @@ def _frozen(mapping: Mapping[str, object]) -> Mapping[str, object]:
 class Policy:
     """The rules of one deployment. Every field has OpenAI's behaviour as its default.
 
-    - ``upload_purposes``: purposes a client may upload, in the order error messages list them.
+    - ``upload_purposes``: purposes a client may upload, in the order error messages list them;
+      None accepts any purpose of the form `PURPOSE_PATTERN`.
     - ``system_purposes``: purposes only the service itself creates (``create(system=True)``).
     - ``max_file_size``: the largest upload, in bytes, enforced while the body streams in;
       ``max_file_size_by_purpose`` lowers it for some purposes (``{"vision": 20 MB}``).
@@ -97,7 +101,7 @@ class Policy:
     - ``list_limit_default`` / ``list_limit_max``: the page size of ``GET /files``.
     """
 
-    upload_purposes: tuple[str, ...] = OPENAI_UPLOAD_PURPOSES
+    upload_purposes: tuple[str, ...] | None = OPENAI_UPLOAD_PURPOSES
     system_purposes: tuple[str, ...] = OPENAI_SYSTEM_PURPOSES
     max_file_size: int = 512 * 1024 * 1024
     max_file_size_by_purpose: Mapping[str, int] = field(default_factory=dict)

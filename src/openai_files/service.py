@@ -17,6 +17,7 @@ The service owns the order of effects that keeps storage and metadata consistent
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -31,7 +32,7 @@ from .events import EventHook, FileEvent, FileEventKind, emit
 from .ids import new_file_id, new_storage_key, parse_file_id
 from .metadata.base import FileRecord, MetadataStore, Order
 from .models import FileDeleted, FileList, FileObject
-from .policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, Policy
+from .policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, PURPOSE_PATTERN, Policy
 from .storage.base import PresignedURLs, Storage
 from .sweeper import SweepReport, run_sweeper, sweep, sweep_orphans
 from .upload import IDEMPOTENCY_WINDOW, PendingUpload
@@ -204,6 +205,14 @@ class FilesService:
         """`InvalidRequest` unless files with ``purpose`` may be created (by the service itself
         with ``system``, which also allows the system purposes)."""
         allowed = self.policy.upload_purposes
+        if allowed is None:
+            if not re.fullmatch(PURPOSE_PATTERN, purpose):
+                raise InvalidRequest(
+                    f"{purpose[:100]!r} is not a valid purpose: use 1 to 64 letters, digits, "
+                    "'_', '-', '.' or ':', starting with a letter or digit.",
+                    param="purpose",
+                )
+            return
         if system:
             allowed += self.policy.system_purposes
         if purpose not in allowed:
