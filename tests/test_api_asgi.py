@@ -17,7 +17,16 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
-from openai_files import FilesService, api_key_auth, create_app
+from openai_files import (
+    FilesService,
+    MemoryMetadataStore,
+    MemoryStorage,
+    Policy,
+    api_key_auth,
+    create_app,
+    files_routes,
+)
+from openai_files.app import exception_handlers
 
 from .conftest import BATCH_LINE
 
@@ -125,3 +134,44 @@ async def test_fastapi_gateway_example_serves_chat_and_files_per_tenant(gateway:
     assert chat.http_response.json()["tenant"] == "team-a"
     with pytest.raises(openai.AuthenticationError):
         await sdk(gateway, "http://gw/v1", "sk-nobody").files.retrieve(created.id)
+
+
+@pytest.mark.parametrize("shares_the_service", [True, False])
+async def test_files_routes_in_a_hosts_own_router_answer_in_openais_shape(
+    tmp_path: Path, shares_the_service: bool
+) -> None:
+    policy = Policy(max_file_size=10, file_too_large_status=400)
+    async with FilesService(MemoryStorage(), MemoryMetadataStore(), policy=policy) as service:
+
+        async def health(_: object) -> PlainTextResponse:
+            return PlainTextResponse("ok")
+
+        routes = [Route("/health", health), *files_routes(service, auth=api_key_auth(KEYS))]
+        host = Starlette(routes=routes, exception_handlers=exception_handlers)
+        if shares_the_service:
+            host.state.service = service
+        await round_trip_small(sdk(host, "http://host.test/v1"))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=host), base_url="http://host.test"
+        ) as client:
+            assert (await client.get("/health")).text == "ok"
+            too_large = await client.post(
+                "/v1/files",
+                headers={"authorization": "Bearer sk-alice"},
+                files={"file": ("big.bin", b"x" * 11)},
+                data={"purpose": "assistants"},
+            )
+            missing = await client.get(
+                "/v1/files/file-abc", headers={"authorization": "Bearer sk-bob"}
+            )
+        # The policy's status needs the host to share the service; the shape never changes.
+        assert too_large.status_code == (400 if shares_the_service else 413)
+        assert too_large.json()["error"]["code"] == "file_too_large"
+        assert missing.status_code == 404
+        assert set(missing.json()["error"]) == {"message", "type", "param", "code"}
+
+
+async def round_trip_small(client: openai.AsyncOpenAI) -> None:
+    created = await client.files.create(file=("x.bin", b"tiny"), purpose="user_data")
+    assert (await client.files.content(created.id)).content == b"tiny"
+    assert (await client.files.delete(created.id)).deleted
