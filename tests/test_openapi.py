@@ -486,6 +486,17 @@ def test_a_policy_of_any_purpose_documents_the_purpose_pattern() -> None:
         assert "enum" not in purpose
 
 
+def test_offset_and_total_are_documented_only_under_list_offset() -> None:
+    for list_offset in (True, False):
+        document = openapi_document(Policy(list_offset=list_offset), ("/v1",))
+        parameters = document["paths"]["/v1/files"]["get"]["parameters"]
+        offset = {"$ref": "#/components/parameters/ListOffset"}
+        assert (offset in parameters) is list_offset
+        file_list = document["components"]["schemas"]["FileList"]
+        assert ("total" in file_list["properties"]) is list_offset
+        assert "total" not in file_list["required"]
+
+
 def test_download_media_types_are_documented_for_the_content() -> None:
     policy = Policy(download_media_types={".jsonl": "application/jsonl"})
     document = openapi_document(policy, ("/v1",))

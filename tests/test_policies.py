@@ -297,6 +297,34 @@ async def test_soft_delete_platform_accepts_any_file_and_reports_bad_jsonl_in_it
     assert str(bad["status_details"]).startswith("Line 1")
 
 
+async def test_soft_delete_platform_pages_by_offset_and_counts_the_total(tmp_path: Path) -> None:
+    async with serving(soft_delete_platform, tmp_path) as files:
+        made = [created(await upload(files, f"{n}.bin", b"1", "dataset"))["id"] for n in range(7)]
+        await upload(files, "other.bin", b"1", "training")
+        pages = [
+            (await files.get("/files", params={"purpose": "dataset", "limit": 3, "offset": at}))
+            for at in (0, 3, 6, 9)
+        ]
+        bodies = [page.json() for page in pages]
+        both = await files.get("/files", params={"offset": 1, "after": made[0]})
+        negative = await files.get("/files", params={"offset": -1})
+    assert [body["total"] for body in bodies] == [7, 7, 7, 7]
+    assert [f["id"] for body in bodies for f in body["data"]] == made[::-1]
+    assert [body["has_more"] for body in bodies] == [True, True, False, False]
+    assert error(both, 400)["param"] == "offset"
+    assert error(negative, 400)["message"] == "offset must be 0 or more; got -1."
+
+
+async def test_a_policy_without_list_offset_ignores_offset_and_sends_no_total(
+    tmp_path: Path,
+) -> None:
+    async with serving(openai_example, tmp_path) as files:
+        first = created(await upload(files, "a.txt", b"a", "assistants"))
+        page = (await files.get("/files", params={"offset": 5})).json()
+    assert [f["id"] for f in page["data"]] == [first["id"]]
+    assert "total" not in page
+
+
 @pytest.mark.parametrize("purpose", ["training", "eval:v2", "My_Dataset-1.0", "x" * 64])
 async def test_soft_delete_platform_accepts_any_well_formed_purpose(
     purpose: str, tmp_path: Path

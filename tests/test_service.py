@@ -195,3 +195,11 @@ async def test_a_deleted_files_id_still_works_as_a_cursor(sqlite_url: str) -> No
         await service.delete("a", ids[2])
         page = await service.list("a", order="asc", after=ids[2])
         assert [f.id for f in page.data] == ids[3:]
+
+
+def test_list_offset_needs_a_store_that_pages_by_offset() -> None:
+    class CursorsOnly:
+        """A store without the optional OffsetPaging methods."""
+
+    with pytest.raises(ValueError, match="needs an OffsetPaging store"):
+        FilesService(MemoryStorage(), CursorsOnly(), policy=Policy(list_offset=True))  # type: ignore[arg-type]

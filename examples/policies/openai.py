@@ -70,6 +70,7 @@ POLICY = Policy(
     upload_ttl=3600,
     list_limit_default=10_000,
     list_limit_max=10_000,
+    list_offset=False,
 )
 # --8<-- [end:policy]
 

@@ -15,11 +15,11 @@ Reproduced:
 - ``GET /v1/files`` pages 100 files by default and at most 1000 (``limit`` 1..1000);
 - files do not expire (seed 001's file object has no ``expires_at``); one owner per project.
 
+- ``offset`` pagination and the ``total`` count (``list_offset=True``); ``after=<file id>``
+  cursors work as well, and stay correct while files are added and deleted.
+
 Not reproduced:
 
-- ``offset`` pagination and the ``total`` count: lists page by cursor (``after=<file id>``),
-  which stays correct while files are added and deleted; ``offset`` is ignored, no ``total``
-  is sent.
 - UUID ids: ids are ``file-`` and 24 characters that carry the creation time, which is what
   makes ``after`` a valid cursor even for a deleted file.
 - The platform has no Uploads API, so the app does not serve one
@@ -49,6 +49,7 @@ POLICY = Policy(
     soft_delete=True,
     list_limit_default=100,
     list_limit_max=1000,
+    list_offset=True,  # offset=N pages, and every page carries total
 )
 # --8<-- [end:policy]
 

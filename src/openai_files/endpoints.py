@@ -125,6 +125,11 @@ class FilesEndpoints:
             limit=_int_param(query.get("limit"), "limit"),
             order=query.get("order") or "desc",
             after=query.get("after") or None,
+            offset=(
+                _int_param(query.get("offset"), "offset")
+                if self.service.policy.list_offset
+                else None  # as OpenAI: a parameter it does not know is ignored
+            ),
         )
         return JSONResponse(page.model_dump(mode="json"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ErrorBody",
@@ -41,13 +41,15 @@ class FileObject(_Wire):
 
 
 class FileList(_Wire):
-    """A page of files; `first_id`/`last_id` are null on an empty page."""
+    """A page of files; `first_id`/`last_id` are null on an empty page. ``total``, the number
+    of files the list has in all, is sent only under `Policy.list_offset`."""
 
     object: Literal["list"] = "list"
     data: list[FileObject]
     first_id: str | None
     last_id: str | None
     has_more: bool
+    total: int | None = Field(default=None, exclude_if=lambda total: total is None)
 
 
 class FileDeleted(_Wire):

@@ -98,7 +98,7 @@ def openapi_document(
         "security": [{"bearer": []}],
         "paths": paths,
         "components": {
-            "schemas": {**model_schemas(), **request_schemas(policy)},
+            "schemas": {**_wire_schemas(policy), **request_schemas(policy)},
             "parameters": parameters(policy),
             "headers": headers(),
             "securitySchemes": {
@@ -110,6 +110,14 @@ def openapi_document(
             },
         },
     }
+
+
+def _wire_schemas(policy: Policy) -> dict[str, JSON]:
+    """The wire models' schemas, without the ``total`` of a list where it is never sent."""
+    schemas = model_schemas()
+    if not policy.list_offset:
+        schemas["FileList"]["properties"].pop("total")
+    return schemas
 
 
 def openapi_route(document: JSON, path: str = OPENAPI_PATH) -> Route:

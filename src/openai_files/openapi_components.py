@@ -249,6 +249,12 @@ def parameters(policy: Policy) -> dict[str, JSON]:
             {"type": "string"},
             "A file id, usually the last of the previous page: the page starts right after it.",
         ),
+        "ListOffset": param(
+            "query",
+            "offset",
+            {"type": "integer", "minimum": 0, "default": 0},
+            "How many files of the list to skip, instead of `after` (not with it).",
+        ),
         "Range": param(
             "header",
             "Range",

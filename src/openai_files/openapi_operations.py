@@ -105,7 +105,7 @@ def _defined(policy: Policy, download_redirects: bool) -> dict[str, dict[str, JS
         }
     list_params = [
         ref("parameters", name) for name in ("ListPurpose", "ListLimit", "ListOrder", "ListAfter")
-    ]
+    ] + [ref("parameters", "ListOffset")] * policy.list_offset
     content_params = [
         ref("parameters", name) for name in ("Range", "IfRange", "IfNoneMatch", "IfModifiedSince")
     ]

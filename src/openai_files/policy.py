@@ -99,6 +99,8 @@ class Policy:
     - ``max_upload_size``, ``max_part_size``, ``upload_ttl``: the Uploads API's limits (the
       file an upload produces may pass ``max_file_size``, up to ``max_upload_size``).
     - ``list_limit_default`` / ``list_limit_max``: the page size of ``GET /files``.
+    - ``list_offset``: ``GET /files`` also takes ``offset`` (skip that many files of the list,
+      instead of a cursor) and every page carries ``total``; needs an `OffsetPaging` store.
     """
 
     upload_purposes: tuple[str, ...] | None = OPENAI_UPLOAD_PURPOSES
@@ -124,6 +126,7 @@ class Policy:
     upload_ttl: int = 3600
     list_limit_default: int = 10_000
     list_limit_max: int = 10_000
+    list_offset: bool = False
 
     def __post_init__(self) -> None:
         for name in (

@@ -30,7 +30,7 @@ import anyio
 from .errors import BlobNotFound, FileNotFound, InvalidRequest, UnsupportedFileType
 from .events import EventHook, FileEvent, FileEventKind, emit
 from .ids import new_file_id, new_storage_key, parse_file_id
-from .metadata.base import FileRecord, MetadataStore, Order
+from .metadata.base import FileRecord, MetadataStore, OffsetPaging, Order
 from .models import FileDeleted, FileList, FileObject
 from .policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, PURPOSE_PATTERN, Policy
 from .storage.base import PresignedURLs, Storage
@@ -106,6 +106,8 @@ class FilesService:
         self.storage = storage
         self.metadata = metadata
         self.policy = policy or Policy()
+        if self.policy.list_offset and not isinstance(metadata, OffsetPaging):
+            raise ValueError(f"Policy(list_offset=True) needs an OffsetPaging store; {metadata!r}")
         self.clock = clock
         self.events = tuple(events)
 
@@ -282,11 +284,14 @@ class FilesService:
         limit: int | None = None,
         order: str = "desc",
         after: str | None = None,
+        offset: int | None = None,
     ) -> FileList:
         """A page of the owner's files in ``order`` of creation, starting after the id ``after``.
 
         ``after`` need not name an existing file: ids carry their creation time, so a cursor
-        stays valid when its file is deleted between two pages.
+        stays valid when its file is deleted between two pages. Under `Policy.list_offset`,
+        ``offset`` skips that many files instead (not with ``after``) and the page carries the
+        ``total`` number of files.
         """
         page_size = self.policy.list_limit_default if limit is None else limit
         if not 1 <= page_size <= self.policy.list_limit_max:
@@ -306,21 +311,45 @@ class FilesService:
                     param="after",
                 )
             cursor = (created_us, after)
-        records = await self.metadata.list(
-            _checked_owner(owner),
-            now=self.now(),
-            purpose=purpose,
-            after=cursor,
-            limit=page_size + 1,
-            order=direction,
-        )
+        owner, now = _checked_owner(owner), self.now()
+        total = None
+        if offset is not None or self.policy.list_offset:
+            paging = self._offset_paging(offset, after)
+            total = await paging.count(owner, now=now, purpose=purpose)
+            if offset:
+                records = await paging.list_at(
+                    owner,
+                    now=now,
+                    purpose=purpose,
+                    offset=offset,
+                    limit=page_size + 1,
+                    order=direction,
+                )
+        if not offset:
+            records = await self.metadata.list(
+                owner, now=now, purpose=purpose, after=cursor, limit=page_size + 1, order=direction
+            )
         data = [self.file_object(record) for record in records[:page_size]]
         return FileList(
             data=data,
             first_id=data[0].id if data else None,
             last_id=data[-1].id if data else None,
             has_more=len(records) > page_size,
+            total=total,
         )
+
+    def _offset_paging(self, offset: int | None, after: str | None) -> OffsetPaging:
+        """The store, to page by ``offset`` and count; `InvalidRequest` where that is refused."""
+        if offset is not None and not self.policy.list_offset:
+            raise InvalidRequest(
+                "offset is not accepted here: page with after=<file id>.", param="offset"
+            )
+        if offset is not None and after is not None:
+            raise InvalidRequest("Give after or offset, not both.", param="offset")
+        if offset is not None and offset < 0:
+            raise InvalidRequest(f"offset must be 0 or more; got {offset}.", param="offset")
+        assert isinstance(self.metadata, OffsetPaging)  # checked when the service was made
+        return self.metadata
 
     async def content(
         self, owner: str, file_id: str, *, start: int = 0, end: int | None = None

@@ -6,7 +6,15 @@ async: SQLite embedded by default, PostgreSQL or MariaDB/MySQL for several repli
 
 from __future__ import annotations
 
-from .base import Cursor, FileRecord, MetadataStore, Order, RecordState
+from .base import Cursor, FileRecord, MetadataStore, OffsetPaging, Order, RecordState
 from .memory import MemoryMetadataStore
 
-__all__ = ["Cursor", "FileRecord", "MemoryMetadataStore", "MetadataStore", "Order", "RecordState"]
+__all__ = [
+    "Cursor",
+    "FileRecord",
+    "MemoryMetadataStore",
+    "MetadataStore",
+    "OffsetPaging",
+    "Order",
+    "RecordState",
+]

@@ -12,6 +12,7 @@ __all__ = [
     "Cursor",
     "FileRecord",
     "MetadataStore",
+    "OffsetPaging",
     "Order",
     "PartRecord",
     "Quota",
@@ -299,4 +300,29 @@ class MetadataStore(Protocol):
 
     async def aclose(self) -> None:
         """Release connections. The store is not used afterwards."""
+        ...
+
+
+@runtime_checkable
+class OffsetPaging(Protocol):
+    """A metadata store that can also page by position and count, for `Policy.list_offset`
+    (a capability: stores without it serve cursor pages only)."""
+
+    async def count(self, owner: str, *, now: int, purpose: str | None = None) -> int:
+        """How many files `MetadataStore.list` has for the owner (visible at ``now``, of
+        ``purpose`` if given), in all."""
+        ...
+
+    async def list_at(
+        self,
+        owner: str,
+        *,
+        now: int,
+        purpose: str | None = None,
+        offset: int,
+        limit: int,
+        order: Order = "desc",
+    ) -> builtins.list[FileRecord]:
+        """The files `MetadataStore.list` returns without a cursor, after skipping the first
+        ``offset`` of them (an offset past the end: none)."""
         ...

@@ -115,6 +115,33 @@ class MemoryMetadataStore:
                     break
         return page
 
+    async def count(self, owner: str, *, now: int, purpose: str | None = None) -> int:
+        return len(self._listed(owner, now, purpose))
+
+    async def list_at(
+        self,
+        owner: str,
+        *,
+        now: int,
+        purpose: str | None = None,
+        offset: int,
+        limit: int,
+        order: Order = "desc",
+    ) -> builtins.list[FileRecord]:
+        listed = self._listed(owner, now, purpose)
+        if order == "desc":
+            listed.reverse()
+        return listed[offset : offset + limit]
+
+    def _listed(self, owner: str, now: int, purpose: str | None) -> builtins.list[FileRecord]:
+        """The owner's visible files (of ``purpose``), oldest first."""
+        records = (self._records[file_id] for _, file_id in self._order.get(owner, []))
+        return [
+            record
+            for record in records
+            if record.visible_at(now) and (purpose is None or record.purpose == purpose)
+        ]
+
     async def usage(self, owner: str) -> Usage:
         return self._usage(owner)
 

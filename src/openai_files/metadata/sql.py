@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from sqlalchemy import and_, delete, event, insert, or_, select, update
+from sqlalchemy import Select, and_, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import Row, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -256,18 +256,48 @@ class SQLMetadataStore:
         limit: int,
         order: Order = "desc",
     ) -> list[FileRecord]:
-        files = self._files
-        query = select(files).where(files.c.owner == owner, self._visible(now))
-        if purpose is not None:
-            query = query.where(files.c.purpose == purpose)
+        query = self._listing(select(self._files), owner, now, purpose)
         if after is not None:
             query = query.where(self._beyond(after, order))
+        return await self._page(query, order, offset=0, limit=limit)
+
+    async def count(self, owner: str, *, now: int, purpose: str | None = None) -> int:
+        query = self._listing(select(func.count()), owner, now, purpose)
+        async with self._transaction() as connection:
+            return int((await connection.execute(query)).scalar_one())
+
+    async def list_at(
+        self,
+        owner: str,
+        *,
+        now: int,
+        purpose: str | None = None,
+        offset: int,
+        limit: int,
+        order: Order = "desc",
+    ) -> builtins.list[FileRecord]:
+        query = self._listing(select(self._files), owner, now, purpose)
+        return await self._page(query, order, offset=offset, limit=limit)
+
+    def _listing(
+        self, query: Select[Any], owner: str, now: int, purpose: str | None
+    ) -> Select[Any]:
+        """``query`` narrowed to the owner's files visible at ``now`` (of ``purpose``)."""
+        files = self._files
+        query = query.where(files.c.owner == owner, self._visible(now))
+        return query if purpose is None else query.where(files.c.purpose == purpose)
+
+    async def _page(
+        self, query: Select[Any], order: Order, *, offset: int, limit: int
+    ) -> builtins.list[FileRecord]:
+        """The records of ``query`` in ``order`` of creation, ``limit`` of them from ``offset``."""
+        files = self._files
         if order == "asc":
             query = query.order_by(files.c.created_us.asc(), files.c.id.asc())
         else:
             query = query.order_by(files.c.created_us.desc(), files.c.id.desc())
         async with self._transaction() as connection:
-            rows = (await connection.execute(query.limit(limit))).all()
+            rows = (await connection.execute(query.offset(offset).limit(limit))).all()
         return [_record(row) for row in rows]
 
     async def usage(self, owner: str) -> Usage:

@@ -35,6 +35,7 @@ from ..metadata.base import (
     Cursor,
     FileRecord,
     MetadataStore,
+    OffsetPaging,
     Order,
     PartRecord,
     Quota,
@@ -310,6 +311,28 @@ class FaultyMetadataStore(_Switchboard):
     async def usage(self, owner: str) -> Usage:
         return await self._call("usage", lambda: self.inner.usage(owner))
 
+    async def count(self, owner: str, *, now: int, purpose: str | None = None) -> int:
+        inner = _offset_paging(self.inner)
+        return await self._call("count", lambda: inner.count(owner, now=now, purpose=purpose))
+
+    async def list_at(
+        self,
+        owner: str,
+        *,
+        now: int,
+        purpose: str | None = None,
+        offset: int,
+        limit: int,
+        order: Order = "desc",
+    ) -> builtins.list[FileRecord]:
+        inner = _offset_paging(self.inner)
+        return await self._call(
+            "list_at",
+            lambda: inner.list_at(
+                owner, now=now, purpose=purpose, offset=offset, limit=limit, order=order
+            ),
+        )
+
     async def begin_delete(self, owner: str, file_id: str, *, now: int) -> FileRecord | None:
         return await self._call(
             "begin_delete", lambda: self.inner.begin_delete(owner, file_id, now=now)
@@ -376,3 +399,9 @@ class FaultyMetadataStore(_Switchboard):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def _offset_paging(store: MetadataStore) -> OffsetPaging:
+    if not isinstance(store, OffsetPaging):
+        raise TypeError(f"{store!r} cannot page by offset (it is no OffsetPaging store)")
+    return store

@@ -9,7 +9,14 @@ import pytest
 
 from ..errors import Conflict, QuotaExceeded
 from ..ids import new_file_id
-from ..metadata.base import FileRecord, MetadataStore, Quota, RecordState, Usage
+from ..metadata.base import (
+    FileRecord,
+    MetadataStore,
+    OffsetPaging,
+    Quota,
+    RecordState,
+    Usage,
+)
 
 __all__ = ["MetadataConformance", "make_record"]
 
@@ -149,6 +156,41 @@ class MetadataConformance:
         await metadata.remove("alice", records[2].id)
         page = await metadata.list("alice", now=NOW, after=records[2].cursor, limit=10, order="asc")
         assert [r.id for r in page] == [r.id for r in records[3:]]
+
+    async def test_offset_pages_and_counts_agree_with_the_cursor_list(
+        self, metadata: MetadataStore
+    ) -> None:
+        if not isinstance(metadata, OffsetPaging):
+            pytest.skip(f"{type(metadata).__name__} does not page by offset (optional)")
+        records = [
+            make_record(created_us=T0 + index // 3, purpose="batch" if index % 2 else "vision")
+            for index in range(11)
+        ]
+        records += [
+            make_record(state="pending"),
+            make_record(expires_at=NOW),
+            make_record(owner="bob"),
+        ]
+        for record in records:
+            await metadata.insert(record)
+        assert await metadata.count("alice", now=NOW) == 11
+        assert await metadata.count("alice", now=NOW, purpose="batch") == 5
+        assert await metadata.count("carol", now=NOW) == 0
+        for order in ("asc", "desc"):
+            for purpose in (None, "vision"):
+                whole = await metadata.list(
+                    "alice", now=NOW, purpose=purpose, limit=20, order=order
+                )
+                pages = [
+                    record
+                    for offset in range(0, 12, 4)
+                    for record in await metadata.list_at(
+                        "alice", now=NOW, purpose=purpose, offset=offset, limit=4, order=order
+                    )
+                ]
+                assert [r.id for r in pages] == [r.id for r in whole]
+        beyond = await metadata.list_at("alice", now=NOW, offset=11, limit=4)
+        assert beyond == []
 
     async def test_expired_records_are_invisible_from_the_second_they_expire(
         self, metadata: MetadataStore
