@@ -162,17 +162,22 @@ async def test_openai_refuses_a_batch_file_with_a_bad_line(tmp_path: Path) -> No
 # -- seed 000, Xerotier -------------------------------------------------------------------
 
 
-async def test_xerotier_stores_a_bad_batch_file_with_status_error_naming_the_line(
+async def test_xerotier_validates_a_batch_file_when_a_batch_first_uses_it(
     tmp_path: Path,
 ) -> None:
-    async with serving(xerotier, tmp_path) as files:
+    app = build(xerotier, tmp_path)
+    project = xerotier.API_KEYS["xero_local"]
+    async with running(app), client(app, "xero_local") as files:
         bad = created(await upload(files, "requests.jsonl", BAD_SECOND_LINE, "batch"))
         good = created(await upload(files, "requests.jsonl", BATCH_LINE, "batch"))
+        assert bad["status"] == good["status"] == "uploaded"
+        checked = await xerotier.start_batch(app.state.service, project, bad["id"], "batch_1")
+        passed = await xerotier.start_batch(app.state.service, project, good["id"], "batch_2")
         retrieved = (await files.get(f"/files/{bad['id']}")).json()
-    assert bad["status"] == retrieved["status"] == "error"
-    assert str(bad["status_details"]).startswith("Line 2")
-    assert retrieved["status_details"] == bad["status_details"]
-    assert (good["status"], good["status_details"]) == ("processed", None)
+    assert checked.status == retrieved["status"] == "error"
+    assert str(checked.status_details).startswith("Line 2")
+    assert retrieved["status_details"] == checked.status_details
+    assert (passed.status, passed.status_details) == ("processed", None)
 
 
 async def test_xerotier_refuses_a_vision_file_over_20_mb_with_400(tmp_path: Path) -> None:

@@ -203,3 +203,44 @@ def test_list_offset_needs_a_store_that_pages_by_offset() -> None:
 
     with pytest.raises(ValueError, match="needs an OffsetPaging store"):
         FilesService(MemoryStorage(), CursorsOnly(), policy=Policy(list_offset=True))  # type: ignore[arg-type]
+
+
+async def deferred_service(tmp_path: Path) -> FilesService:
+    return FilesService(
+        LocalStorage(tmp_path / "blobs"),
+        SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}"),
+        policy=Policy(validation="deferred"),
+    )
+
+
+async def test_deferred_validation_stores_jsonl_unchecked_until_validate_checks_it(
+    tmp_path: Path,
+) -> None:
+    async with await deferred_service(tmp_path) as service:
+        bad = await service.create(
+            "alice", file=stream(BATCH_LINE + b"not json\n"), filename="in.jsonl", purpose="batch"
+        )
+        good = await service.create(
+            "alice", file=stream(BATCH_LINE), filename="in.jsonl", purpose="batch"
+        )
+        notes = await service.create(
+            "alice", file=stream(b"hello"), filename="a.txt", purpose="assistants"
+        )
+        assert (bad.status, good.status, notes.status) == ("uploaded", "uploaded", "processed")
+        checked = await service.validate("alice", bad.id)
+        assert checked.status == "error"
+        assert str(checked.status_details).startswith("Line 2")
+        assert (await service.retrieve("alice", bad.id)) == checked
+        assert (await service.validate("alice", good.id)).status == "processed"
+        assert await service.validate("alice", bad.id) == checked  # checked once
+        assert await service.validate("alice", notes.id) == notes  # nothing to check
+        with pytest.raises(FileNotFound):
+            await service.validate("bob", good.id)
+
+
+def test_deferred_validation_needs_a_store_that_records_statuses() -> None:
+    class NoStatuses:
+        """A store without the optional StatusUpdates method."""
+
+    with pytest.raises(ValueError, match="needs a StatusUpdates store"):
+        FilesService(MemoryStorage(), NoStatuses(), policy=Policy(validation="deferred"))  # type: ignore[arg-type]

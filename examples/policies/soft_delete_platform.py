@@ -16,14 +16,14 @@ Reproduced:
 - files do not expire (seed 001's file object has no ``expires_at``); one owner per project.
 
 - ``offset`` pagination and the ``total`` count (``list_offset=True``); ``after=<file id>``
-  cursors work as well, and stay correct while files are added and deleted.
+  cursors work as well, and stay correct while files are added and deleted;
+- the platform has no Uploads API, so the app does not serve one
+  (``create_app(uploads_api=False)``).
 
 Not reproduced:
 
 - UUID ids: ids are ``file-`` and 24 characters that carry the creation time, which is what
   makes ``after`` a valid cursor even for a deleted file.
-- The platform has no Uploads API, so the app does not serve one
-  (``create_app(uploads_api=False)``).
 """
 
 from __future__ import annotations

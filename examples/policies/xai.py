@@ -13,16 +13,16 @@ Reproduced:
 - 100 MB a file (413 ``file_too_large``); 100,000 files and 100 GB an account (400
   ``quota_exceeded``);
 - ``GET /v1/files`` pages 20 files by default, with ``order`` and ``after``;
-- files are kept until deleted (seed 003's file object has no ``expires_at``).
+- files are kept until deleted (seed 003's file object has no ``expires_at``);
+- the platform has no Uploads API, so the app does not serve one
+  (``create_app(uploads_api=False)``); should you serve it, ``max_upload_size`` holds the
+  files it makes to the same limit.
 
 Not reproduced:
 
 - A file matches by extension *or* declared media type, so a ``.exe`` declared as
   ``application/pdf`` is accepted; the content itself is never inspected.
 - An unknown file's error has type ``invalid_request_error`` (OpenAI's), not ``not_found_error``.
-- The platform has no Uploads API, so the app does not serve one
-  (``create_app(uploads_api=False)``); should you serve it, ``max_upload_size`` holds the
-  files it makes to the same limit.
 """
 
 from __future__ import annotations

@@ -10,27 +10,26 @@ Reproduced:
 - 500 MB a file, 20 MB for ``vision``; JSONL for ``batch`` and ``fine-tune``, images for
   ``vision``;
 - every file expires 30 days after creation, whatever its purpose;
-- a batch file that is not valid JSONL is stored with ``status: "error"`` and the first bad
-  line in ``status_details``, rather than refused (``validation="lenient"``);
+- a batch file is stored ``uploaded`` and validated when a batch first uses it
+  (``validation="deferred"``; `start_batch` calls `FilesService.validate`): one that is not
+  valid JSONL then reads ``status: "error"`` with the first bad line in ``status_details``;
 - a file cannot be deleted (409 ``conflict``) while a batch holds it: `start_batch` and
   `finish_batch` show the batch worker's side;
 - one owner per project, by API key; 429 with ``Retry-After`` from a per-project rate limiter
   (Xerotier publishes no rates: the numbers here are examples);
 - JSONL files download as ``application/jsonl`` (``download_media_types``);
 - a file over the limit gets 400 ``file_too_large`` (``file_too_large_status=400``; OpenAI
-  answers 413).
+  answers 413);
+- the platform has no Uploads API, so the app does not serve one
+  (``create_app(uploads_api=False)``); should you serve it, ``max_upload_size`` holds the
+  files it makes to the same limit.
 
 Not reproduced:
 
-- Xerotier validates a batch file when a batch first uses it, so a new file reads ``uploaded``;
-  here it is validated while it streams in and reads ``processed`` or ``error`` at once.
 - An unknown file is 404 ``file_not_found`` (Xerotier: code ``not_found``).
 - Deleted files are removed; Xerotier's terminal ``deleted`` status would need
   ``soft_delete=True``, which its delete description ("deletes the file from storage") argues
   against.
-- The platform has no Uploads API, so the app does not serve one
-  (``create_app(uploads_api=False)``); should you serve it, ``max_upload_size`` holds the
-  files it makes to the same limit.
 """
 
 from __future__ import annotations
@@ -41,6 +40,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from openai_files import (
+    FileObject,
     FilesService,
     Policy,
     api_key_auth,
@@ -66,7 +66,7 @@ POLICY = Policy(
     max_upload_size=500 * MB,  # the Uploads API may not pass it either
     max_file_size_by_purpose={"vision": 20 * MB},
     file_types={"batch": JSONL, "fine-tune": JSONL, "vision": IMAGES},
-    validation="lenient",
+    validation="deferred",  # checked when a batch first uses the file: see start_batch
     # Only batch files are read by Xerotier; fine-tune files are stored, never parsed.
     jsonl_rules={"batch": BATCH_RULES},
     default_expiry={purpose: 30 * DAY for purpose in PURPOSES + OPENAI_SYSTEM_PURPOSES},
@@ -96,9 +96,14 @@ def build_app(
 
 # A batch starts and completes in different requests, so the worker holds the input file
 # explicitly rather than within one `service.holding(...)` block.
-async def start_batch(service: FilesService, project: str, file_id: str, batch_id: str) -> None:
-    """Until `finish_batch`, deleting the file answers 409 and the file does not expire."""
+async def start_batch(
+    service: FilesService, project: str, file_id: str, batch_id: str
+) -> FileObject:
+    """Hold the batch's input file (until `finish_batch`, deleting it answers 409 and it does
+    not expire) and validate it on this first use: a file whose status is then ``error``
+    cannot run, and ``status_details`` says why."""
     await service.hold(project, file_id, batch_id)
+    return await service.validate(project, file_id)
 
 
 async def finish_batch(service: FilesService, project: str, file_id: str, batch_id: str) -> None:

@@ -43,10 +43,11 @@ PURPOSE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 """What a purpose looks like when a policy accepts any (``upload_purposes=None``): 1 to 64
 letters, digits, ``_``, ``-``, ``.`` and ``:``, starting with a letter or digit."""
 
-Validation = Literal["strict", "lenient", "off"]
+Validation = Literal["strict", "lenient", "deferred", "off"]
 """What happens to a JSONL file that breaks its purpose's rules: ``strict`` refuses it (400
 naming the first bad line), ``lenient`` stores it with ``status: "error"`` and the reason in
-``status_details``, ``off`` does not check."""
+``status_details``, ``deferred`` stores it unchecked with ``status: "uploaded"`` until
+`FilesService.validate` checks it (when a batch first uses it), ``off`` does not check."""
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,8 @@ class Policy:
             raise ValueError("list_limit_default must be between 1 and list_limit_max")
         if self.file_too_large_status not in (400, 413):
             raise ValueError("file_too_large_status must be 413 or 400")
-        if self.validation not in ("strict", "lenient", "off"):
-            raise ValueError("validation must be 'strict', 'lenient' or 'off'")
+        if self.validation not in ("strict", "lenient", "deferred", "off"):
+            raise ValueError("validation must be 'strict', 'lenient', 'deferred' or 'off'")
 
     def max_size_for(self, purpose: str | None) -> int:
         """The largest file accepted for ``purpose`` (None: for any purpose)."""
@@ -172,8 +173,11 @@ class Policy:
         return "application/octet-stream"
 
     def rules_for(self, purpose: str) -> JSONLRules | None:
-        """The JSONL rules a file of ``purpose`` is checked against, or None."""
-        return None if self.validation == "off" else self.jsonl_rules.get(purpose)
+        """The JSONL rules a file of ``purpose`` is checked against while it streams in, or
+        None (none for its purpose, or ``validation`` is ``off`` or ``deferred``)."""
+        if self.validation in ("off", "deferred"):
+            return None
+        return self.jsonl_rules.get(purpose)
 
     def __repr__(self) -> str:
         """Only what differs from OpenAI's defaults."""

@@ -30,13 +30,14 @@ import anyio
 from .errors import BlobNotFound, FileNotFound, InvalidRequest, UnsupportedFileType
 from .events import EventHook, FileEvent, FileEventKind, emit
 from .ids import new_file_id, new_storage_key, parse_file_id
-from .metadata.base import FileRecord, MetadataStore, OffsetPaging, Order
+from .metadata.base import FileRecord, MetadataStore, OffsetPaging, Order, StatusUpdates
 from .models import FileDeleted, FileList, FileObject
 from .policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, PURPOSE_PATTERN, Policy
 from .storage.base import PresignedURLs, Storage
 from .sweeper import SweepReport, run_sweeper, sweep, sweep_orphans
 from .upload import IDEMPOTENCY_WINDOW, PendingUpload
 from .uploads import Uploads
+from .validation import JSONLValidator
 
 __all__ = ["FileContent", "FileStat", "FilesService", "PendingUpload"]
 
@@ -108,6 +109,10 @@ class FilesService:
         self.policy = policy or Policy()
         if self.policy.list_offset and not isinstance(metadata, OffsetPaging):
             raise ValueError(f"Policy(list_offset=True) needs an OffsetPaging store; {metadata!r}")
+        if self.policy.validation == "deferred" and not isinstance(metadata, StatusUpdates):
+            raise ValueError(
+                f'Policy(validation="deferred") needs a StatusUpdates store; {metadata!r}'
+            )
         self.clock = clock
         self.events = tuple(events)
 
@@ -415,6 +420,36 @@ class FilesService:
             await self.purge(record, keep_record=self.policy.soft_delete)
         await self.emit("deleted", owner, self.file_object(record))
         return FileDeleted(id=file_id, deleted=True)
+
+    async def validate(self, owner: str, file_id: str) -> FileObject:
+        """Check a file stored ``uploaded`` under ``Policy(validation="deferred")`` against its
+        purpose's JSONL rules, record ``processed`` or ``error`` (with the first bad line in
+        ``status_details``), and return it. A file that is not waiting for the check is
+        returned as it is. A batch worker calls this when a batch first uses the file (after
+        `hold`, so that it cannot go meanwhile)."""
+        record = await self._visible(owner, file_id)
+        rules = self.policy.jsonl_rules.get(record.purpose)
+        if record.status != "uploaded" or rules is None:
+            return self.file_object(record)
+        validator = JSONLValidator(rules)
+        content = await self.content(owner, file_id)
+        try:
+            async for chunk in content.chunks:
+                validator.feed(chunk)
+        finally:
+            await content.aclose()
+        result = validator.finish()
+        assert isinstance(self.metadata, StatusUpdates)  # checked when the service was made
+        checked = await self.metadata.set_status(
+            record.owner,
+            file_id,
+            status="processed" if result.ok else "error",
+            details=None if result.ok else result.message,
+            now=self.now(),
+        )
+        if checked is None:
+            raise FileNotFound(file_id)
+        return self.file_object(checked)
 
     async def hold(self, owner: str, file_id: str, holder: str) -> None:
         """Hold the file for ``holder`` (a batch id, say): until released it cannot be deleted

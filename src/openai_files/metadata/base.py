@@ -17,6 +17,7 @@ __all__ = [
     "PartRecord",
     "Quota",
     "RecordState",
+    "StatusUpdates",
     "UploadRecord",
     "UploadState",
     "Usage",
@@ -325,4 +326,17 @@ class OffsetPaging(Protocol):
     ) -> builtins.list[FileRecord]:
         """The files `MetadataStore.list` returns without a cursor, after skipping the first
         ``offset`` of them (an offset past the end: none)."""
+        ...
+
+
+@runtime_checkable
+class StatusUpdates(Protocol):
+    """A metadata store that can record a file's status after it was created, for
+    ``Policy(validation="deferred")`` (a capability)."""
+
+    async def set_status(
+        self, owner: str, file_id: str, *, status: str, details: str | None, now: int
+    ) -> FileRecord | None:
+        """Record ``status`` and ``details`` on the owner's file visible at ``now``, and return
+        the record as it now is; None, changing nothing, when there is no such file."""
         ...

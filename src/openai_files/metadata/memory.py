@@ -89,6 +89,16 @@ class MemoryMetadataStore:
             return record
         return None
 
+    async def set_status(
+        self, owner: str, file_id: str, *, status: str, details: str | None, now: int
+    ) -> FileRecord | None:
+        record = await self.get(owner, file_id, now=now)
+        if record is None:
+            return None
+        updated = record.replace(status=status, status_details=details)
+        self._records[file_id] = updated
+        return updated
+
     async def list(
         self,
         owner: str,

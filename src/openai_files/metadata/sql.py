@@ -246,6 +246,18 @@ class SQLMetadataStore:
             row = (await connection.execute(query)).first()
         return None if row is None else _record(row)
 
+    async def set_status(
+        self, owner: str, file_id: str, *, status: str, details: str | None, now: int
+    ) -> FileRecord | None:
+        files = self._files
+        visible = and_(files.c.id == file_id, files.c.owner == owner, self._visible(now))
+        change = update(files).where(visible).values(status=status, status_details=details)
+        async with self._transaction() as connection:
+            # Not rowcount: MySQL counts only rows whose values changed, not rows matched.
+            await connection.execute(change)
+            row = (await connection.execute(select(files).where(visible))).first()
+        return None if row is None else _record(row)
+
     async def list(
         self,
         owner: str,

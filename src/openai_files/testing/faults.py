@@ -39,6 +39,7 @@ from ..metadata.base import (
     Order,
     PartRecord,
     Quota,
+    StatusUpdates,
     UploadRecord,
     UploadState,
     Usage,
@@ -310,6 +311,17 @@ class FaultyMetadataStore(_Switchboard):
 
     async def usage(self, owner: str) -> Usage:
         return await self._call("usage", lambda: self.inner.usage(owner))
+
+    async def set_status(
+        self, owner: str, file_id: str, *, status: str, details: str | None, now: int
+    ) -> FileRecord | None:
+        inner = self.inner
+        if not isinstance(inner, StatusUpdates):
+            raise TypeError(f"{inner!r} cannot record a status (it is no StatusUpdates store)")
+        return await self._call(
+            "set_status",
+            lambda: inner.set_status(owner, file_id, status=status, details=details, now=now),
+        )
 
     async def count(self, owner: str, *, now: int, purpose: str | None = None) -> int:
         inner = _offset_paging(self.inner)

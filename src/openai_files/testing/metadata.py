@@ -15,6 +15,7 @@ from ..metadata.base import (
     OffsetPaging,
     Quota,
     RecordState,
+    StatusUpdates,
     Usage,
 )
 
@@ -191,6 +192,31 @@ class MetadataConformance:
                 assert [r.id for r in pages] == [r.id for r in whole]
         beyond = await metadata.list_at("alice", now=NOW, offset=11, limit=4)
         assert beyond == []
+
+    async def test_a_status_is_recorded_on_a_visible_file_of_its_owner_only(
+        self, metadata: MetadataStore
+    ) -> None:
+        if not isinstance(metadata, StatusUpdates):
+            pytest.skip(f"{type(metadata).__name__} does not record statuses (optional)")
+        record = make_record()
+        expired = make_record(expires_at=NOW)
+        for each in (record, expired):
+            await metadata.insert(each)
+        updated = await metadata.set_status(
+            "alice", record.id, status="error", details="Line 2: not JSON", now=NOW
+        )
+        assert updated == record.replace(status="error", status_details="Line 2: not JSON")
+        assert await metadata.get("alice", record.id, now=NOW) == updated
+        again = await metadata.set_status(
+            "alice", record.id, status="error", details="Line 2: not JSON", now=NOW
+        )
+        assert again == updated
+        for owner, file_id in (("bob", record.id), ("alice", expired.id), ("alice", "file-x")):
+            assert (
+                await metadata.set_status(owner, file_id, status="processed", details=None, now=NOW)
+                is None
+            )
+        assert await metadata.get("alice", expired.id, now=NOW - 1) == expired
 
     async def test_expired_records_are_invisible_from_the_second_they_expire(
         self, metadata: MetadataStore
