@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -300,6 +301,25 @@ async def test_soft_delete_platform_accepts_any_file_and_reports_bad_jsonl_in_it
     assert (binary["status"], binary["expires_at"]) == ("processed", None)
     assert bad["status"] == "error"
     assert str(bad["status_details"]).startswith("Line 1")
+
+
+async def test_soft_delete_platform_ids_are_uuids_and_page_by_cursor(tmp_path: Path) -> None:
+    async with serving(soft_delete_platform, tmp_path) as files:
+        made = [created(await upload(files, f"{n}.bin", b"1", "dataset"))["id"] for n in range(5)]
+        seen, after = [], None
+        while True:
+            params: dict[str, str | int] = {"limit": 2, "order": "asc"}
+            if after:
+                params["after"] = after
+            page = (await files.get("/files", params=params)).json()
+            seen += [f["id"] for f in page["data"]]
+            if not page["has_more"]:
+                break
+            after = page["last_id"]
+        one = (await files.get(f"/files/{made[2]}")).json()
+    assert [uuid.UUID(file_id).version for file_id in made] == [7] * 5
+    assert seen == made
+    assert one["id"] == made[2]
 
 
 async def test_soft_delete_platform_pages_by_offset_and_counts_the_total(tmp_path: Path) -> None:

@@ -71,6 +71,7 @@ POLICY = Policy(
     list_limit_default=10_000,
     list_limit_max=10_000,
     list_offset=False,
+    file_id_format="openai",
 )
 # --8<-- [end:policy]
 

@@ -13,17 +13,12 @@ Reproduced:
 - soft delete: a deleted file's record stays, with ``status: "deleted"``; it is gone from
   lists and its content answers 404;
 - ``GET /v1/files`` pages 100 files by default and at most 1000 (``limit`` 1..1000);
-- files do not expire (seed 001's file object has no ``expires_at``); one owner per project.
-
+- files do not expire (seed 001's file object has no ``expires_at``); one owner per project;
 - ``offset`` pagination and the ``total`` count (``list_offset=True``); ``after=<file id>``
   cursors work as well, and stay correct while files are added and deleted;
+- UUID ids (``file_id_format="uuid7"``), which carry the creation time as ``file-`` ids do;
 - the platform has no Uploads API, so the app does not serve one
   (``create_app(uploads_api=False)``).
-
-Not reproduced:
-
-- UUID ids: ids are ``file-`` and 24 characters that carry the creation time, which is what
-  makes ``after`` a valid cursor even for a deleted file.
 """
 
 from __future__ import annotations
@@ -50,6 +45,7 @@ POLICY = Policy(
     list_limit_default=100,
     list_limit_max=1000,
     list_offset=True,  # offset=N pages, and every page carries total
+    file_id_format="uuid7",  # UUIDs, which still carry the creation time for cursors
 )
 # --8<-- [end:policy]
 

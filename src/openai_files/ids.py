@@ -4,13 +4,30 @@ A file id is ``file-`` followed by 24 base62 characters: 9 that encode the creat
 microseconds since the epoch (fixed width, so the time can be read back) and 15 random ones.
 Because the id carries its own position in the listing order, ``after=<id>`` stays a valid
 cursor even when that file has been deleted between two pages.
+
+Under ``Policy(file_id_format="uuid7")`` a file id is a UUID version 7 instead (RFC 9562): its
+48-bit timestamp holds the milliseconds, and its 12-bit ``rand_a`` field the microseconds
+within them (the RFC's "increased clock precision"), so it carries the creation time just as
+exactly. Both forms are read back by `parse_file_id`, whichever the policy makes now.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
+import uuid
+from typing import Literal
 
-__all__ = ["FILE_ID_PREFIX", "new_file_id", "new_object_id", "new_storage_key", "parse_file_id"]
+__all__ = [
+    "FILE_ID_PREFIX",
+    "FileIdFormat",
+    "new_file_id",
+    "new_object_id",
+    "new_storage_key",
+    "parse_file_id",
+]
+
+FileIdFormat = Literal["openai", "uuid7"]
 
 FILE_ID_PREFIX = "file-"
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -18,6 +35,7 @@ _INDEX = {char: value for value, char in enumerate(_ALPHABET)}
 _TIME_WIDTH = 9  # 62**9 microseconds reach beyond the year 2400
 _RANDOM_WIDTH = 15  # about 89 bits of randomness
 _ID_LENGTH = len(FILE_ID_PREFIX) + _TIME_WIDTH + _RANDOM_WIDTH
+_UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
 def _encode(value: int, width: int) -> str:
@@ -28,14 +46,28 @@ def _encode(value: int, width: int) -> str:
     return "".join(reversed(chars))
 
 
-def new_file_id(created_us: int) -> str:
+def new_file_id(created_us: int, id_format: FileIdFormat = "openai") -> str:
     """A fresh file id for a file created at ``created_us`` (microseconds since the epoch)."""
+    if id_format == "uuid7":
+        return _uuid7(created_us)
     random_part = "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_WIDTH))
     return FILE_ID_PREFIX + _encode(created_us, _TIME_WIDTH) + random_part
 
 
+def _uuid7(created_us: int) -> str:
+    milliseconds, microseconds = divmod(created_us, 1000)
+    value = (milliseconds & (1 << 48) - 1) << 80  # unix_ts_ms
+    value |= 0x7 << 76 | microseconds << 64  # version, rand_a: the microseconds
+    value |= 0b10 << 62 | secrets.randbits(62)  # variant, rand_b
+    return str(uuid.UUID(int=value))
+
+
 def parse_file_id(file_id: str) -> int | None:
     """The creation time (microseconds) that ``file_id`` carries, or None if it is not our id."""
+    if _UUID7.fullmatch(file_id):
+        value = uuid.UUID(file_id).int
+        microseconds = value >> 64 & 0xFFF
+        return None if microseconds >= 1000 else (value >> 80) * 1000 + microseconds
     if len(file_id) != _ID_LENGTH or not file_id.startswith(FILE_ID_PREFIX):
         return None
     body = file_id[len(FILE_ID_PREFIX) :]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from .ids import FileIdFormat
 from .metadata.base import Quota
 from .validation import BATCH_RULES, FINE_TUNE_RULES, JSONLRules
 
@@ -100,6 +101,8 @@ class Policy:
     - ``max_upload_size``, ``max_part_size``, ``upload_ttl``: the Uploads API's limits (the
       file an upload produces may pass ``max_file_size``, up to ``max_upload_size``).
     - ``list_limit_default`` / ``list_limit_max``: the page size of ``GET /files``.
+    - ``file_id_format``: ``"openai"`` ids (``file-`` and 24 characters) or ``"uuid7"`` ones
+      (a UUID version 7); both carry the creation time, which keeps ``after`` cursors valid.
     - ``list_offset``: ``GET /files`` also takes ``offset`` (skip that many files of the list,
       instead of a cursor) and every page carries ``total``; needs an `OffsetPaging` store.
     """
@@ -128,6 +131,7 @@ class Policy:
     list_limit_default: int = 10_000
     list_limit_max: int = 10_000
     list_offset: bool = False
+    file_id_format: FileIdFormat = "openai"
 
     def __post_init__(self) -> None:
         for name in (
@@ -150,6 +154,8 @@ class Policy:
             raise ValueError("max_file_size must be at least 1 byte")
         if not 1 <= self.list_limit_default <= self.list_limit_max:
             raise ValueError("list_limit_default must be between 1 and list_limit_max")
+        if self.file_id_format not in ("openai", "uuid7"):
+            raise ValueError("file_id_format must be 'openai' or 'uuid7'")
         if self.file_too_large_status not in (400, 413):
             raise ValueError("file_too_large_status must be 413 or 400")
         if self.validation not in ("strict", "lenient", "deferred", "off"):

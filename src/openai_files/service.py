@@ -190,7 +190,7 @@ class FilesService:
             self.check_file_type(purpose, filename, media_type)
         created_us = int(self.clock() * 1_000_000)
         record = FileRecord(
-            id=new_file_id(created_us),
+            id=new_file_id(created_us, self.policy.file_id_format),
             owner=_checked_owner(owner),
             purpose=purpose or "",
             filename=filename,
