@@ -724,6 +724,14 @@ async def test_create_accepts_exactly_8_gib_and_refuses_bodies_that_are_not_json
         assert_refused(response, 400)
 
 
+async def test_max_upload_size_none_holds_the_uploads_api_to_the_file_limit() -> None:
+    policy = Policy(max_file_size=1000, max_upload_size=None)
+    assert policy.upload_limit == 1000
+    async with running(MemoryStorage(), MemoryMetadataStore(), policy=policy) as api:
+        assert_refused(await api.create(bytes=1001), 400, param="bytes")
+        await api.created(bytes=1000)
+
+
 @pytest.mark.parametrize("filename", ["", "two\nlines.txt"])
 async def test_create_names_filename_for_a_bad_filename(api: Api, filename: str) -> None:
     assert_refused(await api.create(bytes=10, filename=filename), 400, param="filename")

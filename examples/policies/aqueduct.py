@@ -15,8 +15,8 @@ Reproduced:
 - a file over the size limit gets 400 ``file_too_large``, as in Aqueduct
   (``file_too_large_status=400``; OpenAI answers 413);
 - the platform has no Uploads API, so the app does not serve one
-  (``create_app(uploads_api=False)``); should you serve it, ``max_upload_size`` holds the
-  files it makes to the same limit.
+  (``create_app(uploads_api=False)``); should you serve it, ``max_upload_size=None`` holds
+  the files it makes to the same limit.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ POLICY = Policy(
     upload_purposes=("batch",),
     system_purposes=("batch_output",),
     max_file_size=100 * MB,  # a deployment setting in Aqueduct
-    max_upload_size=100 * MB,  # the Uploads API may not pass it either
+    max_upload_size=None,  # as max_file_size, should the Uploads API be served
     file_types={"batch": FileTypes(extensions=(".jsonl",))},
     jsonl_rules={"batch": BATCH_RULES},
     default_expiry={"batch": 7 * DAY, "batch_output": 7 * DAY},

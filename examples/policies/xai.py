@@ -15,8 +15,8 @@ Reproduced:
 - ``GET /v1/files`` pages 20 files by default, with ``order`` and ``after``;
 - files are kept until deleted (seed 003's file object has no ``expires_at``);
 - the platform has no Uploads API, so the app does not serve one
-  (``create_app(uploads_api=False)``); should you serve it, ``max_upload_size`` holds the
-  files it makes to the same limit.
+  (``create_app(uploads_api=False)``); should you serve it, ``max_upload_size=None`` holds
+  the files it makes to the same limit.
 
 Not reproduced:
 
@@ -60,7 +60,7 @@ DOCUMENTS = FileTypes(
 POLICY = Policy(
     upload_purposes=OPENAI_UPLOAD_PURPOSES,
     max_file_size=100 * MB,
-    max_upload_size=100 * MB,  # the Uploads API may not pass it either
+    max_upload_size=None,  # as max_file_size, should the Uploads API be served
     file_types={
         **{purpose: DOCUMENTS for purpose in OPENAI_UPLOAD_PURPOSES},
         "batch": JSONL,

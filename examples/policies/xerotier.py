@@ -21,8 +21,8 @@ Reproduced:
 - a file over the limit gets 400 ``file_too_large`` (``file_too_large_status=400``; OpenAI
   answers 413);
 - the platform has no Uploads API, so the app does not serve one
-  (``create_app(uploads_api=False)``); should you serve it, ``max_upload_size`` holds the
-  files it makes to the same limit.
+  (``create_app(uploads_api=False)``); should you serve it, ``max_upload_size=None`` holds
+  the files it makes to the same limit.
 
 Not reproduced:
 
@@ -63,7 +63,7 @@ IMAGES = FileTypes(
 POLICY = Policy(
     upload_purposes=PURPOSES,
     max_file_size=500 * MB,
-    max_upload_size=500 * MB,  # the Uploads API may not pass it either
+    max_upload_size=None,  # as max_file_size, should the Uploads API be served
     max_file_size_by_purpose={"vision": 20 * MB},
     file_types={"batch": JSONL, "fine-tune": JSONL, "vision": IMAGES},
     validation="deferred",  # checked when a batch first uses the file: see start_batch

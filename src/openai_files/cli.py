@@ -28,7 +28,7 @@ __all__ = ["build_parser", "main"]
 log = logging.getLogger("openai_files")
 
 DEFAULT_MAX_FILE_SIZE = Policy().max_file_size
-DEFAULT_MAX_UPLOAD_SIZE = Policy().max_upload_size
+DEFAULT_MAX_UPLOAD_SIZE = Policy().upload_limit
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 """Where the client commands go without ``--base-url`` or ``OPENAI_BASE_URL``, as the SDKs do."""
 

@@ -142,7 +142,7 @@ def request_schemas(policy: Policy) -> dict[str, JSON]:
                 "bytes": {
                     "type": "integer",
                     "minimum": 1,
-                    "maximum": policy.max_upload_size,
+                    "maximum": policy.upload_limit,
                     "description": "The size of the whole file, in bytes; the parts must add "
                     "up to it.",
                 },

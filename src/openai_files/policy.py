@@ -99,7 +99,8 @@ class Policy:
     - ``file_too_large_status``: the HTTP status of ``file_too_large`` errors: 413 (OpenAI's),
       or 400 as some platforms answer.
     - ``max_upload_size``, ``max_part_size``, ``upload_ttl``: the Uploads API's limits (the
-      file an upload produces may pass ``max_file_size``, up to ``max_upload_size``).
+      file an upload produces may pass ``max_file_size``, up to ``max_upload_size``; None holds
+      it to ``max_file_size``: `upload_limit`).
     - ``list_limit_default`` / ``list_limit_max``: the page size of ``GET /files``.
     - ``file_id_format``: ``"openai"`` ids (``file-`` and 24 characters) or ``"uuid7"`` ones
       (a UUID version 7); both carry the creation time, which keeps ``after`` cursors valid.
@@ -125,7 +126,7 @@ class Policy:
     keep_media_type: bool = False
     download_media_types: Mapping[str, str] = field(default_factory=dict)
     file_too_large_status: int = 413
-    max_upload_size: int = 8 * 1024**3
+    max_upload_size: int | None = 8 * 1024**3
     max_part_size: int = 64 * 1024 * 1024
     upload_ttl: int = 3600
     list_limit_default: int = 10_000
@@ -160,6 +161,11 @@ class Policy:
             raise ValueError("file_too_large_status must be 413 or 400")
         if self.validation not in ("strict", "lenient", "deferred", "off"):
             raise ValueError("validation must be 'strict', 'lenient', 'deferred' or 'off'")
+
+    @property
+    def upload_limit(self) -> int:
+        """The largest file the Uploads API may assemble."""
+        return self.max_file_size if self.max_upload_size is None else self.max_upload_size
 
     def max_size_for(self, purpose: str | None) -> int:
         """The largest file accepted for ``purpose`` (None: for any purpose)."""

@@ -66,7 +66,7 @@ class Uploads:
         service.check_purpose(purpose)
         service.check_file_type(purpose, filename, mime_type, param="filename")
         service.check_expires_after(expires_after)
-        limit = min(policy.max_upload_size, policy.max_file_size_by_purpose.get(purpose, bytes))
+        limit = min(policy.upload_limit, policy.max_file_size_by_purpose.get(purpose, bytes))
         if not 0 < bytes <= limit:
             raise InvalidRequest(
                 f"bytes must be between 1 and {limit} for purpose {purpose!r}; got {bytes}.",
@@ -98,7 +98,7 @@ class Uploads:
         part_id = new_object_id("part_")
         key = f"uploads/{upload.id}/{part_id}"
         stored = sum(p.bytes for p in await service.metadata.get_parts(owner, upload.id))
-        room = service.policy.max_upload_size - stored
+        room = service.policy.upload_limit - stored
         if room <= 0:
             raise InvalidRequest(
                 f"Upload {upload_id} holds {stored} bytes in parts, its maximum.", param="data"
