@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 
 from openai_files import Policy
 from openai_files.metadata.base import Quota
-from openai_files.policy import DAY
+from openai_files.policy import DAY, FileTypes
 
 from .conftest import BATCH_LINE, load_module
 
@@ -484,3 +484,28 @@ async def test_xai_refuses_files_beyond_the_accounts_quota(tmp_path: Path) -> No
             created(await upload(files, f"{number}.txt", b"x", "assistants"))
         refused = error(await upload(files, "2.txt", b"x", "assistants"), 400)
     assert refused["code"] == "quota_exceeded"
+
+
+def test_file_types_match_either_list_by_default_or_both_when_asked() -> None:
+    either = FileTypes(extensions=(".pdf",), media_types=("application/pdf",))
+    both = FileTypes(extensions=(".pdf",), media_types=("application/pdf",), match="both")
+    for types, cases in (
+        (either, [("a.pdf", "text/plain", True), ("a.exe", "application/pdf", True)]),
+        (both, [("a.pdf", "text/plain", False), ("a.exe", "application/pdf", False)]),
+    ):
+        for filename, media_type, allowed in cases:
+            assert types.allows(filename, media_type) is allowed
+        assert types.allows("A.PDF", "Application/PDF; charset=binary")
+        assert not types.allows("a.exe", "application/octet-stream")
+    assert both.describe() == ".pdf declared as application/pdf"
+    with pytest.raises(ValueError, match="match must be 'either' or 'both'"):
+        FileTypes(match="any")  # type: ignore[arg-type]
+
+
+def test_a_media_type_ending_in_a_star_accepts_every_subtype() -> None:
+    images = FileTypes(media_types=("image/*",))
+    assert images.allows("photo", "image/png")
+    assert images.allows("photo", "IMAGE/WEBP")
+    assert not images.allows("photo", "image/")
+    assert not images.allows("photo", "imagery/png")
+    assert not images.allows("photo.png", None)

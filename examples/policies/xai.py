@@ -21,7 +21,8 @@ Reproduced:
 Not reproduced:
 
 - A file matches by extension *or* declared media type, so a ``.exe`` declared as
-  ``application/pdf`` is accepted; the content itself is never inspected.
+  ``application/pdf`` is accepted (``FileTypes(..., match="both")`` would refuse it, and a
+  ``notes.md`` sent as ``application/octet-stream`` with it); the content is never inspected.
 - An unknown file's error has type ``invalid_request_error`` (OpenAI's), not ``not_found_error``.
 """
 

@@ -54,18 +54,34 @@ naming the first bad line), ``lenient`` stores it with ``status: "error"`` and t
 @dataclass(frozen=True)
 class FileTypes:
     """The files a purpose accepts: by filename extension (``".jsonl"``) or by the media type
-    the client declared for the file part (``"application/pdf"``). A file matching either
-    list is accepted."""
+    the client declared for the file part (``"application/pdf"``, or ``"image/*"`` for every
+    subtype). With ``match="either"`` (the default) a file matching either list is accepted;
+    with ``match="both"`` its extension and its declared media type must both be listed."""
 
     extensions: tuple[str, ...] = ()
     media_types: tuple[str, ...] = ()
+    match: Literal["either", "both"] = "either"
+
+    def __post_init__(self) -> None:
+        if self.match not in ("either", "both"):
+            raise ValueError("FileTypes match must be 'either' or 'both'")
 
     def allows(self, filename: str, media_type: str | None) -> bool:
         extension = posixpath.splitext(filename.lower())[1]
         declared = (media_type or "").split(";")[0].strip().lower()
-        return extension in self.extensions or declared in self.media_types
+        by_extension = extension in self.extensions
+        by_media_type = any(
+            declared == listed
+            or (listed.endswith("/*") and declared.startswith(listed[:-1]) and declared[-1] != "/")
+            for listed in self.media_types
+        )
+        if self.match == "both":
+            return by_extension and by_media_type
+        return by_extension or by_media_type
 
     def describe(self) -> str:
+        if self.match == "both":
+            return f"{', '.join(self.extensions)} declared as {', '.join(self.media_types)}"
         return ", ".join([*self.extensions, *self.media_types])
 
 
