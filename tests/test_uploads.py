@@ -40,7 +40,7 @@ from openai_files import (
 from openai_files.errors import BackendUnavailable
 from openai_files.metadata.base import Quota, UploadState
 from openai_files.testing import FaultyMetadataStore
-from openai_files.uploads import PUT_BACK_PAUSES
+from openai_files.uploads import MOVE_PAUSES
 
 from .conftest import BATCH_LINE, serve, stored_files
 
@@ -559,7 +559,8 @@ async def test_completing_again_after_the_last_state_change_failed_finishes_with
     tmp_path: Path,
 ) -> None:
     inner = SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}")
-    metadata = LosesTheLastMove(inner, to="completed", lost_reply=False)
+    tries = len(MOVE_PAUSES) + 1
+    metadata = LosesTheLastMove(inner, to="completed", lost_reply=False, fails=tries)
     async with running(LocalStorage(tmp_path / "blobs"), metadata) as api:
         upload = await api.created(bytes=8)
         part_ids = [await api.part(upload["id"], b"abcd"), await api.part(upload["id"], b"efgh")]
@@ -573,6 +574,19 @@ async def test_completing_again_after_the_last_state_change_failed_finishes_with
         assert await api.files() == [made]
         assert await part_keys(api.service.storage) == []
         assert_refused(await api.complete(upload["id"], part_ids), 400, mentions="completed")
+
+
+async def test_a_brief_failure_of_the_last_state_change_is_retried_within_the_request(
+    tmp_path: Path,
+) -> None:
+    inner = SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}")
+    metadata = LosesTheLastMove(inner, to="completed", lost_reply=False, fails=len(MOVE_PAUSES))
+    async with running(LocalStorage(tmp_path / "blobs"), metadata) as api:
+        upload = await api.created(bytes=4)
+        done = await api.completed(upload["id"], [await api.part(upload["id"], b"abcd")])
+        assert metadata.fails == 0
+        assert await api.files() == [done["file"]]
+        assert await part_keys(api.service.storage) == []
 
 
 async def test_a_completion_that_failed_before_its_file_was_made_can_be_completed_again(
@@ -594,7 +608,7 @@ async def test_a_failed_assembly_puts_the_upload_back_even_if_the_first_try_fail
     tmp_path: Path,
 ) -> None:
     inner = SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}")
-    metadata = LosesTheLastMove(inner, to="pending", lost_reply=False, fails=len(PUT_BACK_PAUSES))
+    metadata = LosesTheLastMove(inner, to="pending", lost_reply=False, fails=len(MOVE_PAUSES))
     async with running(LocalStorage(tmp_path / "blobs"), metadata) as api:
         upload = await api.created(bytes=4)
         part_id = await api.part(upload["id"], b"abcd")
@@ -609,7 +623,7 @@ async def test_an_upload_left_completing_without_a_file_cannot_be_completed_agai
     tmp_path: Path,
 ) -> None:
     inner = SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}")
-    tries = len(PUT_BACK_PAUSES) + 1
+    tries = len(MOVE_PAUSES) + 1
     metadata = LosesTheLastMove(inner, to="pending", lost_reply=False, fails=tries)
     async with running(LocalStorage(tmp_path / "blobs"), metadata) as api:
         upload = await api.created(bytes=4)

@@ -27,7 +27,7 @@ from .errors import (
     UploadNotFound,
 )
 from .ids import new_object_id
-from .metadata.base import PartRecord, UploadRecord
+from .metadata.base import PartRecord, UploadRecord, UploadState
 from .models import FileObject, UploadObject, UploadPartObject
 from .storage.base import ComposableStorage
 from .upload import IDEMPOTENCY_WINDOW
@@ -39,8 +39,8 @@ __all__ = ["Uploads"]
 
 log = logging.getLogger("openai_files")
 
-PUT_BACK_PAUSES = (0.05, 0.2, 0.5)
-"""Seconds between the tries to return an upload whose assembly failed to ``pending``."""
+MOVE_PAUSES = (0.05, 0.2, 0.5)
+"""Seconds between the tries to move an upload out of ``completing``."""
 
 
 class Uploads:
@@ -168,12 +168,19 @@ class Uploads:
 
     async def _put_back(self, upload: UploadRecord) -> None:
         """Return an upload whose assembly failed to ``pending``, so that it can be completed
-        again. A metadata store that fails now is often back a moment later: the move is
-        tried a few times, since an upload it leaves ``completing`` is stuck until it expires."""
-        for pause in (*PUT_BACK_PAUSES, None):
+        again."""
+        await self._move(upload, "pending")
+
+    async def _move(
+        self, upload: UploadRecord, to: UploadState, file_id: str | None = None
+    ) -> None:
+        """Move an upload out of ``completing``. A metadata store that fails now is often back
+        a moment later, and an upload left ``completing`` waits for its expiry (or for the
+        client to complete it again): the move is tried a few times."""
+        for pause in (*MOVE_PAUSES, None):
             try:
                 await self._service.metadata.move_upload(
-                    upload.owner, upload.id, from_states=("completing",), to="pending"
+                    upload.owner, upload.id, from_states=("completing",), to=to, file_id=file_id
                 )
                 return
             except BackendUnavailable:
@@ -198,10 +205,8 @@ class Uploads:
         return await self._completed(upload, created)
 
     async def _completed(self, upload: UploadRecord, created: FileObject) -> UploadObject:
+        await self._move(upload, "completed", created.id)
         metadata = self._service.metadata
-        await metadata.move_upload(
-            upload.owner, upload.id, from_states=("completing",), to="completed", file_id=created.id
-        )
         await self._discard_parts(await metadata.get_parts(upload.owner, upload.id))
         return _upload_object(upload.replace(state="completed"), created)
 
