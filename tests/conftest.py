@@ -32,6 +32,7 @@ from openai_files import (
 )
 
 if TYPE_CHECKING:
+    from .clusters import Cluster
     from .s3_servers import S3Server
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -178,6 +179,23 @@ async def local_service(tmp_path: Path, sqlite_url: str) -> AsyncIterator[FilesS
 def stored_files(root: Path) -> list[str]:
     """Every file under ``root``, hidden temporary files included, relative and sorted."""
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, moto: S3Server) -> Iterator[Cluster]:
+    """A bucket in moto and a table prefix in PostgreSQL for replicas to share, both removed
+    afterwards."""
+    from .clusters import Cluster
+    from .databases import POSTGRES_URL, drop_tables, unique_prefix
+    from .s3_servers import ACCESS_KEY, REGION, SECRET_KEY
+
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    bucket, prefix = moto.create_bucket(), unique_prefix()
+    storage_url = f"s3://{bucket}/shared/?endpoint={moto.endpoint}&region={REGION}&allow_http=true"
+    env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+    yield Cluster(tmp_path, storage_url, prefix, env)
+    anyio.run(drop_tables, POSTGRES_URL, prefix)
+    moto.remove_bucket(bucket)
 
 
 @pytest.fixture(scope="session")

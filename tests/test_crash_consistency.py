@@ -24,15 +24,14 @@ from typing import Any
 
 import anyio
 import httpx
-import pytest
 from sqlalchemy import select
 
 from openai_files import FilesService, LocalStorage, SQLMetadataStore, Storage
 
-from .conftest import ServerProcess, require_service, stored_files
-from .databases import POSTGRES_URL, drop_tables, unique_prefix
-from .s3_servers import ACCESS_KEY, REGION, SECRET_KEY, S3Server
-from .test_replicas import KEY, Cluster
+from .clusters import KEY, Cluster
+from .conftest import ServerProcess, stored_files
+from .databases import POSTGRES_URL
+from .s3_servers import S3Server
 
 AUTH = {"authorization": f"Bearer {KEY}"}
 SLOW_UPLOADS = 4
@@ -281,17 +280,6 @@ def test_a_killed_embedded_server_keeps_every_confirmed_file_and_a_sweep_clears_
     run_crash(
         Shape(tmp_path, [*args, "--log-level", "warning"], {}, open_backends, partials), rounds=2
     )
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, moto: S3Server) -> Iterator[Cluster]:
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    bucket, prefix = moto.create_bucket(), unique_prefix()
-    storage_url = f"s3://{bucket}/shared/?endpoint={moto.endpoint}&region={REGION}&allow_http=true"
-    env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-    yield Cluster(tmp_path, storage_url, prefix, env)
-    anyio.run(drop_tables, POSTGRES_URL, prefix)
-    moto.remove_bucket(bucket)
 
 
 def test_a_killed_replica_keeps_every_confirmed_file_and_a_sweep_clears_the_rest(

@@ -11,36 +11,23 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 from threading import Barrier
 from typing import Any
 
 import anyio
 import httpx
-import pytest
 from sqlalchemy import select
 
 from openai_files import SQLMetadataStore
 
-from .conftest import ServerProcess, require_service
-from .databases import POSTGRES_URL, drop_tables, unique_prefix
-from .s3_servers import ACCESS_KEY, REGION, SECRET_KEY, S3Server
-from .test_replicas import KEY, Cluster
+from .clusters import KEY, Cluster
+from .conftest import ServerProcess
+from .databases import POSTGRES_URL
+from .s3_servers import S3Server
 
 MAX_FILES = 10
 MAX_BYTES = 1024 * 1024
 UPLOADS = 32
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, moto: S3Server) -> Iterator[Cluster]:
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    bucket, prefix = moto.create_bucket(), unique_prefix()
-    storage_url = f"s3://{bucket}/shared/?endpoint={moto.endpoint}&region={REGION}&allow_http=true"
-    env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-    yield Cluster(tmp_path, storage_url, prefix, env)
-    anyio.run(drop_tables, POSTGRES_URL, prefix)
-    moto.remove_bucket(bucket)
 
 
 @contextmanager

@@ -10,8 +10,6 @@ import signal
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import anyio
 import httpx
@@ -21,51 +19,10 @@ from sqlalchemy import select
 
 from openai_files import SQLMetadataStore
 
-from .conftest import ServerProcess, require_service, server_process
-from .databases import POSTGRES_URL, drop_tables, unique_prefix
-from .s3_servers import ACCESS_KEY, REGION, SECRET_KEY, S3Server
-
-KEY = "sk-replicas"
-
-
-@dataclass
-class Cluster:
-    """What every replica is started with: one bucket, one table prefix."""
-
-    workdir: Path
-    storage_url: str
-    table_prefix: str
-    env: dict[str, str] = field(default_factory=dict)
-
-    def args(self) -> list[str]:
-        return [
-            "--storage",
-            self.storage_url,
-            "--metadata",
-            POSTGRES_URL,
-            "--table-prefix",
-            self.table_prefix,
-            "--api-key",
-            f"{KEY}=tenant",
-            "--log-level",
-            "warning",
-        ]
-
-    def replica(self) -> ServerProcess:
-        server = ServerProcess(self.workdir, *self.args(), env=self.env)
-        server.wait_until_serving()
-        return server
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, moto: S3Server) -> Iterator[Cluster]:
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    bucket, prefix = moto.create_bucket(), unique_prefix()
-    storage_url = f"s3://{bucket}/shared/?endpoint={moto.endpoint}&region={REGION}&allow_http=true"
-    env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-    yield Cluster(tmp_path, storage_url, prefix, env)
-    anyio.run(drop_tables, POSTGRES_URL, prefix)
-    moto.remove_bucket(bucket)
+from .clusters import KEY, Cluster
+from .conftest import server_process
+from .databases import POSTGRES_URL
+from .s3_servers import S3Server
 
 
 @pytest.fixture
