@@ -184,6 +184,48 @@ OURS_PREFIX = "ours"
 """Where ours keeps its objects in `BENCH_BUCKET`."""
 
 
+BACKENDS = ("local", "s3")
+"""Where a benchmark with ``--backends`` may run ours: local disk + SQLite, or `ours_on_s3`."""
+
+
+def add_s3_rig_options(parser: argparse.ArgumentParser, *, backends: bool) -> None:
+    """The options of `ours_on_s3`: ``--metadata`` and ``--postgres-url``; with ``backends``,
+    also ``--backends`` (see `parse_backends`)."""
+    if backends:
+        parser.add_argument(
+            "--backends",
+            default=",".join(BACKENDS),
+            help="comma-separated backends of ours to measure: local, s3 (both)",
+        )
+    parser.add_argument(
+        "--metadata",
+        choices=("postgresql", "sqlite"),
+        default="postgresql",
+        help="our metadata store on S3 (postgresql)"
+        + ("; local disk always uses SQLite" if backends else ""),
+    )
+    add_postgres_option(parser)
+
+
+def parse_backends(parser: argparse.ArgumentParser, options: argparse.Namespace) -> None:
+    """Turn ``options.backends`` into a list of `BACKENDS`; a usage error for anything else."""
+    options.backends = [name.strip() for name in options.backends.split(",") if name.strip()]
+    unknown = sorted(set(options.backends) - set(BACKENDS))
+    if unknown or not options.backends:
+        parser.error(f"--backends takes local and/or s3, not {','.join(unknown) or 'nothing'}")
+
+
+def s3_rig_unavailable(options: argparse.Namespace) -> str | None:
+    """Why `ours_on_s3` cannot run here (moto, or the PostgreSQL server its records need), or
+    None; None too when ``options.backends`` leaves S3 out."""
+    if "s3" not in getattr(options, "backends", ("s3",)):
+        return None
+    missing = s3_server_missing()
+    if missing is None and options.metadata == "postgresql":
+        missing = postgres_missing(options.postgres_url)
+    return missing
+
+
 def ours_on_s3(
     stack: ExitStack,
     scratch: Path,

@@ -49,7 +49,7 @@ from harness import (
     OURS_PREFIX,
     MiB,
     add_allocator_option,
-    add_postgres_option,
+    add_s3_rig_options,
     allocator,
     allocator_name,
     baseline_server,
@@ -57,15 +57,14 @@ from harness import (
     expect,
     ours_on_s3,
     ours_server,
-    postgres_missing,
+    parse_backends,
     read_json,
     rotated,
     s3_objects,
-    s3_server_missing,
+    s3_rig_unavailable,
 )
 from report import Figure, Report, median
 
-BACKENDS = ("local", "s3")
 FILE_RESPONSE = "FileResponse"
 CHECK_EVERY = 25
 WRITE_OUT = "%{http_code} %{size_download} %{time_total} %header{content-range}\\n"
@@ -110,18 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--clients", type=int, default=1, help="concurrent curl processes (connections) (1)"
     )
     parser.add_argument("--seed", type=int, default=20261122, help="of the offsets (20261122)")
-    parser.add_argument(
-        "--backends",
-        default=",".join(BACKENDS),
-        help="comma-separated backends of ours to measure: local, s3 (both)",
-    )
-    parser.add_argument(
-        "--metadata",
-        choices=("postgresql", "sqlite"),
-        default="postgresql",
-        help="our metadata store on S3 (postgresql); local disk always uses SQLite",
-    )
-    add_postgres_option(parser)
+    add_s3_rig_options(parser, backends=True)
     add_allocator_option(parser)
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run: 32 MiB, 60 and 30 requests, 1 run"
@@ -134,10 +122,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     options = parser.parse_args(argv)
     if options.quick:
         options.size, options.requests, options.s3_requests, options.repeat = 32, 60, 30, 1
-    options.backends = [name.strip() for name in options.backends.split(",") if name.strip()]
-    unknown = sorted(set(options.backends) - set(BACKENDS))
-    if unknown or not options.backends:
-        parser.error(f"--backends takes local and/or s3, not {','.join(unknown) or 'nothing'}")
+    parse_backends(parser, options)
     if not 0 < options.range_kib * 1024 <= options.size * MiB:
         parser.error("--range-kib must be positive and at most the file's size")
     if options.clients < 1:
@@ -145,14 +130,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return options
 
 
-def unavailable(options: argparse.Namespace) -> str | None:
-    """Why this benchmark cannot run here (S3 needs moto, PostgreSQL its server), or None."""
-    if "s3" not in options.backends:
-        return None
-    missing = s3_server_missing()
-    if missing is None and options.metadata == "postgresql":
-        missing = postgres_missing(options.postgres_url)
-    return missing
+unavailable = s3_rig_unavailable
+"""Why this benchmark cannot run here (S3 needs moto, PostgreSQL its server), or None."""
 
 
 def offsets(seed: int, count: int, size: int, length: int) -> list[int]:

@@ -51,7 +51,7 @@ from harness import (
     ProcessCounters,
     Server,
     add_allocator_option,
-    add_postgres_option,
+    add_s3_rig_options,
     allocator,
     allocator_name,
     curl,
@@ -61,13 +61,12 @@ from harness import (
     ours_on_s3,
     peak_rss_bytes,
     post_file,
-    postgres_missing,
     read_json,
     reset_peak_rss,
     rotated,
     rss_bytes,
     s3_objects,
-    s3_server_missing,
+    s3_rig_unavailable,
 )
 from report import Figure, Report, Target, median
 
@@ -118,13 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--parts-in-flight", type=int, default=2, help="parts of a put sent at once, both sides (2)"
     )
-    parser.add_argument(
-        "--metadata",
-        choices=("postgresql", "sqlite"),
-        default="postgresql",
-        help="our metadata store (postgresql)",
-    )
-    add_postgres_option(parser)
+    add_s3_rig_options(parser, backends=False)
     add_allocator_option(parser)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 16 MiB, 64 MiB, 2")
     return parser
@@ -137,12 +130,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return options
 
 
-def unavailable(options: argparse.Namespace) -> str | None:
-    """Why this benchmark cannot run here, or None."""
-    missing = s3_server_missing()
-    if missing is None and options.metadata == "postgresql":
-        missing = postgres_missing(options.postgres_url)
-    return missing
+unavailable = s3_rig_unavailable
+"""Why this benchmark cannot run here, or None."""
 
 
 def run(options: argparse.Namespace) -> Report:

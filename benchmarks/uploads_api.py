@@ -58,7 +58,7 @@ from harness import (
     Server,
     Transfer,
     add_allocator_option,
-    add_postgres_option,
+    add_s3_rig_options,
     allocator,
     allocator_name,
     curl,
@@ -66,22 +66,21 @@ from harness import (
     make_multipart_body,
     ours_on_s3,
     ours_server,
+    parse_backends,
     peak_rss_bytes,
     post_file,
-    postgres_missing,
     read_json,
     reset_peak_rss,
     rotated,
     rss_bytes,
     s3_objects,
-    s3_server_missing,
+    s3_rig_unavailable,
     settle_disk,
 )
 from report import Figure, Report, Target, median
 
 MIN_VS_FILES_POST = 0.8
 MAX_MEMORY_GROWTH_MIB = 64
-BACKENDS = ("local", "s3")
 PURPOSE = "assistants"
 UPLOADS_API = "uploads api"
 FILES_POST = "files post"
@@ -138,18 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, default=2048, help="file size in MiB (2048)")
     parser.add_argument("--part-size", type=int, default=64, help="in MiB, at most 64 (64)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender (3)")
-    parser.add_argument(
-        "--backends",
-        default=",".join(BACKENDS),
-        help="comma-separated storage backends to measure: local, s3 (both)",
-    )
-    parser.add_argument(
-        "--metadata",
-        choices=("postgresql", "sqlite"),
-        default="postgresql",
-        help="our metadata store on S3 (postgresql); local disk always uses SQLite",
-    )
-    add_postgres_option(parser)
+    add_s3_rig_options(parser, backends=True)
     add_allocator_option(parser)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 48 MiB, 16 MiB, 1")
     return parser
@@ -160,23 +148,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     options = parser.parse_args(argv)
     if options.quick:
         options.size, options.part_size, options.repeat = 48, 16, 1
-    options.backends = [name.strip() for name in options.backends.split(",") if name.strip()]
-    unknown = sorted(set(options.backends) - set(BACKENDS))
-    if unknown or not options.backends:
-        parser.error(f"--backends takes local and/or s3, not {','.join(unknown) or 'nothing'}")
+    parse_backends(parser, options)
     if not 1 <= options.part_size <= 64:
         parser.error("--part-size must be between 1 and 64 MiB (the server's part limit)")
     return options
 
 
-def unavailable(options: argparse.Namespace) -> str | None:
-    """Why this benchmark cannot run here (S3 needs moto, PostgreSQL its server), or None."""
-    if "s3" not in options.backends:
-        return None
-    missing = s3_server_missing()
-    if missing is None and options.metadata == "postgresql":
-        missing = postgres_missing(options.postgres_url)
-    return missing
+unavailable = s3_rig_unavailable
+"""Why this benchmark cannot run here (S3 needs moto, PostgreSQL its server), or None."""
 
 
 def run(options: argparse.Namespace) -> Report:
