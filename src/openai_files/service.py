@@ -316,21 +316,16 @@ class FilesService:
                     param="after",
                 )
             cursor = (created_us, after)
+        self._check_offset(offset, after)
         owner, now = _checked_owner(owner), self.now()
         total = None
-        if offset is not None or self.policy.list_offset:
-            paging = self._offset_paging(offset, after)
-            total = await paging.count(owner, now=now, purpose=purpose)
-            if offset:
-                records = await paging.list_at(
-                    owner,
-                    now=now,
-                    purpose=purpose,
-                    offset=offset,
-                    limit=page_size + 1,
-                    order=direction,
-                )
-        if not offset:
+        if self.policy.list_offset:
+            total = await self._offset_paging.count(owner, now=now, purpose=purpose)
+        if offset:
+            records = await self._offset_paging.list_at(
+                owner, now=now, purpose=purpose, offset=offset, limit=page_size + 1, order=direction
+            )
+        else:
             records = await self.metadata.list(
                 owner, now=now, purpose=purpose, after=cursor, limit=page_size + 1, order=direction
             )
@@ -343,16 +338,22 @@ class FilesService:
             total=total,
         )
 
-    def _offset_paging(self, offset: int | None, after: str | None) -> OffsetPaging:
-        """The store, to page by ``offset`` and count; `InvalidRequest` where that is refused."""
-        if offset is not None and not self.policy.list_offset:
+    def _check_offset(self, offset: int | None, after: str | None) -> None:
+        """`InvalidRequest` for an ``offset`` the policy does not take, or cannot be used."""
+        if offset is None:
+            return
+        if not self.policy.list_offset:
             raise InvalidRequest(
                 "offset is not accepted here: page with after=<file id>.", param="offset"
             )
-        if offset is not None and after is not None:
+        if after is not None:
             raise InvalidRequest("Give after or offset, not both.", param="offset")
-        if offset is not None and offset < 0:
+        if offset < 0:
             raise InvalidRequest(f"offset must be 0 or more; got {offset}.", param="offset")
+
+    @property
+    def _offset_paging(self) -> OffsetPaging:
+        """The metadata store, to page by offset and count (`Policy.list_offset`)."""
         assert isinstance(self.metadata, OffsetPaging)  # checked when the service was made
         return self.metadata
 
