@@ -162,14 +162,9 @@ class Uploads:
             created = await self._assemble(upload, parts, md5)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await self._put_back(upload)
+                await self._move(upload, "pending")  # it can be completed again
             raise
         return await self._completed(upload, created)
-
-    async def _put_back(self, upload: UploadRecord) -> None:
-        """Return an upload whose assembly failed to ``pending``, so that it can be completed
-        again."""
-        await self._move(upload, "pending")
 
     async def _move(
         self, upload: UploadRecord, to: UploadState, file_id: str | None = None
