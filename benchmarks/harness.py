@@ -501,7 +501,8 @@ def moto_server(root: Path) -> Server:
     return Server("moto", argv, log=root.with_suffix(".log"), cwd=root)
 
 
-def _s3_client(endpoint: str) -> Any:
+def s3_client(endpoint: str) -> Any:
+    """A boto3 S3 client of the server at ``endpoint``, with the benchmarks' credentials."""
     import boto3  # type: ignore[import-untyped]  # only the S3 benchmarks need it
 
     return boto3.client(
@@ -514,12 +515,12 @@ def _s3_client(endpoint: str) -> Any:
 
 
 def create_bucket(endpoint: str, bucket: str) -> None:
-    _s3_client(endpoint).create_bucket(Bucket=bucket)
+    s3_client(endpoint).create_bucket(Bucket=bucket)
 
 
 def s3_objects(endpoint: str, bucket: str, prefix: str) -> dict[str, int]:
     """The size of every object under ``prefix``, by name (the first 1,000 objects)."""
-    listing = _s3_client(endpoint).list_objects_v2(Bucket=bucket, Prefix=prefix)
+    listing = s3_client(endpoint).list_objects_v2(Bucket=bucket, Prefix=prefix)
     return {item["Key"]: item["Size"] for item in listing.get("Contents", [])}
 
 

@@ -50,7 +50,6 @@ from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 from harness import (
@@ -70,6 +69,7 @@ from harness import (
     postgres_missing,
     postgres_tables,
     rss_bytes,
+    s3_client,
     s3_server_missing,
     s3_storage_url,
 )
@@ -290,18 +290,6 @@ def leaks(watch: Watch, servers: Sequence[Server], scratch: Path) -> dict[str, d
             "temporary files": sum(1 for path in temp.rglob("*") if path.is_file()),
         }
     return found
-
-
-def s3_client(endpoint: str) -> Any:
-    import boto3  # type: ignore[import-untyped]  # a dev dependency, as moto
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=S3_REGION,
-        aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
 
 
 async def check_after(soak: Soak, endpoint: str, table_prefix: str) -> None:
