@@ -143,7 +143,15 @@ class Download:
     start: int
 
     def chunks(self) -> Iterator[bytes]:
-        return self.response.iter_bytes(CHUNK_SIZE)
+        """The bytes as they arrive, so that an interrupted download keeps all it received."""
+        return self.response.iter_bytes()
+
+    @property
+    def etag(self) -> str | None:
+        """The server's strong ETag for the content, the only kind ``If-Range`` may carry;
+        None when it sent none or a weak one."""
+        tag = self.response.headers.get("etag")
+        return tag if tag and tag.startswith('"') else None
 
 
 class FilesClient:
@@ -214,12 +222,17 @@ class FilesClient:
         return self._json("DELETE", f"files/{quote(file_id, safe='')}")
 
     @contextmanager
-    def content(self, file_id: str, offset: int = 0) -> Iterator[Download]:
-        """The file's bytes from ``offset`` on, or from 0 when the server ignores ranges."""
+    def content(
+        self, file_id: str, offset: int = 0, if_range: str | None = None
+    ) -> Iterator[Download]:
+        """The file's bytes from ``offset`` on, or from 0 when the server ignores ranges or
+        its ETag is no longer ``if_range``."""
         # Identity, so that offsets and sizes count the file's own bytes.
         headers = {"accept-encoding": "identity"}
         if offset:
             headers["range"] = f"bytes={offset}-"
+            if if_range:
+                headers["if-range"] = if_range
         url = f"files/{quote(file_id, safe='')}/content"
         with self._translated(), self._http.stream("GET", url, headers=headers) as response:
             _raise_for_status(response)
