@@ -236,8 +236,13 @@ def _add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         "-o",
         "--output",
         metavar="PATH",
-        help="where to write (default: the file's name in the current directory); "
-        "a partial PATH is resumed",
+        help="where to write (default: the file's name, made safe, in the current directory); "
+        "an interrupted download, kept in PATH.part, is resumed",
+    )
+    down.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite an existing PATH, and replace side files that are not this file's",
     )
 
     remove = commands.add_parser("delete", parents=[connection], help="delete a file")

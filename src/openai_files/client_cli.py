@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
+from .download_target import RECORD_SUFFIX, DownloadTarget, Resume
 from .files_client import (
     Advance,
     ClientError,
@@ -40,16 +41,25 @@ __all__ = ["COMMANDS", "run_client_command", "safe_filename"]
 COLUMNS = ("id", "filename", "bytes", "purpose", "status", "created_at", "expires_at")
 
 
+NAME_MAX_BYTES = 255 - len(RECORD_SUFFIX)
+"""The longest name a download takes from the server, so that its side files' names fit the
+255 bytes most file systems allow."""
+
+
 def safe_filename(name: str, fallback: str) -> str:
-    """``name`` as a plain file name in the current directory: no directory part, no control
-    characters, not ``.`` or ``..``, at most 255 bytes; ``fallback`` (then ``download``) when
+    """``name`` as a plain, visible file name in the current directory: only its last path
+    component (after ``/`` or ``\\``), without control or format characters or surrounding
+    spaces, not ``.`` or ``..``, a leading dot prefixed with ``_`` (``.bashrc`` becomes
+    ``_.bashrc``), at most `NAME_MAX_BYTES` bytes; ``fallback`` (then ``download``) when
     nothing is left."""
     for candidate in (name, fallback):
         base = PurePosixPath(candidate.replace("\\", "/")).name
         base = "".join(c for c in base if c.isprintable()).strip()
-        base = base.encode()[:255].decode(errors="ignore")
-        if base not in {"", ".", ".."}:
-            return base
+        if base in {"", ".", ".."}:
+            continue
+        if base.startswith("."):
+            base = "_" + base
+        return base.encode()[:NAME_MAX_BYTES].decode(errors="ignore")
     return "download"
 
 
@@ -155,69 +165,69 @@ def delete(client: FilesClient, args: argparse.Namespace) -> None:
 def download(client: FilesClient, args: argparse.Namespace) -> None:
     found = client.retrieve(args.file_id)
     expected = found.get("bytes")
-    if not isinstance(expected, int):
+    if not isinstance(expected, int) or expected < 0:
         raise ClientError(f"unexpected answer: {args.file_id} has no 'bytes'")
     name = safe_filename(str(found.get("filename") or ""), args.file_id)
     path = Path(args.output or name)
     if path.is_dir():
         path = path / name
-    have = _size_of(path)
-    if have > expected:
-        raise ClientError(
-            f"{path} has {have} bytes, more than the {expected} of {args.file_id}: "
-            "remove it or choose another -o"
-        )
-    if have == expected and have:
-        _note(f"{path} is already complete ({expected} bytes)")
+    target = DownloadTarget(path, args.file_id, expected, force=args.force)
+    resume = target.prepare()
+    if resume.offset and resume.offset == expected:
+        _note(f"{target.part} is already complete ({expected} bytes)")
     else:
-        _fetch(client, args, path, have, expected)
-    size = _size_of(path)
-    if size < expected:
-        raise ClientError(f"{path} has {size} of {expected} bytes: run the command again to resume")
-    if size > expected:
-        raise ClientError(f"{path} has {size} bytes, more than the file's {expected}")
+        _fetch(client, args, target, resume)
+    target.commit()
     print(path)
+
+
+def _fetch(
+    client: FilesClient, args: argparse.Namespace, target: DownloadTarget, resume: Resume
+) -> None:
+    """Write the file's bytes to the target's part, after the ``resume.offset`` bytes already
+    there if the server honours the range (and its ETag is still ``resume.etag``), else from
+    the start."""
+    have = resume.offset
+    try:
+        with client.content(args.file_id, offset=have, if_range=resume.etag) as body:
+            if have and body.start:
+                _note(f"resuming at {have} bytes")
+            elif have:
+                _note(
+                    "the server sent the whole file (it does not resume downloads, or the file "
+                    "changed): downloading from the start"
+                )
+            _write(body, target, _progress_shown(args))
+    except ConnectionFailed as exc:
+        if _size_of(target.part):
+            raise ConnectionFailed(f"{exc}; run the command again to resume") from exc
+        raise
 
 
 def _size_of(path: Path) -> int:
     """The size of the file at ``path``; 0 when there is none."""
     try:
-        return path.stat().st_size
-    except FileNotFoundError:
+        return path.lstat().st_size
+    except OSError:
         return 0
-    except OSError as exc:
-        raise ClientError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def _fetch(
-    client: FilesClient, args: argparse.Namespace, path: Path, have: int, expected: int
-) -> None:
-    """Write the file's bytes to ``path``, after the ``have`` bytes already there if the
-    server honours the range, else from the start."""
-    try:
-        with client.content(args.file_id, offset=have) as body:
-            if have and body.start:
-                _note(f"resuming at {have} bytes")
-            elif have:
-                _note("the server does not resume downloads: downloading from the start")
-            _write(body, path, expected, _progress_shown(args))
-    except ConnectionFailed as exc:
-        if _size_of(path):
-            raise ConnectionFailed(f"{exc}; run the command again to resume") from exc
-        raise
-
-
-def _write(body: Download, path: Path, expected: int, shown: bool) -> None:
+def _write(body: Download, target: DownloadTarget, shown: bool) -> None:
+    """The body into the target's part, refusing bytes beyond the file's size."""
+    written = body.start
     try:
         with (
-            path.open("ab" if body.start else "wb") as out,
-            progress_bar(shown, path.name, expected, completed=body.start) as advance,
+            target.open(body.start, body.etag) as out,
+            progress_bar(shown, target.path.name, target.size, completed=body.start) as advance,
         ):
             for chunk in body.chunks():
+                written += len(chunk)
+                if written > target.size:
+                    raise ClientError(f"the server sent more than the file's {target.size} bytes")
                 out.write(chunk)
                 advance(len(chunk))
     except OSError as exc:
-        raise ClientError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise ClientError(f"cannot write {target.part}: {exc.strerror or exc}") from exc
 
 
 def file_table(files: list[JSONObject]) -> str:
