@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Table, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Table, delete, func, insert, inspect, select, text, update
 from sqlalchemy.schema import CreateColumn
 
 from .sql_schema import SCHEMA_VERSION, ExactString, Tables
@@ -75,9 +75,15 @@ def upgrade(connection: Connection, tables: Tables, found: int) -> None:
 
 
 def _redefine_exact_columns(connection: Connection, table: Table) -> None:
-    """``ALTER TABLE ... MODIFY`` every `ExactString` column of ``table`` to its definition."""
+    """``ALTER TABLE ... MODIFY`` every `ExactString` column of ``table`` to its definition
+    (those the database has: a later version may add more)."""
     dialect = connection.dialect
-    columns = [column for column in table.columns if isinstance(column.type, ExactString)]
+    present = {column["name"] for column in inspect(connection).get_columns(table.name)}
+    columns = [
+        column
+        for column in table.columns
+        if isinstance(column.type, ExactString) and column.name in present
+    ]
     if not columns:
         return
     changes = ", ".join(
