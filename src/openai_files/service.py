@@ -397,10 +397,16 @@ class FilesService:
         return await self.storage.presigned_url(record.storage_key, expires_in=expires_in)
 
     async def idempotent_file(self, owner: str, key: str) -> FileObject | None:
-        """The file the owner created with ``Idempotency-Key: key`` within 24 hours, if any."""
+        """The file the owner created with ``Idempotency-Key: key`` within 24 hours, if it is
+        still visible (once it expired or was deleted, the key starts a new file)."""
         since = self.now() - IDEMPOTENCY_WINDOW
         file_id = await self.metadata.idempotent_file(_checked_owner(owner), key, since=since)
-        return None if file_id is None else await self.retrieve(owner, file_id)
+        if file_id is None:
+            return None
+        try:
+            return await self.retrieve(owner, file_id)
+        except FileNotFound:
+            return None
 
     @property
     def uploads(self) -> Uploads:

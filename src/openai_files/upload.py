@@ -33,7 +33,8 @@ QUOTA_STEP = 8 * 1024 * 1024
 """Bytes reserved against a byte quota at a time while an upload streams in."""
 
 IDEMPOTENCY_WINDOW = DAY
-"""How long an ``Idempotency-Key`` keeps answering with the file it first created."""
+"""How long an ``Idempotency-Key`` keeps answering with the file it first created (while
+that file is visible)."""
 
 
 class PendingUpload:
@@ -155,7 +156,8 @@ class PendingUpload:
         """Check the file against its purpose's rules, then make it visible.
 
         With ``idempotency_key``, a file the owner created under the same key within 24 hours
-        is returned instead, and this upload is discarded.
+        and still visible is returned instead, and this upload is discarded; once that file
+        has expired or been deleted, this upload's file takes the key.
         """
         service = self._service
         service.check_purpose(purpose, system=self._system)

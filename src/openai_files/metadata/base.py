@@ -150,7 +150,9 @@ class MetadataStore(Protocol):
     """File records by owner and id.
 
     Every read and write takes the owner; a record of another owner behaves exactly like a
-    missing one. "Visible" is `FileRecord.visible_at`. Listing order is ``(created_us, id)``,
+    missing one. Owners, ids, holders, purposes and idempotency keys are compared exactly:
+    values that differ by case, accents, trailing spaces or Unicode normalization are different
+    values. "Visible" is `FileRecord.visible_at`. Listing order is ``(created_us, id)``,
     ascending or descending, which is total, so keyset pagination neither skips nor repeats a
     record. Every operation is atomic, also across processes sharing one database, and keeps
     each owner's `Usage` equal to the count and total bytes of their ``pending`` and
@@ -181,14 +183,20 @@ class MetadataStore(Protocol):
         usage following the change of ``bytes``; return its id.
 
         With ``idempotency_key``: if the owner already has a file under that key, remembered
-        at or after ``key_since`` (Unix seconds), commit nothing and return that file's id;
-        else remember the key for this file in the same transaction. `Conflict` when the
+        at or after ``key_since`` (Unix seconds) and still visible at ``record.changed_at``
+        (the time of this commit), commit nothing and return that file's id; else remember
+        the key for this file in the same transaction, in place of a file that expired, was
+        deleted or is gone. Of concurrent commits with one key, exactly one makes its file
+        visible and the others return its id. Keys, like owners, are compared exactly (case,
+        accents, trailing spaces and Unicode normalization all count). `Conflict` when the
         pending record no longer exists.
         """
         ...
 
     async def idempotent_file(self, owner: str, key: str, *, since: int) -> str | None:
-        """The id of the file the owner created under ``key`` at or after ``since``, or None."""
+        """The id of the file the owner created under ``key`` at or after ``since``, or None
+        once that file is deleted or gone (an expired file may still answer: check that it is
+        visible before use)."""
         ...
 
     async def get(

@@ -65,7 +65,7 @@ class MemoryMetadataStore:
         if current is None or current.state != "pending":
             raise Conflict("The upload was abandoned before it completed; upload it again.")
         if idempotency_key is not None:
-            earlier = await self.idempotent_file(record.owner, idempotency_key, since=key_since)
+            earlier = self._key_file(record.owner, idempotency_key, key_since, record.changed_at)
             if earlier is not None:
                 return earlier
             self._keys[(record.owner, idempotency_key)] = (record.id, record.changed_at)
@@ -73,11 +73,18 @@ class MemoryMetadataStore:
         return record.id
 
     async def idempotent_file(self, owner: str, key: str, *, since: int) -> str | None:
+        return self._key_file(owner, key, since, None)
+
+    def _key_file(self, owner: str, key: str, since: int, now: int | None) -> str | None:
+        """The file of the owner's key, if it is still there (and visible at ``now``, if
+        given): after a failed, deleted or expired upload the key is free again."""
         found = self._keys.get((owner, key))
         if found is None or found[1] < since:
             return None
-        record = self._records.get(found[0])  # only while the file is still there
-        return found[0] if record is not None and record.state == "active" else None
+        record = self._records.get(found[0])
+        if record is None or record.state != "active":
+            return None
+        return found[0] if now is None or record.visible_at(now) else None
 
     async def get(
         self, owner: str, file_id: str, *, now: int, include_deleted: bool = False

@@ -6,7 +6,8 @@ Every invariant is enforced by the database, never by locks in this process, so 
 share one database: state changes are conditional updates whose row count says who won, a
 quota is one conditional update of the owner's usage row, and a hold and a delete contend for
 the same file row. The tables are described in `openai_files.metadata.sql_schema`; they are
-created on first use and their version recorded, so a later release can migrate them.
+created on first use and their version recorded; tables of an older version are upgraded in
+place at start (`openai_files.metadata.sql_migrations`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .base import (
     UploadState,
     Usage,
 )
+from .sql_migrations import upgrade
 from .sql_schema import SCHEMA_VERSION, Tables, insert_ignoring_duplicates
 
 __all__ = ["SCHEMA_VERSION", "SQLMetadataStore"]
@@ -95,8 +97,9 @@ class SQLMetadataStore:
             await connection.run_sync(self.tables.metadata.create_all, checkfirst=True)
 
     async def _check_version(self) -> None:
+        """Record the version of tables just created, or upgrade older ones in place."""
         version = self.tables.version
-        async with self.engine.begin() as connection:
+        async with self.engine.connect() as connection:
             found = (await connection.execute(select(version.c.version))).scalars().all()
             if not found:
                 await connection.execute(insert(version).values(version=SCHEMA_VERSION))
@@ -105,6 +108,9 @@ class SQLMetadataStore:
                     f"The database schema is version {max(found)}, newer than this release "
                     f"understands ({SCHEMA_VERSION}); upgrade openai-files."
                 )
+            elif max(found) < SCHEMA_VERSION:
+                await connection.run_sync(upgrade, self.tables, max(found))
+            await connection.commit()
 
     async def drop_schema(self) -> None:
         """Drop this store's tables (for tests and uninstalls)."""
@@ -169,8 +175,9 @@ class SQLMetadataStore:
     async def _commit(self, record: FileRecord, key: str | None, key_since: int) -> str:
         files, keys = self._files, self.tables.idempotency
         async with self._transaction(translate_integrity=False) as connection:
+            now = record.changed_at
             if key is not None:
-                earlier = await self._key_file(connection, record.owner, key, key_since)
+                earlier = await self._key_file(connection, record.owner, key, key_since, now=now)
                 if earlier is not None:
                     return earlier
             mine = and_(files.c.id == record.id, files.c.owner == record.owner)
@@ -190,11 +197,11 @@ class SQLMetadataStore:
                 raise Conflict("The upload changed while it was completing; upload it again.")
             await self._add_usage(connection, record.owner, 0, record.bytes - reserved, None)
             if key is not None:
-                # Free the key only from a stale row (past the window, or whose file is gone):
-                # a fresh row another replica just wrote makes the insert below fail, and the
-                # caller answers with that replica's file.
+                # Free the key only from a stale row (past the window, or whose file is no longer
+                # visible: expired, deleted or gone): a fresh row another replica just wrote
+                # makes the insert below fail, and the caller answers with that replica's file.
                 live_file = select(files.c.id).where(
-                    files.c.id == keys.c.file_id, files.c.state == "active"
+                    files.c.id == keys.c.file_id, self._visible(now)
                 )
                 await connection.execute(
                     delete(keys).where(
@@ -215,18 +222,19 @@ class SQLMetadataStore:
 
     async def idempotent_file(self, owner: str, key: str, *, since: int) -> str | None:
         async with self._transaction() as connection:
-            return await self._key_file(connection, owner, key, since)
+            return await self._key_file(connection, owner, key, since, now=None)
 
     async def _key_file(
-        self, connection: AsyncConnection, owner: str, key: str, since: int
+        self, connection: AsyncConnection, owner: str, key: str, since: int, *, now: int | None
     ) -> str | None:
+        """The file of the owner's key, if it is still there (and visible at ``now``, if
+        given): after a failed, deleted or expired upload the key is free again."""
         keys = self.tables.idempotency
         files = self._files
-        # Only a key whose file is still there answers: after a failed or deleted upload the
-        # key is free again.
+        there = files.c.state == "active" if now is None else self._visible(now)
         query = (
             select(keys.c.file_id)
-            .join(files, and_(files.c.id == keys.c.file_id, files.c.state == "active"))
+            .join(files, and_(files.c.id == keys.c.file_id, there))
             .where(keys.c.owner == owner, keys.c.key == key, keys.c.created_at >= since)
         )
         found: str | None = (await connection.execute(query)).scalar()

@@ -1,6 +1,6 @@
 """The SQL store's tables, named with a prefix, and the dialect-specific statements it needs.
 
-Schema version 1:
+Schema version 2 (`openai_files.metadata.sql_migrations` upgrades older tables):
 
 - ``<prefix>files``: one row per file, in any state; ``hold_count`` mirrors the rows of
   ``holds`` so that visibility and delete protection are one row's columns.
@@ -9,7 +9,12 @@ Schema version 1:
   them by every write, so that quotas are checked with one conditional update.
 - ``<prefix>idempotency``: which file an owner's ``Idempotency-Key`` created, and when.
 - ``<prefix>uploads`` and ``<prefix>upload_parts``: the Uploads API's uploads and their parts.
-- ``<prefix>schema_version``: the version the tables were created at.
+- ``<prefix>schema_version``: the version the tables are at.
+
+Every column the store compares for equality with a value it was given (owners, ids,
+idempotency keys, holders, purposes, storage keys) is an `ExactString`: two values are equal
+only when they are the same characters, so ``alice`` and ``alice `` are two owners and
+``Report-2024`` and ``report-2024`` two keys, on every database.
 """
 
 from __future__ import annotations
@@ -19,16 +24,60 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["SCHEMA_VERSION", "Tables", "insert_ignoring_duplicates"]
+__all__ = ["SCHEMA_VERSION", "ExactString", "Tables", "insert_ignoring_duplicates"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-# Case- and accent-sensitive comparison of ids on MySQL/MariaDB, whose default collation is not.
-_ID = String(64).with_variant(mysql.VARCHAR(64, collation="utf8mb4_bin"), "mysql", "mariadb")
-_OWNER = String(255).with_variant(mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql", "mariadb")
 _CHARSET = "utf8mb4"
+MARIADB_EXACT_COLLATION = "utf8mb4_nopad_bin"
+"""Binary and NO PAD on MariaDB (10.2 and later)."""
+MYSQL_EXACT_COLLATION = "utf8mb4_0900_bin"
+"""Binary and NO PAD on MySQL (8.0.17 and later)."""
+
+
+class ExactString(TypeDecorator[str]):
+    """A string of up to ``length`` characters, equal only to the very same characters.
+
+    SQLite compares with its default ``BINARY`` collation (memcmp), PostgreSQL with the
+    database's collation, which for equality is byte for byte (a database's default collation
+    is always deterministic), and neither pads. MySQL and MariaDB compare with a column's
+    collation, whose default there ignores case and accents and whose ``utf8mb4_bin`` still
+    ignores trailing spaces (PAD SPACE): there the column gets the binary NO PAD collation of
+    the server it is created on. It stays a character column, so values read back are `str`.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, length: int) -> None:
+        super().__init__(length)
+        self.length = length
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            # A ``mysql://`` URL reaching MariaDB keeps the dialect name ``mysql``; the server
+            # it is connected to says which collation exists there.
+            collation = (
+                MARIADB_EXACT_COLLATION
+                if getattr(dialect, "is_mariadb", False)
+                else MYSQL_EXACT_COLLATION
+            )
+            varchar = mysql.VARCHAR(self.length, charset=_CHARSET, collation=collation)
+            return dialect.type_descriptor(varchar)
+        return dialect.type_descriptor(String(self.length))
+
+
+def _id() -> ExactString:
+    return ExactString(64)
+
+
+def _name() -> ExactString:
+    """An owner, holder, idempotency key or storage key: up to 255 characters."""
+    return ExactString(255)
 
 
 @dataclass(frozen=True)
@@ -50,16 +99,16 @@ class Tables:
         files = Table(
             f"{prefix}files",
             metadata,
-            Column("id", _ID, primary_key=True),
-            Column("owner", _OWNER, nullable=False),
-            Column("purpose", String(64), nullable=False),
+            Column("id", _id(), primary_key=True),
+            Column("owner", _name(), nullable=False),
+            Column("purpose", ExactString(64), nullable=False),
             Column("filename", Text, nullable=False),
             Column("bytes", BigInteger, nullable=False),
             Column("created_us", BigInteger, nullable=False),
             Column("expires_at", BigInteger, nullable=True),
             Column("status", String(16), nullable=False),
             Column("status_details", Text, nullable=True),
-            Column("storage_key", String(255), nullable=False),
+            Column("storage_key", _name(), nullable=False),
             Column("sha256", String(64), nullable=True),
             Column("media_type", String(255), nullable=True),
             Column("state", String(16), nullable=False),
@@ -76,15 +125,15 @@ class Tables:
         holds = Table(
             f"{prefix}holds",
             metadata,
-            Column("file_id", _ID, primary_key=True),
-            Column("holder", String(255), primary_key=True),
+            Column("file_id", _id(), primary_key=True),
+            Column("holder", _name(), primary_key=True),
             Column("created_at", BigInteger, nullable=False),
             mysql_charset=_CHARSET,
         )
         usage = Table(
             f"{prefix}usage",
             metadata,
-            Column("owner", _OWNER, primary_key=True),
+            Column("owner", _name(), primary_key=True),
             Column("files", BigInteger, nullable=False),
             Column("bytes", BigInteger, nullable=False),
             mysql_charset=_CHARSET,
@@ -92,38 +141,38 @@ class Tables:
         idempotency = Table(
             f"{prefix}idempotency",
             metadata,
-            Column("owner", _OWNER, primary_key=True),
-            Column("key", String(255), primary_key=True),
-            Column("file_id", _ID, nullable=False),
+            Column("owner", _name(), primary_key=True),
+            Column("key", _name(), primary_key=True),
+            Column("file_id", _id(), nullable=False),
             Column("created_at", BigInteger, nullable=False),
             mysql_charset=_CHARSET,
         )
         uploads = Table(
             f"{prefix}uploads",
             metadata,
-            Column("id", _ID, primary_key=True),
-            Column("owner", _OWNER, nullable=False),
+            Column("id", _id(), primary_key=True),
+            Column("owner", _name(), nullable=False),
             Column("filename", Text, nullable=False),
-            Column("purpose", String(64), nullable=False),
+            Column("purpose", ExactString(64), nullable=False),
             Column("bytes", BigInteger, nullable=False),
             Column("mime_type", String(255), nullable=False),
             Column("expires_after", BigInteger, nullable=True),
             Column("created_at", BigInteger, nullable=False),
             Column("expires_at", BigInteger, nullable=False),
             Column("state", String(16), nullable=False),
-            Column("file_id", _ID, nullable=True),
+            Column("file_id", _id(), nullable=True),
             Index(f"{prefix}uploads_by_state", "state", "expires_at"),
             mysql_charset=_CHARSET,
         )
         parts = Table(
             f"{prefix}upload_parts",
             metadata,
-            Column("id", _ID, primary_key=True),
-            Column("upload_id", _ID, nullable=False),
-            Column("owner", _OWNER, nullable=False),
+            Column("id", _id(), primary_key=True),
+            Column("upload_id", _id(), nullable=False),
+            Column("owner", _name(), nullable=False),
             Column("bytes", BigInteger, nullable=False),
             Column("sha256", String(64), nullable=False),
-            Column("storage_key", String(255), nullable=False),
+            Column("storage_key", _name(), nullable=False),
             Column("created_at", BigInteger, nullable=False),
             Index(f"{prefix}upload_parts_by_upload", "upload_id"),
             mysql_charset=_CHARSET,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import secrets
+import unicodedata
 
 import anyio
 import pytest
 
 from ..errors import Conflict, QuotaExceeded
-from ..ids import new_file_id
+from ..ids import new_file_id, new_object_id
 from ..metadata.base import (
     FileRecord,
     MetadataStore,
@@ -16,6 +17,7 @@ from ..metadata.base import (
     Quota,
     RecordState,
     StatusUpdates,
+    UploadRecord,
     Usage,
 )
 
@@ -23,6 +25,9 @@ __all__ = ["MetadataConformance", "make_record"]
 
 NOW = 1_800_000_000
 T0 = NOW * 1_000_000
+# One name, composed (U+00E9) and decomposed (e + U+0301): equal to a reader, not to a store.
+_NFC_OWNER = unicodedata.normalize("NFC", "josé")
+_NFD_OWNER = unicodedata.normalize("NFD", "josé")
 
 
 def make_record(
@@ -49,6 +54,22 @@ def make_record(
         sha256="0" * 64,
         media_type="application/jsonl",
         state=state,
+    )
+
+
+def _make_upload(owner: str = "alice") -> UploadRecord:
+    """A pending upload with sensible defaults and a fresh id."""
+    return UploadRecord(
+        id=new_object_id("upload_"),
+        owner=owner,
+        filename="data.jsonl",
+        purpose="batch",
+        bytes=100,
+        mime_type="application/jsonl",
+        expires_after=None,
+        created_at=NOW,
+        expires_at=NOW + 3600,
+        state="pending",
     )
 
 
@@ -118,6 +139,58 @@ class MetadataConformance:
         assert await metadata.begin_delete("bob", record.id, now=NOW) is None
         await metadata.remove("bob", record.id)
         assert await metadata.get("alice", record.id, now=NOW) == record
+
+    @pytest.mark.parametrize(
+        ("owner", "other"),
+        [
+            pytest.param("alice", "alice ", id="trailing-space"),
+            pytest.param("alice", "Alice", id="case"),
+            pytest.param(_NFC_OWNER, _NFD_OWNER, id="unicode-normalization"),
+        ],
+    )
+    async def test_owners_are_compared_exactly(
+        self, metadata: MetadataStore, owner: str, other: str
+    ) -> None:
+        """Owners that differ by a trailing space, by case, or only by Unicode normalization
+        are separate tenants: neither reads, lists, deletes, holds or counts the other's files,
+        and each has a quota of its own."""
+        quota = Quota(max_files=1, max_bytes=100)
+        mine = make_record(owner)
+        await metadata.insert(mine, quota=quota)
+        assert await metadata.get(other, mine.id, now=NOW) is None
+        assert await metadata.list(other, now=NOW, limit=10) == []
+        assert await metadata.usage(other) == Usage(files=0, bytes=0)
+        assert not await metadata.hold(other, mine.id, "batch-1", now=NOW)
+        assert await metadata.begin_delete(other, mine.id, now=NOW) is None
+        await metadata.remove(other, mine.id)
+        theirs = make_record(other, created_us=T0 + 1)
+        await metadata.insert(theirs, quota=quota)  # the quota is not shared either
+        assert await metadata.usage(other) == Usage(files=1, bytes=theirs.bytes)
+        assert await metadata.usage(owner) == Usage(files=1, bytes=mine.bytes)
+        assert [r.id for r in await metadata.list(owner, now=NOW, limit=10)] == [mine.id]
+        assert await metadata.get(owner, mine.id, now=NOW) == mine
+
+    async def test_ids_holders_purposes_and_storage_keys_are_compared_exactly(
+        self, metadata: MetadataStore
+    ) -> None:
+        """No identifier matches another that differs by a trailing space or by case."""
+        record = make_record(purpose="batch")
+        await metadata.insert(record)
+        for file_id in (record.id + " ", record.id.upper()):
+            assert await metadata.get("alice", file_id, now=NOW) is None
+            assert not await metadata.hold("alice", file_id, "batch-1", now=NOW)
+        for purpose in ("batch ", "Batch"):
+            assert await metadata.list("alice", now=NOW, purpose=purpose, limit=10) == []
+        assert await metadata.hold("alice", record.id, "batch-1", now=NOW)
+        for holder in ("batch-1 ", "Batch-1"):
+            assert not await metadata.release("alice", record.id, holder)
+        assert (await metadata.get("alice", record.id, now=NOW)) == record.replace(hold_count=1)
+        wrong = [record.storage_key + " ", record.storage_key.upper()]
+        assert await metadata.existing_keys(wrong) == set()
+        upload = _make_upload()
+        await metadata.create_upload(upload)
+        assert await metadata.get_upload("alice", upload.id + " ") is None
+        assert await metadata.get_upload("alice ", upload.id) is None
 
     async def test_list_orders_by_creation_time_both_ways_and_filters_by_purpose(
         self, metadata: MetadataStore
@@ -394,6 +467,68 @@ class MetadataConformance:
         assert await metadata.idempotent_file("alice", "k", since=NOW - 10) == first.id
         assert await metadata.idempotent_file("alice", "k", since=NOW + 1) is None
         assert await metadata.idempotent_file("bob", "k", since=0) is None
+
+    async def test_idempotency_keys_are_compared_exactly(self, metadata: MetadataStore) -> None:
+        """Keys that differ by case, by an accent or by a trailing space are different keys:
+        each commits a file of its own."""
+        keys = ["Report-2024", "report-2024", "réport-2024", "Report-2024 "]
+        records = [
+            make_record(created_us=T0 + index, state="pending").replace(changed_at=NOW)
+            for index in range(len(keys))
+        ]
+        for record in records:
+            await metadata.insert(record)
+        for key, record in zip(keys, records, strict=True):
+            assert await metadata.commit(record, idempotency_key=key, key_since=0) == record.id
+        for key, record in zip(keys, records, strict=True):
+            assert await metadata.idempotent_file("alice", key, since=0) == record.id
+        listed = await metadata.list("alice", now=NOW, limit=10)
+        assert len(listed) == len(keys)
+
+    @pytest.mark.parametrize("fate", ["expired", "deleted", "gone"])
+    async def test_a_key_whose_file_is_no_longer_visible_goes_to_the_next_file(
+        self, metadata: MetadataStore, fate: str
+    ) -> None:
+        """A key whose file expired (swept or not), was deleted or is gone is free: the next
+        commit with it makes its own file visible and takes the key."""
+        first = make_record(state="pending", expires_at=NOW + 5).replace(changed_at=NOW)
+        await metadata.insert(first)
+        assert await metadata.commit(first, idempotency_key="k", key_since=0) == first.id
+        later = NOW + 10
+        if fate != "expired":
+            assert await metadata.begin_delete("alice", first.id, now=NOW) is not None
+            await metadata.remove("alice", first.id, keep_record=fate == "deleted")
+        second = make_record(created_us=T0 + 1, state="pending").replace(changed_at=later)
+        await metadata.insert(second)
+        assert await metadata.commit(second, idempotency_key="k", key_since=0) == second.id
+        assert await metadata.get("alice", second.id, now=later) is not None
+        assert await metadata.idempotent_file("alice", "k", since=0) == second.id
+
+    async def test_concurrent_commits_with_a_key_whose_file_expired_make_one_file(
+        self, metadata: MetadataStore
+    ) -> None:
+        expired = make_record(state="pending", expires_at=NOW + 5).replace(changed_at=NOW)
+        await metadata.insert(expired)
+        await metadata.commit(expired, idempotency_key="k", key_since=0)
+        later = NOW + 10
+        racers = [
+            make_record(created_us=T0 + 1 + index, state="pending").replace(changed_at=later)
+            for index in range(4)
+        ]
+        for racer in racers:
+            await metadata.insert(racer)
+        answers: list[str] = []
+
+        async def commit(record: FileRecord) -> None:
+            answers.append(await metadata.commit(record, idempotency_key="k", key_since=0))
+
+        async with anyio.create_task_group() as group:
+            for racer in racers:
+                group.start_soon(commit, racer)
+        assert len(set(answers)) == 1
+        assert answers[0] in {racer.id for racer in racers}
+        visible = await metadata.list("alice", now=later, limit=10)
+        assert [record.id for record in visible] == answers[:1]
 
     async def test_existing_keys_finds_the_storage_keys_of_any_record(
         self, metadata: MetadataStore
