@@ -26,7 +26,7 @@ from openai_files import (
     create_app,
     files_routes,
 )
-from openai_files.app import exception_handlers
+from openai_files.http.app import exception_handlers
 
 from .conftest import BATCH_LINE
 

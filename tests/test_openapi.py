@@ -21,14 +21,14 @@ from starlette.routing import Mount, Route
 from openai_files import (
     BackendUnavailable,
     FilesService,
-    FormLimits,
     MemoryMetadataStore,
     MemoryStorage,
     Policy,
     api_key_auth,
     create_app,
 )
-from openai_files.openapi import OPENAPI_PATH, openapi_document
+from openai_files.http import FormLimits
+from openai_files.http._openapi import OPENAPI_PATH, openapi_document
 from openai_files.policy import PURPOSE_PATTERN
 
 pytestmark = pytest.mark.anyio

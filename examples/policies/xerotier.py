@@ -47,8 +47,8 @@ from openai_files import (
     create_app,
     open_embedded,
 )
+from openai_files.http.ratelimit import TokenBucket
 from openai_files.policy import DAY, OPENAI_SYSTEM_PURPOSES, FileTypes
-from openai_files.ratelimit import TokenBucket
 from openai_files.validation import BATCH_RULES
 
 # --8<-- [start:policy]

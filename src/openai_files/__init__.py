@@ -3,13 +3,18 @@
 Mount `create_app` in a gateway, use `FilesService` directly from Python, or run
 ``openai-files serve``. Bytes live in a `Storage` (memory, local disk, S3), records in a
 `MetadataStore` (memory, SQL). Optional backends (S3, PostgreSQL, MySQL drivers) are imported
-only when used.
+only when used: `S3Storage` is loaded on first use of the name.
+
+The public API is exactly ``__all__``. The layers are folders: the library at the top
+(`FilesService`, `Uploads`, `Policy`, errors, events, the sweeper), backends in
+`openai_files.storage` and `openai_files.metadata`, the HTTP edge in `openai_files.http`, the
+command line in `openai_files.cli`.
 """
 
-from __future__ import annotations
+import typing as _typing
+import warnings as _warnings
 
-from .app import create_app, files_routes
-from .auth import Authenticator, api_key_auth, open_auth, scope_owner_auth
+from .backends import open_embedded, open_metadata, open_service, open_storage
 from .errors import (
     AuthenticationFailed,
     BackendUnavailable,
@@ -21,17 +26,28 @@ from .errors import (
     InvalidRequest,
     MalformedUpload,
     OpenAIFilesError,
+    QuotaExceeded,
+    RateLimited,
+    RequestTimeout,
     RequestTooLarge,
     UnsupportedFileType,
+    UploadNotFound,
 )
+from .events import EventHook, FileEvent
+from .http import Authenticator, api_key_auth, create_app, files_routes, open_auth, scope_owner_auth
 from .metadata import FileRecord, MemoryMetadataStore, MetadataStore
+from .metadata.base import Quota
 from .metadata.sql import SQLMetadataStore
-from .models import ErrorBody, ErrorDetail, FileDeleted, FileList, FileObject
-from .multipart import FormLimits
-from .policy import Policy
-from .service import FileContent, FilesService, PendingUpload
+from .models import FileDeleted, FileList, FileObject
+from .policy import FileTypes, Policy
+from .service import FileContent, FilesService, FileStat, PendingUpload
 from .storage import LocalStorage, MemoryStorage, Storage, StoredBlob
-from .urls import open_embedded, open_metadata, open_service, open_storage
+from .sweeper import SweepReport
+from .uploads import Uploads
+from .validation import JSONLRules
+
+if _typing.TYPE_CHECKING:
+    from .storage.s3 import S3Storage
 
 __version__ = "0.1.0"
 
@@ -41,19 +57,21 @@ __all__ = [
     "BackendUnavailable",
     "BlobNotFound",
     "Conflict",
-    "ErrorBody",
-    "ErrorDetail",
+    "EventHook",
     "FileContent",
     "FileDeleted",
+    "FileEvent",
     "FileList",
     "FileNotFound",
     "FileObject",
     "FileRecord",
+    "FileStat",
     "FileTooLarge",
+    "FileTypes",
     "FilesService",
-    "FormLimits",
     "InvalidFile",
     "InvalidRequest",
+    "JSONLRules",
     "LocalStorage",
     "MalformedUpload",
     "MemoryMetadataStore",
@@ -62,11 +80,19 @@ __all__ = [
     "OpenAIFilesError",
     "PendingUpload",
     "Policy",
+    "Quota",
+    "QuotaExceeded",
+    "RateLimited",
+    "RequestTimeout",
     "RequestTooLarge",
+    "S3Storage",
     "SQLMetadataStore",
     "Storage",
     "StoredBlob",
+    "SweepReport",
     "UnsupportedFileType",
+    "UploadNotFound",
+    "Uploads",
     "__version__",
     "api_key_auth",
     "create_app",
@@ -78,3 +104,33 @@ __all__ = [
     "open_storage",
     "scope_owner_auth",
 ]
+
+_MOVED_NAMES = {
+    "ErrorBody": "openai_files.http._responses",
+    "ErrorDetail": "openai_files.http._responses",
+    "FormLimits": "openai_files.http",
+}
+"""Names exported here before they moved to the HTTP edge: they warn for one release."""
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name == "S3Storage":  # the [s3] extra: obstore is imported on first use of the name
+        from .storage.s3 import S3Storage
+
+        return S3Storage
+    if name in _MOVED_NAMES:
+        from importlib import import_module
+
+        where = _MOVED_NAMES[name]
+        _warnings.warn(
+            f"openai_files.{name} is deprecated and goes in the next release: "
+            f"it is part of the HTTP edge now ({where}).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(import_module(where), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"S3Storage"})

@@ -16,12 +16,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .app import create_app
-from .auth import Authenticator, api_key_auth, open_auth
-from .metadata.base import DEFAULT_TABLE_PREFIX
-from .policy import Policy
-from .serve_options import policy_from_args, server_settings
-from .urls import open_service
+from ..backends import open_service
+from ..http.app import create_app
+from ..http.auth import Authenticator, api_key_auth, open_auth
+from ..metadata.base import DEFAULT_TABLE_PREFIX
+from ..policy import Policy
+from ._serve_options import policy_from_args, server_settings
 
 __all__ = ["build_parser", "main"]
 
@@ -295,10 +295,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return serve(args)
     # The client (and httpx) only for the client commands.
-    from .client_cli import run_client_command
+    from ._client_commands import run_client_command
 
     return run_client_command(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,8 +9,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .metadata.base import Quota
-from .policy import Policy
+from ..metadata.base import Quota
+from ..policy import Policy
 
 __all__ = [
     "load_policy",

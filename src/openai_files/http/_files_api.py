@@ -13,19 +13,19 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from .auth import Authenticator
-from .errors import (
+from ..errors import (
     InvalidRequest,
     MalformedUpload,
     RateLimited,
     RequestTimeout,
     RequestTooLarge,
 )
-from .multipart import FormLimits, MultipartReader, boundary_from_content_type
-from .ranges import Unsatisfiable, http_date, not_modified, range_applies, requested_range
+from ..service import FilesService
+from ._multipart import FormLimits, MultipartReader, boundary_from_content_type
+from ._ranges import Unsatisfiable, http_date, not_modified, range_applies, requested_range
+from ._responses import FileDownloadResponse, content_disposition, openai_error
+from .auth import Authenticator
 from .ratelimit import RateLimiter
-from .responses import FileDownloadResponse, content_disposition, openai_error
-from .service import FilesService
 
 __all__ = ["FilesEndpoints", "parse_expires_after"]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from .errors import MalformedUpload, RequestTooLarge
+from ..errors import MalformedUpload, RequestTooLarge
 
 __all__ = ["FormLimits", "MultipartReader", "Part", "boundary_from_content_type"]
 

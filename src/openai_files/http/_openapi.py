@@ -20,9 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .openapi_components import JSON, headers, model_schemas, parameters, request_schemas
-from .openapi_operations import operations as all_operations
-from .policy import Policy
+from ..policy import Policy
+from ._openapi_components import JSON, headers, model_schemas, parameters, request_schemas
+from ._openapi_operations import operations as all_operations
 
 __all__ = ["OPENAPI_PATH", "model_schemas", "openapi_document", "openapi_route"]
 

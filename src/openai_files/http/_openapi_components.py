@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
-from .models import (
+from ..models import (
     ErrorBody,
     FileDeleted,
     FileList,
@@ -18,7 +18,7 @@ from .models import (
     UploadObject,
     UploadPartObject,
 )
-from .policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, PURPOSE_PATTERN, Policy
+from ..policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, PURPOSE_PATTERN, Policy
 
 __all__ = [
     "JSON",

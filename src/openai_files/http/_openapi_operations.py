@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import copy
 
-from .openapi_components import JSON, json_content, ref, schema
-from .policy import Policy
+from ..policy import Policy
+from ._openapi_components import JSON, json_content, ref, schema
 
 __all__ = ["operations"]
 

@@ -11,7 +11,7 @@ import anyio
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from .errors import (
+from ..errors import (
     AuthenticationFailed,
     BackendUnavailable,
     BlobNotFound,
@@ -25,8 +25,8 @@ from .errors import (
     RequestTimeout,
     UploadNotFound,
 )
-from .models import ErrorBody, ErrorDetail
-from .service import FileContent
+from ..models import ErrorBody, ErrorDetail
+from ..service import FileContent
 
 __all__ = ["FileDownloadResponse", "content_disposition", "error_response", "openai_error"]
 

@@ -11,10 +11,10 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .endpoints import FilesEndpoints, parse_expires_after, request_body
-from .errors import InvalidRequest, MalformedUpload, RequestTooLarge
-from .multipart import MultipartReader, boundary_from_content_type
-from .service import FilesService
+from ..errors import InvalidRequest, MalformedUpload, RequestTooLarge
+from ..service import FilesService
+from ._files_api import FilesEndpoints, parse_expires_after, request_body
+from ._multipart import MultipartReader, boundary_from_content_type
 
 __all__ = ["UploadsEndpoints"]
 

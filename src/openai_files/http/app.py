@@ -14,16 +14,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ..errors import OpenAIFilesError
+from ..service import FilesService
+from ..storage import PresignedURLs
+from ._files_api import FilesEndpoints
+from ._multipart import FormLimits
+from ._openapi import openapi_document, openapi_route
+from ._responses import error_response, openai_error
+from ._uploads_api import UploadsEndpoints
 from .auth import Authenticator, open_auth
-from .endpoints import FilesEndpoints
-from .errors import OpenAIFilesError
-from .multipart import FormLimits
-from .openapi import openapi_document, openapi_route
 from .ratelimit import RateLimiter
-from .responses import error_response, openai_error
-from .service import FilesService
-from .storage import PresignedURLs
-from .uploads_endpoints import UploadsEndpoints
 
 __all__ = ["create_app", "files_routes"]
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.requests import Request
 
-from .errors import AuthenticationFailed
+from ..errors import AuthenticationFailed
 
 __all__ = ["Authenticator", "api_key_auth", "open_auth", "scope_owner_auth"]
 

@@ -1,0 +1,11 @@
+"""Moved to `openai_files.http._responses`; this path warns, and goes in the next release."""
+
+from typing import Any
+
+from ._deprecated import moved_module
+
+_moved = moved_module(__name__)
+
+
+def __getattr__(name: str) -> Any:
+    return getattr(_moved, name)
