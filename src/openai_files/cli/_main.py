@@ -105,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(OPENAI_FILES_UPLOADS_API=false)",
     )
     serve.add_argument(
+        "--file-too-large-status",
+        type=int,
+        choices=(413, 400),
+        default=_optional_int(_env("FILE_TOO_LARGE_STATUS", "")),
+        help="the HTTP status of file_too_large errors: 413 (OpenAI's, the default) or 400, as "
+        "some platforms answer (OPENAI_FILES_FILE_TOO_LARGE_STATUS)",
+    )
+    serve.add_argument(
         "--policy",
         default=_env("POLICY", "") or None,
         metavar="FILE.py:NAME|MODULE:NAME",
@@ -263,6 +271,9 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"openai-files serve: error: {exc}", file=sys.stderr)
         return 2
+    if args.file_too_large_status not in (None, 400, 413):
+        print("openai-files serve: error: the file too large status is 413 or 400", file=sys.stderr)
+        return 2
     if args.storage is None or args.metadata is None:  # something is kept in the data dir
         Path(args.data_dir).mkdir(parents=True, exist_ok=True)
     service = open_service(storage, metadata, policy=policy, table_prefix=args.table_prefix)
@@ -285,6 +296,7 @@ def serve(args: argparse.Namespace) -> int:
         sweep_stale_after=args.stale_after,
         close_service=True,
         uploads_api=args.uploads_api,
+        file_too_large_status=args.file_too_large_status,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())
     return 0

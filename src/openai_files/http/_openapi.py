@@ -23,6 +23,7 @@ from starlette.routing import Route
 from ..policy import Policy
 from ._openapi_components import JSON, headers, model_schemas, parameters, request_schemas
 from ._openapi_operations import operations as all_operations
+from ._responses import too_large_status
 
 __all__ = ["OPENAPI_PATH", "model_schemas", "openapi_document", "openapi_route"]
 
@@ -62,15 +63,17 @@ def openapi_document(
     *,
     download_redirects: bool = False,
     uploads_api: bool = True,
+    file_too_large_status: int | None = None,
 ) -> JSON:
     """The OpenAPI 3.1 document of the routes served under ``prefixes`` with ``policy``.
 
     Each prefix gets its own path items (operation ids after the first prefix carry a suffix
     such as ``_v1``). ``download_redirects``: downloads may answer 307 to a presigned URL (an
     app with ``presigned_downloads`` over storage that signs URLs). Without ``uploads_api``
-    the Uploads API's paths are left out.
+    the Uploads API's paths are left out. ``file_too_large_status``: as `create_app`'s.
     """
-    operations = all_operations(policy, download_redirects)
+    too_large = too_large_status(file_too_large_status, policy)
+    operations = all_operations(policy, download_redirects, too_large)
     if not uploads_api:
         operations = {path: ops for path, ops in operations.items() if "/uploads" not in path}
     paths: JSON = {}

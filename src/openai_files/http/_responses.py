@@ -26,13 +26,22 @@ from ..errors import (
     UploadNotFound,
 )
 from ..models import ErrorBody, ErrorDetail
+from ..policy import Policy
 from ..service import FileContent
 
-__all__ = ["FileDownloadResponse", "content_disposition", "error_response", "openai_error"]
+__all__ = [
+    "FILE_TOO_LARGE_STATUS_KEY",
+    "FileDownloadResponse",
+    "content_disposition",
+    "error_response",
+    "openai_error",
+    "too_large_status",
+]
 
 log = logging.getLogger("openai_files")
 
-# (status, OpenAI error type) by error class; the first match in this order wins.
+# The HTTP status and OpenAI error `type` of each library error (`openai_files.errors`): the one
+# place where errors meet HTTP. The first match in this order wins; an error not listed is 500.
 _STATUS: tuple[tuple[type[OpenAIFilesError], int, str], ...] = (
     (InvalidRequest, 400, "invalid_request_error"),
     (AuthenticationFailed, 401, "authentication_error"),
@@ -65,9 +74,23 @@ def openai_error(
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
 
+FILE_TOO_LARGE_STATUS_KEY = "openai_files.file_too_large_status"
+"""The ASGI scope key under which the Files routes leave the status of ``file_too_large`` for
+the error handler (`files_routes(file_too_large_status=...)`)."""
+
+
+def too_large_status(chosen: int | None, policy: Policy) -> int:
+    """The status of ``file_too_large`` errors: ``chosen`` (413 or 400), else the deprecated
+    `Policy.file_too_large_status` (413 unless set)."""
+    status = policy.file_too_large_status if chosen is None else chosen
+    if status not in (400, 413):
+        raise ValueError(f"file_too_large_status must be 413 or 400, not {status!r}")
+    return status
+
+
 def error_response(exc: OpenAIFilesError, *, file_too_large_status: int = 413) -> JSONResponse:
-    """The HTTP form of one of the library's errors (``file_too_large_status``: see
-    `Policy.file_too_large_status`)."""
+    """The HTTP form of one of the library's errors, with its status from the table above
+    (``file_too_large_status``: 413, or 400 as some platforms answer)."""
     status, kind = 500, "server_error"
     for error_class, error_status, error_type in _STATUS:
         if isinstance(exc, error_class):

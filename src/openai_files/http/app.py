@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import OpenAIFilesError
 from ..service import FilesService
@@ -20,7 +21,12 @@ from ..storage import PresignedURLs
 from ._files_api import FilesEndpoints
 from ._multipart import FormLimits
 from ._openapi import openapi_document, openapi_route
-from ._responses import error_response, openai_error
+from ._responses import (
+    FILE_TOO_LARGE_STATUS_KEY,
+    error_response,
+    openai_error,
+    too_large_status,
+)
 from ._uploads_api import UploadsEndpoints
 from .auth import Authenticator, open_auth
 from .ratelimit import RateLimiter
@@ -43,14 +49,16 @@ def files_routes(
     presigned_downloads: int | None = None,
     rate_limiter: RateLimiter | None = None,
     uploads_api: bool = True,
+    file_too_large_status: int | None = None,
 ) -> list[BaseRoute]:
     """The Files API routes (and, unless ``uploads_api`` is False, the Uploads API's), to
     include in a host's own route list.
 
     Errors raised by the handlers are library errors; install `exception_handlers` (as
-    `create_app` does) to turn them into OpenAI-shaped responses, and set the host's
-    ``app.state.service`` to ``service`` so that they follow its policy
-    (`Policy.file_too_large_status`).
+    `create_app` does) to turn them into OpenAI-shaped responses. ``file_too_large_status``
+    (413, OpenAI's, or 400 as some platforms answer; see `create_app`) travels with each
+    request to those handlers. (Unset, the deprecated `Policy.file_too_large_status` applies
+    when the host's ``app.state.service`` is ``service``, for one release.)
     """
     endpoints = FilesEndpoints(
         service, auth or open_auth(), form_limits or FormLimits(), presigned_downloads, rate_limiter
@@ -73,16 +81,33 @@ def files_routes(
             Route(base + "/{file_id}", endpoints.item, methods=["GET", "DELETE"]),
             Route(base + "/{file_id}/content", endpoints.content, methods=["GET", "HEAD"]),
         ]
+    if file_too_large_status is not None:
+        status = too_large_status(file_too_large_status, service.policy)
+        for route in routes:
+            assert isinstance(route, Route)
+            route.app = _with_scope(route.app, FILE_TOO_LARGE_STATUS_KEY, status)
     return routes
+
+
+def _with_scope(app: ASGIApp, key: str, value: object) -> ASGIApp:
+    """``app``, with ``scope[key] = value`` set for it and for the error handlers it reaches."""
+
+    async def call(scope: Scope, receive: Receive, send: Send) -> None:
+        scope[key] = value
+        await app(scope, receive, send)
+
+    return call
 
 
 async def _library_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OpenAIFilesError)
-    service = getattr(request.app.state, "service", None)
-    policy = service.policy if isinstance(service, FilesService) else None
-    return error_response(
-        exc, file_too_large_status=policy.file_too_large_status if policy else 413
-    )
+    status = request.scope.get(FILE_TOO_LARGE_STATUS_KEY)
+    if status is None:
+        # Deprecated, goes with `Policy.file_too_large_status`: routes given no status follow
+        # the policy of the service a host shares at ``app.state.service``.
+        service = getattr(request.app.state, "service", None)
+        status = service.policy.file_too_large_status if isinstance(service, FilesService) else 413
+    return error_response(exc, file_too_large_status=status)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -126,6 +151,7 @@ def create_app(
     close_service: bool = False,
     openapi: bool = False,
     uploads_api: bool = True,
+    file_too_large_status: int | None = None,
 ) -> Starlette:
     """An ASGI app serving the Files API for ``service``.
 
@@ -148,6 +174,9 @@ def create_app(
       prefixes (see `openai_files.openapi`).
     - ``uploads_api``: also serve the Uploads API (``/uploads``, its parts, ``complete`` and
       ``cancel``); False answers 404 there, as for any unknown path.
+    - ``file_too_large_status``: the HTTP status of ``file_too_large`` errors: 413 (OpenAI's,
+      the default) or 400, as some platforms answer; the OpenAPI document follows it. (Unset,
+      the deprecated `Policy.file_too_large_status` still applies, for one release.)
 
     The service is at ``app.state.service``. Mount the app in a host with
     ``Mount("/", app=create_app(...))`` after the host's own routes, or under a prefix. Every
@@ -175,6 +204,7 @@ def create_app(
             if close_service:
                 await service.aclose()
 
+    status = too_large_status(file_too_large_status, service.policy)
     routes = files_routes(
         service,
         auth=auth,
@@ -183,11 +213,16 @@ def create_app(
         presigned_downloads=presigned_downloads,
         rate_limiter=rate_limiter,
         uploads_api=uploads_api,
+        file_too_large_status=status,
     )
     if openapi:
         redirects = bool(presigned_downloads) and isinstance(service.storage, PresignedURLs)
         document = openapi_document(
-            service.policy, prefixes, download_redirects=redirects, uploads_api=uploads_api
+            service.policy,
+            prefixes,
+            download_redirects=redirects,
+            uploads_api=uploads_api,
+            file_too_large_status=status,
         )
         routes.append(openapi_route(document))
     app = Starlette(
