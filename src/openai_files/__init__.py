@@ -12,8 +12,8 @@ command line in `openai_files.cli`.
 """
 
 import typing as _typing
-import warnings as _warnings
 
+from ._deprecated import moved_attribute as _moved_attribute
 from .backends import open_embedded, open_metadata, open_service, open_storage
 from .errors import (
     AuthenticationFailed,
@@ -105,31 +105,13 @@ __all__ = [
     "scope_owner_auth",
 ]
 
-_MOVED_NAMES = {
-    "ErrorBody": "openai_files.http._responses",
-    "ErrorDetail": "openai_files.http._responses",
-    "FormLimits": "openai_files.http",
-}
-"""Names exported here before they moved to the HTTP edge: they warn for one release."""
 
-
-def __getattr__(name: str) -> _typing.Any:
+def __getattr__(name: str) -> object:
     if name == "S3Storage":  # the [s3] extra: obstore is imported on first use of the name
         from .storage.s3 import S3Storage
 
         return S3Storage
-    if name in _MOVED_NAMES:
-        from importlib import import_module
-
-        where = _MOVED_NAMES[name]
-        _warnings.warn(
-            f"openai_files.{name} is deprecated and goes in the next release: "
-            f"it is part of the HTTP edge now ({where}).",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(import_module(where), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _moved_attribute(__name__, name)  # a name that moved warns; any other: AttributeError
 
 
 def __dir__() -> list[str]:

@@ -11,7 +11,6 @@ from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
 from ..models import (
-    ErrorBody,
     FileDeleted,
     FileList,
     FileObject,
@@ -19,6 +18,7 @@ from ..models import (
     UploadPartObject,
 )
 from ..policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, PURPOSE_PATTERN, Policy
+from ._responses import ErrorBody
 
 __all__ = [
     "JSON",

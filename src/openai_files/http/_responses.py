@@ -8,6 +8,7 @@ import re
 from urllib.parse import quote
 
 import anyio
+from pydantic import BaseModel, ConfigDict
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
@@ -25,12 +26,13 @@ from ..errors import (
     RequestTimeout,
     UploadNotFound,
 )
-from ..models import ErrorBody, ErrorDetail
 from ..policy import Policy
 from ..service import FileContent
 
 __all__ = [
     "FILE_TOO_LARGE_STATUS_KEY",
+    "ErrorBody",
+    "ErrorDetail",
     "FileDownloadResponse",
     "content_disposition",
     "error_response",
@@ -39,6 +41,27 @@ __all__ = [
 ]
 
 log = logging.getLogger("openai_files")
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: the message for the client, OpenAI's error ``type``, the request
+    parameter at fault and a machine-readable ``code``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error envelope: `{"error": {"message", "type", "param", "code"}}`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    error: ErrorDetail
+
 
 # The HTTP status and OpenAI error `type` of each library error (`openai_files.errors`): the one
 # place where errors meet HTTP. The first match in this order wins; an error not listed is 500.
