@@ -27,13 +27,14 @@ import uvicorn
 from starlette.applications import Starlette
 
 from openai_files import (
+    FileTypes,
     Policy,
+    Quota,
     api_key_auth,
     create_app,
     open_embedded,
 )
-from openai_files.metadata.base import Quota
-from openai_files.policy import DAY, FileTypes
+from openai_files.policy import DAY
 from openai_files.validation import BATCH_RULES
 
 # --8<-- [start:policy]

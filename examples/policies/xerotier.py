@@ -42,13 +42,14 @@ from starlette.applications import Starlette
 from openai_files import (
     FileObject,
     FilesService,
+    FileTypes,
     Policy,
     api_key_auth,
     create_app,
     open_embedded,
 )
-from openai_files.http.ratelimit import TokenBucket
-from openai_files.policy import DAY, OPENAI_SYSTEM_PURPOSES, FileTypes
+from openai_files.http import TokenBucket
+from openai_files.policy import DAY, OPENAI_SYSTEM_PURPOSES
 from openai_files.validation import BATCH_RULES
 
 # --8<-- [start:policy]
