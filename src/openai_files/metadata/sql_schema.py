@@ -5,10 +5,13 @@ Schema version 1:
 - ``<prefix>files``: one row per file, in any state; ``hold_count`` mirrors the rows of
   ``holds`` so that visibility and delete protection are one row's columns.
 - ``<prefix>holds``: who holds which file (one row per file and holder).
-- ``<prefix>usage``: per owner, the count and bytes of pending and active files, kept equal to
-  them by every write, so that quotas are checked with one conditional update.
+- ``<prefix>usage``: per owner, the count and bytes of pending and active files (plus the bytes
+  their uploads reserve) and the count of open uploads, kept equal to them by every write, so
+  that quotas are checked with one conditional update.
 - ``<prefix>idempotency``: which file an owner's ``Idempotency-Key`` created, and when.
-- ``<prefix>uploads`` and ``<prefix>upload_parts``: the Uploads API's uploads and their parts.
+- ``<prefix>uploads`` and ``<prefix>upload_parts``: the Uploads API's uploads and their parts;
+  each upload keeps running totals of its parts (``received``, ``part_count``) and the bytes it
+  counts in its owner's usage (``reserved``).
 - ``<prefix>schema_version``: the version the tables were created at.
 """
 
@@ -17,11 +20,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
-__all__ = ["SCHEMA_VERSION", "Tables", "insert_ignoring_duplicates"]
+from .base import OPEN_UPLOAD_STATES
+
+__all__ = ["SCHEMA_VERSION", "Tables", "add_upload_accounting", "insert_ignoring_duplicates"]
 
 SCHEMA_VERSION = 1
 
@@ -29,6 +50,11 @@ SCHEMA_VERSION = 1
 _ID = String(64).with_variant(mysql.VARCHAR(64, collation="utf8mb4_bin"), "mysql", "mariadb")
 _OWNER = String(255).with_variant(mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql", "mariadb")
 _CHARSET = "utf8mb4"
+
+
+def _counter(name: str) -> Column[int]:
+    """A running total, zero in a new row (and in the rows of a table it is added to)."""
+    return Column(name, BigInteger, nullable=False, default=0, server_default="0")
 
 
 @dataclass(frozen=True)
@@ -87,6 +113,7 @@ class Tables:
             Column("owner", _OWNER, primary_key=True),
             Column("files", BigInteger, nullable=False),
             Column("bytes", BigInteger, nullable=False),
+            _counter("open_uploads"),
             mysql_charset=_CHARSET,
         )
         idempotency = Table(
@@ -112,6 +139,9 @@ class Tables:
             Column("expires_at", BigInteger, nullable=False),
             Column("state", String(16), nullable=False),
             Column("file_id", _ID, nullable=True),
+            _counter("received"),
+            _counter("part_count"),
+            _counter("reserved"),
             Index(f"{prefix}uploads_by_state", "state", "expires_at"),
             mysql_charset=_CHARSET,
         )
@@ -146,3 +176,55 @@ def insert_ignoring_duplicates(dialect: str, table: Table, values: dict[str, Any
     if dialect in ("mysql", "mariadb"):
         return mysql.insert(table).values(**values).prefix_with("IGNORE")
     raise NotImplementedError(f"SQLMetadataStore does not support the {dialect} dialect")
+
+
+def add_upload_accounting(connection: Connection, tables: Tables) -> None:
+    """Upgrade tables made before uploads were counted in the usage: add the usage's
+    ``open_uploads`` and the uploads' ``received``, ``part_count`` and ``reserved`` columns,
+    and fill them from what is stored: every upload's parts count in its owner's bytes (until
+    they are discarded) and every open upload in ``open_uploads``.
+
+    Run once, in one transaction, on tables that lack those columns (``connection.run_sync``
+    from an async connection). Tables created by this release have them already.
+    """
+    usage, uploads, parts = tables.usage, tables.uploads, tables.parts
+    preparer = connection.dialect.identifier_preparer
+    for table, column in (
+        (usage, usage.c.open_uploads),
+        (uploads, uploads.c.received),
+        (uploads, uploads.c.part_count),
+        (uploads, uploads.c.reserved),
+    ):
+        kind = column.type.compile(dialect=connection.dialect)
+        connection.exec_driver_sql(
+            f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN "
+            f"{preparer.format_column(column)} {kind} DEFAULT 0 NOT NULL"
+        )
+    of_upload = parts.c.upload_id == uploads.c.id
+    received = select(func.coalesce(func.sum(parts.c.bytes), 0)).where(of_upload)
+    connection.execute(
+        update(uploads).values(
+            received=received.scalar_subquery(),
+            part_count=select(func.count()).where(of_upload).scalar_subquery(),
+            reserved=received.scalar_subquery(),
+        )
+    )
+    missing = (
+        select(uploads.c.owner, literal(0), literal(0), literal(0))
+        .where(uploads.c.owner.not_in(select(usage.c.owner)))
+        .distinct()
+    )
+    connection.execute(
+        insert(usage).from_select(["owner", "files", "bytes", "open_uploads"], missing)
+    )
+    of_owner = uploads.c.owner == usage.c.owner
+    reserved = select(func.coalesce(func.sum(uploads.c.reserved), 0)).where(of_owner)
+    open_uploads = select(func.count()).where(
+        and_(of_owner, uploads.c.state.in_(OPEN_UPLOAD_STATES))
+    )
+    connection.execute(
+        update(usage).values(
+            bytes=usage.c.bytes + reserved.scalar_subquery(),
+            open_uploads=open_uploads.scalar_subquery(),
+        )
+    )
