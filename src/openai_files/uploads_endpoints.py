@@ -24,9 +24,9 @@ __all__ = ["UploadsEndpoints"]
 MAX_JSON_BODY = 64 * 1024
 """The largest JSON body of ``POST /uploads`` (and of a completion, beside its part ids)."""
 PART_OVERHEAD = 1024 * 1024
-PART_ID_ALLOWANCE = len(PART_ID_PREFIX) + OBJECT_ID_LENGTH + 8
+PART_ID_ALLOWANCE = len(PART_ID_PREFIX) + OBJECT_ID_LENGTH + 16
 """Bytes one part id may take in a completion body: the id, its quotes, a comma, and room
-for whitespace (a line break and indentation when the client pretty-prints)."""
+for whitespace (a line break and two levels of indentation when the client pretty-prints)."""
 
 
 def completion_body_limit(policy: Policy) -> int:
