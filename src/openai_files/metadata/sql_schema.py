@@ -33,6 +33,7 @@ from sqlalchemy import (
     and_,
     func,
     insert,
+    inspect,
     literal,
     select,
     update,
@@ -180,26 +181,32 @@ def insert_ignoring_duplicates(dialect: str, table: Table, values: dict[str, Any
 
 def add_upload_accounting(connection: Connection, tables: Tables) -> None:
     """Upgrade tables made before uploads were counted in the usage: add the usage's
-    ``open_uploads`` and the uploads' ``received``, ``part_count`` and ``reserved`` columns,
-    and fill them from what is stored: every upload's parts count in its owner's bytes (until
-    they are discarded) and every open upload in ``open_uploads``.
+    ``open_uploads`` and the uploads' ``received``, ``part_count`` and ``reserved`` columns
+    where they are missing, then count what is stored: each upload's totals from its parts,
+    and each owner's usage from their pending and active files, their uploads' parts (which
+    count until they are discarded) and their open uploads.
 
-    Run once, in one transaction, on tables that lack those columns (``connection.run_sync``
-    from an async connection). Tables created by this release have them already.
+    Idempotent (it adds only missing columns and recounts rather than adds), so it may run
+    again after being cut short, or on several replicas at once. A plain function of a
+    synchronous `Connection` (``AsyncConnection.run_sync``); tables created by this release
+    have the columns already and count correctly, so it changes nothing there.
     """
-    usage, uploads, parts = tables.usage, tables.uploads, tables.parts
+    usage, uploads, parts, files = tables.usage, tables.uploads, tables.parts, tables.files
     preparer = connection.dialect.identifier_preparer
-    for table, column in (
-        (usage, usage.c.open_uploads),
-        (uploads, uploads.c.received),
-        (uploads, uploads.c.part_count),
-        (uploads, uploads.c.reserved),
+    for table, names in (
+        (usage, ("open_uploads",)),
+        (uploads, ("received", "part_count", "reserved")),
     ):
-        kind = column.type.compile(dialect=connection.dialect)
-        connection.exec_driver_sql(
-            f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN "
-            f"{preparer.format_column(column)} {kind} DEFAULT 0 NOT NULL"
-        )
+        present = {column["name"] for column in inspect(connection).get_columns(table.name)}
+        for name in names:
+            if name in present:
+                continue
+            column = table.c[name]
+            kind = column.type.compile(dialect=connection.dialect)
+            connection.exec_driver_sql(
+                f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN "
+                f"{preparer.format_column(column)} {kind} DEFAULT 0 NOT NULL"
+            )
     of_upload = parts.c.upload_id == uploads.c.id
     received = select(func.coalesce(func.sum(parts.c.bytes), 0)).where(of_upload)
     connection.execute(
@@ -217,14 +224,17 @@ def add_upload_accounting(connection: Connection, tables: Tables) -> None:
     connection.execute(
         insert(usage).from_select(["owner", "files", "bytes", "open_uploads"], missing)
     )
+    counted = and_(files.c.owner == usage.c.owner, files.c.state.in_(("pending", "active")))
     of_owner = uploads.c.owner == usage.c.owner
+    file_bytes = select(func.coalesce(func.sum(files.c.bytes), 0)).where(counted)
     reserved = select(func.coalesce(func.sum(uploads.c.reserved), 0)).where(of_owner)
     open_uploads = select(func.count()).where(
         and_(of_owner, uploads.c.state.in_(OPEN_UPLOAD_STATES))
     )
     connection.execute(
         update(usage).values(
-            bytes=usage.c.bytes + reserved.scalar_subquery(),
+            files=select(func.count()).where(counted).scalar_subquery(),
+            bytes=file_bytes.scalar_subquery() + reserved.scalar_subquery(),
             open_uploads=open_uploads.scalar_subquery(),
         )
     )
