@@ -177,9 +177,12 @@ class FilesService:
         purpose: str | None = None,
         system: bool = False,
         max_size: int | None = None,
+        bytes_counted: bool = False,
     ) -> PendingUpload:
         """Start an upload; ``purpose`` may be left for `PendingUpload.finish` when it is not
         known until the bytes have arrived (clients may send the ``purpose`` field last).
+        ``bytes_counted``: its bytes count against the owner's byte quota already (the parts
+        of an upload of the Uploads API), so they are not reserved again while they stream.
 
         Use the result as an async context manager: leaving it without `PendingUpload.finish`
         (or with an exception) removes everything the upload wrote.
@@ -206,7 +209,14 @@ class FilesService:
             changed_at=created_us // 1_000_000,
         )
         await self.metadata.insert(record, quota=self.policy.quota)
-        return PendingUpload(self, record, purpose=purpose, system=system, max_size=max_size)
+        return PendingUpload(
+            self,
+            record,
+            purpose=purpose,
+            system=system,
+            max_size=max_size,
+            bytes_counted=bytes_counted,
+        )
 
     def check_purpose(self, purpose: str, *, system: bool = False) -> None:
         """`InvalidRequest` unless files with ``purpose`` may be created (by the service itself
