@@ -79,8 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="KEY[=OWNER]",
-        help="accept this API key, for OWNER (default: the key itself); repeatable "
-        "(OPENAI_FILES_API_KEYS, comma-separated). With no key the server is open.",
+        help="accept this API key, for OWNER; repeatable (OPENAI_FILES_API_KEYS, "
+        "comma-separated). The owner follows the LAST '=' (owners have no '=', no spaces, "
+        "1-255 characters); a KEY alone or ending in '=' (base64 padding) is its own owner. "
+        "Keys are printable ASCII without spaces. With no key option at all the server is "
+        "open; one that gives no valid key stops it from starting.",
+    )
+    serve.add_argument(
+        "--api-keys-file",
+        default=None,
+        metavar="PATH",
+        help="API keys from a file: one 'KEY OWNER' per line (blank lines and # comments "
+        'skipped), or, for a PATH ending in .json, one JSON object {"KEY": "OWNER"}; for '
+        "any key, whatever its characters (OPENAI_FILES_API_KEYS_FILE). Adds to --api-key.",
     )
     serve.add_argument(
         "--max-file-size",
@@ -252,8 +263,8 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:  %(message)s")
-    storage, metadata, keys = server_settings(args)
     try:
+        storage, metadata, keys = server_settings(args)
         policy = policy_from_args(args)
     except ValueError as exc:
         print(f"openai-files serve: error: {exc}", file=sys.stderr)
@@ -264,7 +275,11 @@ def serve(args: argparse.Namespace) -> int:
     auth: Authenticator
     if keys:
         auth = api_key_auth(keys)
-        log.info("openai-files: %d API key(s) configured", len(keys))
+        log.info(
+            "openai-files: %d API key(s) configured for %d owner(s)",
+            len(keys),
+            len(set(keys.values())),
+        )
     else:
         auth = open_auth()
         log.warning(
