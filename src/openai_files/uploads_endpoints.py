@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from .endpoints import FilesEndpoints, parse_expires_after, request_body
 from .errors import InvalidRequest, MalformedUpload, RequestTooLarge
-from .multipart import MultipartReader, boundary_from_content_type
+from .multipart import FormLimits, MultipartReader, boundary_from_content_type
 from .service import FilesService
 
 __all__ = ["UploadsEndpoints"]
@@ -36,7 +36,7 @@ class UploadsEndpoints:
 
     async def create(self, request: Request) -> Response:
         owner = await self.files.owner(request)
-        body = await _json_object(request, self.files.form_limits.idle_timeout)
+        body = await _json_object(request, self.files.form_limits)
         unknown = sorted(set(body) - {*_CREATE_FIELDS, "expires_after"})
         if unknown:
             raise InvalidRequest(f"Unknown parameter: {unknown[0]!r}.", param=unknown[0])
@@ -61,7 +61,7 @@ class UploadsEndpoints:
         upload_id = request.path_params["upload_id"]
         max_body = self.service.policy.max_part_size + PART_OVERHEAD
         reader = MultipartReader(
-            request_body(request, idle_timeout=self.files.form_limits.idle_timeout),
+            request_body(request, self.files.form_limits),
             boundary_from_content_type(request.headers.get("content-type")),
             max_body=max_body,
             limits=self.files.form_limits,
@@ -85,7 +85,7 @@ class UploadsEndpoints:
 
     async def complete(self, request: Request) -> Response:
         owner = await self.files.owner(request)
-        body = await _json_object(request, self.files.form_limits.idle_timeout)
+        body = await _json_object(request, self.files.form_limits)
         part_ids = body.get("part_ids")
         if not isinstance(part_ids, list):
             raise InvalidRequest("part_ids must be a list of part ids.", param="part_ids")
@@ -103,10 +103,10 @@ class UploadsEndpoints:
         return JSONResponse(upload.model_dump(mode="json"))
 
 
-async def _json_object(request: Request, idle_timeout: float) -> dict[str, Any]:
+async def _json_object(request: Request, limits: FormLimits) -> dict[str, Any]:
     """The request's JSON object body, read up to `MAX_JSON_BODY` bytes."""
     raw = b""
-    body: AsyncIterator[bytes] = request_body(request, idle_timeout=idle_timeout)
+    body: AsyncIterator[bytes] = request_body(request, limits)
     async for chunk in body:
         raw += chunk
         if len(raw) > MAX_JSON_BODY:
