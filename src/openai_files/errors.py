@@ -6,7 +6,7 @@ OpenAIFilesError
 │   ├── MalformedUpload          400  the multipart body cannot be parsed
 │   ├── InvalidFile              400  the file's content breaks its purpose's rules (bad JSONL)
 │   └── UnsupportedFileType      400  the file's type or extension is not allowed for its purpose
-├── RequestTimeout               408  the request body stalled longer than the idle timeout
+├── RequestTimeout               408  the request body stalled, or came too slowly overall
 ├── FileTooLarge                 413  the file passed the maximum size
 │   └── RequestTooLarge          413  the request body passed its maximum (the form around the file)
 ├── AuthenticationFailed         401  missing or unknown API key
@@ -115,13 +115,15 @@ class RequestTooLarge(FileTooLarge):
 
 
 class RequestTimeout(OpenAIFilesError):
-    """The client stopped sending the request body for longer than the idle timeout."""
+    """The client sent the request body too slowly: it stopped for longer than the idle
+    timeout (``idle_timeout``), or took too long over the whole body (``message`` says how)."""
 
     code = "request_timeout"
 
-    def __init__(self, idle_timeout: float) -> None:
+    def __init__(self, idle_timeout: float = 0.0, *, message: str | None = None) -> None:
         super().__init__(
-            f"The request body stalled for more than {idle_timeout:g} seconds; "
+            message
+            or f"The request body stalled for more than {idle_timeout:g} seconds; "
             "the upload was abandoned. Retry it."
         )
 

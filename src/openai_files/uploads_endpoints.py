@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from .endpoints import FilesEndpoints, parse_expires_after, request_body
 from .errors import InvalidRequest, MalformedUpload, RequestTooLarge
 from .ids import OBJECT_ID_LENGTH
-from .multipart import MultipartReader, boundary_from_content_type
+from .multipart import FormLimits, MultipartReader, boundary_from_content_type
 from .policy import Policy
 from .service import FilesService
 from .uploads import PART_ID_PREFIX
@@ -50,7 +50,7 @@ class UploadsEndpoints:
 
     async def create(self, request: Request) -> Response:
         owner = await self.files.owner(request)
-        body = await _json_object(request, self.files.form_limits.idle_timeout)
+        body = await _json_object(request, self.files.form_limits)
         unknown = sorted(set(body) - {*_CREATE_FIELDS, "expires_after"})
         if unknown:
             raise InvalidRequest(f"Unknown parameter: {unknown[0]!r}.", param=unknown[0])
@@ -75,7 +75,7 @@ class UploadsEndpoints:
         upload_id = request.path_params["upload_id"]
         max_body = self.service.policy.max_part_size + PART_OVERHEAD
         reader = MultipartReader(
-            request_body(request, idle_timeout=self.files.form_limits.idle_timeout),
+            request_body(request, self.files.form_limits),
             boundary_from_content_type(request.headers.get("content-type")),
             max_body=max_body,
             limits=self.files.form_limits,
@@ -100,9 +100,7 @@ class UploadsEndpoints:
     async def complete(self, request: Request) -> Response:
         owner = await self.files.owner(request)
         body = await _json_object(
-            request,
-            self.files.form_limits.idle_timeout,
-            limit=completion_body_limit(self.service.policy),
+            request, self.files.form_limits, limit=completion_body_limit(self.service.policy)
         )
         part_ids = body.get("part_ids")
         if not isinstance(part_ids, list):
@@ -122,12 +120,12 @@ class UploadsEndpoints:
 
 
 async def _json_object(
-    request: Request, idle_timeout: float, *, limit: int = MAX_JSON_BODY
+    request: Request, limits: FormLimits, *, limit: int = MAX_JSON_BODY
 ) -> dict[str, Any]:
     """The request's JSON object body, read up to ``limit`` bytes."""
     chunks: list[bytes] = []
     size = 0
-    body: AsyncIterator[bytes] = request_body(request, idle_timeout=idle_timeout)
+    body: AsyncIterator[bytes] = request_body(request, limits)
     async for chunk in body:
         size += len(chunk)
         if size > limit:
