@@ -15,12 +15,15 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from .auth import Authenticator
 from .errors import (
+    SHOWN_LENGTH,
     InvalidRequest,
     MalformedUpload,
     RateLimited,
     RequestTimeout,
     RequestTooLarge,
+    shown,
 )
+from .inputs import MAX_IDEMPOTENCY_KEY_LENGTH, unsafe_character
 from .multipart import FormLimits, MultipartReader, boundary_from_content_type
 from .ranges import Unsatisfiable, http_date, not_modified, range_applies, requested_range
 from .ratelimit import RateLimiter
@@ -102,7 +105,8 @@ class FilesEndpoints:
                     await upload.write(reader.iter_data())
                 elif part.name in fields:
                     raise InvalidRequest(
-                        f"The field {part.name!r} was sent more than once.", param=part.name
+                        f"The field {shown(part.name)} was sent more than once.",
+                        param=part.name[:SHOWN_LENGTH],
                     )
                 else:
                     fields[part.name] = await reader.read_text(part.name)
@@ -264,12 +268,15 @@ async def request_body(request: Request, *, idle_timeout: float) -> AsyncIterato
 
 
 def _idempotency_key(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header: 1 to 255 characters, none of them a control character."""
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
-    if not 1 <= len(key) <= 255:
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH or unsafe_character(key) is not None:
         raise InvalidRequest(
-            "The Idempotency-Key header must be 1 to 255 characters long.", param="Idempotency-Key"
+            f"The Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters "
+            "long, without control characters; a UUID is a good key.",
+            param="Idempotency-Key",
         )
     return key
 
@@ -299,7 +306,7 @@ def _int_param(value: str | None, name: str) -> int | None:
         return None
     number = _integer(value)
     if number is None:
-        message = f"{name} must be an integer; got {value[:50]!r}."
+        message = f"{name} must be an integer; got {shown(value)}."
         raise InvalidRequest(message, param=name)
     return number
 
@@ -326,7 +333,7 @@ def parse_expires_after(fields: dict[str, str]) -> int | None:
         return None
     if anchor != "created_at":
         raise InvalidRequest(
-            f"expires_after[anchor] must be 'created_at'; got {anchor!r}.",
+            f"expires_after[anchor] must be 'created_at'; got {shown(anchor)}.",
             param="expires_after[anchor]",
         )
     return _expiry_seconds(seconds)
@@ -335,9 +342,8 @@ def parse_expires_after(fields: dict[str, str]) -> int | None:
 def _expiry_seconds(sent: object) -> int:
     seconds = _integer(sent) if isinstance(sent, str) else sent
     if isinstance(seconds, bool) or not isinstance(seconds, int):
-        shown = sent[:50] if isinstance(sent, str) else sent
         raise InvalidRequest(
-            f"expires_after[seconds] must be an integer number of seconds; got {shown!r}.",
+            f"expires_after[seconds] must be an integer number of seconds; got {shown(sent)}.",
             param="expires_after[seconds]",
         )
     return seconds

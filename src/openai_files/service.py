@@ -27,9 +27,10 @@ from typing import Self
 
 import anyio
 
-from .errors import BlobNotFound, FileNotFound, InvalidRequest, UnsupportedFileType
+from .errors import BlobNotFound, FileNotFound, InvalidRequest, UnsupportedFileType, shown
 from .events import EventHook, FileEvent, FileEventKind, emit
 from .ids import new_file_id, new_storage_key, parse_file_id
+from .inputs import MAX_PURPOSE_LENGTH, check_media_type, possible_id, unsafe_character
 from .metadata.base import FileRecord, MetadataStore, OffsetPaging, Order, StatusUpdates
 from .models import FileDeleted, FileList, FileObject
 from .policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, PURPOSE_PATTERN, Policy
@@ -185,6 +186,8 @@ class FilesService:
         (or with an exception) removes everything the upload wrote.
         """
         self.check_filename(filename)
+        if media_type is not None:
+            check_media_type(media_type, param="file", name="The file part's Content-Type")
         if purpose is not None:
             self.check_purpose(purpose, system=system)
             self.check_file_type(purpose, filename, media_type)
@@ -215,7 +218,7 @@ class FilesService:
         if allowed is None:
             if not re.fullmatch(PURPOSE_PATTERN, purpose):
                 raise InvalidRequest(
-                    f"{purpose[:100]!r} is not a valid purpose: use 1 to 64 letters, digits, "
+                    f"{shown(purpose)} is not a valid purpose: use 1 to 64 letters, digits, "
                     "'_', '-', '.' or ':', starting with a letter or digit.",
                     param="purpose",
                 )
@@ -225,7 +228,7 @@ class FilesService:
         if purpose not in allowed:
             listed = ", ".join(repr(p) for p in allowed)
             raise InvalidRequest(
-                f"{purpose!r} is not one of [{listed}] - 'purpose'", param="purpose"
+                f"{shown(purpose)} is not one of [{listed}] - 'purpose'", param="purpose"
             )
 
     def check_expires_after(self, seconds: int | None) -> None:
@@ -238,7 +241,9 @@ class FilesService:
             )
 
     def check_filename(self, filename: str, *, param: str = "file") -> None:
-        """`InvalidRequest` for an empty or over-long filename or one with control characters."""
+        """`InvalidRequest` for an empty or over-long filename, or one holding a character no
+        name should (`openai_files.inputs.unsafe_character`: a control character, a lone
+        surrogate, or a bidi control that would make the name display as another)."""
         if not filename:
             raise InvalidRequest("The file must have a filename.", param=param)
         if len(filename) > self.policy.max_filename_length:
@@ -247,10 +252,12 @@ class FilesService:
                 f"{self.policy.max_filename_length}.",
                 param=param,
             )
-        if any(ord(char) < 32 or ord(char) == 127 for char in filename):
+        char = unsafe_character(filename)
+        if char is not None:
             raise InvalidRequest(
-                "The filename contains control characters (such as NUL, CR or LF); "
-                "rename the file.",
+                f"The filename contains the character U+{ord(char):04X}: names must not hold "
+                "control characters (such as NUL, CR, LF or U+0080..U+009F), bidirectional "
+                "controls (such as U+202E) or unpaired surrogates; rename the file.",
                 param=param,
             )
 
@@ -261,8 +268,8 @@ class FilesService:
         types = self.policy.file_types.get(purpose)
         if types is not None and not types.allows(filename, media_type):
             raise UnsupportedFileType(
-                f"Files with purpose {purpose!r} must be {types.describe()}; "
-                f"got {filename[:200]!r}.",
+                f"Files with purpose {shown(purpose)} must be {types.describe()}; "
+                f"got {shown(filename)}.",
                 param=param,
             )
 
@@ -271,6 +278,8 @@ class FilesService:
     async def retrieve(self, owner: str, file_id: str) -> FileObject:
         """The file, or `FileNotFound` (missing, deleted, expired or another owner's). With
         soft delete, a deleted file is returned with status ``deleted``."""
+        if not possible_id(file_id):
+            raise FileNotFound(file_id)
         record = await self.metadata.get(
             _checked_owner(owner),
             file_id,
@@ -305,14 +314,18 @@ class FilesService:
                 param="limit",
             )
         if order not in ("asc", "desc"):
-            raise InvalidRequest(f"order must be 'asc' or 'desc'; got {order!r}.", param="order")
+            raise InvalidRequest(
+                f"order must be 'asc' or 'desc'; got {shown(order)}.", param="order"
+            )
         direction: Order = "asc" if order == "asc" else "desc"
+        if purpose is not None:
+            _check_purpose_filter(purpose)
         cursor = None
         if after is not None:
             created_us = parse_file_id(after)
             if created_us is None:
                 raise InvalidRequest(
-                    f"after must be a file id from a previous page; got {after[:100]!r}.",
+                    f"after must be a file id from a previous page; got {shown(after)}.",
                     param="after",
                 )
             cursor = (created_us, after)
@@ -414,6 +427,8 @@ class FilesService:
 
         `Conflict` while a batch holds the file; `FileNotFound` if it is not visible.
         """
+        if not possible_id(file_id):
+            raise FileNotFound(file_id)
         record = await self.metadata.begin_delete(_checked_owner(owner), file_id, now=self.now())
         if record is None:
             raise FileNotFound(file_id)
@@ -455,12 +470,16 @@ class FilesService:
     async def hold(self, owner: str, file_id: str, holder: str) -> None:
         """Hold the file for ``holder`` (a batch id, say): until released it cannot be deleted
         (409) and does not expire. Holding twice for one holder is one hold."""
-        if not await self.metadata.hold(_checked_owner(owner), file_id, holder, now=self.now()):
+        if not possible_id(file_id) or not await self.metadata.hold(
+            _checked_owner(owner), file_id, holder, now=self.now()
+        ):
             raise FileNotFound(file_id)
 
     async def release(self, owner: str, file_id: str, holder: str) -> bool:
         """Drop ``holder``'s hold; False if it held nothing. A released file past its expiry
         is gone at once."""
+        if not possible_id(file_id):
+            return False
         return await self.metadata.release(_checked_owner(owner), file_id, holder)
 
     @asynccontextmanager
@@ -523,6 +542,8 @@ class FilesService:
             await emit(self.events, FileEvent(kind=kind, owner=owner, file=file, at=self.now()))
 
     async def _visible(self, owner: str, file_id: str) -> FileRecord:
+        if not possible_id(file_id):
+            raise FileNotFound(file_id)
         record = await self.metadata.get(_checked_owner(owner), file_id, now=self.now())
         if record is None:
             raise FileNotFound(file_id)
@@ -546,6 +567,17 @@ class FilesService:
             status=record.status,  # type: ignore[arg-type]
             status_details=record.status_details,
             expires_at=record.expires_at,
+        )
+
+
+def _check_purpose_filter(purpose: str) -> None:
+    """`InvalidRequest` for a ``purpose`` filter no file can have: longer than a purpose can be,
+    or holding a control character or a lone surrogate."""
+    if len(purpose) > MAX_PURPOSE_LENGTH or unsafe_character(purpose) is not None:
+        raise InvalidRequest(
+            f"purpose must be a purpose of at most {MAX_PURPOSE_LENGTH} characters, without "
+            f"control characters; got {shown(purpose)}.",
+            param="purpose",
         )
 
 
