@@ -30,6 +30,7 @@ from openai_files import (
 )
 from openai_files.errors import BackendUnavailable, InvalidRequest
 from openai_files.metadata.base import FileRecord
+from openai_files.service import LIST_BATCH
 
 from .conftest import require_service, serve, stored_files
 from .databases import SERVERS, drop_tables, unique_prefix
@@ -518,3 +519,82 @@ async def test_a_filename_in_any_script_is_still_accepted(
     assert multipart.json()["filename"] == filename
     uploads = await sqlite_api.client.post("/v1/uploads", json=create_upload(filename=filename))
     assert uploads.status_code == 200, uploads.text
+
+
+# -- finding 7b: a long list page is sent a batch at a time -----------------------------------
+
+LONG_NAME = "n" * 1000
+
+
+@pytest.fixture
+async def listed(tmp_path: Path) -> AsyncIterator[tuple[Deployment, FilesService]]:
+    """A deployment whose owner has two and a quarter batches of files with 1 KB names, and a
+    service over the same database to compare its pages with."""
+    url = database_url("sqlite", tmp_path)
+    files = 2 * LIST_BATCH + 50
+    async with FilesService(LocalStorage(tmp_path / "blobs"), SQLMetadataStore(url)) as seeder:
+        for index in range(files):
+            await seeder.create(
+                "default", file=b"x", filename=f"{index:04d}-{LONG_NAME}.txt", purpose="user_data"
+            )
+    service = FilesService(LocalStorage(tmp_path / "blobs"), SQLMetadataStore(url))
+    same = FilesService(LocalStorage(tmp_path / "blobs"), SQLMetadataStore(url))
+    with serve(create_app(service, close_service=True)) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client, same:
+            yield Deployment(client, tmp_path, url, ""), same
+
+
+PAGES = {
+    "default": {},
+    "all": {"limit": 10_000},
+    "exactly-the-files": {"limit": 2 * LIST_BATCH + 50},
+    "one-less": {"limit": 2 * LIST_BATCH + 49},
+    "a-batch-and-one": {"limit": LIST_BATCH + 1},
+    "two-batches": {"limit": 2 * LIST_BATCH},
+    "ascending": {"order": "asc", "limit": 2 * LIST_BATCH + 10},
+}
+
+
+@pytest.mark.parametrize("params", PAGES.values(), ids=list(PAGES))
+async def test_a_page_longer_than_a_batch_is_streamed_as_the_same_json(
+    listed: tuple[Deployment, FilesService], params: dict[str, Any]
+) -> None:
+    api, service = listed
+    async with api.client.stream("GET", "/v1/files", params=params) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
+        # Written as it is read: no length known in advance.
+        assert "content-length" not in response.headers
+        body = json.loads(await response.aread())
+    expected = await service.list("default", **params)
+    assert body == expected.model_dump(mode="json")
+    assert list(body) == ["object", "data", "first_id", "last_id", "has_more"]
+
+
+async def test_paging_through_streamed_pages_sees_every_file_once(
+    listed: tuple[Deployment, FilesService],
+) -> None:
+    api, service = listed
+    seen: list[str] = []
+    params: dict[str, Any] = {"limit": LIST_BATCH + 7}
+    while True:
+        page = (await api.client.get("/v1/files", params=params)).json()
+        seen += [file["id"] for file in page["data"]]
+        assert page["last_id"] == page["data"][-1]["id"]
+        assert page["first_id"] == page["data"][0]["id"]
+        if not page["has_more"]:
+            break
+        params["after"] = page["last_id"]
+    everything = await service.list("default")
+    assert seen == [file.id for file in everything.data]
+    assert len(set(seen)) == 2 * LIST_BATCH + 50
+
+
+async def test_a_page_within_one_batch_is_sent_whole(
+    listed: tuple[Deployment, FilesService],
+) -> None:
+    api, _ = listed
+    response = await api.client.get("/v1/files", params={"limit": LIST_BATCH})
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert len(response.json()["data"]) == LIST_BATCH
+    assert response.json()["has_more"] is True

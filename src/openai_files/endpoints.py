@@ -27,7 +27,7 @@ from .inputs import MAX_IDEMPOTENCY_KEY_LENGTH, unsafe_character
 from .multipart import FormLimits, MultipartReader, boundary_from_content_type
 from .ranges import Unsatisfiable, http_date, not_modified, range_applies, requested_range
 from .ratelimit import RateLimiter
-from .responses import FileDownloadResponse, content_disposition, openai_error
+from .responses import FileDownloadResponse, FileListResponse, content_disposition, openai_error
 from .service import FilesService
 
 __all__ = ["FilesEndpoints", "parse_expires_after"]
@@ -123,7 +123,7 @@ class FilesEndpoints:
     async def list(self, request: Request) -> Response:
         owner = await self.owner(request)
         query = request.query_params
-        page = await self.service.list(
+        pages = await self.service.list_in_batches(
             owner,
             purpose=query.get("purpose") or None,
             limit=_int_param(query.get("limit"), "limit"),
@@ -135,7 +135,9 @@ class FilesEndpoints:
                 else None  # as OpenAI: a parameter it does not know is ignored
             ),
         )
-        return JSONResponse(page.model_dump(mode="json"))
+        if not pages.single:  # a long page: sent as it is read, in bounded memory
+            return FileListResponse(pages, idle_timeout=self.form_limits.idle_timeout)
+        return JSONResponse((await pages.page()).model_dump(mode="json"))
 
     async def retrieve(self, request: Request) -> Response:
         owner = await self.owner(request)

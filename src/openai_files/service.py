@@ -19,19 +19,20 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
 import anyio
+import anyio.lowlevel
 
 from .errors import BlobNotFound, FileNotFound, InvalidRequest, UnsupportedFileType, shown
 from .events import EventHook, FileEvent, FileEventKind, emit
 from .ids import new_file_id, new_storage_key, parse_file_id
 from .inputs import MAX_PURPOSE_LENGTH, check_media_type, possible_id, unsafe_character
-from .metadata.base import FileRecord, MetadataStore, OffsetPaging, Order, StatusUpdates
+from .metadata.base import Cursor, FileRecord, MetadataStore, OffsetPaging, Order, StatusUpdates
 from .models import FileDeleted, FileList, FileObject
 from .policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, PURPOSE_PATTERN, Policy
 from .storage.base import PresignedURLs, Storage
@@ -40,11 +41,21 @@ from .upload import IDEMPOTENCY_WINDOW, PendingUpload
 from .uploads import Uploads
 from .validation import JSONLValidator
 
-__all__ = ["FileContent", "FileStat", "FilesService", "PendingUpload"]
+__all__ = [
+    "LIST_BATCH",
+    "FileContent",
+    "FileStat",
+    "FilesService",
+    "ListedBatches",
+    "PendingUpload",
+]
 
 log = logging.getLogger("openai_files")
 
 Clock = Callable[[], float]
+
+LIST_BATCH = 200
+"""How many files of a list page are fetched from the store, and sent, at a time."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,71 @@ class FileStat:
     @property
     def size(self) -> int:
         return self.file.bytes
+
+
+class ListedBatches:
+    """A page of the files list, read from the store a batch at a time
+    (`FilesService.list_in_batches`).
+
+    Iterate `batches` once: each batch is a list of `FileObject`; between two batches the
+    event loop runs other tasks. Once they are all read, `has_more` says whether the list goes
+    on past the page; ``total`` is the number of files in the list under `Policy.list_offset`.
+    """
+
+    def __init__(
+        self,
+        service: FilesService,
+        fetch: Callable[[Cursor | None, int], Awaitable[list[FileRecord]]],
+        first: list[FileRecord],
+        *,
+        page_size: int,
+        batch: int,
+        total: int | None,
+    ) -> None:
+        self._service = service
+        self._fetch = fetch
+        self._first = first
+        self._page_size = page_size
+        self._batch = batch
+        self.total = total
+        self.has_more = False
+
+    @property
+    def single(self) -> bool:
+        """True when the first batch is the whole page: nothing more is fetched."""
+        return self._page_size <= self._batch or len(self._first) <= self._batch
+
+    @property
+    def batches(self) -> AsyncIterator[list[FileObject]]:
+        return self._batches()
+
+    async def page(self) -> FileList:
+        """Every batch, read now into one `FileList`."""
+        data = [file async for batch in self.batches for file in batch]
+        return FileList(
+            data=data,
+            first_id=data[0].id if data else None,
+            last_id=data[-1].id if data else None,
+            has_more=self.has_more,
+            total=self.total,
+        )
+
+    async def _batches(self) -> AsyncIterator[list[FileObject]]:
+        records, sent = self._first, 0
+        while True:
+            wanted = min(self._batch, self._page_size - sent)
+            batch = records[:wanted]
+            sent += len(batch)
+            more = len(records) > wanted
+            yield [self._service.file_object(record) for record in batch]
+            if not more or sent >= self._page_size:
+                self.has_more = more
+                return
+            await anyio.lowlevel.checkpoint()  # let other requests run between two batches
+            last = batch[-1]
+            records = await self._fetch(
+                (last.created_us, last.id), min(self._batch, self._page_size - sent)
+            )
 
 
 class FilesService:
@@ -307,6 +383,34 @@ class FilesService:
         ``offset`` skips that many files instead (not with ``after``) and the page carries the
         ``total`` number of files.
         """
+        pages = await self.list_in_batches(
+            owner,
+            purpose=purpose,
+            limit=limit,
+            order=order,
+            after=after,
+            offset=offset,
+            batch=self.policy.list_limit_max,  # the whole page in one query
+        )
+        return await pages.page()
+
+    async def list_in_batches(
+        self,
+        owner: str,
+        *,
+        purpose: str | None = None,
+        limit: int | None = None,
+        order: str = "desc",
+        after: str | None = None,
+        offset: int | None = None,
+        batch: int = LIST_BATCH,
+    ) -> ListedBatches:
+        """The page `list` returns, fetched from the store ``batch`` files at a time as it is
+        read, so that a page of 10,000 files with long names never sits in memory whole.
+
+        The parameters are checked and the first batch fetched before this returns, so a bad
+        request or an unreachable store fails here, not midway through the page.
+        """
         page_size = self.policy.list_limit_default if limit is None else limit
         if not 1 <= page_size <= self.policy.list_limit_max:
             raise InvalidRequest(
@@ -334,22 +438,25 @@ class FilesService:
         total = None
         if self.policy.list_offset:
             total = await self._offset_paging.count(owner, now=now, purpose=purpose)
-        if offset:
-            records = await self._offset_paging.list_at(
-                owner, now=now, purpose=purpose, offset=offset, limit=page_size + 1, order=direction
+
+        async def fetch(cursor: Cursor | None, wanted: int) -> list[FileRecord]:
+            """``wanted`` files after ``cursor`` (the first batch: after ``offset``), and one
+            more when there is one, which says whether the list goes on."""
+            if offset and cursor is None:
+                return await self._offset_paging.list_at(
+                    owner,
+                    now=now,
+                    purpose=purpose,
+                    offset=offset,
+                    limit=wanted + 1,
+                    order=direction,
+                )
+            return await self.metadata.list(
+                owner, now=now, purpose=purpose, after=cursor, limit=wanted + 1, order=direction
             )
-        else:
-            records = await self.metadata.list(
-                owner, now=now, purpose=purpose, after=cursor, limit=page_size + 1, order=direction
-            )
-        data = [self.file_object(record) for record in records[:page_size]]
-        return FileList(
-            data=data,
-            first_id=data[0].id if data else None,
-            last_id=data[-1].id if data else None,
-            has_more=len(records) > page_size,
-            total=total,
-        )
+
+        first = await fetch(cursor, min(batch, page_size))
+        return ListedBatches(self, fetch, first, page_size=page_size, batch=batch, total=total)
 
     def _check_offset(self, offset: int | None, after: str | None) -> None:
         """`InvalidRequest` for an ``offset`` the policy does not take, or cannot be used."""
