@@ -15,16 +15,19 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from .auth import Authenticator
 from .errors import (
+    SHOWN_LENGTH,
     InvalidRequest,
     MalformedUpload,
     RateLimited,
     RequestTimeout,
     RequestTooLarge,
+    shown,
 )
+from .inputs import MAX_IDEMPOTENCY_KEY_LENGTH, unsafe_character
 from .multipart import FormLimits, MultipartReader, boundary_from_content_type
 from .ranges import Unsatisfiable, http_date, not_modified, range_applies, requested_range
 from .ratelimit import RateLimiter
-from .responses import FileDownloadResponse, content_disposition, openai_error
+from .responses import FileDownloadResponse, FileListResponse, content_disposition, openai_error
 from .service import FilesService
 
 __all__ = ["FilesEndpoints", "parse_expires_after"]
@@ -102,7 +105,8 @@ class FilesEndpoints:
                     await upload.write(reader.iter_data())
                 elif part.name in fields:
                     raise InvalidRequest(
-                        f"The field {part.name!r} was sent more than once.", param=part.name
+                        f"The field {shown(part.name)} was sent more than once.",
+                        param=part.name[:SHOWN_LENGTH],
                     )
                 else:
                     fields[part.name] = await reader.read_text(part.name)
@@ -119,7 +123,7 @@ class FilesEndpoints:
     async def list(self, request: Request) -> Response:
         owner = await self.owner(request)
         query = request.query_params
-        page = await self.service.list(
+        pages = await self.service.list_in_batches(
             owner,
             purpose=query.get("purpose") or None,
             limit=_int_param(query.get("limit"), "limit"),
@@ -131,7 +135,9 @@ class FilesEndpoints:
                 else None  # as OpenAI: a parameter it does not know is ignored
             ),
         )
-        return JSONResponse(page.model_dump(mode="json"))
+        if not pages.single:  # a long page: sent as it is read, in bounded memory
+            return FileListResponse(pages, idle_timeout=self.form_limits.idle_timeout)
+        return JSONResponse((await pages.page()).model_dump(mode="json"))
 
     async def retrieve(self, request: Request) -> Response:
         owner = await self.owner(request)
@@ -296,12 +302,15 @@ async def request_body(request: Request, limits: FormLimits) -> AsyncIterator[by
 
 
 def _idempotency_key(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header: 1 to 255 characters, none of them a control character."""
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
-    if not 1 <= len(key) <= 255:
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH or unsafe_character(key) is not None:
         raise InvalidRequest(
-            "The Idempotency-Key header must be 1 to 255 characters long.", param="Idempotency-Key"
+            f"The Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters "
+            "long, without control characters; a UUID is a good key.",
+            param="Idempotency-Key",
         )
     return key
 
@@ -331,7 +340,7 @@ def _int_param(value: str | None, name: str) -> int | None:
         return None
     number = _integer(value)
     if number is None:
-        message = f"{name} must be an integer; got {value[:50]!r}."
+        message = f"{name} must be an integer; got {shown(value)}."
         raise InvalidRequest(message, param=name)
     return number
 
@@ -358,7 +367,7 @@ def parse_expires_after(fields: dict[str, str]) -> int | None:
         return None
     if anchor != "created_at":
         raise InvalidRequest(
-            f"expires_after[anchor] must be 'created_at'; got {anchor!r}.",
+            f"expires_after[anchor] must be 'created_at'; got {shown(anchor)}.",
             param="expires_after[anchor]",
         )
     return _expiry_seconds(seconds)
@@ -367,9 +376,8 @@ def parse_expires_after(fields: dict[str, str]) -> int | None:
 def _expiry_seconds(sent: object) -> int:
     seconds = _integer(sent) if isinstance(sent, str) else sent
     if isinstance(seconds, bool) or not isinstance(seconds, int):
-        shown = sent[:50] if isinstance(sent, str) else sent
         raise InvalidRequest(
-            f"expires_after[seconds] must be an integer number of seconds; got {shown!r}.",
+            f"expires_after[seconds] must be an integer number of seconds; got {shown(sent)}.",
             param="expires_after[seconds]",
         )
     return seconds

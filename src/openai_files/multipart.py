@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from .errors import MalformedUpload, RequestTooLarge
+from .errors import MalformedUpload, RequestTooLarge, shown
 
 __all__ = ["FormLimits", "MultipartReader", "Part", "boundary_from_content_type"]
 
@@ -65,7 +65,7 @@ def boundary_from_content_type(content_type: str | None) -> bytes:
     if media_type != b"multipart/form-data":
         raise MalformedUpload(
             "Send the request as multipart/form-data (Content-Type: multipart/form-data; "
-            f"boundary=...); got {content_type or 'no Content-Type'!r}."
+            f"boundary=...); got {shown(content_type) if content_type else 'no Content-Type'}."
         )
     boundary = options.get(b"boundary")
     if not boundary:
@@ -157,14 +157,15 @@ class MultipartReader:
             buffer += chunk
             if len(buffer) > self._limits.max_field_size:
                 raise MalformedUpload(
-                    f"The form field {name!r} is longer than {self._limits.max_field_size} bytes.",
+                    f"The form field {shown(name)} is longer than "
+                    f"{self._limits.max_field_size} bytes.",
                     param=name,
                 )
         try:
             return buffer.decode("utf-8")
         except UnicodeDecodeError:
             raise MalformedUpload(
-                f"The form field {name!r} is not valid UTF-8.", param=name
+                f"The form field {shown(name)} is not valid UTF-8.", param=name
             ) from None
 
     async def _next_event(self) -> _Event:

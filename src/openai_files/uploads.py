@@ -26,8 +26,10 @@ from .errors import (
     OpenAIFilesError,
     QuotaExceeded,
     UploadNotFound,
+    shown,
 )
 from .ids import new_object_id
+from .inputs import check_media_type, possible_id
 from .metadata.base import PartOutcome, PartRecord, UploadRecord, UploadState
 from .models import FileObject, UploadObject, UploadPartObject
 from .storage.base import ComposableStorage
@@ -66,6 +68,7 @@ class Uploads:
         ``upload_ttl`` (an hour) unless completed."""
         service, policy = self._service, self._service.policy
         service.check_filename(filename, param="filename")
+        check_media_type(mime_type, param="mime_type")
         service.check_purpose(purpose)
         service.check_file_type(purpose, filename, mime_type, param="filename")
         service.check_expires_after(expires_after)
@@ -282,7 +285,7 @@ class Uploads:
                 await pending.write(self._read_parts(keys, digest))
                 if md5 and digest and digest.hexdigest() != md5.strip().lower():
                     raise InvalidRequest(
-                        f"The md5 of the assembled file is {digest.hexdigest()}, not {md5!r}.",
+                        f"The md5 of the assembled file is {digest.hexdigest()}, not {shown(md5)}.",
                         param="md5",
                     )
             else:
@@ -314,11 +317,13 @@ class Uploads:
         unknown = [part_id for part_id in part_ids if part_id not in known]
         if unknown:
             raise InvalidRequest(
-                f"No such part in upload {upload.id}: {unknown[0][:100]}.", param="part_ids"
+                f"No such part in upload {upload.id}: {shown(unknown[0])}.", param="part_ids"
             )
         return [known[part_id] for part_id in part_ids]
 
     async def _get(self, owner: str, upload_id: str) -> UploadRecord:
+        if not possible_id(upload_id):
+            raise UploadNotFound(upload_id)
         upload = await self._service.metadata.get_upload(owner, upload_id)
         if upload is None:
             raise UploadNotFound(upload_id)
