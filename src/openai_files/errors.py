@@ -6,7 +6,7 @@ OpenAIFilesError
 │   ├── MalformedUpload          the multipart body cannot be parsed
 │   ├── InvalidFile              the file's content breaks its purpose's rules (bad JSONL)
 │   └── UnsupportedFileType      the file's type or extension is not allowed for its purpose
-├── RequestTimeout               the request body stalled longer than the idle timeout
+├── RequestTimeout               the request body stalled, or came too slowly overall
 ├── FileTooLarge                 the file passed the maximum size
 │   └── RequestTooLarge          the request body passed its maximum (the form around the file)
 ├── AuthenticationFailed         missing or unknown API key
@@ -14,7 +14,7 @@ OpenAIFilesError
 ├── UploadNotFound               no such upload for this owner
 ├── BlobNotFound                 storage has no bytes under a key (also a FileNotFoundError)
 ├── Conflict                     the file is in use and cannot be changed now
-├── QuotaExceeded                the owner's file count or storage quota would be passed
+├── QuotaExceeded                an owner's quota of files, bytes or open uploads is full
 ├── RateLimited                  too many requests; retry after `retry_after` seconds
 └── BackendUnavailable           storage or the metadata store cannot be reached
 ```
@@ -24,7 +24,8 @@ parameter at fault) and a `code`. The HTTP edge (`openai_files.http`) maps each 
 HTTP status and OpenAI error `type`, in one table; nothing below the edge knows about HTTP.
 Backends translate their drivers' exceptions into these at their own seam
 (`raise BackendUnavailable(...) from exc`), so callers never have to catch a driver's
-exceptions.
+exceptions. A value the client sent is quoted in a message through `shown`, so that an answer
+never grows with what was sent.
 """
 
 from __future__ import annotations
@@ -46,7 +47,26 @@ __all__ = [
     "RequestTooLarge",
     "UnsupportedFileType",
     "UploadNotFound",
+    "shown",
 ]
+
+SHOWN_LENGTH = 64
+"""The most characters of a client's value that an error message repeats."""
+
+
+def shown(value: object, *, quoted: bool = True) -> str:
+    """``value`` as an error message repeats it: at most `SHOWN_LENGTH` characters of it, then
+    ``...``, with every character that is not printable escaped as ``repr`` escapes it (so a
+    message never carries a control or bidi character, nor a lone surrogate). ``quoted=False``
+    leaves out the quotes around a string, for ids shown as OpenAI shows them."""
+    if not isinstance(value, str):
+        text = repr(value)
+        return text if len(text) <= SHOWN_LENGTH else text[:SHOWN_LENGTH] + "..."
+    cut = len(value) > SHOWN_LENGTH
+    text = repr(value[:SHOWN_LENGTH])
+    if not quoted:
+        text = text[1:-1]
+    return text + "..." if cut else text
 
 
 class OpenAIFilesError(Exception):
@@ -90,9 +110,12 @@ class FileTooLarge(OpenAIFilesError):
 
     code = "file_too_large"
 
-    def __init__(self, limit: int, *, param: str | None = "file") -> None:
+    def __init__(
+        self, limit: int, *, param: str | None = "file", message: str | None = None
+    ) -> None:
         super().__init__(
-            f"File is too large: the maximum size is {limit} bytes. "
+            message
+            or f"File is too large: the maximum size is {limit} bytes. "
             "Upload a smaller file, or use the Uploads API for large files.",
             param=param,
         )
@@ -113,13 +136,15 @@ class RequestTooLarge(FileTooLarge):
 
 
 class RequestTimeout(OpenAIFilesError):
-    """The client stopped sending the request body for longer than the idle timeout."""
+    """The client sent the request body too slowly: it stopped for longer than the idle
+    timeout (``idle_timeout``), or took too long over the whole body (``message`` says how)."""
 
     code = "request_timeout"
 
-    def __init__(self, idle_timeout: float) -> None:
+    def __init__(self, idle_timeout: float = 0.0, *, message: str | None = None) -> None:
         super().__init__(
-            f"The request body stalled for more than {idle_timeout:g} seconds; "
+            message
+            or f"The request body stalled for more than {idle_timeout:g} seconds; "
             "the upload was abandoned. Retry it."
         )
 
@@ -136,7 +161,7 @@ class FileNotFound(OpenAIFilesError, FileNotFoundError):
     code = "file_not_found"
 
     def __init__(self, file_id: str) -> None:
-        super().__init__(f"No such File object: {file_id}", param="id")
+        super().__init__(f"No such File object: {shown(file_id, quoted=False)}", param="id")
         self.file_id = file_id
 
 
@@ -146,7 +171,9 @@ class UploadNotFound(OpenAIFilesError, FileNotFoundError):
     code = "upload_not_found"
 
     def __init__(self, upload_id: str) -> None:
-        super().__init__(f"No such Upload object: {upload_id}", param="upload_id")
+        super().__init__(
+            f"No such Upload object: {shown(upload_id, quoted=False)}", param="upload_id"
+        )
         self.upload_id = upload_id
 
 
@@ -156,7 +183,7 @@ class BlobNotFound(OpenAIFilesError, FileNotFoundError):
     code = "blob_not_found"
 
     def __init__(self, key: str) -> None:
-        super().__init__(f"No stored object under key {key!r}")
+        super().__init__(f"No stored object under key {shown(key)}")
         self.key = key
 
 
@@ -167,7 +194,8 @@ class Conflict(OpenAIFilesError):
 
 
 class QuotaExceeded(OpenAIFilesError):
-    """Storing the file would pass the owner's quota of files or bytes."""
+    """Storing the file (or a part) would pass the owner's quota of files or bytes, or
+    starting an upload their bound on open uploads."""
 
     code = "quota_exceeded"
 
@@ -182,6 +210,14 @@ class QuotaExceeded(OpenAIFilesError):
         return cls(
             f"Storage quota exceeded: the limit is {' and '.join(limits)} per owner, and "
             f"{files} files are stored. Delete files you no longer need, then retry."
+        )
+
+    @classmethod
+    def for_open_uploads(cls, max_open: int) -> QuotaExceeded:
+        """The error for an owner who has ``max_open`` uploads open already."""
+        return cls(
+            f"Too many open uploads: the limit is {max_open} per owner. Complete or cancel an "
+            "upload you started (or wait for one to expire), then retry."
         )
 
 

@@ -19,18 +19,20 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
 import anyio
+import anyio.lowlevel
 
-from .errors import BlobNotFound, FileNotFound, InvalidRequest, UnsupportedFileType
+from .errors import BlobNotFound, FileNotFound, InvalidRequest, UnsupportedFileType, shown
 from .events import EventHook, FileEvent, FileEventKind, emit
 from .ids import new_file_id, new_storage_key, parse_file_id
-from .metadata.base import FileRecord, MetadataStore, OffsetPaging, Order, StatusUpdates
+from .inputs import MAX_PURPOSE_LENGTH, check_media_type, possible_id, unsafe_character
+from .metadata.base import Cursor, FileRecord, MetadataStore, OffsetPaging, Order, StatusUpdates
 from .models import FileDeleted, FileList, FileObject
 from .policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, PURPOSE_PATTERN, Policy
 from .storage.base import PresignedURLs, Storage
@@ -39,11 +41,21 @@ from .upload import IDEMPOTENCY_WINDOW, PendingUpload
 from .uploads import Uploads
 from .validation import JSONLValidator
 
-__all__ = ["FileContent", "FileStat", "FilesService", "PendingUpload"]
+__all__ = [
+    "LIST_BATCH",
+    "FileContent",
+    "FileStat",
+    "FilesService",
+    "ListedBatches",
+    "PendingUpload",
+]
 
 log = logging.getLogger("openai_files")
 
 Clock = Callable[[], float]
+
+LIST_BATCH = 200
+"""How many files of a list page are fetched from the store, and sent, at a time."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,71 @@ class FileStat:
     @property
     def size(self) -> int:
         return self.file.bytes
+
+
+class ListedBatches:
+    """A page of the files list, read from the store a batch at a time
+    (`FilesService.list_in_batches`).
+
+    Iterate `batches` once: each batch is a list of `FileObject`; between two batches the
+    event loop runs other tasks. Once they are all read, `has_more` says whether the list goes
+    on past the page; ``total`` is the number of files in the list under `Policy.list_offset`.
+    """
+
+    def __init__(
+        self,
+        service: FilesService,
+        fetch: Callable[[Cursor | None, int], Awaitable[list[FileRecord]]],
+        first: list[FileRecord],
+        *,
+        page_size: int,
+        batch: int,
+        total: int | None,
+    ) -> None:
+        self._service = service
+        self._fetch = fetch
+        self._first = first
+        self._page_size = page_size
+        self._batch = batch
+        self.total = total
+        self.has_more = False
+
+    @property
+    def single(self) -> bool:
+        """True when the first batch is the whole page: nothing more is fetched."""
+        return self._page_size <= self._batch or len(self._first) <= self._batch
+
+    @property
+    def batches(self) -> AsyncIterator[list[FileObject]]:
+        return self._batches()
+
+    async def page(self) -> FileList:
+        """Every batch, read now into one `FileList`."""
+        data = [file async for batch in self.batches for file in batch]
+        return FileList(
+            data=data,
+            first_id=data[0].id if data else None,
+            last_id=data[-1].id if data else None,
+            has_more=self.has_more,
+            total=self.total,
+        )
+
+    async def _batches(self) -> AsyncIterator[list[FileObject]]:
+        records, sent = self._first, 0
+        while True:
+            wanted = min(self._batch, self._page_size - sent)
+            batch = records[:wanted]
+            sent += len(batch)
+            more = len(records) > wanted
+            yield [self._service.file_object(record) for record in batch]
+            if not more or sent >= self._page_size:
+                self.has_more = more
+                return
+            await anyio.lowlevel.checkpoint()  # let other requests run between two batches
+            last = batch[-1]
+            records = await self._fetch(
+                (last.created_us, last.id), min(self._batch, self._page_size - sent)
+            )
 
 
 class FilesService:
@@ -177,14 +254,19 @@ class FilesService:
         purpose: str | None = None,
         system: bool = False,
         max_size: int | None = None,
+        bytes_counted: bool = False,
     ) -> PendingUpload:
         """Start an upload; ``purpose`` may be left for `PendingUpload.finish` when it is not
         known until the bytes have arrived (clients may send the ``purpose`` field last).
+        ``bytes_counted``: its bytes count against the owner's byte quota already (the parts
+        of an upload of the Uploads API), so they are not reserved again while they stream.
 
         Use the result as an async context manager: leaving it without `PendingUpload.finish`
         (or with an exception) removes everything the upload wrote.
         """
         self.check_filename(filename)
+        if media_type is not None:
+            check_media_type(media_type, param="file", name="The file part's Content-Type")
         if purpose is not None:
             self.check_purpose(purpose, system=system)
             self.check_file_type(purpose, filename, media_type)
@@ -206,7 +288,14 @@ class FilesService:
             changed_at=created_us // 1_000_000,
         )
         await self.metadata.insert(record, quota=self.policy.quota)
-        return PendingUpload(self, record, purpose=purpose, system=system, max_size=max_size)
+        return PendingUpload(
+            self,
+            record,
+            purpose=purpose,
+            system=system,
+            max_size=max_size,
+            bytes_counted=bytes_counted,
+        )
 
     def check_purpose(self, purpose: str, *, system: bool = False) -> None:
         """`InvalidRequest` unless files with ``purpose`` may be created (by the service itself
@@ -215,7 +304,7 @@ class FilesService:
         if allowed is None:
             if not re.fullmatch(PURPOSE_PATTERN, purpose):
                 raise InvalidRequest(
-                    f"{purpose[:100]!r} is not a valid purpose: use 1 to 64 letters, digits, "
+                    f"{shown(purpose)} is not a valid purpose: use 1 to 64 letters, digits, "
                     "'_', '-', '.' or ':', starting with a letter or digit.",
                     param="purpose",
                 )
@@ -225,7 +314,7 @@ class FilesService:
         if purpose not in allowed:
             listed = ", ".join(repr(p) for p in allowed)
             raise InvalidRequest(
-                f"{purpose!r} is not one of [{listed}] - 'purpose'", param="purpose"
+                f"{shown(purpose)} is not one of [{listed}] - 'purpose'", param="purpose"
             )
 
     def check_expires_after(self, seconds: int | None) -> None:
@@ -238,7 +327,9 @@ class FilesService:
             )
 
     def check_filename(self, filename: str, *, param: str = "file") -> None:
-        """`InvalidRequest` for an empty or over-long filename or one with control characters."""
+        """`InvalidRequest` for an empty or over-long filename, or one holding a character no
+        name should (`openai_files.inputs.unsafe_character`: a control character, a lone
+        surrogate, or a bidi control that would make the name display as another)."""
         if not filename:
             raise InvalidRequest("The file must have a filename.", param=param)
         if len(filename) > self.policy.max_filename_length:
@@ -247,10 +338,12 @@ class FilesService:
                 f"{self.policy.max_filename_length}.",
                 param=param,
             )
-        if any(ord(char) < 32 or ord(char) == 127 for char in filename):
+        char = unsafe_character(filename)
+        if char is not None:
             raise InvalidRequest(
-                "The filename contains control characters (such as NUL, CR or LF); "
-                "rename the file.",
+                f"The filename contains the character U+{ord(char):04X}: names must not hold "
+                "control characters (such as NUL, CR, LF or U+0080..U+009F), bidirectional "
+                "controls (such as U+202E) or unpaired surrogates; rename the file.",
                 param=param,
             )
 
@@ -261,8 +354,8 @@ class FilesService:
         types = self.policy.file_types.get(purpose)
         if types is not None and not types.allows(filename, media_type):
             raise UnsupportedFileType(
-                f"Files with purpose {purpose!r} must be {types.describe()}; "
-                f"got {filename[:200]!r}.",
+                f"Files with purpose {shown(purpose)} must be {types.describe()}; "
+                f"got {shown(filename)}.",
                 param=param,
             )
 
@@ -271,6 +364,8 @@ class FilesService:
     async def retrieve(self, owner: str, file_id: str) -> FileObject:
         """The file, or `FileNotFound` (missing, deleted, expired or another owner's). With
         soft delete, a deleted file is returned with status ``deleted``."""
+        if not possible_id(file_id):
+            raise FileNotFound(file_id)
         record = await self.metadata.get(
             _checked_owner(owner),
             file_id,
@@ -298,6 +393,34 @@ class FilesService:
         ``offset`` skips that many files instead (not with ``after``) and the page carries the
         ``total`` number of files.
         """
+        pages = await self.list_in_batches(
+            owner,
+            purpose=purpose,
+            limit=limit,
+            order=order,
+            after=after,
+            offset=offset,
+            batch=self.policy.list_limit_max,  # the whole page in one query
+        )
+        return await pages.page()
+
+    async def list_in_batches(
+        self,
+        owner: str,
+        *,
+        purpose: str | None = None,
+        limit: int | None = None,
+        order: str = "desc",
+        after: str | None = None,
+        offset: int | None = None,
+        batch: int = LIST_BATCH,
+    ) -> ListedBatches:
+        """The page `list` returns, fetched from the store ``batch`` files at a time as it is
+        read, so that a page of 10,000 files with long names never sits in memory whole.
+
+        The parameters are checked and the first batch fetched before this returns, so a bad
+        request or an unreachable store fails here, not midway through the page.
+        """
         page_size = self.policy.list_limit_default if limit is None else limit
         if not 1 <= page_size <= self.policy.list_limit_max:
             raise InvalidRequest(
@@ -305,14 +428,18 @@ class FilesService:
                 param="limit",
             )
         if order not in ("asc", "desc"):
-            raise InvalidRequest(f"order must be 'asc' or 'desc'; got {order!r}.", param="order")
+            raise InvalidRequest(
+                f"order must be 'asc' or 'desc'; got {shown(order)}.", param="order"
+            )
         direction: Order = "asc" if order == "asc" else "desc"
+        if purpose is not None:
+            _check_purpose_filter(purpose)
         cursor = None
         if after is not None:
             created_us = parse_file_id(after)
             if created_us is None:
                 raise InvalidRequest(
-                    f"after must be a file id from a previous page; got {after[:100]!r}.",
+                    f"after must be a file id from a previous page; got {shown(after)}.",
                     param="after",
                 )
             cursor = (created_us, after)
@@ -321,22 +448,25 @@ class FilesService:
         total = None
         if self.policy.list_offset:
             total = await self._offset_paging.count(owner, now=now, purpose=purpose)
-        if offset:
-            records = await self._offset_paging.list_at(
-                owner, now=now, purpose=purpose, offset=offset, limit=page_size + 1, order=direction
+
+        async def fetch(cursor: Cursor | None, wanted: int) -> list[FileRecord]:
+            """``wanted`` files after ``cursor`` (the first batch: after ``offset``), and one
+            more when there is one, which says whether the list goes on."""
+            if offset and cursor is None:
+                return await self._offset_paging.list_at(
+                    owner,
+                    now=now,
+                    purpose=purpose,
+                    offset=offset,
+                    limit=wanted + 1,
+                    order=direction,
+                )
+            return await self.metadata.list(
+                owner, now=now, purpose=purpose, after=cursor, limit=wanted + 1, order=direction
             )
-        else:
-            records = await self.metadata.list(
-                owner, now=now, purpose=purpose, after=cursor, limit=page_size + 1, order=direction
-            )
-        data = [self.file_object(record) for record in records[:page_size]]
-        return FileList(
-            data=data,
-            first_id=data[0].id if data else None,
-            last_id=data[-1].id if data else None,
-            has_more=len(records) > page_size,
-            total=total,
-        )
+
+        first = await fetch(cursor, min(batch, page_size))
+        return ListedBatches(self, fetch, first, page_size=page_size, batch=batch, total=total)
 
     def _check_offset(self, offset: int | None, after: str | None) -> None:
         """`InvalidRequest` for an ``offset`` the policy does not take, or cannot be used."""
@@ -420,6 +550,8 @@ class FilesService:
 
         `Conflict` while a batch holds the file; `FileNotFound` if it is not visible.
         """
+        if not possible_id(file_id):
+            raise FileNotFound(file_id)
         record = await self.metadata.begin_delete(_checked_owner(owner), file_id, now=self.now())
         if record is None:
             raise FileNotFound(file_id)
@@ -461,12 +593,16 @@ class FilesService:
     async def hold(self, owner: str, file_id: str, holder: str) -> None:
         """Hold the file for ``holder`` (a batch id, say): until released it cannot be deleted
         (409) and does not expire. Holding twice for one holder is one hold."""
-        if not await self.metadata.hold(_checked_owner(owner), file_id, holder, now=self.now()):
+        if not possible_id(file_id) or not await self.metadata.hold(
+            _checked_owner(owner), file_id, holder, now=self.now()
+        ):
             raise FileNotFound(file_id)
 
     async def release(self, owner: str, file_id: str, holder: str) -> bool:
         """Drop ``holder``'s hold; False if it held nothing. A released file past its expiry
         is gone at once."""
+        if not possible_id(file_id):
+            return False
         return await self.metadata.release(_checked_owner(owner), file_id, holder)
 
     @asynccontextmanager
@@ -529,6 +665,8 @@ class FilesService:
             await emit(self.events, FileEvent(kind=kind, owner=owner, file=file, at=self.now()))
 
     async def _visible(self, owner: str, file_id: str) -> FileRecord:
+        if not possible_id(file_id):
+            raise FileNotFound(file_id)
         record = await self.metadata.get(_checked_owner(owner), file_id, now=self.now())
         if record is None:
             raise FileNotFound(file_id)
@@ -552,6 +690,17 @@ class FilesService:
             status=record.status,  # type: ignore[arg-type]
             status_details=record.status_details,
             expires_at=record.expires_at,
+        )
+
+
+def _check_purpose_filter(purpose: str) -> None:
+    """`InvalidRequest` for a ``purpose`` filter no file can have: longer than a purpose can be,
+    or holding a control character or a lone surrogate."""
+    if len(purpose) > MAX_PURPOSE_LENGTH or unsafe_character(purpose) is not None:
+        raise InvalidRequest(
+            f"purpose must be a purpose of at most {MAX_PURPOSE_LENGTH} characters, without "
+            f"control characters; got {shown(purpose)}.",
+            param="purpose",
         )
 
 

@@ -54,6 +54,7 @@ class PendingUpload:
         purpose: str | None,
         system: bool,
         max_size: int | None = None,
+        bytes_counted: bool = False,
     ) -> None:
         self._service = service
         self.record = record
@@ -63,6 +64,12 @@ class PendingUpload:
         # the caller has applied already.
         self._own_limit = max_size is not None
         self._max_size = max_size or service.policy.max_size_for(purpose)
+        # Bytes counted against the byte quota already (an upload's parts) are not reserved
+        # again: the file's size counts when it commits, and the parts until they are gone.
+        quota = service.policy.quota
+        self._metered_bytes = (
+            not bytes_counted and quota is not None and quota.max_bytes is not None
+        )
         self._blob: StoredBlob | None = None
         self._etag: str | None = None
         self._finished = False
@@ -109,16 +116,14 @@ class PendingUpload:
         assert isinstance(storage, ComposableStorage)
         if size > self._max_size:
             raise FileTooLarge(self._max_size)
-        quota = self._service.policy.quota
-        if quota is not None and quota.max_bytes is not None:
+        if self._metered_bytes:
             await self._reserve(size)
         composed = await storage.compose(self.record.storage_key, sources)
         self._blob = StoredBlob(size=composed, sha256="")
         self._etag = etag
 
     async def _metered(self, chunks: AsyncIterable[bytes], limit: int) -> AsyncIterator[bytes]:
-        quota = self._service.policy.quota
-        metered_bytes = quota is not None and quota.max_bytes is not None
+        metered_bytes = self._metered_bytes
         strict = self._purpose is not None and self._service.policy.validation == "strict"
         total = 0
         async for chunk in chunks:
