@@ -361,7 +361,7 @@ def _http_protocol(header_timeout: float) -> type[asyncio.Protocol] | Literal["a
     """uvicorn's HTTP protocol, with a deadline for request headers unless it is 0."""
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-    from ..header_timeout import with_header_timeout
+    from ._header_timeout import with_header_timeout
 
     return with_header_timeout(AutoHTTPProtocol, header_timeout) if header_timeout else "auto"
 
