@@ -35,7 +35,7 @@ from .models import FileDeleted, FileList, FileObject
 from .policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, PURPOSE_PATTERN, Policy
 from .storage.base import PresignedURLs, Storage
 from .sweeper import SweepReport, run_sweeper, sweep, sweep_orphans
-from .upload import IDEMPOTENCY_WINDOW, PendingUpload
+from ._pending_upload import IDEMPOTENCY_WINDOW, PendingUpload
 from .uploads import Uploads
 from .validation import JSONLValidator
 

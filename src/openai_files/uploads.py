@@ -30,7 +30,7 @@ from .ids import new_object_id
 from .metadata.base import PartRecord, UploadRecord, UploadState
 from .models import FileObject, UploadObject, UploadPartObject
 from .storage.base import ComposableStorage
-from .upload import IDEMPOTENCY_WINDOW
+from ._pending_upload import IDEMPOTENCY_WINDOW
 
 if TYPE_CHECKING:
     from .service import FilesService
