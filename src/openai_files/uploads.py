@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from ._core import IDEMPOTENCY_WINDOW
 from .errors import (
     BackendUnavailable,
     FileNotFound,
@@ -30,7 +31,6 @@ from .ids import new_object_id
 from .metadata.base import PartRecord, UploadRecord, UploadState
 from .models import FileObject, UploadObject, UploadPartObject
 from .storage.base import ComposableStorage
-from ._pending_upload import IDEMPOTENCY_WINDOW
 
 if TYPE_CHECKING:
     from .service import FilesService
