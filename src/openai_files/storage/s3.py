@@ -216,6 +216,8 @@ class S3Storage:
         return self.prefix + check_key(key)
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
+        """One PUT, or from ``part_size`` bytes on a multipart upload with ``parts_in_flight``
+        parts sent at once; a failed or cancelled put aborts its multipart upload."""
         name = self.object_name(key)
         writer = obstore.open_writer_async(
             self._writes,
@@ -242,6 +244,8 @@ class S3Storage:
     async def get(
         self, key: str, *, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
+        """A ranged GET (or the whole object, sliced here, from a server that ignores ranges),
+        streamed in chunks of at least ``read_chunk_size`` bytes."""
         name = self.object_name(key)
         if start < 0 or (end is not None and end < 0):
             raise ValueError(f"byte offsets must not be negative: start={start}, end={end}")
@@ -268,6 +272,7 @@ class S3Storage:
         return self._chunks(key, result.stream(self.read_chunk_size))
 
     async def head(self, key: str) -> int:
+        """The object's size from a HEAD request; `BlobNotFound` for a missing key."""
         name = self.object_name(key)
         try:
             meta = await obstore.head_async(self._store, name)
@@ -278,6 +283,7 @@ class S3Storage:
         return meta["size"]
 
     async def delete(self, key: str) -> None:
+        """One DELETE request; a missing key is a no-op."""
         name = self.object_name(key)
         try:
             await obstore.delete_async(self._store, name)
@@ -316,7 +322,8 @@ class S3Storage:
         return 0
 
     async def aclose(self) -> None:
-        # obstore's client holds pooled connections only, released with the store itself.
+        """Nothing to release: obstore's client holds pooled connections only, released with
+        the store itself."""
         return None
 
     async def _get(self, key: str, name: str) -> GetResult:
