@@ -38,6 +38,8 @@ class MemoryMetadataStore:
         return f"MemoryMetadataStore(records={len(self._records)})"
 
     async def insert(self, record: FileRecord, *, quota: Quota | None = None) -> None:
+        """Add the record to the dict and its cursor to the owner's sorted list; the usage is
+        counted from the records, so the quota check sees every pending and active one."""
         if record.id in self._records:
             raise Conflict(f"A file with id {record.id} exists already.")
         if quota is not None:
@@ -48,6 +50,7 @@ class MemoryMetadataStore:
         bisect.insort(self._order.setdefault(record.owner, []), record.cursor)
 
     async def reserve(self, owner: str, file_id: str, size: int, *, quota: Quota | None) -> bool:
+        """Grow the pending record's ``bytes`` in place; the usage follows, being counted."""
         record = self._own(owner, file_id)
         if record is None or record.state != "pending":
             return False
@@ -61,6 +64,8 @@ class MemoryMetadataStore:
     async def commit(
         self, record: FileRecord, *, idempotency_key: str | None = None, key_since: int = 0
     ) -> str:
+        """Replace the pending record with ``record`` made ``active``, remembering the key
+        (with the time of the commit) in a dict by owner and key."""
         current = self._own(record.owner, record.id)
         if current is None or current.state != "pending":
             raise Conflict("The upload was abandoned before it completed; upload it again.")
@@ -73,6 +78,7 @@ class MemoryMetadataStore:
         return record.id
 
     async def idempotent_file(self, owner: str, key: str, *, since: int) -> str | None:
+        """Look the key up in the dict of keys; a file no longer ``active`` frees it."""
         return self._key_file(owner, key, since, None)
 
     def _key_file(self, owner: str, key: str, since: int, now: int | None) -> str | None:
@@ -89,6 +95,7 @@ class MemoryMetadataStore:
     async def get(
         self, owner: str, file_id: str, *, now: int, include_deleted: bool = False
     ) -> FileRecord | None:
+        """One dict lookup, then the visibility check."""
         record = self._own(owner, file_id)
         if record is None:
             return None
@@ -99,6 +106,7 @@ class MemoryMetadataStore:
     async def set_status(
         self, owner: str, file_id: str, *, status: str, details: str | None, now: int
     ) -> FileRecord | None:
+        """Replace the visible record with one of the new status and details."""
         record = await self.get(owner, file_id, now=now)
         if record is None:
             return None
@@ -116,6 +124,8 @@ class MemoryMetadataStore:
         limit: int,
         order: Order = "desc",
     ) -> list[FileRecord]:
+        """Bisect the owner's sorted cursors to ``after`` and walk them in ``order``, skipping
+        records that are not visible or of another purpose."""
         cursors = self._order.get(owner, [])
         if order == "asc":
             start = 0 if after is None else bisect.bisect_right(cursors, after)
@@ -133,6 +143,7 @@ class MemoryMetadataStore:
         return page
 
     async def count(self, owner: str, *, now: int, purpose: str | None = None) -> int:
+        """Count the owner's visible records (of ``purpose``) one by one."""
         return len(self._listed(owner, now, purpose))
 
     async def list_at(
@@ -145,6 +156,7 @@ class MemoryMetadataStore:
         limit: int,
         order: Order = "desc",
     ) -> builtins.list[FileRecord]:
+        """Slice the owner's visible records (of ``purpose``), in ``order``."""
         listed = self._listed(owner, now, purpose)
         if order == "desc":
             listed.reverse()
@@ -160,9 +172,11 @@ class MemoryMetadataStore:
         ]
 
     async def usage(self, owner: str) -> Usage:
+        """Counted from the owner's records (pending and active) on each call."""
         return self._usage(owner)
 
     async def begin_delete(self, owner: str, file_id: str, *, now: int) -> FileRecord | None:
+        """Turn the visible, unheld record ``deleting``; atomic, since nothing is awaited."""
         record = await self.get(owner, file_id, now=now)
         if record is None:
             return None
@@ -173,6 +187,7 @@ class MemoryMetadataStore:
         return deleting
 
     async def remove(self, owner: str, file_id: str, *, keep_record: bool = False) -> None:
+        """Drop the record, its holds and its cursor (or keep it ``deleted``)."""
         record = self._own(owner, file_id)
         if record is None:
             return
@@ -185,6 +200,7 @@ class MemoryMetadataStore:
         del cursors[bisect.bisect_left(cursors, record.cursor)]
 
     async def hold(self, owner: str, file_id: str, holder: str, *, now: int) -> bool:
+        """Add ``holder`` to the file's set of holders; ``hold_count`` is its size."""
         record = await self.get(owner, file_id, now=now)
         if record is None:
             return False
@@ -194,6 +210,7 @@ class MemoryMetadataStore:
         return True
 
     async def release(self, owner: str, file_id: str, holder: str) -> bool:
+        """Remove ``holder`` from the file's set of holders."""
         record = self._own(owner, file_id)
         holders = self._holds.get(file_id, set())
         if record is None or holder not in holders:
@@ -205,6 +222,7 @@ class MemoryMetadataStore:
     async def claim_for_sweep(
         self, *, now: int, stale_before: int, limit: int
     ) -> builtins.list[FileRecord]:
+        """Scan every record for candidates, turning up to ``limit`` of them ``deleting``."""
         claimed: list[FileRecord] = []
         for record in list(self._records.values()):
             if len(claimed) == limit:

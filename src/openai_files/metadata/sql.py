@@ -121,6 +121,9 @@ class SQLMetadataStore:
     # -- uploads ----------------------------------------------------------------------------
 
     async def insert(self, record: FileRecord, *, quota: Quota | None = None) -> None:
+        """Make sure the owner has a usage row (in a transaction of its own), then in one
+        transaction grow it by one file under ``quota`` (a conditional update) and insert the
+        row."""
         async with self._transaction() as connection:
             # In a transaction of its own: on MariaDB the shared lock an INSERT IGNORE takes on
             # an existing row, held into a later update, deadlocks concurrent uploads.
@@ -145,6 +148,8 @@ class SQLMetadataStore:
                 raise Conflict(f"A file with id {record.id} exists already.") from exc
 
     async def reserve(self, owner: str, file_id: str, size: int, *, quota: Quota | None) -> bool:
+        """Grow the usage row under ``quota`` and the pending row's ``bytes`` in one transaction,
+        rolled back if the row is no longer pending."""
         files = self._files
         async with self._transaction() as connection:
             if not await self._add_usage(connection, owner, 0, size, quota):
@@ -162,6 +167,10 @@ class SQLMetadataStore:
     async def commit(
         self, record: FileRecord, *, idempotency_key: str | None = None, key_since: int = 0
     ) -> str:
+        """One transaction: the key looked up, the row updated only while still ``pending`` with
+        the bytes it reserved, the usage corrected, the key row written. A concurrent commit under
+        the same key makes the key's primary key refuse the second row; that caller answers with
+        the winner's file."""
         try:
             return await self._commit(record, idempotency_key, key_since)
         except IntegrityError:
@@ -221,6 +230,7 @@ class SQLMetadataStore:
         return record.id
 
     async def idempotent_file(self, owner: str, key: str, *, since: int) -> str | None:
+        """A join of the key row and its ``active`` file row."""
         async with self._transaction() as connection:
             return await self._key_file(connection, owner, key, since, now=None)
 
@@ -245,6 +255,7 @@ class SQLMetadataStore:
     async def get(
         self, owner: str, file_id: str, *, now: int, include_deleted: bool = False
     ) -> FileRecord | None:
+        """One SELECT by id and owner, with visibility in the WHERE clause."""
         files = self._files
         shown = self._visible(now)
         if include_deleted:
@@ -257,6 +268,8 @@ class SQLMetadataStore:
     async def set_status(
         self, owner: str, file_id: str, *, status: str, details: str | None, now: int
     ) -> FileRecord | None:
+        """A conditional UPDATE of the visible row, then the row read back in the same
+        transaction."""
         files = self._files
         visible = and_(files.c.id == file_id, files.c.owner == owner, self._visible(now))
         change = update(files).where(visible).values(status=status, status_details=details)
@@ -276,12 +289,15 @@ class SQLMetadataStore:
         limit: int,
         order: Order = "desc",
     ) -> list[FileRecord]:
+        """Keyset pagination: rows past ``after`` on ``(created_us, id)``, in that index's
+        order, ``limit`` of them."""
         query = self._listing(select(self._files), owner, now, purpose)
         if after is not None:
             query = query.where(self._beyond(after, order))
         return await self._page(query, order, offset=0, limit=limit)
 
     async def count(self, owner: str, *, now: int, purpose: str | None = None) -> int:
+        """``SELECT count(*)`` over the owner's visible rows (of ``purpose``)."""
         query = self._listing(select(func.count()), owner, now, purpose)
         async with self._transaction() as connection:
             return int((await connection.execute(query)).scalar_one())
@@ -296,6 +312,7 @@ class SQLMetadataStore:
         limit: int,
         order: Order = "desc",
     ) -> builtins.list[FileRecord]:
+        """``OFFSET``/``LIMIT`` over the owner's visible rows, in ``(created_us, id)`` order."""
         query = self._listing(select(self._files), owner, now, purpose)
         return await self._page(query, order, offset=offset, limit=limit)
 
@@ -321,10 +338,12 @@ class SQLMetadataStore:
         return [_record(row) for row in rows]
 
     async def usage(self, owner: str) -> Usage:
+        """The owner's usage row (zeros if there is none)."""
         async with self._transaction() as connection:
             return await self._read_usage(connection, owner)
 
     async def existing_keys(self, keys: builtins.list[str]) -> set[str]:
+        """``IN`` queries over files and parts, 500 keys at a time."""
         files, parts = self._files, self.tables.parts
         found: set[str] = set()
         async with self._transaction() as connection:
@@ -338,6 +357,8 @@ class SQLMetadataStore:
     # -- deletes and holds -------------------------------------------------------------------
 
     async def begin_delete(self, owner: str, file_id: str, *, now: int) -> FileRecord | None:
+        """A conditional UPDATE first (visible and unheld), so concurrent deleters and holders
+        serialise on the row's lock; the usage row shrinks in the same transaction."""
         files = self._files
         mine = and_(files.c.id == file_id, files.c.owner == owner, self._visible(now))
         async with self._transaction() as connection:
@@ -360,6 +381,8 @@ class SQLMetadataStore:
         return record
 
     async def remove(self, owner: str, file_id: str, *, keep_record: bool = False) -> None:
+        """Delete (or mark ``deleted``) the row only if it is still as read, its holds and its
+        share of the usage with it, in one transaction."""
         files, holds = self._files, self.tables.holds
         async with self._transaction() as connection:
             mine = and_(files.c.id == file_id, files.c.owner == owner)
@@ -381,6 +404,8 @@ class SQLMetadataStore:
                 await connection.execute(delete(holds).where(holds.c.file_id == file_id))
 
     async def hold(self, owner: str, file_id: str, holder: str, *, now: int) -> bool:
+        """Count the hold on the visible row and add a holds row; rolled back if the holder
+        holds it already."""
         files, holds = self._files, self.tables.holds
         mine = and_(files.c.id == file_id, files.c.owner == owner)
         async with self._transaction() as connection:
@@ -402,6 +427,7 @@ class SQLMetadataStore:
         return True
 
     async def release(self, owner: str, file_id: str, holder: str) -> bool:
+        """Delete the holds row and decrement the row's ``hold_count`` in one transaction."""
         files, holds = self._files, self.tables.holds
         mine = and_(files.c.id == file_id, files.c.owner == owner)
         async with self._transaction() as connection:
@@ -422,6 +448,9 @@ class SQLMetadataStore:
     async def claim_for_sweep(
         self, *, now: int, stale_before: int, limit: int
     ) -> builtins.list[FileRecord]:
+        """Read up to ``limit`` candidates (expired first, then stale), then claim each with a
+        conditional UPDATE on its state and ``changed_at``: a candidate another sweeper took first
+        is skipped."""
         files = self._files
         expired = and_(
             files.c.state == "active",
