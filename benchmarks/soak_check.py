@@ -167,16 +167,23 @@ async def _check_content(
 
 
 async def _check_usage(metadata: SQLMetadataStore, quota: Quota | None, findings: Findings) -> None:
-    """Each owner's usage row equals the files and bytes of its records that count."""
-    usage, files = metadata.tables.usage, metadata.tables.files
+    """Each owner's usage row equals the files and bytes of its records that count, plus the
+    bytes its uploads reserve (their parts)."""
+    usage, files, uploads = metadata.tables.usage, metadata.tables.files, metadata.tables.uploads
     counted = (
         select(files.c.owner, func.count(), func.coalesce(func.sum(files.c.bytes), 0))
         .where(files.c.state.in_(("pending", "active")))
         .group_by(files.c.owner)
     )
+    reserved = select(uploads.c.owner, func.coalesce(func.sum(uploads.c.reserved), 0)).group_by(
+        uploads.c.owner
+    )
     async with metadata.engine.connect() as connection:
         rows = {row[0]: (row[1], row[2]) for row in (await connection.execute(select(usage)))}
         records = {row[0]: (row[1], int(row[2])) for row in (await connection.execute(counted))}
+        for owner, size in (await connection.execute(reserved)).all():
+            files_of_owner, bytes_of_owner = records.get(owner, (0, 0))
+            records[owner] = (files_of_owner, bytes_of_owner + int(size))
     for owner in sorted(set(rows) | set(records)):
         if rows.get(owner, (0, 0)) != records.get(owner, (0, 0)):
             detail = f"{owner}: usage {rows.get(owner)}, records {records.get(owner)}"

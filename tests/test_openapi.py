@@ -30,6 +30,7 @@ from openai_files import (
 )
 from openai_files.openapi import OPENAPI_PATH, openapi_document
 from openai_files.policy import PURPOSE_PATTERN
+from openai_files.uploads_endpoints import completion_body_limit
 
 pytestmark = pytest.mark.anyio
 
@@ -419,7 +420,8 @@ async def test_every_documented_answer_is_met_and_matches_its_schema(
     await call("POST", f"{v1}/uploads/upload_missing/parts", files={"data": ("upload", b"c")})
     complete_url = f"{v1}/uploads/{upload['id']}/complete"
     await call("POST", complete_url, json={"part_ids": ["part_missing"]})
-    await call("POST", complete_url, json={"part_ids": ["x" * 70_000]})
+    too_long = "x" * completion_body_limit(service.policy)  # a body past the limit: 413
+    await call("POST", complete_url, json={"part_ids": [too_long]})
     await call("POST", f"{v1}/uploads/upload_missing/complete", json={"part_ids": ["p"]})
     done = (await call("POST", complete_url, json={"part_ids": [first["id"], second["id"]]})).json()
     assert done["status"] == "completed"

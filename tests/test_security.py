@@ -221,8 +221,14 @@ PROBES = {
     ),
     "delete": Probe("DELETE", "/v1/files/{id}", "file"),
     "delete-unprefixed": Probe("DELETE", "/files/{id}", "file"),
+    # A's upload holds its declared bytes already: A's own part is refused for its size (413),
+    # which shows the probe reached A's upload; B's is 404 like an unknown upload's.
     "upload-add-part": Probe(
-        "POST", "/v1/uploads/{id}/parts", "upload", extra=lambda a: multipart("data", b"evil")
+        "POST",
+        "/v1/uploads/{id}/parts",
+        "upload",
+        extra=lambda a: multipart("data", b"evil"),
+        owner_status=413,
     ),
     "upload-complete": Probe(
         "POST",

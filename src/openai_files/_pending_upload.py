@@ -47,9 +47,12 @@ async def begin_upload(
     purpose: str | None = None,
     system: bool = False,
     max_size: int | None = None,
+    bytes_counted: bool = False,
 ) -> PendingUpload:
     """Check the request, record the upload ``pending`` and return it (see
-    `FilesService.begin_upload`)."""
+    `FilesService.begin_upload`). ``bytes_counted``: its bytes count against the owner's byte
+    quota already (the parts of an upload of the Uploads API), so they are not reserved again
+    while they stream."""
     check_filename(core.policy, filename)
     if purpose is not None:
         check_purpose(core.policy, purpose, system=system)
@@ -72,7 +75,14 @@ async def begin_upload(
         changed_at=created_us // 1_000_000,
     )
     await core.metadata.insert(record, quota=core.policy.quota)
-    return PendingUpload(core, record, purpose=purpose, system=system, max_size=max_size)
+    return PendingUpload(
+        core,
+        record,
+        purpose=purpose,
+        system=system,
+        max_size=max_size,
+        bytes_counted=bytes_counted,
+    )
 
 
 class PendingUpload:
@@ -92,6 +102,7 @@ class PendingUpload:
         purpose: str | None,
         system: bool,
         max_size: int | None = None,
+        bytes_counted: bool = False,
     ) -> None:
         self._core = core
         self.record = record
@@ -101,6 +112,12 @@ class PendingUpload:
         # the caller has applied already.
         self._own_limit = max_size is not None
         self._max_size = max_size or core.policy.max_size_for(purpose)
+        # Bytes counted against the byte quota already (an upload's parts) are not reserved
+        # again: the file's size counts when it commits, and the parts until they are gone.
+        quota = core.policy.quota
+        self._metered_bytes = (
+            not bytes_counted and quota is not None and quota.max_bytes is not None
+        )
         self._blob: StoredBlob | None = None
         self._etag: str | None = None
         self._finished = False
@@ -147,16 +164,14 @@ class PendingUpload:
         assert isinstance(storage, ComposableStorage)
         if size > self._max_size:
             raise FileTooLarge(self._max_size)
-        quota = self._core.policy.quota
-        if quota is not None and quota.max_bytes is not None:
+        if self._metered_bytes:
             await self._reserve(size)
         composed = await storage.compose(self.record.storage_key, sources)
         self._blob = StoredBlob(size=composed, sha256="")
         self._etag = etag
 
     async def _metered(self, chunks: AsyncIterable[bytes], limit: int) -> AsyncIterator[bytes]:
-        quota = self._core.policy.quota
-        metered_bytes = quota is not None and quota.max_bytes is not None
+        metered_bytes = self._metered_bytes
         strict = self._purpose is not None and self._core.policy.validation == "strict"
         total = 0
         async for chunk in chunks:

@@ -29,6 +29,7 @@ log = logging.getLogger("openai_files")
 
 DEFAULT_MAX_FILE_SIZE = Policy().max_file_size
 DEFAULT_MAX_UPLOAD_SIZE = Policy().upload_limit
+DEFAULT_MAX_OPEN_UPLOADS = Policy().max_open_uploads
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 """Where the client commands go without ``--base-url`` or ``OPENAI_BASE_URL``, as the SDKs do."""
 
@@ -95,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(_env("MAX_UPLOAD_SIZE", str(DEFAULT_MAX_UPLOAD_SIZE))),
         help="largest file the Uploads API may assemble, in bytes "
         f"(default {DEFAULT_MAX_UPLOAD_SIZE}; OPENAI_FILES_MAX_UPLOAD_SIZE)",
+    )
+    serve.add_argument(
+        "--max-open-uploads",
+        type=int,
+        default=int(_env("MAX_OPEN_UPLOADS", str(DEFAULT_MAX_OPEN_UPLOADS))),
+        metavar="N",
+        help="most Uploads API uploads one owner may have open at once; 0 for no bound "
+        f"(default {DEFAULT_MAX_OPEN_UPLOADS}; OPENAI_FILES_MAX_OPEN_UPLOADS)",
     )
     serve.add_argument(
         "--no-uploads-api",

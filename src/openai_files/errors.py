@@ -14,7 +14,7 @@ OpenAIFilesError
 ├── UploadNotFound               404  no such upload for this owner
 ├── BlobNotFound                 404  storage has no bytes under a key (also a FileNotFoundError)
 ├── Conflict                     409  the file is in use and cannot be changed now
-├── QuotaExceeded                400  the owner's file count or storage quota would be passed
+├── QuotaExceeded                400  an owner's quota of files, bytes or open uploads is full
 ├── RateLimited                  429  too many requests; retry after `retry_after` seconds
 └── BackendUnavailable           503  storage or the metadata store cannot be reached
 ```
@@ -89,9 +89,12 @@ class FileTooLarge(OpenAIFilesError):
 
     code = "file_too_large"
 
-    def __init__(self, limit: int, *, param: str | None = "file") -> None:
+    def __init__(
+        self, limit: int, *, param: str | None = "file", message: str | None = None
+    ) -> None:
         super().__init__(
-            f"File is too large: the maximum size is {limit} bytes. "
+            message
+            or f"File is too large: the maximum size is {limit} bytes. "
             "Upload a smaller file, or use the Uploads API for large files.",
             param=param,
         )
@@ -166,7 +169,8 @@ class Conflict(OpenAIFilesError):
 
 
 class QuotaExceeded(OpenAIFilesError):
-    """Storing the file would pass the owner's quota of files or bytes."""
+    """Storing the file (or a part) would pass the owner's quota of files or bytes, or
+    starting an upload their bound on open uploads."""
 
     code = "quota_exceeded"
 
@@ -181,6 +185,14 @@ class QuotaExceeded(OpenAIFilesError):
         return cls(
             f"Storage quota exceeded: the limit is {' and '.join(limits)} per owner, and "
             f"{files} files are stored. Delete files you no longer need, then retry."
+        )
+
+    @classmethod
+    def for_open_uploads(cls, max_open: int) -> QuotaExceeded:
+        """The error for an owner who has ``max_open`` uploads open already."""
+        return cls(
+            f"Too many open uploads: the limit is {max_open} per owner. Complete or cancel an "
+            "upload you started (or wait for one to expire), then retry."
         )
 
 

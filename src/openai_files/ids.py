@@ -20,6 +20,7 @@ from typing import Literal
 
 __all__ = [
     "FILE_ID_PREFIX",
+    "OBJECT_ID_LENGTH",
     "FileIdFormat",
     "new_file_id",
     "new_object_id",
@@ -79,9 +80,13 @@ def parse_file_id(file_id: str) -> int | None:
     return value
 
 
+OBJECT_ID_LENGTH = 24
+"""How many base62 characters follow the prefix of an id from `new_object_id`."""
+
+
 def new_object_id(prefix: str) -> str:
     """A random id such as ``upload_`` or ``part_`` followed by 24 base62 characters."""
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(24))
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(OBJECT_ID_LENGTH))
 
 
 def new_storage_key() -> str:

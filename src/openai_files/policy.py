@@ -117,6 +117,12 @@ class Policy:
     - ``max_upload_size``, ``max_part_size``, ``upload_ttl``: the Uploads API's limits (the
       file an upload produces may pass ``max_file_size``, up to ``max_upload_size``; None holds
       it to ``max_file_size``: `upload_limit`).
+    - ``max_upload_parts``: the most parts one upload may hold (10,000, as S3 allows); it also
+      sizes the body ``POST /uploads/{id}/complete`` accepts, so every legal upload can name
+      all of its parts.
+    - ``max_open_uploads``: the most uploads one owner may have open (``pending`` or being
+      completed) at once; None for no bound. Their parts count against ``quota`` as they
+      arrive, whatever the bound.
     - ``list_limit_default`` / ``list_limit_max``: the page size of ``GET /files``.
     - ``file_id_format``: ``"openai"`` ids (``file-`` and 24 characters) or ``"uuid7"`` ones
       (a UUID version 7); both carry the creation time, which keeps ``after`` cursors valid.
@@ -145,6 +151,8 @@ class Policy:
     max_upload_size: int | None = 8 * 1024**3
     max_part_size: int = 64 * 1024 * 1024
     upload_ttl: int = 3600
+    max_upload_parts: int = 10_000
+    max_open_uploads: int | None = 100
     list_limit_default: int = 10_000
     list_limit_max: int = 10_000
     list_offset: bool = False
@@ -169,6 +177,10 @@ class Policy:
                 raise ValueError(f"{media_type!r} is not a media type (type/subtype)")
         if self.max_file_size < 1:
             raise ValueError("max_file_size must be at least 1 byte")
+        if self.max_upload_parts < 1:
+            raise ValueError("max_upload_parts must be at least 1")
+        if self.max_open_uploads is not None and self.max_open_uploads < 1:
+            raise ValueError("max_open_uploads must be at least 1, or None for no bound")
         if not 1 <= self.list_limit_default <= self.list_limit_max:
             raise ValueError("list_limit_default must be between 1 and list_limit_max")
         if self.file_id_format not in ("openai", "uuid7"):

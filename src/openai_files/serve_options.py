@@ -45,6 +45,7 @@ def policy_from_args(args: argparse.Namespace, environ: Mapping[str, str] = os.e
     described = Policy(
         max_file_size=args.max_file_size,
         max_upload_size=args.max_upload_size,
+        max_open_uploads=args.max_open_uploads or None,
         default_expiry={p: s for p, s in expiry.items() if s is not None},
         quota=quota,
         validation=args.validation,
@@ -64,6 +65,7 @@ def policy_from_args(args: argparse.Namespace, environ: Mapping[str, str] = os.e
 _LIFECYCLE_FLAGS = (
     ("--max-file-size", "max_file_size"),
     ("--max-upload-size", "max_upload_size"),
+    ("--max-open-uploads", "max_open_uploads"),
     ("--max-files/--max-bytes", "quota"),
     ("--default-expiry", "default_expiry"),
     ("--validation", "validation"),

@@ -162,6 +162,7 @@ class FilesService:
         purpose: str | None = None,
         system: bool = False,
         max_size: int | None = None,
+        bytes_counted: bool = False,
     ) -> PendingUpload:
         """Start an upload; ``purpose`` may be left for `PendingUpload.finish` when it is not
         known until the bytes have arrived (clients may send the ``purpose`` field last).
@@ -177,6 +178,7 @@ class FilesService:
             purpose=purpose,
             system=system,
             max_size=max_size,
+            bytes_counted=bytes_counted,
         )
 
     # -- read -------------------------------------------------------------------------------

@@ -19,16 +19,18 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ._core import IDEMPOTENCY_WINDOW
+from ._pending_upload import QUOTA_STEP
 from .errors import (
     BackendUnavailable,
     FileNotFound,
     FileTooLarge,
     InvalidRequest,
+    OpenAIFilesError,
     QuotaExceeded,
     UploadNotFound,
 )
 from .ids import new_object_id
-from .metadata.base import PartRecord, UploadRecord, UploadState
+from .metadata.base import PartOutcome, PartRecord, UploadRecord, UploadState
 from .models import FileObject, UploadObject, UploadPartObject
 from .storage.base import ComposableStorage
 
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["Uploads"]
 
 log = logging.getLogger("openai_files")
+
+PART_ID_PREFIX = "part_"
 
 MOVE_PAUSES = (0.05, 0.2, 0.5)
 """Seconds between the tries to move an upload out of ``completing``."""
@@ -72,7 +76,7 @@ class Uploads:
                 f"bytes must be between 1 and {limit} for purpose {purpose!r}; got {bytes}.",
                 param="bytes",
             )
-        await self._check_quota(owner, bytes)
+        await self._check_quota(owner, bytes)  # early: the declared bytes must fit at all
         now = service.now()
         upload = UploadRecord(
             id=new_object_id("upload_"),
@@ -86,25 +90,42 @@ class Uploads:
             expires_at=now + policy.upload_ttl,
             state="pending",
         )
-        await service.metadata.create_upload(upload)
+        await self._open(upload)
         return _upload_object(upload)
+
+    async def _open(self, upload: UploadRecord) -> None:
+        """Record the upload, within the owner's bound on open uploads. Uploads past their
+        expiry count as open until expired: at the bound, they are expired and it tries again."""
+        metadata, bound = self._service.metadata, self._service.policy.max_open_uploads
+        try:
+            await metadata.create_upload(upload, max_open=bound)
+        except QuotaExceeded:
+            if not await metadata.expire_uploads(now=self._service.now()):
+                raise
+            await metadata.create_upload(upload, max_open=bound)
 
     async def add_part(
         self, owner: str, upload_id: str, data: AsyncIterable[bytes]
     ) -> UploadPartObject:
-        """Stream one part of the upload to storage (at most ``max_part_size`` bytes)."""
-        service = self._service
+        """Stream one part of the upload to storage: at most ``max_part_size`` bytes, and no
+        more than the upload's declared ``bytes`` leave room for. Its bytes count against the
+        owner's byte quota as they arrive (reserved before they are stored)."""
+        service, policy = self._service, self._service.policy
         upload = self._pending(await self._get(owner, upload_id))
-        part_id = new_object_id("part_")
+        if upload.part_count >= policy.max_upload_parts:
+            raise _too_many_parts(upload.id, policy.max_upload_parts)
+        limit = min(policy.max_part_size, upload.bytes - upload.received)
+        if limit <= 0:
+            raise _part_too_large(upload, 1, policy.max_part_size)
+        part_id = new_object_id(PART_ID_PREFIX)
         key = f"uploads/{upload.id}/{part_id}"
-        stored = sum(p.bytes for p in await service.metadata.get_parts(owner, upload.id))
-        room = service.policy.upload_limit - stored
-        if room <= 0:
-            raise InvalidRequest(
-                f"Upload {upload_id} holds {stored} bytes in parts, its maximum.", param="data"
-            )
-        limit = min(service.policy.max_part_size, upload.bytes, room)
-        blob = await service.storage.put(key, _limited(data, limit))
+        meter = _PartMeter(self, upload, limit)
+        try:
+            blob = await service.storage.put(key, meter.metered(data))
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await meter.release()
+            raise
         part = PartRecord(
             id=part_id,
             upload_id=upload.id,
@@ -115,17 +136,32 @@ class Uploads:
             created_at=service.now(),
         )
         try:
-            added = await service.metadata.add_part(part)
+            outcome = await service.metadata.add_part(
+                part, reserved=meter.reserved, max_parts=policy.max_upload_parts
+            )
         except BaseException:
+            # Whether the part was recorded is unknown: what it reserved stays counted until
+            # the upload closes, which settles the upload's reservation.
             with anyio.CancelScope(shield=True):
                 await service.storage.delete(key)
             raise
-        if not added:
+        if outcome != "added":
             with anyio.CancelScope(shield=True):
                 await service.storage.delete(key)
-            self._pending(await self._get(owner, upload_id))  # says why it is no longer pending
-            raise _not_pending(upload_id, "completed")
+            raise await self._refusal(upload, part, outcome)
         return UploadPartObject(id=part.id, created_at=part.created_at, upload_id=upload.id)
+
+    async def _refusal(
+        self, upload: UploadRecord, part: PartRecord, outcome: PartOutcome
+    ) -> OpenAIFilesError:
+        """The error for a part the store refused (another request changed the upload since
+        this one began)."""
+        if outcome == "over_part_limit":
+            return _too_many_parts(upload.id, self._service.policy.max_upload_parts)
+        current = self._pending(await self._get(upload.owner, upload.id))  # raises if closed
+        if outcome == "over_declared_bytes":
+            return _part_too_large(current, part.bytes, self._service.policy.max_part_size)
+        return _not_pending(upload.id, "completed")
 
     async def discard_part(self, owner: str, upload_id: str, part_id: str) -> None:
         """Remove one part (of a part request that failed after the part was stored)."""
@@ -237,6 +273,7 @@ class Uploads:
             media_type=upload.mime_type,
             purpose=upload.purpose,
             max_size=upload.bytes,
+            bytes_counted=True,  # the parts count until they are discarded, after the commit
         )
         async with pending:
             keys = [part.storage_key for part in parts]
@@ -333,6 +370,33 @@ def _upload_object(upload: UploadRecord, file: FileObject | None = None) -> Uplo
     )
 
 
+def _too_many_parts(upload_id: str, max_parts: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"Upload {upload_id} holds {max_parts} parts, the most one upload may hold. Complete "
+        "it, or cancel it and upload the file again in fewer, larger parts.",
+        param="data",
+    )
+
+
+def _part_too_large(upload: UploadRecord, size: int, max_part_size: int) -> FileTooLarge:
+    """The error for a part of at least ``size`` bytes that does not fit (the declared bytes
+    or the part size limit)."""
+    room = upload.bytes - upload.received
+    limit = min(room, max_part_size)
+    if size <= max_part_size and room < size:
+        message = (
+            f"The part does not fit in upload {upload.id}: it declared {upload.bytes} bytes "
+            f"and its parts hold {upload.received}, so a part may add at most {max(room, 0)} "
+            "more. Send a smaller part, or complete the upload if it has all its bytes."
+        )
+    else:
+        message = (
+            f"The part is too large: a part holds at most {limit} bytes here (parts are at "
+            f"most {max_part_size} bytes). Split the data into smaller parts."
+        )
+    return FileTooLarge(max(limit, 0), param="data", message=message)
+
+
 def _not_pending(upload_id: str, state: str) -> InvalidRequest:
     return InvalidRequest(
         f"Upload {upload_id} is {state}: no parts can be added and it cannot be completed "
@@ -353,10 +417,54 @@ def _composite_etag(parts: list[PartRecord]) -> str:
     return f"{hashlib.sha256(digests).hexdigest()}-{len(parts)}"
 
 
-async def _limited(chunks: AsyncIterable[bytes], limit: int) -> AsyncIterator[bytes]:
-    total = 0
-    async for chunk in chunks:
-        total += len(chunk)
-        if total > limit:
-            raise FileTooLarge(limit, param="data")
-        yield chunk
+class _PartMeter:
+    """Counts one part's bytes as they stream to storage: refuses the part as soon as it
+    passes ``limit``, and under a byte quota reserves its bytes against the owner's quota
+    (`MetadataStore.reserve_upload`, `QUOTA_STEP` at a time when the quota allows, else
+    exactly) before each chunk goes on to storage."""
+
+    def __init__(self, uploads: Uploads, upload: UploadRecord, limit: int) -> None:
+        self._uploads = uploads
+        self._service = uploads._service
+        self._upload = upload
+        self._limit = limit
+        quota = self._service.policy.quota
+        self._quota = quota if quota is not None and quota.max_bytes is not None else None
+        self.reserved = 0
+
+    async def metered(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        total = 0
+        async for chunk in chunks:
+            total += len(chunk)
+            if total > self._limit:
+                policy = self._service.policy
+                raise _part_too_large(self._upload, total, policy.max_part_size)
+            if self._quota is not None and total > self.reserved:
+                await self._reserve(total)
+            yield chunk
+
+    async def _reserve(self, total: int) -> None:
+        upload, quota, metadata = self._upload, self._quota, self._service.metadata
+        assert quota is not None
+        needed = total - self.reserved
+        ahead = min(max(needed, QUOTA_STEP), self._limit - self.reserved)
+        for size in dict.fromkeys((ahead, needed)):
+            if await metadata.reserve_upload(upload.owner, upload.id, size, quota=quota):
+                self.reserved += size
+                return
+        # Refused: the upload closed meanwhile (that error), or the quota is full.
+        self._uploads._pending(await self._uploads._get(upload.owner, upload.id))
+        usage = await metadata.usage(upload.owner)
+        raise QuotaExceeded.for_usage(quota.max_files, quota.max_bytes, usage.files)
+
+    async def release(self) -> None:
+        """Give back what this part reserved (it was not added)."""
+        if not self.reserved:
+            return
+        try:
+            await self._service.metadata.release_upload(
+                self._upload.owner, self._upload.id, self.reserved
+            )
+        except Exception:  # counted until the upload closes, which settles it
+            log.warning("releasing the reservation of a part of %s failed", self._upload.id)
+        self.reserved = 0

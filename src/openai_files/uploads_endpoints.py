@@ -13,13 +13,27 @@ from starlette.responses import JSONResponse, Response
 
 from .endpoints import FilesEndpoints, parse_expires_after, request_body
 from .errors import InvalidRequest, MalformedUpload, RequestTooLarge
+from .ids import OBJECT_ID_LENGTH
 from .multipart import MultipartReader, boundary_from_content_type
+from .policy import Policy
 from .service import FilesService
+from .uploads import PART_ID_PREFIX
 
 __all__ = ["UploadsEndpoints"]
 
 MAX_JSON_BODY = 64 * 1024
+"""The largest JSON body of ``POST /uploads`` (and of a completion, beside its part ids)."""
 PART_OVERHEAD = 1024 * 1024
+PART_ID_ALLOWANCE = len(PART_ID_PREFIX) + OBJECT_ID_LENGTH + 16
+"""Bytes one part id may take in a completion body: the id, its quotes, a comma, and room
+for whitespace (a line break and two levels of indentation when the client pretty-prints)."""
+
+
+def completion_body_limit(policy: Policy) -> int:
+    """The largest body ``POST /uploads/{id}/complete`` accepts: every part id of an upload
+    holding ``Policy.max_upload_parts`` parts, and `MAX_JSON_BODY` for the rest."""
+    return MAX_JSON_BODY + policy.max_upload_parts * PART_ID_ALLOWANCE
+
 
 _CREATE_FIELDS = {"filename": str, "purpose": str, "bytes": int, "mime_type": str}
 
@@ -85,7 +99,11 @@ class UploadsEndpoints:
 
     async def complete(self, request: Request) -> Response:
         owner = await self.files.owner(request)
-        body = await _json_object(request, self.files.form_limits.idle_timeout)
+        body = await _json_object(
+            request,
+            self.files.form_limits.idle_timeout,
+            limit=completion_body_limit(self.service.policy),
+        )
         part_ids = body.get("part_ids")
         if not isinstance(part_ids, list):
             raise InvalidRequest("part_ids must be a list of part ids.", param="part_ids")
@@ -103,14 +121,19 @@ class UploadsEndpoints:
         return JSONResponse(upload.model_dump(mode="json"))
 
 
-async def _json_object(request: Request, idle_timeout: float) -> dict[str, Any]:
-    """The request's JSON object body, read up to `MAX_JSON_BODY` bytes."""
-    raw = b""
+async def _json_object(
+    request: Request, idle_timeout: float, *, limit: int = MAX_JSON_BODY
+) -> dict[str, Any]:
+    """The request's JSON object body, read up to ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
     body: AsyncIterator[bytes] = request_body(request, idle_timeout=idle_timeout)
     async for chunk in body:
-        raw += chunk
-        if len(raw) > MAX_JSON_BODY:
-            raise RequestTooLarge(MAX_JSON_BODY)
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(limit)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         value = json.loads(raw or b"{}")
     except (ValueError, RecursionError):

@@ -9,11 +9,13 @@ from typing import Literal, Protocol, runtime_checkable
 
 __all__ = [
     "DEFAULT_TABLE_PREFIX",
+    "OPEN_UPLOAD_STATES",
     "Cursor",
     "FileRecord",
     "MetadataStore",
     "OffsetPaging",
     "Order",
+    "PartOutcome",
     "PartRecord",
     "Quota",
     "RecordState",
@@ -52,10 +54,16 @@ class Quota:
 
 @dataclass(frozen=True)
 class Usage:
-    """What an owner stores now: the files and bytes that count against a `Quota`."""
+    """What an owner stores now: the files and bytes that count against a `Quota`, and how
+    many uploads of the Uploads API are open (``pending`` or ``completing``).
+
+    ``bytes`` counts the ``pending`` and ``active`` files and, for each upload, its
+    `UploadRecord.reserved` bytes (its parts, and the parts on their way).
+    """
 
     files: int
     bytes: int
+    open_uploads: int = 0
 
 
 @dataclass(frozen=True)
@@ -109,12 +117,28 @@ class FileRecord:
 
 
 UploadState = Literal["pending", "completing", "completed", "cancelled", "expired"]
-"""``completing``: one request is assembling the file; the others see the upload as taken."""
+"""``completing``: one request is assembling the file; the others see the upload as taken.
+``pending`` and ``completing`` uploads are *open*: they count in `Usage.open_uploads`."""
+
+OPEN_UPLOAD_STATES: tuple[UploadState, ...] = ("pending", "completing")
+
+PartOutcome = Literal["added", "not_pending", "over_declared_bytes", "over_part_limit"]
+"""What `MetadataStore.add_part` did: ``added`` the part, or refused it because the upload is
+no longer ``pending``, because its parts would hold more than its declared ``bytes``, or
+because it holds the most parts allowed already."""
 
 
 @dataclass(frozen=True)
 class UploadRecord:
-    """An upload of the Uploads API: the file it will produce, declared up front."""
+    """An upload of the Uploads API: the file it will produce, declared up front.
+
+    The store keeps three running totals: ``received``, the bytes of its parts, and
+    ``part_count``, how many there are (both kept with each part added or removed, so that a
+    part never re-reads the others), and ``reserved``, the bytes it counts in its owner's
+    `Usage`: its parts, plus what parts on their way have reserved (`MetadataStore.
+    reserve_upload`). Once the upload is no longer open, ``reserved`` equals ``received`` and
+    both fall to zero as its parts are discarded.
+    """
 
     id: str
     owner: str
@@ -127,6 +151,13 @@ class UploadRecord:
     expires_at: int
     state: UploadState
     file_id: str | None = None
+    received: int = 0
+    part_count: int = 0
+    reserved: int = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_UPLOAD_STATES
 
     def replace(self, **changes: object) -> UploadRecord:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -156,7 +187,8 @@ class MetadataStore(Protocol):
     ascending or descending, which is total, so keyset pagination neither skips nor repeats a
     record. Every operation is atomic, also across processes sharing one database, and keeps
     each owner's `Usage` equal to the count and total bytes of their ``pending`` and
-    ``active`` records. Errors are the library's: `Conflict` for a duplicate id or a held file,
+    ``active`` records, plus the ``reserved`` bytes of their uploads, and to the count of
+    their open uploads. Errors are the library's: `Conflict` for a duplicate id or a held file,
     `QuotaExceeded` when a quota would be passed, `BackendUnavailable` when the store cannot
     be reached.
     """
@@ -263,12 +295,17 @@ class MetadataStore(Protocol):
         or to an upload's part."""
         ...
 
-    async def create_upload(self, upload: UploadRecord) -> None:
-        """Add a new upload."""
+    async def create_upload(self, upload: UploadRecord, *, max_open: int | None = None) -> None:
+        """Add a new ``pending`` upload (its running totals zero), counting it in the owner's
+        `Usage.open_uploads`.
+
+        `QuotaExceeded` (and nothing added) if the owner has ``max_open`` open uploads already.
+        Of concurrent creates, exactly as many succeed as the bound leaves room for.
+        """
         ...
 
     async def get_upload(self, owner: str, upload_id: str) -> UploadRecord | None:
-        """The owner's upload, or None."""
+        """The owner's upload, with its running totals, or None."""
         ...
 
     async def move_upload(
@@ -282,11 +319,41 @@ class MetadataStore(Protocol):
     ) -> bool:
         """Atomically move the upload from one of ``from_states`` to ``to`` (recording
         ``file_id``); False, changing nothing, if it is in no such state. Of concurrent
-        callers, exactly one wins."""
+        callers, exactly one wins.
+
+        A move that closes an open upload (to ``completed``, ``cancelled`` or ``expired``)
+        also, in the same transaction, takes it out of `Usage.open_uploads` and gives back
+        what parts on their way had reserved: its ``reserved`` falls to its ``received``.
+        """
         ...
 
-    async def add_part(self, part: PartRecord) -> bool:
-        """Add a part, only while its upload is ``pending``; False otherwise."""
+    async def reserve_upload(
+        self, owner: str, upload_id: str, size: int, *, quota: Quota | None
+    ) -> bool:
+        """Grow the pending upload's ``reserved`` by ``size`` bytes (``size`` > 0), and the
+        owner's usage with it, for a part on its way to storage.
+
+        False, changing nothing, if that would pass ``quota`` or the upload is not pending.
+        """
+        ...
+
+    async def release_upload(self, owner: str, upload_id: str, size: int) -> None:
+        """Give back ``size`` bytes that `reserve_upload` reserved for a part that was not
+        added. A no-op once the upload is no longer open (closing it gave them back)."""
+        ...
+
+    async def add_part(
+        self, part: PartRecord, *, reserved: int = 0, max_parts: int | None = None
+    ) -> PartOutcome:
+        """Add a part while its upload is ``pending``, if the upload's parts then hold at
+        most its declared ``bytes`` and, with ``max_parts``, number at most ``max_parts``.
+
+        In the same transaction the upload's ``received`` and ``part_count`` grow, and its
+        ``reserved`` (with the owner's usage) becomes what it was, minus the ``reserved``
+        bytes reserved for this part, plus the part's bytes: what the part did not use is
+        given back, what it used beyond its reservation is counted (without a quota check).
+        A refused part gives back its reservation if the upload is still open.
+        """
         ...
 
     async def get_parts(self, owner: str, upload_id: str) -> builtins.list[PartRecord]:
@@ -294,8 +361,8 @@ class MetadataStore(Protocol):
         ...
 
     async def expire_uploads(self, *, now: int) -> int:
-        """Turn pending (or stuck completing) uploads past their ``expires_at`` ``expired``;
-        how many."""
+        """Turn pending (or stuck completing) uploads past their ``expires_at`` ``expired``,
+        each closed as `move_upload` closes one; how many."""
         ...
 
     async def finished_parts(self, *, limit: int) -> builtins.list[PartRecord]:
@@ -304,7 +371,9 @@ class MetadataStore(Protocol):
         ...
 
     async def remove_part(self, part_id: str) -> None:
-        """Forget a part; a missing part is a no-op."""
+        """Forget a part; its bytes leave its upload's ``received`` and ``reserved`` (and the
+        owner's usage) and it leaves ``part_count``, in the same transaction. A missing part
+        is a no-op."""
         ...
 
     async def aclose(self) -> None:

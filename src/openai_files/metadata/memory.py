@@ -7,9 +7,11 @@ import builtins
 
 from ..errors import Conflict, QuotaExceeded
 from .base import (
+    OPEN_UPLOAD_STATES,
     Cursor,
     FileRecord,
     Order,
+    PartOutcome,
     PartRecord,
     Quota,
     UploadRecord,
@@ -238,10 +240,12 @@ class MemoryMetadataStore:
         stored += [p.storage_key for p in self._parts.values()]
         return {key for key in stored if key in wanted}
 
-    async def create_upload(self, upload: UploadRecord) -> None:
+    async def create_upload(self, upload: UploadRecord, *, max_open: int | None = None) -> None:
         if upload.id in self._uploads:
             raise Conflict(f"An upload with id {upload.id} exists already.")
-        self._uploads[upload.id] = upload
+        if max_open is not None and self._usage(upload.owner).open_uploads >= max_open:
+            raise QuotaExceeded.for_open_uploads(max_open)
+        self._uploads[upload.id] = upload.replace(received=0, part_count=0, reserved=0)
 
     async def get_upload(self, owner: str, upload_id: str) -> UploadRecord | None:
         upload = self._uploads.get(upload_id)
@@ -259,15 +263,53 @@ class MemoryMetadataStore:
         upload = await self.get_upload(owner, upload_id)
         if upload is None or upload.state not in from_states:
             return False
-        self._uploads[upload_id] = upload.replace(state=to, file_id=file_id or upload.file_id)
+        moved = upload.replace(state=to, file_id=file_id or upload.file_id)
+        if upload.is_open and not moved.is_open:
+            moved = moved.replace(reserved=upload.received)
+        self._uploads[upload_id] = moved
         return True
 
-    async def add_part(self, part: PartRecord) -> bool:
-        upload = await self.get_upload(part.owner, part.upload_id)
+    async def reserve_upload(
+        self, owner: str, upload_id: str, size: int, *, quota: Quota | None
+    ) -> bool:
+        upload = await self.get_upload(owner, upload_id)
         if upload is None or upload.state != "pending":
             return False
-        self._parts[part.id] = part
+        if quota is not None:
+            usage = self._usage(owner)
+            if not quota.allows(usage.files, usage.bytes + size):
+                return False
+        self._uploads[upload_id] = upload.replace(reserved=upload.reserved + size)
         return True
+
+    async def release_upload(self, owner: str, upload_id: str, size: int) -> None:
+        upload = await self.get_upload(owner, upload_id)
+        if upload is not None and upload.is_open:
+            self._uploads[upload_id] = upload.replace(reserved=upload.reserved - size)
+
+    async def add_part(
+        self, part: PartRecord, *, reserved: int = 0, max_parts: int | None = None
+    ) -> PartOutcome:
+        upload = await self.get_upload(part.owner, part.upload_id)
+        if upload is None:
+            return "not_pending"
+        outcome: PartOutcome = "added"
+        if upload.state != "pending":
+            outcome = "not_pending"
+        elif upload.received + part.bytes > upload.bytes:
+            outcome = "over_declared_bytes"
+        elif max_parts is not None and upload.part_count >= max_parts:
+            outcome = "over_part_limit"
+        if outcome != "added":
+            await self.release_upload(part.owner, part.upload_id, reserved)
+            return outcome
+        self._parts[part.id] = part
+        self._uploads[upload.id] = upload.replace(
+            received=upload.received + part.bytes,
+            part_count=upload.part_count + 1,
+            reserved=upload.reserved - reserved + part.bytes,
+        )
+        return outcome
 
     async def get_parts(self, owner: str, upload_id: str) -> builtins.list[PartRecord]:
         return [p for p in self._parts.values() if p.upload_id == upload_id and p.owner == owner]
@@ -276,10 +318,12 @@ class MemoryMetadataStore:
         expired = [
             u
             for u in self._uploads.values()
-            if u.state in ("pending", "completing") and now >= u.expires_at
+            if u.state in OPEN_UPLOAD_STATES and now >= u.expires_at
         ]
         for upload in expired:
-            self._uploads[upload.id] = upload.replace(state="expired")
+            await self.move_upload(
+                upload.owner, upload.id, from_states=OPEN_UPLOAD_STATES, to="expired"
+            )
         return len(expired)
 
     async def finished_parts(self, *, limit: int) -> builtins.list[PartRecord]:
@@ -287,14 +331,26 @@ class MemoryMetadataStore:
         return [p for p in self._parts.values() if self._uploads[p.upload_id].state in done][:limit]
 
     async def remove_part(self, part_id: str) -> None:
-        self._parts.pop(part_id, None)
+        part = self._parts.pop(part_id, None)
+        upload = None if part is None else self._uploads.get(part.upload_id)
+        if part is not None and upload is not None:
+            self._uploads[upload.id] = upload.replace(
+                received=upload.received - part.bytes,
+                part_count=upload.part_count - 1,
+                reserved=upload.reserved - part.bytes,
+            )
 
     async def aclose(self) -> None:
         return None
 
     def _usage(self, owner: str) -> Usage:
         counted = [r for r in self._records.values() if r.owner == owner and r.counts_against_quota]
-        return Usage(files=len(counted), bytes=sum(r.bytes for r in counted))
+        uploads = [u for u in self._uploads.values() if u.owner == owner]
+        return Usage(
+            files=len(counted),
+            bytes=sum(r.bytes for r in counted) + sum(u.reserved for u in uploads),
+            open_uploads=sum(u.is_open for u in uploads),
+        )
 
     def _own(self, owner: str, file_id: str) -> FileRecord | None:
         record = self._records.get(file_id)

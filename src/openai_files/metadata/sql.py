@@ -27,9 +27,11 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..errors import BackendUnavailable, Conflict, OpenAIFilesError, QuotaExceeded
 from .base import (
     DEFAULT_TABLE_PREFIX,
+    OPEN_UPLOAD_STATES,
     Cursor,
     FileRecord,
     Order,
+    PartOutcome,
     PartRecord,
     Quota,
     UploadRecord,
@@ -492,9 +494,24 @@ class SQLMetadataStore:
 
     # -- uploads ------------------------------------------------------------------------------
 
-    async def create_upload(self, upload: UploadRecord) -> None:
+    async def create_upload(self, upload: UploadRecord, *, max_open: int | None = None) -> None:
+        usage = self.tables.usage
+        async with self._transaction() as connection:  # apart, as in `insert`
+            await connection.execute(
+                insert_ignoring_duplicates(
+                    self._dialect, usage, {"owner": upload.owner, "files": 0, "bytes": 0}
+                )
+            )
+        counted = update(usage).where(usage.c.owner == upload.owner)
+        if max_open is not None:
+            counted = counted.where(usage.c.open_uploads < max_open)
+        fresh = upload.replace(received=0, part_count=0, reserved=0)
         async with self._transaction() as connection:
-            await connection.execute(insert(self.tables.uploads).values(**vars(upload)))
+            opened = await connection.execute(counted.values(open_uploads=usage.c.open_uploads + 1))
+            if opened.rowcount != 1:
+                assert max_open is not None
+                raise QuotaExceeded.for_open_uploads(max_open)
+            await connection.execute(insert(self.tables.uploads).values(**vars(fresh)))
 
     async def get_upload(self, owner: str, upload_id: str) -> UploadRecord | None:
         uploads = self.tables.uploads
@@ -512,32 +529,122 @@ class SQLMetadataStore:
         to: UploadState,
         file_id: str | None = None,
     ) -> bool:
+        async with self._transaction() as connection:
+            return await self._move_upload(connection, owner, upload_id, from_states, to, file_id)
+
+    async def _move_upload(
+        self,
+        connection: AsyncConnection,
+        owner: str,
+        upload_id: str,
+        from_states: tuple[UploadState, ...],
+        to: UploadState,
+        file_id: str | None = None,
+        *,
+        expired_at: int | None = None,
+    ) -> bool:
+        """`move_upload` inside ``connection``'s transaction (only if it expired by
+        ``expired_at``, when given)."""
         uploads = self.tables.uploads
+        opened = [state in OPEN_UPLOAD_STATES for state in from_states]
+        if any(opened) and not all(opened):
+            raise ValueError("move_upload: from_states must be all open or all closed")
+        closes = all(opened) and to not in OPEN_UPLOAD_STATES
+        mine = and_(uploads.c.id == upload_id, uploads.c.owner == owner)
         values: dict[str, Any] = {"state": to}
         if file_id is not None:
             values["file_id"] = file_id
-        async with self._transaction() as connection:
-            moved = await connection.execute(
-                update(uploads)
-                .where(uploads.c.id == upload_id, uploads.c.owner == owner)
-                .where(uploads.c.state.in_(from_states))
-                .values(**values)
+        # Write first: the update locks the row, so the totals read next cannot change.
+        change = update(uploads).where(mine, uploads.c.state.in_(from_states))
+        if expired_at is not None:
+            change = change.where(uploads.c.expires_at <= expired_at)
+        if (await connection.execute(change.values(**values))).rowcount != 1:
+            return False
+        if closes:
+            totals = select(uploads.c.reserved, uploads.c.received).where(mine)
+            row = (await connection.execute(totals)).one()
+            await connection.execute(update(uploads).where(mine).values(reserved=row.received))
+            await self._add_usage(
+                connection, owner, 0, row.received - row.reserved, None, open_uploads=-1
             )
-            return bool(moved.rowcount == 1)
+        return True
 
-    async def add_part(self, part: PartRecord) -> bool:
-        uploads, parts = self.tables.uploads, self.tables.parts
-        pending = select(uploads.c.id).where(
-            uploads.c.id == part.upload_id,
-            uploads.c.owner == part.owner,
-            uploads.c.state == "pending",
-        )
+    async def reserve_upload(
+        self, owner: str, upload_id: str, size: int, *, quota: Quota | None
+    ) -> bool:
+        uploads = self.tables.uploads
         async with self._transaction() as connection:
-            # Lock the upload row, so a part cannot slip in while the upload completes.
-            if (await connection.execute(pending.with_for_update())).first() is None:
+            grown = await connection.execute(
+                update(uploads)
+                .where(
+                    uploads.c.id == upload_id,
+                    uploads.c.owner == owner,
+                    uploads.c.state == "pending",
+                )
+                .values(reserved=uploads.c.reserved + size)
+            )
+            if grown.rowcount != 1:
                 return False
-            await connection.execute(insert(parts).values(**vars(part)))
+            if not await self._add_usage(connection, owner, 0, size, quota):
+                raise _Rollback  # over the quota: undo the upload's share too
             return True
+        return False
+
+    async def release_upload(self, owner: str, upload_id: str, size: int) -> None:
+        async with self._transaction() as connection:
+            await self._release_upload(connection, owner, upload_id, size)
+
+    async def _release_upload(
+        self, connection: AsyncConnection, owner: str, upload_id: str, size: int
+    ) -> None:
+        uploads = self.tables.uploads
+        if size == 0:
+            return
+        shrunk = await connection.execute(
+            update(uploads)
+            .where(
+                uploads.c.id == upload_id,
+                uploads.c.owner == owner,
+                uploads.c.state.in_(OPEN_UPLOAD_STATES),
+            )
+            .values(reserved=uploads.c.reserved - size)
+        )
+        if shrunk.rowcount == 1:
+            await self._add_usage(connection, owner, 0, -size, None)
+
+    async def add_part(
+        self, part: PartRecord, *, reserved: int = 0, max_parts: int | None = None
+    ) -> PartOutcome:
+        uploads, parts = self.tables.uploads, self.tables.parts
+        mine = and_(uploads.c.id == part.upload_id, uploads.c.owner == part.owner)
+        fits = [uploads.c.state == "pending", uploads.c.received + part.bytes <= uploads.c.bytes]
+        if max_parts is not None:
+            fits.append(uploads.c.part_count < max_parts)
+        async with self._transaction() as connection:
+            # Counted first: the update locks the upload row, so a part cannot slip in while
+            # the upload completes, and concurrent parts take their turns on the totals.
+            counted = await connection.execute(
+                update(uploads)
+                .where(mine, *fits)
+                .values(
+                    received=uploads.c.received + part.bytes,
+                    part_count=uploads.c.part_count + 1,
+                    reserved=uploads.c.reserved - reserved + part.bytes,
+                )
+            )
+            if counted.rowcount == 1:
+                await connection.execute(insert(parts).values(**vars(part)))
+                if part.bytes != reserved:
+                    await self._add_usage(connection, part.owner, 0, part.bytes - reserved, None)
+                return "added"
+            await self._release_upload(connection, part.owner, part.upload_id, reserved)
+            query = select(uploads.c.state, uploads.c.received, uploads.c.bytes).where(mine)
+            row = (await connection.execute(query)).first()
+        if row is None or row.state != "pending":
+            return "not_pending"
+        if row.received + part.bytes > row.bytes:
+            return "over_declared_bytes"
+        return "over_part_limit"
 
     async def get_parts(self, owner: str, upload_id: str) -> builtins.list[PartRecord]:
         parts = self.tables.parts
@@ -547,15 +654,24 @@ class SQLMetadataStore:
         return [PartRecord(**row._mapping) for row in rows]
 
     async def expire_uploads(self, *, now: int) -> int:
-        uploads = self.tables.uploads
-        async with self._transaction() as connection:
-            expired = await connection.execute(
-                update(uploads)
-                # A completion that died half-way expires too, so its parts are discarded.
-                .where(uploads.c.state.in_(("pending", "completing")), uploads.c.expires_at <= now)
-                .values(state="expired")
-            )
-            return int(expired.rowcount)
+        uploads, batch = self.tables.uploads, 100
+        # A completion that died half-way expires too, so its parts are discarded.
+        due = (
+            select(uploads.c.owner, uploads.c.id)
+            .where(uploads.c.state.in_(OPEN_UPLOAD_STATES), uploads.c.expires_at <= now)
+            .limit(batch)
+        )
+        expired = 0
+        while True:
+            async with self._transaction() as connection:
+                candidates = (await connection.execute(due)).all()
+            for owner, upload_id in candidates:
+                async with self._transaction() as connection:
+                    expired += await self._move_upload(
+                        connection, owner, upload_id, OPEN_UPLOAD_STATES, "expired", expired_at=now
+                    )
+            if len(candidates) < batch:
+                return expired
 
     async def finished_parts(self, *, limit: int) -> builtins.list[PartRecord]:
         uploads, parts = self.tables.uploads, self.tables.parts
@@ -568,9 +684,24 @@ class SQLMetadataStore:
         return [PartRecord(**row._mapping) for row in rows]
 
     async def remove_part(self, part_id: str) -> None:
-        parts = self.tables.parts
+        uploads, parts = self.tables.uploads, self.tables.parts
         async with self._transaction() as connection:
-            await connection.execute(delete(parts).where(parts.c.id == part_id))
+            row = (await connection.execute(select(parts).where(parts.c.id == part_id))).first()
+            if row is None:
+                return
+            part = PartRecord(**row._mapping)
+            if (await connection.execute(delete(parts).where(parts.c.id == part_id))).rowcount != 1:
+                raise _Rollback  # removed meanwhile, by whoever counts it out
+            await connection.execute(
+                update(uploads)
+                .where(uploads.c.id == part.upload_id)
+                .values(
+                    received=uploads.c.received - part.bytes,
+                    part_count=uploads.c.part_count - 1,
+                    reserved=uploads.c.reserved - part.bytes,
+                )
+            )
+            await self._add_usage(connection, part.owner, 0, -part.bytes, None)
 
     async def aclose(self) -> None:
         if self._owns_engine:
@@ -579,26 +710,38 @@ class SQLMetadataStore:
     # -- helpers ----------------------------------------------------------------------------
 
     async def _add_usage(
-        self, connection: AsyncConnection, owner: str, files: int, size: int, quota: Quota | None
+        self,
+        connection: AsyncConnection,
+        owner: str,
+        files: int,
+        size: int,
+        quota: Quota | None,
+        *,
+        open_uploads: int = 0,
     ) -> bool:
-        """Add to the owner's usage row (made by `insert`); False, changing nothing, if that
-        would pass ``quota``."""
+        """Add to the owner's usage row (made by `insert` or `create_upload`); False,
+        changing nothing, if that would pass ``quota``."""
         usage = self.tables.usage
         change = update(usage).where(usage.c.owner == owner)
         if quota is not None and quota.max_files is not None and files > 0:
             change = change.where(usage.c.files + files <= quota.max_files)
         if quota is not None and quota.max_bytes is not None and size > 0:
             change = change.where(usage.c.bytes + size <= quota.max_bytes)
-        result = await connection.execute(
-            change.values(files=usage.c.files + files, bytes=usage.c.bytes + size)
-        )
+        values = {"files": usage.c.files + files, "bytes": usage.c.bytes + size}
+        if open_uploads:
+            values["open_uploads"] = usage.c.open_uploads + open_uploads
+        result = await connection.execute(change.values(**values))
         return bool(result.rowcount == 1)
 
     async def _read_usage(self, connection: AsyncConnection, owner: str) -> Usage:
         usage = self.tables.usage
-        query = select(usage.c.files, usage.c.bytes).where(usage.c.owner == owner)
+        query = select(usage.c.files, usage.c.bytes, usage.c.open_uploads).where(
+            usage.c.owner == owner
+        )
         row = (await connection.execute(query)).first()
-        return Usage(files=0, bytes=0) if row is None else Usage(files=row.files, bytes=row.bytes)
+        if row is None:
+            return Usage(files=0, bytes=0)
+        return Usage(files=row.files, bytes=row.bytes, open_uploads=row.open_uploads)
 
     def _visible(self, now: int) -> ColumnElement[bool]:
         files = self._files

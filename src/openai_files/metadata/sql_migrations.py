@@ -19,12 +19,26 @@ that version that brings existing tables to the new definition. A step:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Table, delete, func, insert, inspect, select, text, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    inspect,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.schema import CreateColumn
 
+from .base import OPEN_UPLOAD_STATES
 from .sql_schema import SCHEMA_VERSION, ExactString, Tables
 
 __all__ = ["MIGRATIONS", "Migration", "upgrade"]
@@ -54,24 +68,119 @@ def _exact_identifiers(connection: Connection, tables: Tables) -> None:
     _recount_usage(connection, tables)
 
 
+def _upload_accounting(connection: Connection, tables: Tables) -> None:
+    """Upgrade tables made before uploads were counted in the usage: add the usage's
+    ``open_uploads`` and the uploads' ``received``, ``part_count`` and ``reserved`` columns
+    where they are missing, then count what is stored: each upload's totals from its parts,
+    and each owner's usage from their pending and active files, their uploads' parts (which
+    count until they are discarded) and their open uploads.
+
+    Idempotent (it adds only missing columns and recounts rather than adds), so it may run
+    again after being cut short, or on several replicas at once. A plain function of a
+    synchronous `Connection`; it redoes in full the usage count of step 2.
+    """
+    usage, uploads, parts, files = tables.usage, tables.uploads, tables.parts, tables.files
+    preparer = connection.dialect.identifier_preparer
+    for table, names in (
+        (usage, ("open_uploads",)),
+        (uploads, ("received", "part_count", "reserved")),
+    ):
+        present = {column["name"] for column in inspect(connection).get_columns(table.name)}
+        for name in names:
+            if name in present:
+                continue
+            column = table.c[name]
+            kind = column.type.compile(dialect=connection.dialect)
+            connection.exec_driver_sql(
+                f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN "
+                f"{preparer.format_column(column)} {kind} DEFAULT 0 NOT NULL"
+            )
+    of_upload = parts.c.upload_id == uploads.c.id
+    received = select(func.coalesce(func.sum(parts.c.bytes), 0)).where(of_upload)
+    connection.execute(
+        update(uploads).values(
+            received=received.scalar_subquery(),
+            part_count=select(func.count()).where(of_upload).scalar_subquery(),
+            reserved=received.scalar_subquery(),
+        )
+    )
+    missing = (
+        select(uploads.c.owner, literal(0), literal(0), literal(0))
+        .where(uploads.c.owner.not_in(select(usage.c.owner)))
+        .distinct()
+    )
+    connection.execute(
+        insert(usage).from_select(["owner", "files", "bytes", "open_uploads"], missing)
+    )
+    counted = and_(files.c.owner == usage.c.owner, files.c.state.in_(("pending", "active")))
+    of_owner = uploads.c.owner == usage.c.owner
+    file_bytes = select(func.coalesce(func.sum(files.c.bytes), 0)).where(counted)
+    reserved = select(func.coalesce(func.sum(uploads.c.reserved), 0)).where(of_owner)
+    open_uploads = select(func.count()).where(
+        and_(of_owner, uploads.c.state.in_(OPEN_UPLOAD_STATES))
+    )
+    connection.execute(
+        update(usage).values(
+            files=select(func.count()).where(counted).scalar_subquery(),
+            bytes=file_bytes.scalar_subquery() + reserved.scalar_subquery(),
+            open_uploads=open_uploads.scalar_subquery(),
+        )
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "identifiers compared byte for byte on MySQL and MariaDB", _exact_identifiers),
+    Migration(3, "Uploads-API parts and open uploads counted in the usage", _upload_accounting),
 )
 assert [step.version for step in MIGRATIONS] == list(range(2, SCHEMA_VERSION + 1))
 
 
 def upgrade(connection: Connection, tables: Tables, found: int) -> None:
     """Run every step past version ``found``, in order, committing each with the version it
-    reaches (``connection`` begins its transactions itself)."""
+    reaches (``connection`` begins its transactions itself).
+
+    Replicas that start together take turns: each step runs under a lock (a write to the
+    version row, held until the step commits; on MySQL and MariaDB, whose DDL commits as it
+    goes, a named lock of the session) and is skipped when another replica has run it
+    meanwhile.
+    """
     version = tables.version
-    for step in MIGRATIONS:
-        if step.version <= found:
-            continue
-        step.run(connection, tables)
-        connection.execute(
-            update(version).where(version.c.version < step.version).values(version=step.version)
-        )
-        connection.commit()
+    with _upgrade_lock(connection, tables):
+        for step in MIGRATIONS:
+            if step.version <= found:
+                continue
+            # Takes the row's lock (SQLite: the database's write lock) before looking again.
+            connection.execute(update(version).values(version=version.c.version))
+            now = connection.execute(select(func.max(version.c.version))).scalar_one()
+            if now < step.version:
+                step.run(connection, tables)
+                connection.execute(
+                    update(version)
+                    .where(version.c.version < step.version)
+                    .values(version=step.version)
+                )
+            connection.commit()
+
+
+@contextmanager
+def _upgrade_lock(connection: Connection, tables: Tables) -> Iterator[None]:
+    """On MySQL and MariaDB, a lock named for the tables that outlives the commits that DDL
+    makes; elsewhere nothing (the version row's lock lasts as long as each step)."""
+    if connection.dialect.name not in ("mysql", "mariadb"):
+        yield
+        return
+    name = f"openai_files.upgrade.{tables.version.name}"[:64]
+    taken = connection.execute(select(func.get_lock(name, _LOCK_WAIT))).scalar()
+    if taken != 1:
+        raise TimeoutError(f"another process held the schema upgrade lock {name!r}")
+    try:
+        yield
+    finally:
+        connection.execute(select(func.release_lock(name)))
+
+
+_LOCK_WAIT = 300
+"""Seconds a replica waits for another's upgrade (rebuilding large tables takes a while)."""
 
 
 def _redefine_exact_columns(connection: Connection, table: Table) -> None:
@@ -102,4 +211,7 @@ def _recount_usage(connection: Connection, tables: Tables) -> None:
         .group_by(files.c.owner)
     )
     connection.execute(delete(usage))
-    connection.execute(insert(usage).from_select(["owner", "files", "bytes"], counted))
+    # Columns of later versions (``open_uploads``) may not exist yet: server defaults fill them.
+    connection.execute(
+        insert(usage).from_select(["owner", "files", "bytes"], counted, include_defaults=False)
+    )

@@ -1,14 +1,17 @@
 """The SQL store's tables, named with a prefix, and the dialect-specific statements it needs.
 
-Schema version 2 (`openai_files.metadata.sql_migrations` upgrades older tables):
+Schema version 3 (`openai_files.metadata.sql_migrations` upgrades older tables):
 
 - ``<prefix>files``: one row per file, in any state; ``hold_count`` mirrors the rows of
   ``holds`` so that visibility and delete protection are one row's columns.
 - ``<prefix>holds``: who holds which file (one row per file and holder).
-- ``<prefix>usage``: per owner, the count and bytes of pending and active files, kept equal to
-  them by every write, so that quotas are checked with one conditional update.
+- ``<prefix>usage``: per owner, the count and bytes of pending and active files (plus the bytes
+  their uploads reserve) and the count of open uploads, kept equal to them by every write, so
+  that quotas are checked with one conditional update.
 - ``<prefix>idempotency``: which file an owner's ``Idempotency-Key`` created, and when.
-- ``<prefix>uploads`` and ``<prefix>upload_parts``: the Uploads API's uploads and their parts.
+- ``<prefix>uploads`` and ``<prefix>upload_parts``: the Uploads API's uploads and their parts;
+  each upload keeps running totals of its parts (``received``, ``part_count``) and the bytes it
+  counts in its owner's usage (``reserved``).
 - ``<prefix>schema_version``: the version the tables are at.
 
 Every column the store compares for equality with a value it was given (owners, ids,
@@ -22,7 +25,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.dml import Insert
@@ -30,7 +42,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = ["SCHEMA_VERSION", "ExactString", "Tables", "insert_ignoring_duplicates"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _CHARSET = "utf8mb4"
 MARIADB_EXACT_COLLATION = "utf8mb4_nopad_bin"
@@ -78,6 +90,11 @@ def _id() -> ExactString:
 def _name() -> ExactString:
     """An owner, holder, idempotency key or storage key: up to 255 characters."""
     return ExactString(255)
+
+
+def _counter(name: str) -> Column[int]:
+    """A running total, zero in a new row (and in the rows of a table it is added to)."""
+    return Column(name, BigInteger, nullable=False, default=0, server_default="0")
 
 
 @dataclass(frozen=True)
@@ -136,6 +153,7 @@ class Tables:
             Column("owner", _name(), primary_key=True),
             Column("files", BigInteger, nullable=False),
             Column("bytes", BigInteger, nullable=False),
+            _counter("open_uploads"),
             mysql_charset=_CHARSET,
         )
         idempotency = Table(
@@ -161,6 +179,9 @@ class Tables:
             Column("expires_at", BigInteger, nullable=False),
             Column("state", String(16), nullable=False),
             Column("file_id", _id(), nullable=True),
+            _counter("received"),
+            _counter("part_count"),
+            _counter("reserved"),
             Index(f"{prefix}uploads_by_state", "state", "expires_at"),
             mysql_charset=_CHARSET,
         )

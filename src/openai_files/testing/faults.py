@@ -37,6 +37,7 @@ from ..metadata.base import (
     MetadataStore,
     OffsetPaging,
     Order,
+    PartOutcome,
     PartRecord,
     Quota,
     StatusUpdates,
@@ -372,8 +373,10 @@ class FaultyMetadataStore(_Switchboard):
     async def existing_keys(self, keys: builtins.list[str]) -> set[str]:
         return await self._call("existing_keys", lambda: self.inner.existing_keys(keys))
 
-    async def create_upload(self, upload: UploadRecord) -> None:
-        await self._call("create_upload", lambda: self.inner.create_upload(upload))
+    async def create_upload(self, upload: UploadRecord, *, max_open: int | None = None) -> None:
+        await self._call(
+            "create_upload", lambda: self.inner.create_upload(upload, max_open=max_open)
+        )
 
     async def get_upload(self, owner: str, upload_id: str) -> UploadRecord | None:
         return await self._call("get_upload", lambda: self.inner.get_upload(owner, upload_id))
@@ -394,8 +397,25 @@ class FaultyMetadataStore(_Switchboard):
             ),
         )
 
-    async def add_part(self, part: PartRecord) -> bool:
-        return await self._call("add_part", lambda: self.inner.add_part(part))
+    async def reserve_upload(
+        self, owner: str, upload_id: str, size: int, *, quota: Quota | None
+    ) -> bool:
+        return await self._call(
+            "reserve_upload",
+            lambda: self.inner.reserve_upload(owner, upload_id, size, quota=quota),
+        )
+
+    async def release_upload(self, owner: str, upload_id: str, size: int) -> None:
+        await self._call(
+            "release_upload", lambda: self.inner.release_upload(owner, upload_id, size)
+        )
+
+    async def add_part(
+        self, part: PartRecord, *, reserved: int = 0, max_parts: int | None = None
+    ) -> PartOutcome:
+        return await self._call(
+            "add_part", lambda: self.inner.add_part(part, reserved=reserved, max_parts=max_parts)
+        )
 
     async def get_parts(self, owner: str, upload_id: str) -> builtins.list[PartRecord]:
         return await self._call("get_parts", lambda: self.inner.get_parts(owner, upload_id))
