@@ -82,6 +82,23 @@ def rig() -> Rig:
     return Rig(FilesService(storage, metadata, clock=clock), storage, metadata, clock)
 
 
+# -- the owner check --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("owner", ["", "o" * 256])
+async def test_an_upload_of_the_uploads_api_checks_its_owner_like_every_other_entry_point(
+    owner: str,
+) -> None:
+    env = rig()
+    with pytest.raises(ValueError, match="owner must be a non-empty string"):
+        await env.service.create(owner, file=b"x", filename="a.txt", purpose="assistants")
+    with pytest.raises(ValueError, match="owner must be a non-empty string"):
+        await env.service.uploads.create(
+            owner, filename="a.txt", purpose="assistants", bytes=1, mime_type="text/plain"
+        )
+    assert await env.metadata.expire_uploads(now=2_000_000_000) == 0  # nothing was recorded
+
+
 # -- one Uploads API per service --------------------------------------------------------------
 
 

@@ -26,9 +26,6 @@ import anyio
 
 from ._checks import (
     check_expires_after,
-    check_file_type,
-    check_filename,
-    check_purpose,
     checked_owner,
 )
 from ._clock import Clock
@@ -84,7 +81,7 @@ class FilesService:
                 f'Policy(validation="deferred") needs a StatusUpdates store; {metadata!r}'
             )
         self._core = Core(storage, metadata, policy, clock, tuple(events))
-        self._uploads = Uploads(self)
+        self._uploads = Uploads(self._core)
 
     @property
     def storage(self) -> Storage:
@@ -166,6 +163,8 @@ class FilesService:
     ) -> PendingUpload:
         """Start an upload; ``purpose`` may be left for `PendingUpload.finish` when it is not
         known until the bytes have arrived (clients may send the ``purpose`` field last).
+        ``bytes_counted``: its bytes count against the owner's byte quota already (the parts
+        of an upload of the Uploads API), so they are not reserved again while they stream.
 
         Use the result as an async context manager: leaving it without `PendingUpload.finish`
         (or with an exception) removes everything the upload wrote.
@@ -178,7 +177,6 @@ class FilesService:
             purpose=purpose,
             system=system,
             max_size=max_size,
-            bytes_counted=bytes_counted,
         )
 
     # -- read -------------------------------------------------------------------------------
@@ -365,25 +363,6 @@ class FilesService:
             orphans_every=orphans_every,
             stop=stop,
         )
-
-    # -- for the Uploads API, until it takes the core ----------------------------------------
-
-    def now(self) -> int:
-        return self._core.now()
-
-    def check_purpose(self, purpose: str, *, system: bool = False) -> None:
-        check_purpose(self.policy, purpose, system=system)
-
-    def check_expires_after(self, seconds: int | None) -> None:
-        check_expires_after(seconds)
-
-    def check_filename(self, filename: str, *, param: str = "file") -> None:
-        check_filename(self.policy, filename, param=param)
-
-    def check_file_type(
-        self, purpose: str, filename: str, media_type: str | None, *, param: str = "file"
-    ) -> None:
-        check_file_type(self.policy, purpose, filename, media_type, param=param)
 
 
 async def _as_chunks(file: AsyncIterable[bytes] | bytes) -> AsyncIterator[bytes]:
