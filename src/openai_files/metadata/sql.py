@@ -1,0 +1,37 @@
+"""`SQLMetadataStore`: records in a SQL database through SQLAlchemy Core (async).
+
+One implementation for every database SQLAlchemy drives asynchronously: SQLite (``aiosqlite``,
+the embedded default, in WAL mode), PostgreSQL (``asyncpg``) and MariaDB/MySQL (``aiomysql``).
+Every invariant is enforced by the database, never by locks in this process, so replicas can
+share one database: state changes are conditional updates whose row count says who won, a
+quota is one conditional update of the owner's usage row, and a hold and a delete contend for
+the same file row. The tables are described in `openai_files.metadata.sql_schema`; they are
+created on first use and their version recorded; tables of an older version are upgraded in
+place at start (`openai_files.metadata.sql_migrations`).
+
+The store is put together from private modules, one concern each: the engine, its SQLite
+set-up, transactions and usage rows (``_sql_engine``), the file records (``_sql_files``), their
+deletes, holds and sweep claims (``_sql_deletes``) and the upload records (``_sql_uploads``).
+"""
+
+from __future__ import annotations
+
+from ._sql_deletes import SQLFileDeletes
+from ._sql_uploads import SQLUploadRecords
+from .sql_schema import SCHEMA_VERSION
+
+__all__ = ["SCHEMA_VERSION", "SQLMetadataStore"]
+
+
+class SQLMetadataStore(SQLFileDeletes, SQLUploadRecords):
+    """File records in SQL tables named with ``table_prefix``.
+
+    Pass a SQLAlchemy URL (``sqlite+aiosqlite:///data/files.db``,
+    ``postgresql+asyncpg://user@host/db``, ``mysql+aiomysql://root@host/db``) or an existing
+    `AsyncEngine`, so a host application can keep the files tables in its own database. The
+    store disposes only an engine it created itself.
+    """
+
+    def __repr__(self) -> str:
+        url = self.engine.url.render_as_string(hide_password=True)
+        return f"SQLMetadataStore({url!r}, table_prefix={self.table_prefix!r})"
