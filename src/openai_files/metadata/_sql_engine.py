@@ -90,6 +90,7 @@ class SQLEngine:
         self._ready = False
 
     async def aclose(self) -> None:
+        """Dispose of the engine if the store created it; a host's engine is left open."""
         if self._owns_engine:
             await self.engine.dispose()
 

@@ -21,6 +21,8 @@ class SQLUploadRecords(SQLEngine):
     """The upload-record methods of `SQLMetadataStore`."""
 
     async def create_upload(self, upload: UploadRecord, *, max_open: int | None = None) -> None:
+        """Make sure the owner has a usage row, then in one transaction count the upload in
+        its ``open_uploads`` (a conditional update against ``max_open``) and insert the row."""
         usage = self.tables.usage
         async with self._transaction() as connection:  # apart, as in `insert`
             await connection.execute(
@@ -40,6 +42,7 @@ class SQLUploadRecords(SQLEngine):
             await connection.execute(insert(self.tables.uploads).values(**vars(fresh)))
 
     async def get_upload(self, owner: str, upload_id: str) -> UploadRecord | None:
+        """One SELECT by id and owner."""
         uploads = self.tables.uploads
         query = select(uploads).where(uploads.c.id == upload_id, uploads.c.owner == owner)
         async with self._transaction() as connection:
@@ -55,6 +58,8 @@ class SQLUploadRecords(SQLEngine):
         to: UploadState,
         file_id: str | None = None,
     ) -> bool:
+        """A conditional UPDATE on the state; closing the upload settles its reservation in the
+        usage row, in the same transaction."""
         async with self._transaction() as connection:
             return await self._move_upload(connection, owner, upload_id, from_states, to, file_id)
 
@@ -98,6 +103,8 @@ class SQLUploadRecords(SQLEngine):
     async def reserve_upload(
         self, owner: str, upload_id: str, size: int, *, quota: Quota | None
     ) -> bool:
+        """Grow the pending upload's ``reserved`` and the usage row under ``quota`` in one
+        transaction, rolled back if the quota refuses."""
         uploads = self.tables.uploads
         async with self._transaction() as connection:
             grown = await connection.execute(
@@ -117,6 +124,7 @@ class SQLUploadRecords(SQLEngine):
         return False
 
     async def release_upload(self, owner: str, upload_id: str, size: int) -> None:
+        """Shrink the open upload's ``reserved`` and the usage row in one transaction."""
         async with self._transaction() as connection:
             await self._release_upload(connection, owner, upload_id, size)
 
@@ -141,6 +149,9 @@ class SQLUploadRecords(SQLEngine):
     async def add_part(
         self, part: PartRecord, *, reserved: int = 0, max_parts: int | None = None
     ) -> PartOutcome:
+        """One conditional UPDATE of the upload's totals (pending, within the declared bytes
+        and ``max_parts``) locks its row, then the part row is inserted; when the update matches
+        nothing, the reservation is released and the upload read to say why."""
         uploads, parts = self.tables.uploads, self.tables.parts
         mine = and_(uploads.c.id == part.upload_id, uploads.c.owner == part.owner)
         fits = [uploads.c.state == "pending", uploads.c.received + part.bytes <= uploads.c.bytes]
@@ -173,6 +184,7 @@ class SQLUploadRecords(SQLEngine):
         return "over_part_limit"
 
     async def get_parts(self, owner: str, upload_id: str) -> builtins.list[PartRecord]:
+        """One SELECT by upload and owner."""
         parts = self.tables.parts
         query = select(parts).where(parts.c.upload_id == upload_id, parts.c.owner == owner)
         async with self._transaction() as connection:
@@ -180,6 +192,8 @@ class SQLUploadRecords(SQLEngine):
         return [PartRecord(**row._mapping) for row in rows]
 
     async def expire_uploads(self, *, now: int) -> int:
+        """Read open uploads past their expiry 100 at a time and move each in a transaction
+        of its own."""
         uploads, batch = self.tables.uploads, 100
         # A completion that died half-way expires too, so its parts are discarded.
         due = (
@@ -200,6 +214,7 @@ class SQLUploadRecords(SQLEngine):
                 return expired
 
     async def finished_parts(self, *, limit: int) -> builtins.list[PartRecord]:
+        """Parts whose upload is closed, in one SELECT."""
         uploads, parts = self.tables.uploads, self.tables.parts
         done = select(uploads.c.id).where(
             uploads.c.state.in_(("completed", "cancelled", "expired"))
@@ -210,6 +225,8 @@ class SQLUploadRecords(SQLEngine):
         return [PartRecord(**row._mapping) for row in rows]
 
     async def remove_part(self, part_id: str) -> None:
+        """Delete the part row and take its bytes out of its upload's totals and the usage row,
+        in one transaction."""
         uploads, parts = self.tables.uploads, self.tables.parts
         async with self._transaction() as connection:
             row = (await connection.execute(select(parts).where(parts.c.id == part_id))).first()

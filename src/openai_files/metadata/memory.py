@@ -174,7 +174,8 @@ class MemoryMetadataStore:
         ]
 
     async def usage(self, owner: str) -> Usage:
-        """Counted from the owner's records (pending and active) on each call."""
+        """Counted on each call from the owner's pending and active records and the bytes
+        their uploads hold."""
         return self._usage(owner)
 
     async def begin_delete(self, owner: str, file_id: str, *, now: int) -> FileRecord | None:
@@ -235,12 +236,15 @@ class MemoryMetadataStore:
         return claimed
 
     async def existing_keys(self, keys: builtins.list[str]) -> set[str]:
+        """Scan every record and part for the keys."""
         wanted = set(keys)
         stored = [r.storage_key for r in self._records.values()]
         stored += [p.storage_key for p in self._parts.values()]
         return {key for key in stored if key in wanted}
 
     async def create_upload(self, upload: UploadRecord, *, max_open: int | None = None) -> None:
+        """Keep the upload in a dict, its running totals at zero; open uploads are counted from
+        the dict against ``max_open``."""
         if upload.id in self._uploads:
             raise Conflict(f"An upload with id {upload.id} exists already.")
         if max_open is not None and self._usage(upload.owner).open_uploads >= max_open:
@@ -248,6 +252,7 @@ class MemoryMetadataStore:
         self._uploads[upload.id] = upload.replace(received=0, part_count=0, reserved=0)
 
     async def get_upload(self, owner: str, upload_id: str) -> UploadRecord | None:
+        """One dict lookup."""
         upload = self._uploads.get(upload_id)
         return upload if upload is not None and upload.owner == owner else None
 
@@ -260,6 +265,8 @@ class MemoryMetadataStore:
         to: UploadState,
         file_id: str | None = None,
     ) -> bool:
+        """Replace the upload with one in state ``to``; closing it settles its reservation to
+        the bytes its parts hold."""
         upload = await self.get_upload(owner, upload_id)
         if upload is None or upload.state not in from_states:
             return False
@@ -272,6 +279,7 @@ class MemoryMetadataStore:
     async def reserve_upload(
         self, owner: str, upload_id: str, size: int, *, quota: Quota | None
     ) -> bool:
+        """Grow the pending upload's ``reserved``, which the usage counts, if ``quota`` allows."""
         upload = await self.get_upload(owner, upload_id)
         if upload is None or upload.state != "pending":
             return False
@@ -283,6 +291,7 @@ class MemoryMetadataStore:
         return True
 
     async def release_upload(self, owner: str, upload_id: str, size: int) -> None:
+        """Shrink the open upload's ``reserved``."""
         upload = await self.get_upload(owner, upload_id)
         if upload is not None and upload.is_open:
             self._uploads[upload_id] = upload.replace(reserved=upload.reserved - size)
@@ -290,6 +299,8 @@ class MemoryMetadataStore:
     async def add_part(
         self, part: PartRecord, *, reserved: int = 0, max_parts: int | None = None
     ) -> PartOutcome:
+        """Check the upload's state, declared bytes and part count, then keep the part and
+        update the totals; nothing is awaited in between, so concurrent parts take turns."""
         upload = await self.get_upload(part.owner, part.upload_id)
         if upload is None:
             return "not_pending"
@@ -312,9 +323,11 @@ class MemoryMetadataStore:
         return outcome
 
     async def get_parts(self, owner: str, upload_id: str) -> builtins.list[PartRecord]:
+        """Scan every part for the upload's."""
         return [p for p in self._parts.values() if p.upload_id == upload_id and p.owner == owner]
 
     async def expire_uploads(self, *, now: int) -> int:
+        """Scan every upload and move those open past their expiry to ``expired``."""
         expired = [
             u
             for u in self._uploads.values()
@@ -327,10 +340,12 @@ class MemoryMetadataStore:
         return len(expired)
 
     async def finished_parts(self, *, limit: int) -> builtins.list[PartRecord]:
+        """Scan every part for those of closed uploads."""
         done = {"completed", "cancelled", "expired"}
         return [p for p in self._parts.values() if self._uploads[p.upload_id].state in done][:limit]
 
     async def remove_part(self, part_id: str) -> None:
+        """Drop the part and take its bytes out of its upload's totals."""
         part = self._parts.pop(part_id, None)
         upload = None if part is None else self._uploads.get(part.upload_id)
         if part is not None and upload is not None:
@@ -341,6 +356,7 @@ class MemoryMetadataStore:
             )
 
     async def aclose(self) -> None:
+        """Nothing to release; the records stay until the store is dropped."""
         return None
 
     def _usage(self, owner: str) -> Usage:
