@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-from .errors import InvalidRequest, UnsupportedFileType
+from .errors import InvalidRequest, UnsupportedFileType, shown
+from .inputs import unsafe_character
 from .policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, PURPOSE_PATTERN, Policy
 
 __all__ = [
@@ -39,7 +40,7 @@ def check_purpose(policy: Policy, purpose: str, *, system: bool = False) -> None
     if allowed is None:
         if not re.fullmatch(PURPOSE_PATTERN, purpose):
             raise InvalidRequest(
-                f"{purpose[:100]!r} is not a valid purpose: use 1 to 64 letters, digits, "
+                f"{shown(purpose)} is not a valid purpose: use 1 to 64 letters, digits, "
                 "'_', '-', '.' or ':', starting with a letter or digit.",
                 param="purpose",
             )
@@ -48,7 +49,9 @@ def check_purpose(policy: Policy, purpose: str, *, system: bool = False) -> None
         allowed += policy.system_purposes
     if purpose not in allowed:
         listed = ", ".join(repr(p) for p in allowed)
-        raise InvalidRequest(f"{purpose!r} is not one of [{listed}] - 'purpose'", param="purpose")
+        raise InvalidRequest(
+            f"{shown(purpose)} is not one of [{listed}] - 'purpose'", param="purpose"
+        )
 
 
 def check_expires_after(seconds: int | None) -> None:
@@ -62,7 +65,9 @@ def check_expires_after(seconds: int | None) -> None:
 
 
 def check_filename(policy: Policy, filename: str, *, param: str = "file") -> None:
-    """`InvalidRequest` for an empty or over-long filename or one with control characters."""
+    """`InvalidRequest` for an empty or over-long filename, or one holding a character no
+    name should (`openai_files.inputs.unsafe_character`: a control character, a lone
+    surrogate, or a bidi control that would make the name display as another)."""
     if not filename:
         raise InvalidRequest("The file must have a filename.", param=param)
     if len(filename) > policy.max_filename_length:
@@ -71,9 +76,12 @@ def check_filename(policy: Policy, filename: str, *, param: str = "file") -> Non
             f"{policy.max_filename_length}.",
             param=param,
         )
-    if any(ord(char) < 32 or ord(char) == 127 for char in filename):
+    char = unsafe_character(filename)
+    if char is not None:
         raise InvalidRequest(
-            "The filename contains control characters (such as NUL, CR or LF); rename the file.",
+            f"The filename contains the character U+{ord(char):04X}: names must not hold "
+            "control characters (such as NUL, CR, LF or U+0080..U+009F), bidirectional "
+            "controls (such as U+202E) or unpaired surrogates; rename the file.",
             param=param,
         )
 
@@ -85,6 +93,7 @@ def check_file_type(
     types = policy.file_types.get(purpose)
     if types is not None and not types.allows(filename, media_type):
         raise UnsupportedFileType(
-            f"Files with purpose {purpose!r} must be {types.describe()}; got {filename[:200]!r}.",
+            f"Files with purpose {shown(purpose)} must be {types.describe()}; "
+            f"got {shown(filename)}.",
             param=param,
         )

@@ -15,6 +15,7 @@ from ._checks import checked_owner
 from ._clock import Clock
 from .errors import FileNotFound
 from .events import EventHook, FileEvent, FileEventKind, emit
+from .inputs import possible_id
 from .metadata.base import FileRecord, MetadataStore
 from .models import FileObject
 from .policy import DAY, Policy
@@ -50,6 +51,8 @@ class Core:
 
     async def visible(self, owner: str, file_id: str) -> FileRecord:
         """The record of a file the owner can see now, or `FileNotFound`."""
+        if not possible_id(file_id):
+            raise FileNotFound(file_id)
         record = await self.metadata.get(checked_owner(owner), file_id, now=self.now())
         if record is None:
             raise FileNotFound(file_id)
@@ -57,6 +60,8 @@ class Core:
 
     async def retrieve(self, owner: str, file_id: str) -> FileObject:
         """The file, as `FilesService.retrieve` returns it."""
+        if not possible_id(file_id):
+            raise FileNotFound(file_id)
         record = await self.metadata.get(
             checked_owner(owner),
             file_id,

@@ -25,6 +25,7 @@ from ._checks import (
 from ._core import IDEMPOTENCY_WINDOW, Core, file_object
 from .errors import FileTooLarge, InvalidFile, InvalidRequest, QuotaExceeded
 from .ids import new_file_id, new_storage_key
+from .inputs import check_media_type
 from .metadata.base import FileRecord
 from .models import FileObject
 from .storage.base import ComposableStorage, StoredBlob
@@ -54,6 +55,8 @@ async def begin_upload(
     quota already (the parts of an upload of the Uploads API), so they are not reserved again
     while they stream."""
     check_filename(core.policy, filename)
+    if media_type is not None:
+        check_media_type(media_type, param="file", name="The file part's Content-Type")
     if purpose is not None:
         check_purpose(core.policy, purpose, system=system)
         check_file_type(core.policy, purpose, filename, media_type)

@@ -6,13 +6,15 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
+from urllib.parse import quote
 
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Match, Route, Router
+from starlette.types import Receive, Scope, Send
 
 from .auth import Authenticator, open_auth
 from .endpoints import FilesEndpoints
@@ -196,4 +198,24 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
+    app.router.redirect_slashes = False  # Starlette's redirect names the client's Host
+    app.router.default = partial(_redirect_slash_or_not_found, app.router)
     return app
+
+
+async def _redirect_slash_or_not_found(
+    router: Router, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """``/v1/files/`` redirects to ``/v1/files`` (and the other way round) as Starlette's
+    ``redirect_slashes`` does, but with a relative ``Location``: a path on the server the
+    client already talks to, never a URL built from the request's ``Host`` header."""
+    path: str = scope["path"]
+    if scope["type"] == "http" and path != "/":
+        other = dict(scope, path=path.rstrip("/") if path.endswith("/") else path + "/")
+        if any(route.matches(other)[0] is not Match.NONE for route in router.routes):
+            location = "/" + quote(other["path"]).lstrip("/")
+            if scope.get("query_string"):
+                location += "?" + scope["query_string"].decode("latin-1")
+            await RedirectResponse(location)(scope, receive, send)
+            return
+    await router.not_found(scope, receive, send)

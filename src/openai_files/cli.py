@@ -10,15 +10,18 @@ command line wins over the variable, which wins over the default. The client com
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from .app import create_app
 from .auth import Authenticator, api_key_auth, open_auth
 from .metadata.base import DEFAULT_TABLE_PREFIX
+from .multipart import FormLimits
 from .policy import Policy
 from .serve_options import policy_from_args, server_settings
 from .urls import open_service
@@ -30,6 +33,8 @@ log = logging.getLogger("openai_files")
 DEFAULT_MAX_FILE_SIZE = Policy().max_file_size
 DEFAULT_MAX_UPLOAD_SIZE = Policy().upload_limit
 DEFAULT_MAX_OPEN_UPLOADS = Policy().max_open_uploads
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = FormLimits().body_timeout or 0.0
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 """Where the client commands go without ``--base-url`` or ``OPENAI_BASE_URL``, as the SDKs do."""
 
@@ -80,8 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="KEY[=OWNER]",
-        help="accept this API key, for OWNER (default: the key itself); repeatable "
-        "(OPENAI_FILES_API_KEYS, comma-separated). With no key the server is open.",
+        help="accept this API key, for OWNER; repeatable (OPENAI_FILES_API_KEYS, "
+        "comma-separated). The owner follows the LAST '=' (owners have no '=', no spaces, "
+        "1-255 characters); a KEY alone or ending in '=' (base64 padding) is its own owner. "
+        "Keys are printable ASCII without spaces. With no key option at all the server is "
+        "open; one that gives no valid key stops it from starting.",
+    )
+    serve.add_argument(
+        "--api-keys-file",
+        default=None,
+        metavar="PATH",
+        help="API keys from a file: one 'KEY OWNER' per line (blank lines and # comments "
+        'skipped), or, for a PATH ending in .json, one JSON object {"KEY": "OWNER"}; for '
+        "any key, whatever its characters (OPENAI_FILES_API_KEYS_FILE). Adds to --api-key.",
     )
     serve.add_argument(
         "--max-file-size",
@@ -180,6 +196,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep deleted files' records with status 'deleted' (OPENAI_FILES_SOFT_DELETE)",
     )
     serve.add_argument(
+        "--header-timeout",
+        type=float,
+        default=float(_env("HEADER_TIMEOUT", str(DEFAULT_HEADER_TIMEOUT))),
+        metavar="SECONDS",
+        help="close a connection whose request headers are not complete within SECONDS of "
+        f"its start or of the previous response; 0 turns it off (default: "
+        f"{DEFAULT_HEADER_TIMEOUT:g}; OPENAI_FILES_HEADER_TIMEOUT)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=float,
+        default=float(_env("BODY_TIMEOUT", str(DEFAULT_BODY_TIMEOUT))),
+        metavar="SECONDS",
+        help="end with 408 a request body that takes longer than SECONDS in all (a body "
+        "slower than 1 KiB/s or that pauses 60 s ends sooner); the largest file must fit in it "
+        "at your slowest clients' rate, and keep it at or below --stale-after; 0 turns it off "
+        f"(default: {DEFAULT_BODY_TIMEOUT:g}; OPENAI_FILES_BODY_TIMEOUT)",
+    )
+    serve.add_argument(
         "--log-level", default=_env("LOG_LEVEL", "info"), help="(OPENAI_FILES_LOG_LEVEL)"
     )
     _add_client_commands(commands)
@@ -266,8 +301,8 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:  %(message)s")
-    storage, metadata, keys = server_settings(args)
     try:
+        storage, metadata, keys = server_settings(args)
         policy = policy_from_args(args)
     except ValueError as exc:
         print(f"openai-files serve: error: {exc}", file=sys.stderr)
@@ -278,7 +313,11 @@ def serve(args: argparse.Namespace) -> int:
     auth: Authenticator
     if keys:
         auth = api_key_auth(keys)
-        log.info("openai-files: %d API key(s) configured", len(keys))
+        log.info(
+            "openai-files: %d API key(s) configured for %d owner(s)",
+            len(keys),
+            len(set(keys.values())),
+        )
     else:
         auth = open_auth()
         log.warning(
@@ -294,9 +333,25 @@ def serve(args: argparse.Namespace) -> int:
         sweep_stale_after=args.stale_after,
         close_service=True,
         uploads_api=args.uploads_api,
+        form_limits=FormLimits(body_timeout=args.body_timeout or None),
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level.lower(),
+        http=_http_protocol(args.header_timeout),
+    )
     return 0
+
+
+def _http_protocol(header_timeout: float) -> type[asyncio.Protocol] | Literal["auto"]:
+    """uvicorn's HTTP protocol, with a deadline for request headers unless it is 0."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    from .header_timeout import with_header_timeout
+
+    return with_header_timeout(AutoHTTPProtocol, header_timeout) if header_timeout else "auto"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,16 +16,19 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from ._checks import check_expires_after
 from .auth import Authenticator
 from .errors import (
+    SHOWN_LENGTH,
     InvalidRequest,
     MalformedUpload,
     RateLimited,
     RequestTimeout,
     RequestTooLarge,
+    shown,
 )
+from .inputs import MAX_IDEMPOTENCY_KEY_LENGTH, unsafe_character
 from .multipart import FormLimits, MultipartReader, boundary_from_content_type
 from .ranges import Unsatisfiable, http_date, not_modified, range_applies, requested_range
 from .ratelimit import RateLimiter
-from .responses import FileDownloadResponse, content_disposition, openai_error
+from .responses import FileDownloadResponse, FileListResponse, content_disposition, openai_error
 from .service import FilesService
 
 __all__ = ["FilesEndpoints", "parse_expires_after"]
@@ -75,7 +78,7 @@ class FilesEndpoints:
         if declared is not None and declared > max_body:
             raise RequestTooLarge(max_body)
         reader = MultipartReader(
-            request_body(request, idle_timeout=self.form_limits.idle_timeout),
+            request_body(request, self.form_limits),
             boundary_from_content_type(request.headers.get("content-type")),
             max_body=max_body,
             limits=self.form_limits,
@@ -103,7 +106,8 @@ class FilesEndpoints:
                     await upload.write(reader.iter_data())
                 elif part.name in fields:
                     raise InvalidRequest(
-                        f"The field {part.name!r} was sent more than once.", param=part.name
+                        f"The field {shown(part.name)} was sent more than once.",
+                        param=part.name[:SHOWN_LENGTH],
                     )
                 else:
                     fields[part.name] = await reader.read_text(part.name)
@@ -120,7 +124,7 @@ class FilesEndpoints:
     async def list(self, request: Request) -> Response:
         owner = await self.owner(request)
         query = request.query_params
-        page = await self.service.list(
+        pages = await self.service.list_in_batches(
             owner,
             purpose=query.get("purpose") or None,
             limit=_int_param(query.get("limit"), "limit"),
@@ -132,7 +136,9 @@ class FilesEndpoints:
                 else None  # as OpenAI: a parameter it does not know is ignored
             ),
         )
-        return JSONResponse(page.model_dump(mode="json"))
+        if not pages.single:  # a long page: sent as it is read, in bounded memory
+            return FileListResponse(pages, idle_timeout=self.form_limits.idle_timeout)
+        return JSONResponse((await pages.page()).model_dump(mode="json"))
 
     async def retrieve(self, request: Request) -> Response:
         owner = await self.owner(request)
@@ -199,48 +205,80 @@ class FilesEndpoints:
         )
 
 
-class _IdleTimer:
-    """Cancels the current task when one wait for the request body lasts ``idle`` seconds.
+class _BodyTimer:
+    """Cancels the current task when the client is too slow with the request body: one wait
+    lasts ``idle_timeout`` seconds, the waits add up to ``body_timeout`` seconds, or, once they
+    add up to ``idle_timeout``, the body has come at less than ``min_body_rate`` bytes a second.
 
     A cancel scope around every receive costs more per 64 KiB chunk than parsing it; this
-    timer costs two attribute writes per chunk and wakes up about once per ``idle`` seconds.
-    Only the time spent waiting for the client counts, not the time the server spends
-    storing what it received. (asyncio only, as the rest of the server.)
+    timer costs a clock read and a few attribute writes per chunk and wakes up about once per
+    ``idle_timeout`` seconds. Only the time spent waiting for the client counts, not the time
+    the server spends storing what it received. (asyncio only, as the rest of the server.)
     """
 
-    def __init__(self, idle: float) -> None:
-        self.idle = idle
-        self.fired = False
+    def __init__(self, limits: FormLimits) -> None:
+        self.limits = limits
+        self.timeout: RequestTimeout | None = None
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         self._waiting_since: float | None = None
-        self._handle = self._loop.call_later(idle, self._check)
+        self._waited = 0.0
+        self._bytes = 0
+        self._handle = self._loop.call_later(self._first_check(), self._check)
 
     def waiting(self) -> None:
         self._waiting_since = self._loop.time()
 
-    def received(self) -> None:
+    def received(self, size: int) -> None:
+        if self._waiting_since is not None:
+            self._waited += self._loop.time() - self._waiting_since
         self._waiting_since = None
+        self._bytes += size
 
     def close(self) -> None:
         self._handle.cancel()
 
+    def _first_check(self) -> float:
+        idle, total = self.limits.idle_timeout, self.limits.body_timeout
+        return idle if total is None else min(idle, total)
+
     def _check(self) -> None:
-        now = self._loop.time()
-        since = self._waiting_since
-        if since is not None and now - since >= self.idle and self._task is not None:
-            self.fired = True
-            self._task.cancel()
-            return
-        due = (since if since is not None else now) + self.idle
+        now, since, limits = self._loop.time(), self._waiting_since, self.limits
+        waited = self._waited + (now - since if since is not None else 0.0)
+        if since is not None and self._task is not None:  # only a wait for the client may end
+            self.timeout = self._too_slow(now - since, waited)
+            if self.timeout is not None:
+                self._task.cancel()
+                return
+        due = (since if since is not None else now) + limits.idle_timeout
+        if limits.body_timeout is not None:
+            due = min(due, now + max(limits.body_timeout - waited, 0.0) + 0.001)
         self._handle = self._loop.call_at(due, self._check)
 
+    def _too_slow(self, this_wait: float, waited: float) -> RequestTimeout | None:
+        limits = self.limits
+        if this_wait >= limits.idle_timeout:
+            return RequestTimeout(limits.idle_timeout)
+        if limits.body_timeout is not None and waited >= limits.body_timeout:
+            return RequestTimeout(
+                message=f"The request body took more than {limits.body_timeout:g} seconds to "
+                "arrive; the upload was abandoned. Send large files in parts with the Uploads API."
+            )
+        rate = limits.min_body_rate
+        if rate and waited >= limits.idle_timeout and self._bytes < rate * waited:
+            return RequestTimeout(
+                message=f"The request body arrived at less than {rate} bytes per second; the "
+                "upload was abandoned. Retry it over a faster connection."
+            )
+        return None
 
-async def request_body(request: Request, *, idle_timeout: float) -> AsyncIterator[bytes]:
+
+async def request_body(request: Request, limits: FormLimits) -> AsyncIterator[bytes]:
     """The request body as it arrives, as `Request.stream` reads it but in one generator
-    less on the hot path; a client that goes away mid-upload, or pauses longer than
-    ``idle_timeout`` seconds, is its error, not the server's."""
-    timer = _IdleTimer(idle_timeout)
+    less on the hot path; a client that goes away mid-upload, or is too slow by ``limits``
+    (`FormLimits.idle_timeout`, ``body_timeout``, ``min_body_rate``), is its error, not the
+    server's (`RequestTimeout`, 408)."""
+    timer = _BodyTimer(limits)
     try:
         while True:
             timer.waiting()
@@ -248,14 +286,14 @@ async def request_body(request: Request, *, idle_timeout: float) -> AsyncIterato
                 message = await request.receive()
             except asyncio.CancelledError:
                 task = asyncio.current_task()
-                if not timer.fired or task is None:
+                if timer.timeout is None or task is None:
                     raise
                 task.uncancel()
-                raise RequestTimeout(timer.idle) from None
-            timer.received()
+                raise timer.timeout from None
+            body: bytes = message.get("body", b"")
+            timer.received(len(body))
             if message["type"] == "http.disconnect":
                 raise MalformedUpload("The client disconnected before the upload was complete.")
-            body: bytes = message.get("body", b"")
             if body:
                 yield body
             if not message.get("more_body", False):
@@ -265,12 +303,15 @@ async def request_body(request: Request, *, idle_timeout: float) -> AsyncIterato
 
 
 def _idempotency_key(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header: 1 to 255 characters, none of them a control character."""
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
-    if not 1 <= len(key) <= 255:
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH or unsafe_character(key) is not None:
         raise InvalidRequest(
-            "The Idempotency-Key header must be 1 to 255 characters long.", param="Idempotency-Key"
+            f"The Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters "
+            "long, without control characters; a UUID is a good key.",
+            param="Idempotency-Key",
         )
     return key
 
@@ -300,7 +341,7 @@ def _int_param(value: str | None, name: str) -> int | None:
         return None
     number = _integer(value)
     if number is None:
-        message = f"{name} must be an integer; got {value[:50]!r}."
+        message = f"{name} must be an integer; got {shown(value)}."
         raise InvalidRequest(message, param=name)
     return number
 
@@ -327,7 +368,7 @@ def parse_expires_after(fields: dict[str, str]) -> int | None:
         return None
     if anchor != "created_at":
         raise InvalidRequest(
-            f"expires_after[anchor] must be 'created_at'; got {anchor!r}.",
+            f"expires_after[anchor] must be 'created_at'; got {shown(anchor)}.",
             param="expires_after[anchor]",
         )
     return _expiry_seconds(seconds)
@@ -336,9 +377,8 @@ def parse_expires_after(fields: dict[str, str]) -> int | None:
 def _expiry_seconds(sent: object) -> int:
     seconds = _integer(sent) if isinstance(sent, str) else sent
     if isinstance(seconds, bool) or not isinstance(seconds, int):
-        shown = sent[:50] if isinstance(sent, str) else sent
         raise InvalidRequest(
-            f"expires_after[seconds] must be an integer number of seconds; got {shown!r}.",
+            f"expires_after[seconds] must be an integer number of seconds; got {shown(sent)}.",
             param="expires_after[seconds]",
         )
     return seconds

@@ -6,7 +6,7 @@ OpenAIFilesError
 │   ├── MalformedUpload          400  the multipart body cannot be parsed
 │   ├── InvalidFile              400  the file's content breaks its purpose's rules (bad JSONL)
 │   └── UnsupportedFileType      400  the file's type or extension is not allowed for its purpose
-├── RequestTimeout               408  the request body stalled longer than the idle timeout
+├── RequestTimeout               408  the request body stalled, or came too slowly overall
 ├── FileTooLarge                 413  the file passed the maximum size
 │   └── RequestTooLarge          413  the request body passed its maximum (the form around the file)
 ├── AuthenticationFailed         401  missing or unknown API key
@@ -23,7 +23,8 @@ Every error carries the `message` shown to the client, an optional `param` (the 
 parameter at fault) and a `code`. `openai_files.responses` maps each class to its HTTP status and
 OpenAI error `type`; nothing below the edge knows about HTTP. Backends translate their drivers'
 exceptions into these at their own seam (`raise BackendUnavailable(...) from exc`), so callers
-never have to catch a driver's exceptions.
+never have to catch a driver's exceptions. A value the client sent is quoted in a message
+through `shown`, so that an answer never grows with what was sent.
 """
 
 from __future__ import annotations
@@ -45,7 +46,26 @@ __all__ = [
     "RequestTooLarge",
     "UnsupportedFileType",
     "UploadNotFound",
+    "shown",
 ]
+
+SHOWN_LENGTH = 64
+"""The most characters of a client's value that an error message repeats."""
+
+
+def shown(value: object, *, quoted: bool = True) -> str:
+    """``value`` as an error message repeats it: at most `SHOWN_LENGTH` characters of it, then
+    ``...``, with every character that is not printable escaped as ``repr`` escapes it (so a
+    message never carries a control or bidi character, nor a lone surrogate). ``quoted=False``
+    leaves out the quotes around a string, for ids shown as OpenAI shows them."""
+    if not isinstance(value, str):
+        text = repr(value)
+        return text if len(text) <= SHOWN_LENGTH else text[:SHOWN_LENGTH] + "..."
+    cut = len(value) > SHOWN_LENGTH
+    text = repr(value[:SHOWN_LENGTH])
+    if not quoted:
+        text = text[1:-1]
+    return text + "..." if cut else text
 
 
 class OpenAIFilesError(Exception):
@@ -115,13 +135,15 @@ class RequestTooLarge(FileTooLarge):
 
 
 class RequestTimeout(OpenAIFilesError):
-    """The client stopped sending the request body for longer than the idle timeout."""
+    """The client sent the request body too slowly: it stopped for longer than the idle
+    timeout (``idle_timeout``), or took too long over the whole body (``message`` says how)."""
 
     code = "request_timeout"
 
-    def __init__(self, idle_timeout: float) -> None:
+    def __init__(self, idle_timeout: float = 0.0, *, message: str | None = None) -> None:
         super().__init__(
-            f"The request body stalled for more than {idle_timeout:g} seconds; "
+            message
+            or f"The request body stalled for more than {idle_timeout:g} seconds; "
             "the upload was abandoned. Retry it."
         )
 
@@ -138,7 +160,7 @@ class FileNotFound(OpenAIFilesError, FileNotFoundError):
     code = "file_not_found"
 
     def __init__(self, file_id: str) -> None:
-        super().__init__(f"No such File object: {file_id}", param="id")
+        super().__init__(f"No such File object: {shown(file_id, quoted=False)}", param="id")
         self.file_id = file_id
 
 
@@ -148,7 +170,9 @@ class UploadNotFound(OpenAIFilesError, FileNotFoundError):
     code = "upload_not_found"
 
     def __init__(self, upload_id: str) -> None:
-        super().__init__(f"No such Upload object: {upload_id}", param="upload_id")
+        super().__init__(
+            f"No such Upload object: {shown(upload_id, quoted=False)}", param="upload_id"
+        )
         self.upload_id = upload_id
 
 
@@ -158,7 +182,7 @@ class BlobNotFound(OpenAIFilesError, FileNotFoundError):
     code = "blob_not_found"
 
     def __init__(self, key: str) -> None:
-        super().__init__(f"No stored object under key {key!r}")
+        super().__init__(f"No stored object under key {shown(key)}")
         self.key = key
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from .errors import MalformedUpload, RequestTooLarge
+from .errors import MalformedUpload, RequestTooLarge, shown
 
 __all__ = ["FormLimits", "MultipartReader", "Part", "boundary_from_content_type"]
 
@@ -29,6 +29,14 @@ class FormLimits:
     chunks before the request is ended (408), and a download whose client accepts no bytes
     before it is abandoned. It stops a client that sends or reads very slowly from holding a
     connection, a task and an open file indefinitely.
+
+    A client that keeps sending, but a byte now and then, is bounded by two more: a request
+    body that has taken ``body_timeout`` seconds in all (None: no bound), or that has come at
+    less than ``min_body_rate`` bytes a second once it has taken ``idle_timeout`` seconds
+    (0: no bound), ends with 408 too. Only the time spent waiting for the client counts. The
+    largest file (`Policy.max_file_size`) must fit in ``body_timeout`` at your slowest
+    clients' rate: 512 MiB in the default hour is 146 KiB/s; keep ``body_timeout`` at or below
+    ``sweep_stale_after`` of `create_app`, after which an unfinished upload is swept.
     """
 
     max_fields: int = 64
@@ -36,6 +44,8 @@ class FormLimits:
     max_header_size: int = 8 * 1024
     max_headers_per_part: int = 16
     idle_timeout: float = 60.0
+    body_timeout: float | None = 3600.0
+    min_body_rate: int = 1024
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,7 @@ def boundary_from_content_type(content_type: str | None) -> bytes:
     if media_type != b"multipart/form-data":
         raise MalformedUpload(
             "Send the request as multipart/form-data (Content-Type: multipart/form-data; "
-            f"boundary=...); got {content_type or 'no Content-Type'!r}."
+            f"boundary=...); got {shown(content_type) if content_type else 'no Content-Type'}."
         )
     boundary = options.get(b"boundary")
     if not boundary:
@@ -147,14 +157,15 @@ class MultipartReader:
             buffer += chunk
             if len(buffer) > self._limits.max_field_size:
                 raise MalformedUpload(
-                    f"The form field {name!r} is longer than {self._limits.max_field_size} bytes.",
+                    f"The form field {shown(name)} is longer than "
+                    f"{self._limits.max_field_size} bytes.",
                     param=name,
                 )
         try:
             return buffer.decode("utf-8")
         except UnicodeDecodeError:
             raise MalformedUpload(
-                f"The form field {name!r} is not valid UTF-8.", param=name
+                f"The form field {shown(name)} is not valid UTF-8.", param=name
             ) from None
 
     async def _next_event(self) -> _Event:

@@ -1,10 +1,13 @@
-"""HTTP responses: OpenAI's error shape for the library's errors, and streamed file downloads."""
+"""HTTP responses: OpenAI's error shape for the library's errors, streamed file downloads, and
+list pages streamed a batch of files at a time."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import anyio
@@ -26,9 +29,15 @@ from .errors import (
     UploadNotFound,
 )
 from .models import ErrorBody, ErrorDetail
-from .service import FileContent
+from .service import FileContent, ListedBatches
 
-__all__ = ["FileDownloadResponse", "content_disposition", "error_response", "openai_error"]
+__all__ = [
+    "FileDownloadResponse",
+    "FileListResponse",
+    "content_disposition",
+    "error_response",
+    "openai_error",
+]
 
 log = logging.getLogger("openai_files")
 
@@ -103,14 +112,34 @@ class _Stalled(Exception):
     """The client accepted none of a download's bytes for the idle timeout."""
 
 
-class FileDownloadResponse(StreamingResponse):
-    """Streams a `FileContent` and closes it however the response ends (even on disconnect).
+class _PatientStreamingResponse(StreamingResponse):
+    """A streamed response that waits at most ``idle_timeout`` seconds for its client to accept
+    each chunk. A client that stops reading without closing its connection would otherwise
+    hold the response and its task for as long as it likes: past the timeout the response is
+    abandoned unfinished, which tells the ASGI server to close the connection."""
 
-    A client that stops reading without closing its connection would otherwise hold the
-    response, its task and its open file for as long as it likes: when one chunk waits longer
-    than ``idle_timeout`` seconds to be accepted, the response is abandoned unfinished, which
-    tells the ASGI server to close the connection, and the file is closed at once.
-    """
+    idle_timeout: float
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_or_give_up(message: Message) -> None:
+            with anyio.move_on_after(self.idle_timeout) as waiting:
+                await send(message)
+            if waiting.cancelled_caught:
+                raise _Stalled
+
+        try:
+            await super().__call__(scope, receive, send_or_give_up)
+        except _Stalled:
+            log.warning(
+                "abandoned the answer to %s: the client accepted nothing for %g seconds",
+                scope.get("path"),
+                self.idle_timeout,
+            )
+
+
+class FileDownloadResponse(_PatientStreamingResponse):
+    """Streams a `FileContent` and closes it however the response ends (even on disconnect, or
+    when the client stops reading for ``idle_timeout`` seconds)."""
 
     def __init__(
         self,
@@ -130,19 +159,45 @@ class FileDownloadResponse(StreamingResponse):
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_or_give_up(message: Message) -> None:
-            with anyio.move_on_after(self.idle_timeout) as waiting:
-                await send(message)
-            if waiting.cancelled_caught:
-                raise _Stalled
-
         try:
-            await super().__call__(scope, receive, send_or_give_up)
-        except _Stalled:
-            log.warning(
-                "abandoned a download of %s: the client accepted nothing for %g seconds",
-                scope.get("path"),
-                self.idle_timeout,
-            )
+            await super().__call__(scope, receive, send)
         finally:
             await self.file_content.aclose()
+
+
+class FileListResponse(_PatientStreamingResponse):
+    """A page of ``GET /files`` written as its batches are read from the store
+    (`ListedBatches`): the same JSON as the page sent whole, in memory one batch at a time.
+
+    The first batch has been fetched before the response starts, so most failures are still
+    an error status; a store that fails later cuts the response short (the client sees a
+    broken connection, and retries).
+    """
+
+    def __init__(self, pages: ListedBatches, *, idle_timeout: float = 60.0) -> None:
+        self.idle_timeout = idle_timeout
+        super().__init__(_file_list_json(pages), media_type="application/json")
+
+
+def _json(value: object) -> bytes:
+    """``value`` as `JSONResponse` writes it."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+async def _file_list_json(pages: ListedBatches) -> AsyncIterator[bytes]:
+    """The JSON of a `FileList`, byte for byte, a batch of files at a time."""
+    first_id = last_id = None
+    yield b'{"object":"list","data":['
+    separator = b""
+    async for batch in pages.batches:
+        if not batch:
+            continue
+        first_id = first_id or batch[0].id
+        last_id = batch[-1].id
+        yield separator + b",".join(_json(file.model_dump(mode="json")) for file in batch)
+        separator = b","
+    tail: dict[str, object] = {"first_id": first_id, "last_id": last_id}
+    tail["has_more"] = pages.has_more
+    if pages.total is not None:
+        tail["total"] = pages.total
+    yield b"]," + _json(tail)[1:]

@@ -5,7 +5,9 @@ or loaded whole with ``--policy FILE.py:NAME``)."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -13,10 +15,17 @@ from .metadata.base import Quota
 from .policy import Policy
 
 __all__ = [
+    "api_keys_from",
+    "key_problem",
     "load_policy",
+    "mask",
+    "merge_api_keys",
+    "owner_problem",
+    "parse_api_key",
     "parse_api_keys",
     "parse_expiries",
     "policy_from_args",
+    "read_api_keys_file",
     "server_settings",
 ]
 
@@ -107,24 +116,202 @@ def load_policy(reference: str) -> Policy:
     return policy
 
 
-def parse_api_keys(values: Sequence[str]) -> dict[str, str]:
-    """``KEY`` or ``KEY=OWNER`` entries as a key -> owner map."""
-    keys: dict[str, str] = {}
-    for value in values:
-        key, _, owner = value.strip().partition("=")
-        if key:
-            keys[key] = owner or key
-    return keys
+API_KEYS_VARIABLE = "OPENAI_FILES_API_KEYS"
+API_KEYS_FILE_VARIABLE = "OPENAI_FILES_API_KEYS_FILE"
+MAX_OWNER_LENGTH = 255
+"""The longest owner the service accepts, and so the longest key that may stand alone."""
+
+
+def owner_problem(owner: str) -> str | None:
+    """Why ``owner`` cannot be a configured owner, or None when it can.
+
+    A configured owner is 1 to 255 characters with no whitespace, no control or unassigned
+    characters and no ``=`` (which separates it from the key in ``--api-key KEY=OWNER``).
+    """
+    if not owner:
+        return "is empty"
+    if len(owner) > MAX_OWNER_LENGTH:
+        return f"is longer than {MAX_OWNER_LENGTH} characters"
+    if any(c.isspace() or unicodedata.category(c).startswith("C") for c in owner):
+        return "contains whitespace or control characters"
+    if "=" in owner:
+        return "contains '='"
+    return None
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be a configured API key, or None when it can.
+
+    A key is one or more printable ASCII characters other than space (``!`` to ``~``): what
+    base64 (with its ``=`` padding), URL-safe base64, hex and ``sk-...`` keys are made of, and
+    what a client can send in an ``Authorization`` header exactly as configured.
+    """
+    if not key.strip():
+        return "is empty"
+    if key != key.strip():
+        return "has whitespace around it"
+    if any(not "!" <= c <= "~" for c in key):
+        return "contains characters other than printable ASCII (a space, a control character?)"
+    return None
+
+
+def mask(key: str) -> str:
+    """``key`` as it may appear in a message: at most its first 3 characters, and its length."""
+    shown = key[:3] if len(key) >= 20 else ""
+    return f"{shown}*** ({len(key)} characters)"
+
+
+def parse_api_key(value: str, where: str) -> tuple[str, str]:
+    """One ``KEY`` or ``KEY=OWNER`` value as ``(key, owner)``; `ValueError` saying why not.
+
+    The owner is what follows the LAST ``=``, since owners never contain one; a value ending
+    in ``=`` (base64 padding) has no owner and is the key whole. A key alone is its own owner.
+    ``where`` names the value in messages, which never show a key.
+    """
+    key, separator, owner = value.rpartition("=")
+    if not separator or not owner:  # no '=', or a trailing one: the whole value is the key
+        key, owner = value, ""
+    elif (problem := owner_problem(owner)) is not None:
+        raise ValueError(
+            f"{where}: the owner after the last '=' {problem}. Write KEY=OWNER with a valid "
+            "owner, or list the key in a keys file (--api-keys-file)."
+        )
+    if (problem := key_problem(key)) is not None:
+        hint = " (an unset shell variable?)" if problem == "is empty" else ""
+        raise ValueError(f"{where}: the key {problem}{hint}.")
+    if not owner:
+        if len(key) > MAX_OWNER_LENGTH:
+            raise ValueError(
+                f"{where}: the key {mask(key)} is longer than {MAX_OWNER_LENGTH} characters "
+                "and cannot be its own owner: give it one (KEY=OWNER)."
+            )
+        owner = key
+    return key, owner
+
+
+def parse_api_keys(values: Sequence[str], source: str = "--api-key") -> dict[str, str]:
+    """``KEY`` or ``KEY=OWNER`` values (see `parse_api_key`) as a key -> owner map.
+
+    `ValueError`, naming the value by its position in ``source``, for a value that cannot be
+    read one way only, and for one key given twice with different owners.
+    """
+    return merge_api_keys(
+        [(*parse_api_key(v, f"{source} #{n}"), f"{source} #{n}") for n, v in enumerate(values, 1)]
+    )
+
+
+def read_api_keys_file(path: str) -> list[tuple[str, str, str]]:
+    """The ``(key, owner, where)`` entries of a keys file; `ValueError` saying what is wrong.
+
+    A file named ``*.json`` holds one JSON object ``{"KEY": "OWNER", ...}``; any other holds
+    one ``KEY OWNER`` per line, separated by whitespace, where blank lines and lines starting
+    with ``#`` are skipped (a key that starts with ``#`` goes in a JSON file).
+    """
+    if not path.strip():
+        raise ValueError(f"{API_KEYS_FILE_VARIABLE} is set but names no file")
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise ValueError(f"cannot read the keys file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"the keys file {path} is not UTF-8 text") from None
+    if path.lower().endswith(".json"):
+        return _json_key_entries(text, path)
+    entries = []
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        where = f"{path} line {number}"
+        if len(fields) != 2:
+            raise ValueError(
+                f"{where}: write one key and its owner separated by whitespace (KEY OWNER); "
+                f"found {len(fields)} field(s)"
+            )
+        entries.append(_checked_entry(fields[0], fields[1], where))
+    return entries
+
+
+def _json_key_entries(text: str, path: str) -> list[tuple[str, str, str]]:
+    try:
+        pairs = json.loads(text, object_pairs_hook=list)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"the keys file {path} is not valid JSON: {exc}") from None
+    if not isinstance(pairs, list) or any(not isinstance(p, tuple) for p in pairs):
+        raise ValueError(f'the keys file {path} must be one JSON object {{"KEY": "OWNER"}}')
+    entries = []
+    for number, (key, owner) in enumerate(pairs, 1):
+        where = f"{path} entry {number}"
+        if not isinstance(owner, str):
+            raise ValueError(f"{where}: the owner must be a string")
+        entries.append(_checked_entry(key, owner, where))
+    return entries
+
+
+def _checked_entry(key: str, owner: str, where: str) -> tuple[str, str, str]:
+    if (problem := key_problem(key)) is not None:
+        raise ValueError(f"{where}: the key {problem}.")
+    if (problem := owner_problem(owner)) is not None:
+        raise ValueError(f"{where}: the owner of {mask(key)} {problem}.")
+    return key, owner, where
+
+
+def merge_api_keys(entries: Sequence[tuple[str, str, str]]) -> dict[str, str]:
+    """``(key, owner, where)`` entries as a key -> owner map; `ValueError` for a key given
+    twice with different owners (the same key for the same owner again is harmless)."""
+    keys: dict[str, tuple[str, str]] = {}
+    for key, owner, where in entries:
+        earlier = keys.setdefault(key, (owner, where))
+        if earlier[0] != owner:
+            raise ValueError(
+                f"{where}: the key {mask(key)} was already given for another owner "
+                f"({earlier[1]}); one key cannot stand for two owners."
+            )
+    return {key: owner for key, (owner, _) in keys.items()}
+
+
+def api_keys_from(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:
+    """The key -> owner map of ``--api-key`` (else ``OPENAI_FILES_API_KEYS``) and
+    ``--api-keys-file`` (else ``OPENAI_FILES_API_KEYS_FILE``).
+
+    Empty when none of them is given (or set, even to an empty value): an open server. When any
+    is given, it must yield at least one key and every entry must be valid, else `ValueError`:
+    a value meant to hold keys that holds none (an unset shell variable) never opens a server.
+    """
+    entries: list[tuple[str, str, str]] = []
+    asked = []
+    if args.api_key is not None:
+        asked.append("--api-key")
+        for number, value in enumerate(args.api_key, 1):
+            where = f"--api-key #{number}"
+            entries.append((*parse_api_key(value, where), where))
+    elif API_KEYS_VARIABLE in environ:
+        asked.append(API_KEYS_VARIABLE)
+        if not environ[API_KEYS_VARIABLE].strip():
+            raise ValueError(
+                f"{API_KEYS_VARIABLE} is set but empty: give it keys, or unset it to run an "
+                "open server"
+            )
+        for number, value in enumerate(environ[API_KEYS_VARIABLE].split(","), 1):
+            where = f"{API_KEYS_VARIABLE} entry {number}"
+            entries.append((*parse_api_key(value.strip(), where), where))
+    path = args.api_keys_file
+    if path is None and API_KEYS_FILE_VARIABLE in environ:
+        path = environ[API_KEYS_FILE_VARIABLE]
+    if path is not None:
+        asked.append(path)
+        entries += read_api_keys_file(path)
+    if asked and not entries:
+        raise ValueError(f"{' and '.join(asked)} gave no API key: refusing to serve without keys")
+    return merge_api_keys(entries)
 
 
 def server_settings(
     args: argparse.Namespace, environ: Mapping[str, str] = os.environ
 ) -> tuple[str, str, dict[str, str]]:
-    """The storage URL, metadata URL and API keys that ``args`` and the environment ask for."""
+    """The storage URL, metadata URL and API keys that ``args`` and the environment ask for;
+    `ValueError` when the keys cannot be read (see `api_keys_from`)."""
     data_dir = Path(args.data_dir).resolve()
     storage = args.storage or (data_dir / "files").as_uri()
     metadata = args.metadata or f"sqlite+aiosqlite:///{data_dir / 'files.db'}"
-    entries = args.api_key
-    if entries is None:
-        entries = [e for e in environ.get("OPENAI_FILES_API_KEYS", "").split(",") if e.strip()]
-    return storage, metadata, parse_api_keys(entries)
+    return storage, metadata, api_keys_from(args, environ)

@@ -31,10 +31,11 @@ from ._checks import (
 from ._clock import Clock
 from ._core import IDEMPOTENCY_WINDOW, Core, file_object
 from ._downloads import FileContent, FileStat, download_url, open_content, stat
-from ._listing import list_files
+from ._listing import LIST_BATCH, ListedBatches, list_in_batches
 from ._pending_upload import PendingUpload, begin_upload
 from .errors import FileNotFound
 from .events import EventHook
+from .inputs import possible_id
 from .metadata.base import MetadataStore, OffsetPaging, StatusUpdates
 from .models import FileDeleted, FileList, FileObject
 from .policy import Policy
@@ -53,7 +54,14 @@ from .sweeper import (
 from .uploads import Uploads
 from .validation import JSONLValidator
 
-__all__ = ["FileContent", "FileStat", "FilesService", "PendingUpload"]
+__all__ = [
+    "LIST_BATCH",
+    "FileContent",
+    "FileStat",
+    "FilesService",
+    "ListedBatches",
+    "PendingUpload",
+]
 
 
 class FilesService:
@@ -203,7 +211,35 @@ class FilesService:
         ``offset`` skips that many files instead (not with ``after``) and the page carries the
         ``total`` number of files.
         """
-        return await list_files(
+        pages = await self.list_in_batches(
+            owner,
+            purpose=purpose,
+            limit=limit,
+            order=order,
+            after=after,
+            offset=offset,
+            batch=self.policy.list_limit_max,  # the whole page in one query
+        )
+        return await pages.page()
+
+    async def list_in_batches(
+        self,
+        owner: str,
+        *,
+        purpose: str | None = None,
+        limit: int | None = None,
+        order: str = "desc",
+        after: str | None = None,
+        offset: int | None = None,
+        batch: int = LIST_BATCH,
+    ) -> ListedBatches:
+        """The page `list` returns, fetched from the store ``batch`` files at a time as it is
+        read, so that a page of 10,000 files with long names never sits in memory whole.
+
+        The parameters are checked and the first batch fetched before this returns, so a bad
+        request or an unreachable store fails here, not midway through the page.
+        """
+        return await list_in_batches(
             self._core,
             owner,
             purpose=purpose,
@@ -211,6 +247,7 @@ class FilesService:
             order=order,
             after=after,
             offset=offset,
+            batch=batch,
         )
 
     async def content(
@@ -252,6 +289,8 @@ class FilesService:
 
         `Conflict` while a batch holds the file; `FileNotFound` if it is not visible.
         """
+        if not possible_id(file_id):
+            raise FileNotFound(file_id)
         core = self._core
         record = await self.metadata.begin_delete(checked_owner(owner), file_id, now=core.now())
         if record is None:
@@ -295,12 +334,16 @@ class FilesService:
         """Hold the file for ``holder`` (a batch id, say): until released it cannot be deleted
         (409) and does not expire. Holding twice for one holder is one hold."""
         now = self._core.now()
-        if not await self.metadata.hold(checked_owner(owner), file_id, holder, now=now):
+        if not possible_id(file_id) or not await self.metadata.hold(
+            checked_owner(owner), file_id, holder, now=now
+        ):
             raise FileNotFound(file_id)
 
     async def release(self, owner: str, file_id: str, holder: str) -> bool:
         """Drop ``holder``'s hold; False if it held nothing. A released file past its expiry
         is gone at once."""
+        if not possible_id(file_id):
+            return False
         return await self.metadata.release(checked_owner(owner), file_id, holder)
 
     @asynccontextmanager

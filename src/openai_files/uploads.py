@@ -34,8 +34,10 @@ from .errors import (
     OpenAIFilesError,
     QuotaExceeded,
     UploadNotFound,
+    shown,
 )
 from .ids import new_object_id
+from .inputs import check_media_type, possible_id
 from .metadata.base import PartOutcome, PartRecord, UploadRecord, UploadState
 from .models import FileObject, UploadObject, UploadPartObject
 from .storage.base import ComposableStorage
@@ -75,6 +77,7 @@ class Uploads:
         core, policy = self._core, self._core.policy
         owner = checked_owner(owner)
         check_filename(policy, filename, param="filename")
+        check_media_type(mime_type, param="mime_type")
         check_purpose(policy, purpose)
         check_file_type(policy, purpose, filename, mime_type, param="filename")
         check_expires_after(expires_after)
@@ -292,7 +295,7 @@ class Uploads:
                 await pending.write(self._read_parts(keys, digest))
                 if md5 and digest and digest.hexdigest() != md5.strip().lower():
                     raise InvalidRequest(
-                        f"The md5 of the assembled file is {digest.hexdigest()}, not {md5!r}.",
+                        f"The md5 of the assembled file is {digest.hexdigest()}, not {shown(md5)}.",
                         param="md5",
                     )
             else:
@@ -324,11 +327,13 @@ class Uploads:
         unknown = [part_id for part_id in part_ids if part_id not in known]
         if unknown:
             raise InvalidRequest(
-                f"No such part in upload {upload.id}: {unknown[0][:100]}.", param="part_ids"
+                f"No such part in upload {upload.id}: {shown(unknown[0])}.", param="part_ids"
             )
         return [known[part_id] for part_id in part_ids]
 
     async def _get(self, owner: str, upload_id: str) -> UploadRecord:
+        if not possible_id(upload_id):
+            raise UploadNotFound(upload_id)
         upload = await self._core.metadata.get_upload(checked_owner(owner), upload_id)
         if upload is None:
             raise UploadNotFound(upload_id)

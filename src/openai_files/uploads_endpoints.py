@@ -12,9 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .endpoints import FilesEndpoints, parse_expires_after, request_body
-from .errors import InvalidRequest, MalformedUpload, RequestTooLarge
+from .errors import SHOWN_LENGTH, InvalidRequest, MalformedUpload, RequestTooLarge, shown
 from .ids import OBJECT_ID_LENGTH
-from .multipart import MultipartReader, boundary_from_content_type
+from .inputs import has_lone_surrogate
+from .multipart import FormLimits, MultipartReader, boundary_from_content_type
 from .policy import Policy
 from .service import FilesService
 from .uploads import PART_ID_PREFIX
@@ -50,10 +51,12 @@ class UploadsEndpoints:
 
     async def create(self, request: Request) -> Response:
         owner = await self.files.owner(request)
-        body = await _json_object(request, self.files.form_limits.idle_timeout)
+        body = await _json_object(request, self.files.form_limits)
         unknown = sorted(set(body) - {*_CREATE_FIELDS, "expires_after"})
         if unknown:
-            raise InvalidRequest(f"Unknown parameter: {unknown[0]!r}.", param=unknown[0])
+            raise InvalidRequest(
+                f"Unknown parameter: {shown(unknown[0])}.", param=unknown[0][:SHOWN_LENGTH]
+            )
         values: dict[str, Any] = {}
         for name, kind in _CREATE_FIELDS.items():
             value = body.get(name)
@@ -75,7 +78,7 @@ class UploadsEndpoints:
         upload_id = request.path_params["upload_id"]
         max_body = self.service.policy.max_part_size + PART_OVERHEAD
         reader = MultipartReader(
-            request_body(request, idle_timeout=self.files.form_limits.idle_timeout),
+            request_body(request, self.files.form_limits),
             boundary_from_content_type(request.headers.get("content-type")),
             max_body=max_body,
             limits=self.files.form_limits,
@@ -100,9 +103,7 @@ class UploadsEndpoints:
     async def complete(self, request: Request) -> Response:
         owner = await self.files.owner(request)
         body = await _json_object(
-            request,
-            self.files.form_limits.idle_timeout,
-            limit=completion_body_limit(self.service.policy),
+            request, self.files.form_limits, limit=completion_body_limit(self.service.policy)
         )
         part_ids = body.get("part_ids")
         if not isinstance(part_ids, list):
@@ -122,12 +123,12 @@ class UploadsEndpoints:
 
 
 async def _json_object(
-    request: Request, idle_timeout: float, *, limit: int = MAX_JSON_BODY
+    request: Request, limits: FormLimits, *, limit: int = MAX_JSON_BODY
 ) -> dict[str, Any]:
     """The request's JSON object body, read up to ``limit`` bytes."""
     chunks: list[bytes] = []
     size = 0
-    body: AsyncIterator[bytes] = request_body(request, idle_timeout=idle_timeout)
+    body: AsyncIterator[bytes] = request_body(request, limits)
     async for chunk in body:
         size += len(chunk)
         if size > limit:
@@ -140,4 +141,33 @@ async def _json_object(
         raise MalformedUpload("The request body is not valid JSON.") from None
     if not isinstance(value, dict):
         raise MalformedUpload("The request body must be a JSON object.")
+    _refuse_lone_surrogates(value)
     return value
+
+
+def _refuse_lone_surrogates(body: dict[str, Any]) -> None:
+    """`InvalidRequest` if a key or string of ``body`` holds an unpaired surrogate escape
+    (``"\\ud800"``): valid JSON syntax, but not text (RFC 7493), that no store can hold and no
+    answer can repeat. ``param`` names the top-level field it is in."""
+    for name, value in body.items():
+        if has_lone_surrogate(name) or _holds_lone_surrogate(value):
+            raise InvalidRequest(
+                "The request body holds an unpaired surrogate escape (\\ud800 to \\udfff "
+                "without its pair), which is not a character; send valid Unicode text.",
+                param=None if has_lone_surrogate(name) else name,
+            )
+
+
+def _holds_lone_surrogate(value: object) -> bool:
+    pending = [value]
+    while pending:  # not recursive: the body may nest as deep as the JSON parser allows
+        item = pending.pop()
+        if isinstance(item, str):
+            if has_lone_surrogate(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False

@@ -19,6 +19,8 @@ import json
 from dataclasses import dataclass
 from typing import NoReturn
 
+from .errors import shown
+
 __all__ = [
     "BATCH_RULES",
     "FINE_TUNE_RULES",
@@ -75,7 +77,6 @@ _BOM = codecs.BOM_UTF8
 # Above this length a custom_id is remembered by a digest: memory stays proportional to the
 # number of requests, not to the lengths of their ids.
 _MAX_KEPT_ID_LENGTH = 64
-_SHOWN_VALUE_LENGTH = 64
 _BATCH_FIELDS = ("custom_id", "method", "url", "body")
 
 
@@ -110,13 +111,6 @@ def _kind(value: object) -> str:
     return "an object"
 
 
-def _shown(value: str) -> str:
-    """A string quoted for a message, shortened when long."""
-    if len(value) > _SHOWN_VALUE_LENGTH:
-        return repr(value[:_SHOWN_VALUE_LENGTH]) + "..."
-    return repr(value)
-
-
 def _parse_object(text: str) -> dict[str, object]:
     try:
         value = _parse_json(text)
@@ -149,11 +143,11 @@ def _check_request_fields(request: dict[str, object]) -> str:
     if not isinstance(method, str):
         raise _LineError(f": 'method' must be a string, found {_kind(method)}")
     if method != "POST":
-        raise _LineError(f": 'method' must be 'POST', found {_shown(method)}")
+        raise _LineError(f": 'method' must be 'POST', found {shown(method)}")
     if not isinstance(url, str):
         raise _LineError(f": 'url' must be a string, found {_kind(url)}")
     if not url.startswith("/v1/"):
-        raise _LineError(f": 'url' must start with '/v1/', found {_shown(url)}")
+        raise _LineError(f": 'url' must start with '/v1/', found {shown(url)}")
     if not isinstance(body, dict):
         raise _LineError(f": 'body' must be a JSON object, found {_kind(body)}")
     return custom_id
@@ -311,4 +305,4 @@ class JSONLValidator:
         key = _id_key(custom_id)
         first = self._ids.setdefault(key, number)
         if first != number:
-            raise _LineError(f": custom_id {_shown(custom_id)} was already used on line {first}")
+            raise _LineError(f": custom_id {shown(custom_id)} was already used on line {first}")

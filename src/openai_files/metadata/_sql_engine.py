@@ -11,10 +11,10 @@ from typing import Any
 import anyio
 from sqlalchemy import event, insert, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ..errors import BackendUnavailable, OpenAIFilesError
+from ..errors import BackendUnavailable, InvalidRequest, OpenAIFilesError
 from .base import DEFAULT_TABLE_PREFIX, Quota, Usage
 from .sql_migrations import upgrade
 from .sql_schema import SCHEMA_VERSION, Tables
@@ -159,10 +159,48 @@ class SQLEngine:
             if not translate_integrity:
                 raise
             raise BackendUnavailable("The metadata database refused a write; retry.") from None
-        except (SQLAlchemyError, OSError) as exc:
+        except (SQLAlchemyError, OSError, UnicodeError) as exc:
+            if _refused_value(exc):
+                raise InvalidRequest(
+                    "A value in the request cannot be stored: it holds a character the "
+                    "database refuses (such as NUL or an unpaired surrogate) or is longer than "
+                    "its field allows. Correct the value; retrying it unchanged will fail again."
+                ) from exc
             raise BackendUnavailable(
                 f"The metadata database failed: {type(exc).__name__}. Retry the request."
             ) from exc
+
+
+_MYSQL_REFUSED_VALUE = frozenset({1264, 1292, 1300, 1366, 1406})
+"""MariaDB/MySQL errors about a value, not the server: out of range, incorrect value, invalid
+character string, incorrect string value, data too long."""
+
+
+def _refused_value(exc: BaseException) -> bool:
+    """True if ``exc`` says the database (or its driver) cannot take a value of the request,
+    which retrying cannot fix: a string the driver cannot encode, PostgreSQL's data exceptions
+    (SQLSTATE class 22: a character not in the repertoire, string data right truncation,
+    invalid byte sequence, ...), MariaDB's `_MYSQL_REFUSED_VALUE`. Anything else, such as a
+    lost connection, stays an outage."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, UnicodeError):
+            return True
+        sqlstate = getattr(error, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith("22"):
+            return True
+        code = error.args[0] if error.args else None
+        if (
+            isinstance(code, int)
+            and code in _MYSQL_REFUSED_VALUE
+            and not isinstance(error, OSError)
+        ):
+            return True
+        orig = error.orig if isinstance(error, StatementError) else None
+        error = orig if orig is not None else (error.__cause__ or error.__context__)
+    return False
 
 
 class Rollback(Exception):
