@@ -30,6 +30,7 @@ from ._checks import (
 )
 from ._clock import Clock
 from ._core import IDEMPOTENCY_WINDOW, Core, file_object
+from ._deferred import validate_stored
 from ._downloads import FileContent, FileStat, download_url, open_content, stat
 from ._listing import LIST_BATCH, ListedBatches, list_in_batches
 from ._pending_upload import PendingUpload, begin_upload
@@ -52,7 +53,6 @@ from .sweeper import (
     sweep_orphans,
 )
 from .uploads import Uploads
-from .validation import JSONLValidator
 
 __all__ = [
     "LIST_BATCH",
@@ -306,29 +306,7 @@ class FilesService:
         ``status_details``), and return it. A file that is not waiting for the check is
         returned as it is. A batch worker calls this when a batch first uses the file (after
         `hold`, so that it cannot go meanwhile)."""
-        record = await self._core.visible(owner, file_id)
-        rules = self.policy.jsonl_rules.get(record.purpose)
-        if record.status != "uploaded" or rules is None:
-            return file_object(record)
-        validator = JSONLValidator(rules)
-        content = await self.content(owner, file_id)
-        try:
-            async for chunk in content.chunks:
-                validator.feed(chunk)
-        finally:
-            await content.aclose()
-        result = validator.finish()
-        assert isinstance(self.metadata, StatusUpdates)  # checked when the service was made
-        checked = await self.metadata.set_status(
-            record.owner,
-            file_id,
-            status="processed" if result.ok else "error",
-            details=None if result.ok else result.message,
-            now=self._core.now(),
-        )
-        if checked is None:
-            raise FileNotFound(file_id)
-        return file_object(checked)
+        return await validate_stored(self._core, owner, file_id)
 
     async def hold(self, owner: str, file_id: str, holder: str) -> None:
         """Hold the file for ``holder`` (a batch id, say): until released it cannot be deleted
