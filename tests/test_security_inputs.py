@@ -392,15 +392,21 @@ REFUSED_RECORDS = {
 }
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("fields", REFUSED_RECORDS.values(), ids=list(REFUSED_RECORDS))
+@pytest.mark.parametrize(
+    ("backend", "fields"),
+    [
+        pytest.param(backend, fields, id=f"{backend}-{name}")
+        for backend in BACKENDS
+        for name, fields in REFUSED_RECORDS.items()
+        # SQLite stores strings of any length: only the surrogate is refused there.
+        if backend != "sqlite" or "filename" in fields
+    ],
+)
 async def test_a_value_the_database_refuses_is_invalid_request_never_backend_unavailable(
     backend: str, fields: dict[str, Any], tmp_path: Path
 ) -> None:
     store = SQLMetadataStore(database_url(backend, tmp_path), table_prefix=unique_prefix())
     try:
-        if backend == "sqlite" and "filename" not in fields:
-            pytest.skip("SQLite stores strings of any length")
         with pytest.raises(InvalidRequest, match="cannot be stored"):
             await store.insert(record(**fields))
         with pytest.raises(InvalidRequest, match="cannot be stored"):

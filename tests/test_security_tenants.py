@@ -58,6 +58,15 @@ SQL_SERVERS = ["sqlite", "postgresql", "mariadb"]
 HOUR = 3600
 # Tokens a host's own authentication maps to owners (see `hosted`).
 TOKENS = {"tok-alice": "alice", "tok-alice-space": "alice "}
+# Owners no store can hold or tell apart, which a careless host might hand over.
+BAD_OWNERS = {
+    "tok-nul": "bob\x00",
+    "tok-surrogate": "bob\ud800",
+    "tok-newline": "bob\r\n",
+    "tok-bidi": "bob\u202e",
+    "tok-long": "b" * 256,
+}
+TOKENS.update(BAD_OWNERS)
 
 
 def database_url(server: str, tmp_path: Path) -> str:
@@ -318,3 +327,32 @@ async def test_a_version_1_database_is_upgraded_in_place_with_its_rows_intact(
         for store in stores:
             await store.aclose()
         await drop_tables(url, prefix)
+
+
+@pytest.mark.parametrize("store", SQL_SERVERS)
+@pytest.mark.parametrize("token", sorted(BAD_OWNERS))
+def test_an_owner_no_store_can_hold_is_401_never_a_5xx(
+    store: str, token: str, tmp_path: Path
+) -> None:
+    """An owner from the host's auth with a NUL, a lone surrogate, a control or bidi character,
+    or over 255 characters is refused as unauthenticated before it reaches a store (it was a
+    500, or on PostgreSQL a 503 that clients retry)."""
+    with hosted(store, tmp_path) as server, server.client(token) as client:
+        listed = client.get("/files")
+        created = client.post(
+            "/files", files={"file": ("a.jsonl", BATCH_LINE)}, data={"purpose": "batch"}
+        )
+        opened = client.post(
+            "/uploads",
+            json={
+                "filename": "a.txt",
+                "purpose": "assistants",
+                "bytes": 1,
+                "mime_type": "text/plain",
+            },
+        )
+        for answer in (listed, created, opened):
+            assert answer.status_code == 401, answer.text
+            assert "not authenticated" in answer.json()["error"]["message"]
+        with server.client() as alice:
+            assert alice.get("/files").json()["data"] == []

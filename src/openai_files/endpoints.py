@@ -17,6 +17,7 @@ from ._checks import check_expires_after
 from .auth import Authenticator
 from .errors import (
     SHOWN_LENGTH,
+    AuthenticationFailed,
     InvalidRequest,
     MalformedUpload,
     RateLimited,
@@ -24,7 +25,7 @@ from .errors import (
     RequestTooLarge,
     shown,
 )
-from .inputs import MAX_IDEMPOTENCY_KEY_LENGTH, unsafe_character
+from .inputs import MAX_IDEMPOTENCY_KEY_LENGTH, MAX_OWNER_LENGTH, unsafe_character
 from .multipart import FormLimits, MultipartReader, boundary_from_content_type
 from .ranges import Unsatisfiable, http_date, not_modified, range_applies, requested_range
 from .ratelimit import RateLimiter
@@ -51,6 +52,10 @@ class FilesEndpoints:
         """Who is calling, once the rate limiter (if any) has let them through."""
         found = self.auth(request)
         owner = await found if inspect.isawaitable(found) else found
+        if not _storable_owner(owner):
+            # The authenticator's own mistake, perhaps fed by a client's header: no store can
+            # hold or tell apart such an owner, so the caller is nobody.
+            raise AuthenticationFailed("The request is not authenticated.")
         if self.rate_limiter is not None:
             verdict = self.rate_limiter(owner, request)
             wait = await verdict if inspect.isawaitable(verdict) else verdict
@@ -382,3 +387,13 @@ def _expiry_seconds(sent: object) -> int:
             param="expires_after[seconds]",
         )
     return seconds
+
+
+def _storable_owner(owner: object) -> bool:
+    """An owner every store holds and compares exactly: 1 to `MAX_OWNER_LENGTH` characters,
+    none of them a control, bidi control or lone surrogate."""
+    return (
+        isinstance(owner, str)
+        and 0 < len(owner) <= MAX_OWNER_LENGTH
+        and unsafe_character(owner) is None
+    )

@@ -23,6 +23,7 @@ __all__ = [
     "MAX_IDEMPOTENCY_KEY_LENGTH",
     "MAX_ID_LENGTH",
     "MAX_MEDIA_TYPE_LENGTH",
+    "MAX_OWNER_LENGTH",
     "MAX_PURPOSE_LENGTH",
     "check_media_type",
     "has_lone_surrogate",
@@ -33,6 +34,7 @@ __all__ = [
 MAX_ID_LENGTH = 64
 """The longest id of a file, upload or part (ids the service makes are at most 36)."""
 MAX_PURPOSE_LENGTH = 64
+MAX_OWNER_LENGTH = 255
 MAX_MEDIA_TYPE_LENGTH = 255
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
