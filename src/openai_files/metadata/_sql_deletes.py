@@ -4,8 +4,9 @@ whose row count says who won, so that a delete, a hold and a sweeper contend for
 from __future__ import annotations
 
 import builtins
+from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import Connection, and_, delete, insert, select, update
 
 from ..errors import Conflict
 from ._sql_engine import Rollback
@@ -25,32 +26,36 @@ class SQLFileDeletes(SQLFileRecords):
         serialise on the row's lock; the usage row shrinks in the same transaction."""
         files = self._files
         mine = and_(files.c.id == file_id, files.c.owner == owner, self._visible(now))
-        async with self._transaction() as connection:
+
+        def mark(connection: Connection) -> FileRecord | None:
             # Write first: the conditional update takes the row's lock before anything is read,
             # so concurrent deleters and holders serialise on it instead of racing.
-            result = await connection.execute(
+            result = connection.execute(
                 update(files)
                 .where(mine, files.c.hold_count == 0)
                 .values(state="deleting", changed_at=now)
             )
             if result.rowcount != 1:
-                if (await connection.execute(select(files.c.id).where(mine))).first():
+                if connection.execute(select(files.c.id).where(mine)).first():
                     raise Conflict(
                         f"The file {file_id} is in use by a batch and cannot be deleted now."
                     )
                 return None
-            row = (await connection.execute(select(files).where(files.c.id == file_id))).one()
+            row = connection.execute(select(files).where(files.c.id == file_id)).one()
             record = file_record(row)
-            await self._add_usage(connection, owner, -1, -record.bytes, None)
-        return record
+            self._add_usage(connection, owner, -1, -record.bytes, None)
+            return record
+
+        return await self._write(mark)
 
     async def remove(self, owner: str, file_id: str, *, keep_record: bool = False) -> None:
         """Delete (or mark ``deleted``) the row only if it is still as read, its holds and its
         share of the usage with it, in one transaction."""
         files, holds = self._files, self.tables.holds
-        async with self._transaction() as connection:
-            mine = and_(files.c.id == file_id, files.c.owner == owner)
-            row = (await connection.execute(select(files).where(mine))).first()
+        mine = and_(files.c.id == file_id, files.c.owner == owner)
+
+        def drop(connection: Connection) -> None:
+            row = connection.execute(select(files).where(mine)).first()
             if row is None:
                 return
             record = file_record(row)
@@ -60,20 +65,23 @@ class SQLFileDeletes(SQLFileRecords):
                 if keep_record
                 else delete(files).where(seen)
             )
-            if (await connection.execute(change)).rowcount != 1:
-                raise Rollback  # it changed under us; whoever changed it carries on
+            if connection.execute(change).rowcount != 1:
+                raise Rollback(None)  # it changed under us; whoever changed it carries on
             if record.counts_against_quota:
-                await self._add_usage(connection, owner, -1, -record.bytes, None)
-            if not keep_record:
-                await connection.execute(delete(holds).where(holds.c.file_id == file_id))
+                self._add_usage(connection, owner, -1, -record.bytes, None)
+            if not keep_record and record.hold_count:
+                connection.execute(delete(holds).where(holds.c.file_id == file_id))
+
+        await self._write(drop)
 
     async def hold(self, owner: str, file_id: str, holder: str, *, now: int) -> bool:
         """Count the hold on the visible row and add a holds row; rolled back if the holder
         holds it already."""
         files, holds = self._files, self.tables.holds
         mine = and_(files.c.id == file_id, files.c.owner == owner)
-        async with self._transaction() as connection:
-            counted = await connection.execute(
+
+        def take(connection: Connection) -> bool:
+            counted = connection.execute(
                 update(files)
                 .where(mine, self._visible(now))
                 .values(hold_count=files.c.hold_count + 1)
@@ -83,29 +91,30 @@ class SQLFileDeletes(SQLFileRecords):
             existing = select(holds.c.holder).where(
                 holds.c.file_id == file_id, holds.c.holder == holder
             )
-            if (await connection.execute(existing)).first() is not None:
-                raise Rollback  # held by this holder already: undo the count
-            await connection.execute(
-                insert(holds).values(file_id=file_id, holder=holder, created_at=now)
-            )
-        return True
+            if connection.execute(existing).first() is not None:
+                raise Rollback(True)  # held by this holder already: undo the count
+            connection.execute(insert(holds).values(file_id=file_id, holder=holder, created_at=now))
+            return True
+
+        return await self._write(take)
 
     async def release(self, owner: str, file_id: str, holder: str) -> bool:
         """Delete the holds row and decrement the row's ``hold_count`` in one transaction."""
         files, holds = self._files, self.tables.holds
         mine = and_(files.c.id == file_id, files.c.owner == owner)
-        async with self._transaction() as connection:
-            if (await connection.execute(select(files.c.id).where(mine))).first() is None:
+
+        def let_go(connection: Connection) -> bool:
+            if connection.execute(select(files.c.id).where(mine)).first() is None:
                 return False
-            dropped = await connection.execute(
+            dropped = connection.execute(
                 delete(holds).where(holds.c.file_id == file_id, holds.c.holder == holder)
             )
             if dropped.rowcount != 1:
                 return False
-            await connection.execute(
-                update(files).where(mine).values(hold_count=files.c.hold_count - 1)
-            )
+            connection.execute(update(files).where(mine).values(hold_count=files.c.hold_count - 1))
             return True
+
+        return await self._write(let_go)
 
     # -- sweeping ---------------------------------------------------------------------------
 
@@ -123,11 +132,13 @@ class SQLFileDeletes(SQLFileRecords):
             files.c.expires_at <= now,
         )
         stuck = and_(files.c.state.in_(("pending", "deleting")), files.c.changed_at < stale_before)
-        async with self._transaction() as connection:
-            rows = [*(await connection.execute(select(files).where(expired).limit(limit))).all()]
-            rows += (
-                await connection.execute(select(files).where(stuck).limit(limit - len(rows)))
-            ).all()
+
+        def candidates(connection: Connection) -> builtins.list[Any]:
+            rows = [*connection.execute(select(files).where(expired).limit(limit)).all()]
+            rows += connection.execute(select(files).where(stuck).limit(limit - len(rows))).all()
+            return rows
+
+        rows = await self._read(candidates)
         claimed = []
         for candidate in (file_record(row) for row in rows):
             if await self._claim(candidate, now):
@@ -137,8 +148,9 @@ class SQLFileDeletes(SQLFileRecords):
     async def _claim(self, record: FileRecord, now: int) -> bool:
         """Take one candidate for this sweeper, unless another took or changed it first."""
         files = self._files
-        async with self._transaction() as connection:
-            taken = await connection.execute(
+
+        def take(connection: Connection) -> bool:
+            taken = connection.execute(
                 update(files)
                 .where(
                     files.c.id == record.id,
@@ -151,5 +163,7 @@ class SQLFileDeletes(SQLFileRecords):
             if taken.rowcount != 1:
                 return False
             if record.counts_against_quota:
-                await self._add_usage(connection, record.owner, -1, -record.bytes, None)
+                self._add_usage(connection, record.owner, -1, -record.bytes, None)
             return True
+
+        return await self._write(take)

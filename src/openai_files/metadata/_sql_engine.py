@@ -1,25 +1,28 @@
-"""The SQL store's engine: the SQLite set-up, the tables made ready on first use, one
-transaction at a time with the database's errors translated into the library's, and the owners'
-usage rows, which file records and upload records both count in."""
+"""The SQL store's engine: the SQLite set-up, the tables made ready on first use, reads and
+writes run by a `Runner` (``_sql_runners``) with the database's errors translated into the
+library's, and the owners' usage rows, which file records and upload records both count in."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import Connection, Engine, event, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError, StatementError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import BackendUnavailable, InvalidRequest, OpenAIFilesError
+from ._sql_runners import AsyncRunner, Body, Rollback, Runner, ThreadedSQLite, threaded_sqlite_url
 from .base import DEFAULT_TABLE_PREFIX, Quota, Usage
 from .sql_migrations import upgrade
 from .sql_schema import SCHEMA_VERSION, Tables
 
 __all__ = ["Rollback", "SQLEngine", "make_engine"]
+
+T = TypeVar("T")
 
 
 class SQLEngine:
@@ -37,6 +40,7 @@ class SQLEngine:
             self.engine, self._owns_engine = url_or_engine, False
         else:
             self.engine, self._owns_engine = make_engine(url_or_engine, engine_options), True
+        self._runner = self._make_runner(engine_options)
         self.table_prefix = table_prefix
         self.tables = Tables.named(table_prefix)
         self._files = self.tables.files
@@ -92,13 +96,50 @@ class SQLEngine:
     async def aclose(self) -> None:
         """Dispose of the engine if the store created it; a host's engine is left open."""
         if self._owns_engine:
+            self._runner.dispose()
             await self.engine.dispose()
+
+    @property
+    def statement_engines(self) -> tuple[Engine, ...]:
+        """The synchronous engines whose events (``before_cursor_execute``, ``commit``, ...)
+        see every statement of this store, for instrumentation: the async engine's
+        ``sync_engine`` and, for a SQLite file the store opened, the engine its worker threads
+        use."""
+        runner = self._runner
+        threaded = (runner.engine,) if isinstance(runner, ThreadedSQLite) else ()
+        return (*threaded, self.engine.sync_engine)
+
+    # -- running operations -------------------------------------------------------------------
+
+    def _make_runner(self, engine_options: Mapping[str, Any] | None) -> Runner:
+        """Worker threads on a synchronous engine for a SQLite file the store opened itself,
+        the async engine otherwise (see ``_sql_runners``)."""
+        if self._owns_engine and threaded_sqlite_url(self.engine.url):
+            return ThreadedSQLite.open(
+                self.engine.url, _sqlite_settings(engine_options), configure_sqlite
+            )
+        return AsyncRunner(self.engine)
+
+    async def _read(self, body: Body[T]) -> T:
+        """Run ``body`` as one read: no explicit transaction, one statement."""
+        if not self._ready:
+            await self.create_schema()
+        async with self._translate():
+            return await self._runner.read(body)
+
+    async def _write(self, body: Body[T], *, translate_integrity: bool = True) -> T:
+        """Run ``body`` in one transaction; `Rollback` raised in it undoes the transaction and
+        returns its result."""
+        if not self._ready:
+            await self.create_schema()
+        async with self._translate(translate_integrity):
+            return await self._runner.write(body)
 
     # -- shared by file and upload records ----------------------------------------------------
 
-    async def _add_usage(
+    def _add_usage(
         self,
-        connection: AsyncConnection,
+        connection: Connection,
         owner: str,
         files: int,
         size: int,
@@ -117,37 +158,18 @@ class SQLEngine:
         values = {"files": usage.c.files + files, "bytes": usage.c.bytes + size}
         if open_uploads:
             values["open_uploads"] = usage.c.open_uploads + open_uploads
-        result = await connection.execute(change.values(**values))
+        result = connection.execute(change.values(**values))
         return bool(result.rowcount == 1)
 
-    async def _read_usage(self, connection: AsyncConnection, owner: str) -> Usage:
+    def _read_usage(self, connection: Connection, owner: str) -> Usage:
         usage = self.tables.usage
         query = select(usage.c.files, usage.c.bytes, usage.c.open_uploads).where(
             usage.c.owner == owner
         )
-        row = (await connection.execute(query)).first()
+        row = connection.execute(query).first()
         if row is None:
             return Usage(files=0, bytes=0)
         return Usage(files=row.files, bytes=row.bytes, open_uploads=row.open_uploads)
-
-    @asynccontextmanager
-    async def _transaction(
-        self, *, translate_integrity: bool = True
-    ) -> AsyncIterator[AsyncConnection]:
-        """One transaction; `Rollback` raised inside undoes it without failing the call."""
-        if not self._ready:
-            await self.create_schema()
-        async with self._translate(translate_integrity), self.engine.connect() as connection:
-            transaction = await connection.begin()
-            try:
-                yield connection
-            except Rollback:
-                await transaction.rollback()
-            except BaseException:
-                await transaction.rollback()
-                raise
-            else:
-                await transaction.commit()
 
     @asynccontextmanager
     async def _translate(self, translate_integrity: bool = True) -> AsyncIterator[None]:
@@ -203,16 +225,13 @@ def _refused_value(exc: BaseException) -> bool:
     return False
 
 
-class Rollback(Exception):
-    """Raised inside `SQLEngine._transaction` to undo the transaction quietly; the
-    code after the ``async with`` block then runs."""
-
-
 def make_engine(url: str, options: Mapping[str, Any] | None) -> AsyncEngine:
     parsed = make_url(url)
-    settings: dict[str, Any] = {"pool_pre_ping": True}
+    # No pre-ping: on PostgreSQL it costs three round trips a checkout. A connection found
+    # dead invalidates the pool's older ones, and a read is run again (`_sql_runners`).
+    settings: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
-        settings = {"connect_args": {"timeout": 30}}
+        settings = _sqlite_settings(None)
     elif parsed.get_backend_name() in {"mysql", "mariadb"} and "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     settings.update(options or {})
@@ -220,6 +239,11 @@ def make_engine(url: str, options: Mapping[str, Any] | None) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", configure_sqlite)
     return engine
+
+
+def _sqlite_settings(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The engine settings of a SQLite file: ``options`` over the defaults."""
+    return {"connect_args": {"timeout": 30}, **(options or {})}
 
 
 def configure_sqlite(connection: Any, _record: Any) -> None:

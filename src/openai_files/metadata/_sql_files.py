@@ -4,16 +4,17 @@ reading and listing them, and the conditions and row conversions the file record
 from __future__ import annotations
 
 import builtins
+from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Select, and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import Conflict, QuotaExceeded
 from ._sql_engine import Rollback, SQLEngine
+from ._sql_statements import Statements, visible
 from .base import Cursor, FileRecord, Order, Quota, Usage
 from .sql_schema import insert_ignoring_duplicates
 
@@ -26,48 +27,52 @@ class SQLFileRecords(SQLEngine):
     # -- creating files -------------------------------------------------------------------------
 
     async def insert(self, record: FileRecord, *, quota: Quota | None = None) -> None:
-        """Make sure the owner has a usage row (in a transaction of its own), then in one
-        transaction grow it by one file under ``quota`` (a conditional update) and insert the
-        row."""
-        async with self._transaction() as connection:
-            # In a transaction of its own: on MariaDB the shared lock an INSERT IGNORE takes on
-            # an existing row, held into a later update, deadlocks concurrent uploads.
-            await connection.execute(
-                insert_ignoring_duplicates(
-                    self._dialect,
-                    self.tables.usage,
-                    {"owner": record.owner, "files": 0, "bytes": 0},
-                )
-            )
-        async with self._transaction() as connection:
-            if not await self._add_usage(connection, record.owner, 1, record.bytes, quota):
-                usage = await self._read_usage(connection, record.owner)
+        """In one transaction: make sure the owner has a usage row, grow it by one file under
+        ``quota`` (a conditional update) and insert the row. On MariaDB the usage row is made
+        in a transaction of its own: the shared lock an ``INSERT IGNORE`` takes on an existing
+        row, held into the update, deadlocks concurrent uploads."""
+        usage_row = insert_ignoring_duplicates(
+            self._dialect, self.tables.usage, {"owner": record.owner, "files": 0, "bytes": 0}
+        )
+        apart = self._dialect in ("mysql", "mariadb")
+        if apart:
+            await self._write(lambda connection: connection.execute(usage_row))
+
+        def create(connection: Connection) -> None:
+            if not apart:
+                connection.execute(usage_row)
+            if not self._add_usage(connection, record.owner, 1, record.bytes, quota):
+                usage = self._read_usage(connection, record.owner)
                 raise QuotaExceeded.for_usage(
                     quota.max_files if quota else None,
                     quota.max_bytes if quota else None,
                     usage.files,
                 )
             try:
-                await connection.execute(insert(self._files).values(**file_row(record)))
+                connection.execute(insert(self._files).values(**file_row(record)))
             except IntegrityError as exc:
                 raise Conflict(f"A file with id {record.id} exists already.") from exc
+
+        await self._write(create)
 
     async def reserve(self, owner: str, file_id: str, size: int, *, quota: Quota | None) -> bool:
         """Grow the usage row under ``quota`` and the pending row's ``bytes`` in one transaction,
         rolled back if the row is no longer pending."""
         files = self._files
-        async with self._transaction() as connection:
-            if not await self._add_usage(connection, owner, 0, size, quota):
+
+        def grow(connection: Connection) -> bool:
+            if not self._add_usage(connection, owner, 0, size, quota):
                 return False
-            grown = await connection.execute(
+            grown = connection.execute(
                 update(files)
                 .where(files.c.id == file_id, files.c.owner == owner, files.c.state == "pending")
                 .values(bytes=files.c.bytes + size)
             )
             if grown.rowcount != 1:
-                raise Rollback  # not pending any more: undo the usage too
+                raise Rollback(False)  # not pending any more: undo the usage too
             return True
-        return False
+
+        return await self._write(grow)
 
     async def commit(
         self, record: FileRecord, *, idempotency_key: str | None = None, key_since: int = 0
@@ -88,28 +93,28 @@ class SQLFileRecords(SQLEngine):
 
     async def _commit(self, record: FileRecord, key: str | None, key_since: int) -> str:
         files, keys = self._files, self.tables.idempotency
-        async with self._transaction(translate_integrity=False) as connection:
+
+        def activate(connection: Connection) -> str:
             now = record.changed_at
             if key is not None:
-                earlier = await self._key_file(connection, record.owner, key, key_since, now=now)
+                earlier = self._key_file(connection, record.owner, key, key_since, now=now)
                 if earlier is not None:
                     return earlier
             mine = and_(files.c.id == record.id, files.c.owner == record.owner)
-            reserved = (
-                await connection.execute(
-                    select(files.c.bytes).where(mine, files.c.state == "pending")
-                )
+            reserved = connection.execute(
+                select(files.c.bytes).where(mine, files.c.state == "pending")
             ).scalar()
             if reserved is None:
                 raise Conflict("The upload was abandoned before it completed; upload it again.")
-            done = await connection.execute(
+            done = connection.execute(
                 update(files)
                 .where(mine, files.c.state == "pending", files.c.bytes == reserved)
                 .values(**file_row(record.replace(state="active")))
             )
             if done.rowcount != 1:
                 raise Conflict("The upload changed while it was completing; upload it again.")
-            await self._add_usage(connection, record.owner, 0, record.bytes - reserved, None)
+            if record.bytes != reserved:
+                self._add_usage(connection, record.owner, 0, record.bytes - reserved, None)
             if key is not None:
                 # Free the key only from a stale row (past the window, or whose file is no longer
                 # visible: expired, deleted or gone): a fresh row another replica just wrote
@@ -117,14 +122,14 @@ class SQLFileRecords(SQLEngine):
                 live_file = select(files.c.id).where(
                     files.c.id == keys.c.file_id, self._visible(now)
                 )
-                await connection.execute(
+                connection.execute(
                     delete(keys).where(
                         keys.c.owner == record.owner,
                         keys.c.key == key,
                         or_(keys.c.created_at < key_since, ~live_file.exists()),
                     )
                 )
-                await connection.execute(
+                connection.execute(
                     insert(keys).values(
                         owner=record.owner,
                         key=key,
@@ -132,15 +137,18 @@ class SQLFileRecords(SQLEngine):
                         created_at=record.changed_at,
                     )
                 )
-        return record.id
+            return record.id
+
+        return await self._write(activate, translate_integrity=False)
 
     async def idempotent_file(self, owner: str, key: str, *, since: int) -> str | None:
         """A join of the key row and its ``active`` file row."""
-        async with self._transaction() as connection:
-            return await self._key_file(connection, owner, key, since, now=None)
+        return await self._read(
+            lambda connection: self._key_file(connection, owner, key, since, now=None)
+        )
 
-    async def _key_file(
-        self, connection: AsyncConnection, owner: str, key: str, since: int, *, now: int | None
+    def _key_file(
+        self, connection: Connection, owner: str, key: str, since: int, *, now: int | None
     ) -> str | None:
         """The file of the owner's key, if it is still there (and visible at ``now``, if
         given): after a failed, deleted or expired upload the key is free again."""
@@ -152,7 +160,7 @@ class SQLFileRecords(SQLEngine):
             .join(files, and_(files.c.id == keys.c.file_id, there))
             .where(keys.c.owner == owner, keys.c.key == key, keys.c.created_at >= since)
         )
-        found: str | None = (await connection.execute(query)).scalar()
+        found: str | None = connection.execute(query).scalar()
         return found
 
     # -- reads ------------------------------------------------------------------------------
@@ -161,13 +169,9 @@ class SQLFileRecords(SQLEngine):
         self, owner: str, file_id: str, *, now: int, include_deleted: bool = False
     ) -> FileRecord | None:
         """One SELECT by id and owner, with visibility in the WHERE clause."""
-        files = self._files
-        shown = self._visible(now)
-        if include_deleted:
-            shown = or_(shown, files.c.state == "deleted")
-        query = select(files).where(files.c.id == file_id, files.c.owner == owner, shown)
-        async with self._transaction() as connection:
-            row = (await connection.execute(query)).first()
+        query = self._statements.get(include_deleted)
+        parameters = {"file_id": file_id, "owner": owner, "now": now}
+        row = await self._read(lambda connection: connection.execute(query, parameters).first())
         return None if row is None else file_record(row)
 
     async def set_status(
@@ -178,10 +182,13 @@ class SQLFileRecords(SQLEngine):
         files = self._files
         visible = and_(files.c.id == file_id, files.c.owner == owner, self._visible(now))
         change = update(files).where(visible).values(status=status, status_details=details)
-        async with self._transaction() as connection:
+
+        def update_status(connection: Connection) -> Row[Any] | None:
             # Not rowcount: MySQL counts only rows whose values changed, not rows matched.
-            await connection.execute(change)
-            row = (await connection.execute(select(files).where(visible))).first()
+            connection.execute(change)
+            return connection.execute(select(files).where(visible)).first()
+
+        row = await self._write(update_status)
         return None if row is None else file_record(row)
 
     async def list(
@@ -196,16 +203,19 @@ class SQLFileRecords(SQLEngine):
     ) -> list[FileRecord]:
         """Keyset pagination: rows past ``after`` on ``(created_us, id)``, in that index's
         order, ``limit`` of them."""
-        query = self._listing(select(self._files), owner, now, purpose)
+        query = self._statements.page(order, purpose is not None, after is not None)
+        parameters: dict[str, Any] = {"owner": owner, "now": now, "limit": limit}
+        if purpose is not None:
+            parameters["purpose"] = purpose
         if after is not None:
-            query = query.where(self._beyond(after, order))
-        return await self._page(query, order, offset=0, limit=limit)
+            parameters["after_us"], parameters["after_id"] = after
+        rows = await self._read(lambda connection: connection.execute(query, parameters).all())
+        return [file_record(row) for row in rows]
 
     async def count(self, owner: str, *, now: int, purpose: str | None = None) -> int:
         """``SELECT count(*)`` over the owner's visible rows (of ``purpose``)."""
         query = self._listing(select(func.count()), owner, now, purpose)
-        async with self._transaction() as connection:
-            return int((await connection.execute(query)).scalar_one())
+        return int(await self._read(lambda connection: connection.execute(query).scalar_one()))
 
     async def list_at(
         self,
@@ -238,42 +248,36 @@ class SQLFileRecords(SQLEngine):
             query = query.order_by(files.c.created_us.asc(), files.c.id.asc())
         else:
             query = query.order_by(files.c.created_us.desc(), files.c.id.desc())
-        async with self._transaction() as connection:
-            rows = (await connection.execute(query.offset(offset).limit(limit))).all()
+        query = query.offset(offset).limit(limit)
+        rows = await self._read(lambda connection: connection.execute(query).all())
         return [file_record(row) for row in rows]
 
     async def usage(self, owner: str) -> Usage:
         """The owner's usage row (zeros if there is none)."""
-        async with self._transaction() as connection:
-            return await self._read_usage(connection, owner)
+        return await self._read(lambda connection: self._read_usage(connection, owner))
 
     async def existing_keys(self, keys: builtins.list[str]) -> set[str]:
         """``IN`` queries over files and parts, 500 keys at a time."""
         files, parts = self._files, self.tables.parts
-        found: set[str] = set()
-        async with self._transaction() as connection:
+
+        def look_up(connection: Connection) -> set[str]:
+            found: set[str] = set()
             for start in range(0, len(keys), 500):
                 batch = keys[start : start + 500]
                 for column in (files.c.storage_key, parts.c.storage_key):
-                    query = select(column).where(column.in_(batch))
-                    found.update((await connection.execute(query)).scalars())
-        return found
+                    found.update(
+                        connection.execute(select(column).where(column.in_(batch))).scalars()
+                    )
+            return found
+
+        return await self._read(look_up)
 
     def _visible(self, now: int) -> ColumnElement[bool]:
-        files = self._files
-        return and_(
-            files.c.state == "active",
-            or_(files.c.expires_at.is_(None), files.c.expires_at > now, files.c.hold_count > 0),
-        )
+        return visible(self._files, now)
 
-    def _beyond(self, after: Cursor, order: Order) -> ColumnElement[bool]:
-        created_us, file_id = after
-        column_time, column_id = self._files.c.created_us, self._files.c.id
-        if order == "asc":
-            return or_(
-                column_time > created_us, and_(column_time == created_us, column_id > file_id)
-            )
-        return or_(column_time < created_us, and_(column_time == created_us, column_id < file_id))
+    @cached_property
+    def _statements(self) -> Statements:
+        return Statements(self._files)
 
 
 _COLUMNS = (

@@ -4,10 +4,10 @@ totals (bytes received and reserved, parts), which count in the owner's usage ro
 from __future__ import annotations
 
 import builtins
+from functools import partial
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, and_, delete, insert, select, update
 
 from ..errors import QuotaExceeded
 from ._sql_engine import Rollback, SQLEngine
@@ -24,29 +24,33 @@ class SQLUploadRecords(SQLEngine):
         """Make sure the owner has a usage row, then in one transaction count the upload in
         its ``open_uploads`` (a conditional update against ``max_open``) and insert the row."""
         usage = self.tables.usage
-        async with self._transaction() as connection:  # apart, as in `insert`
-            await connection.execute(
-                insert_ignoring_duplicates(
-                    self._dialect, usage, {"owner": upload.owner, "files": 0, "bytes": 0}
-                )
-            )
+        usage_row = insert_ignoring_duplicates(
+            self._dialect, usage, {"owner": upload.owner, "files": 0, "bytes": 0}
+        )
+        apart = self._dialect in ("mysql", "mariadb")  # as in `insert`
+        if apart:
+            await self._write(lambda connection: connection.execute(usage_row))
         counted = update(usage).where(usage.c.owner == upload.owner)
         if max_open is not None:
             counted = counted.where(usage.c.open_uploads < max_open)
         fresh = upload.replace(received=0, part_count=0, reserved=0)
-        async with self._transaction() as connection:
-            opened = await connection.execute(counted.values(open_uploads=usage.c.open_uploads + 1))
+
+        def open_upload(connection: Connection) -> None:
+            if not apart:
+                connection.execute(usage_row)
+            opened = connection.execute(counted.values(open_uploads=usage.c.open_uploads + 1))
             if opened.rowcount != 1:
                 assert max_open is not None
                 raise QuotaExceeded.for_open_uploads(max_open)
-            await connection.execute(insert(self.tables.uploads).values(**vars(fresh)))
+            connection.execute(insert(self.tables.uploads).values(**vars(fresh)))
+
+        await self._write(open_upload)
 
     async def get_upload(self, owner: str, upload_id: str) -> UploadRecord | None:
         """One SELECT by id and owner."""
         uploads = self.tables.uploads
         query = select(uploads).where(uploads.c.id == upload_id, uploads.c.owner == owner)
-        async with self._transaction() as connection:
-            row = (await connection.execute(query)).first()
+        row = await self._read(lambda connection: connection.execute(query).first())
         return None if row is None else UploadRecord(**row._mapping)
 
     async def move_upload(
@@ -60,12 +64,15 @@ class SQLUploadRecords(SQLEngine):
     ) -> bool:
         """A conditional UPDATE on the state; closing the upload settles its reservation in the
         usage row, in the same transaction."""
-        async with self._transaction() as connection:
-            return await self._move_upload(connection, owner, upload_id, from_states, to, file_id)
+        return await self._write(
+            lambda connection: self._move_upload(
+                connection, owner, upload_id, from_states, to, file_id
+            )
+        )
 
-    async def _move_upload(
+    def _move_upload(
         self,
-        connection: AsyncConnection,
+        connection: Connection,
         owner: str,
         upload_id: str,
         from_states: tuple[UploadState, ...],
@@ -89,13 +96,13 @@ class SQLUploadRecords(SQLEngine):
         change = update(uploads).where(mine, uploads.c.state.in_(from_states))
         if expired_at is not None:
             change = change.where(uploads.c.expires_at <= expired_at)
-        if (await connection.execute(change.values(**values))).rowcount != 1:
+        if connection.execute(change.values(**values)).rowcount != 1:
             return False
         if closes:
             totals = select(uploads.c.reserved, uploads.c.received).where(mine)
-            row = (await connection.execute(totals)).one()
-            await connection.execute(update(uploads).where(mine).values(reserved=row.received))
-            await self._add_usage(
+            row = connection.execute(totals).one()
+            connection.execute(update(uploads).where(mine).values(reserved=row.received))
+            self._add_usage(
                 connection, owner, 0, row.received - row.reserved, None, open_uploads=-1
             )
         return True
@@ -106,8 +113,9 @@ class SQLUploadRecords(SQLEngine):
         """Grow the pending upload's ``reserved`` and the usage row under ``quota`` in one
         transaction, rolled back if the quota refuses."""
         uploads = self.tables.uploads
-        async with self._transaction() as connection:
-            grown = await connection.execute(
+
+        def grow(connection: Connection) -> bool:
+            grown = connection.execute(
                 update(uploads)
                 .where(
                     uploads.c.id == upload_id,
@@ -118,23 +126,25 @@ class SQLUploadRecords(SQLEngine):
             )
             if grown.rowcount != 1:
                 return False
-            if not await self._add_usage(connection, owner, 0, size, quota):
-                raise Rollback  # over the quota: undo the upload's share too
+            if not self._add_usage(connection, owner, 0, size, quota):
+                raise Rollback(False)  # over the quota: undo the upload's share too
             return True
-        return False
+
+        return await self._write(grow)
 
     async def release_upload(self, owner: str, upload_id: str, size: int) -> None:
         """Shrink the open upload's ``reserved`` and the usage row in one transaction."""
-        async with self._transaction() as connection:
-            await self._release_upload(connection, owner, upload_id, size)
+        await self._write(
+            lambda connection: self._release_upload(connection, owner, upload_id, size)
+        )
 
-    async def _release_upload(
-        self, connection: AsyncConnection, owner: str, upload_id: str, size: int
+    def _release_upload(
+        self, connection: Connection, owner: str, upload_id: str, size: int
     ) -> None:
         uploads = self.tables.uploads
         if size == 0:
             return
-        shrunk = await connection.execute(
+        shrunk = connection.execute(
             update(uploads)
             .where(
                 uploads.c.id == upload_id,
@@ -144,7 +154,7 @@ class SQLUploadRecords(SQLEngine):
             .values(reserved=uploads.c.reserved - size)
         )
         if shrunk.rowcount == 1:
-            await self._add_usage(connection, owner, 0, -size, None)
+            self._add_usage(connection, owner, 0, -size, None)
 
     async def add_part(
         self, part: PartRecord, *, reserved: int = 0, max_parts: int | None = None
@@ -157,10 +167,11 @@ class SQLUploadRecords(SQLEngine):
         fits = [uploads.c.state == "pending", uploads.c.received + part.bytes <= uploads.c.bytes]
         if max_parts is not None:
             fits.append(uploads.c.part_count < max_parts)
-        async with self._transaction() as connection:
+
+        def count_in(connection: Connection) -> PartOutcome | None:
             # Counted first: the update locks the upload row, so a part cannot slip in while
             # the upload completes, and concurrent parts take their turns on the totals.
-            counted = await connection.execute(
+            counted = connection.execute(
                 update(uploads)
                 .where(mine, *fits)
                 .values(
@@ -170,25 +181,28 @@ class SQLUploadRecords(SQLEngine):
                 )
             )
             if counted.rowcount == 1:
-                await connection.execute(insert(parts).values(**vars(part)))
+                connection.execute(insert(parts).values(**vars(part)))
                 if part.bytes != reserved:
-                    await self._add_usage(connection, part.owner, 0, part.bytes - reserved, None)
+                    self._add_usage(connection, part.owner, 0, part.bytes - reserved, None)
                 return "added"
-            await self._release_upload(connection, part.owner, part.upload_id, reserved)
+            self._release_upload(connection, part.owner, part.upload_id, reserved)
             query = select(uploads.c.state, uploads.c.received, uploads.c.bytes).where(mine)
-            row = (await connection.execute(query)).first()
-        if row is None or row.state != "pending":
-            return "not_pending"
-        if row.received + part.bytes > row.bytes:
-            return "over_declared_bytes"
-        return "over_part_limit"
+            row = connection.execute(query).first()
+            if row is None or row.state != "pending":
+                return "not_pending"
+            if row.received + part.bytes > row.bytes:
+                return "over_declared_bytes"
+            return "over_part_limit"
+
+        outcome = await self._write(count_in)
+        assert outcome is not None
+        return outcome
 
     async def get_parts(self, owner: str, upload_id: str) -> builtins.list[PartRecord]:
         """One SELECT by upload and owner."""
         parts = self.tables.parts
         query = select(parts).where(parts.c.upload_id == upload_id, parts.c.owner == owner)
-        async with self._transaction() as connection:
-            rows = (await connection.execute(query)).all()
+        rows = await self._read(lambda connection: connection.execute(query).all())
         return [PartRecord(**row._mapping) for row in rows]
 
     async def expire_uploads(self, *, now: int) -> int:
@@ -203,15 +217,17 @@ class SQLUploadRecords(SQLEngine):
         )
         expired = 0
         while True:
-            async with self._transaction() as connection:
-                candidates = (await connection.execute(due)).all()
+            candidates = await self._read(lambda connection: connection.execute(due).all())
             for owner, upload_id in candidates:
-                async with self._transaction() as connection:
-                    expired += await self._move_upload(
-                        connection, owner, upload_id, OPEN_UPLOAD_STATES, "expired", expired_at=now
-                    )
+                expired += await self._write(partial(self._expire, owner, upload_id, now))
             if len(candidates) < batch:
                 return expired
+
+    def _expire(self, owner: str, upload_id: str, now: int, connection: Connection) -> bool:
+        """Move the open upload to ``expired`` if it expired by ``now``."""
+        return self._move_upload(
+            connection, owner, upload_id, OPEN_UPLOAD_STATES, "expired", expired_at=now
+        )
 
     async def finished_parts(self, *, limit: int) -> builtins.list[PartRecord]:
         """Parts whose upload is closed, in one SELECT."""
@@ -220,22 +236,22 @@ class SQLUploadRecords(SQLEngine):
             uploads.c.state.in_(("completed", "cancelled", "expired"))
         )
         query = select(parts).where(parts.c.upload_id.in_(done)).limit(limit)
-        async with self._transaction() as connection:
-            rows = (await connection.execute(query)).all()
+        rows = await self._read(lambda connection: connection.execute(query).all())
         return [PartRecord(**row._mapping) for row in rows]
 
     async def remove_part(self, part_id: str) -> None:
         """Delete the part row and take its bytes out of its upload's totals and the usage row,
         in one transaction."""
         uploads, parts = self.tables.uploads, self.tables.parts
-        async with self._transaction() as connection:
-            row = (await connection.execute(select(parts).where(parts.c.id == part_id))).first()
+
+        def drop(connection: Connection) -> None:
+            row = connection.execute(select(parts).where(parts.c.id == part_id)).first()
             if row is None:
                 return
             part = PartRecord(**row._mapping)
-            if (await connection.execute(delete(parts).where(parts.c.id == part_id))).rowcount != 1:
-                raise Rollback  # removed meanwhile, by whoever counts it out
-            await connection.execute(
+            if connection.execute(delete(parts).where(parts.c.id == part_id)).rowcount != 1:
+                raise Rollback(None)  # removed meanwhile, by whoever counts it out
+            connection.execute(
                 update(uploads)
                 .where(uploads.c.id == part.upload_id)
                 .values(
@@ -244,4 +260,6 @@ class SQLUploadRecords(SQLEngine):
                     reserved=uploads.c.reserved - part.bytes,
                 )
             )
-            await self._add_usage(connection, part.owner, 0, -part.bytes, None)
+            self._add_usage(connection, part.owner, 0, -part.bytes, None)
+
+        await self._write(drop)

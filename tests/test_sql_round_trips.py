@@ -1,0 +1,238 @@
+"""What each hot SQL store operation costs the database, on every SQL backend: statements
+(SQLAlchemy's ``before_cursor_execute`` on the store's ``statement_engines``) and transactions
+(``BEGIN`` sent as a statement, ``commit`` events, and on asyncpg the driver's own ``BEGIN``).
+
+A read (``get``, a ``list`` page, ``usage``) is one statement and no transaction (on MariaDB,
+whose driver is not in autocommit mode, the pool's ROLLBACK follows it); a create (``insert`` +
+``commit``) and a delete (``begin_delete`` + ``remove``) are two transactions each. A regression
+that adds a round trip fails here; no timing is asserted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import pytest
+from sqlalchemy import event
+
+from openai_files import SQLMetadataStore
+from openai_files.metadata.base import FileRecord, Quota
+
+from .databases import sql_store
+
+pytestmark = pytest.mark.anyio
+
+OWNER = "alice"
+NOW = 1_700_000_000
+QUOTA = Quota(max_files=1_000, max_bytes=10**9)
+
+
+@dataclass
+class Tally:
+    """What the store sent while counting."""
+
+    statements: list[str] = field(default_factory=list)
+    sent_begins: int = 0
+    driver_transactions: set[int] = field(default_factory=set)
+    commits: int = 0
+
+    @property
+    def begins(self) -> int:
+        return self.sent_begins + len(self.driver_transactions)
+
+    @property
+    def transactions(self) -> int:
+        return max(self.begins, self.commits)
+
+
+@contextmanager
+def counted(store: SQLMetadataStore) -> Iterator[Tally]:
+    tally = Tally()
+
+    def statement(
+        connection: Any, cursor: Any, text: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        if text.upper().startswith("BEGIN"):
+            tally.sent_begins += 1
+        else:
+            tally.statements.append(text)
+
+    def executed(connection: Any, *_args: Any) -> None:
+        # asyncpg sends its BEGIN itself, outside any cursor: it left a transaction open.
+        driver = connection.connection.dbapi_connection
+        transaction = getattr(driver, "_transaction", None)
+        if transaction is not None:
+            tally.driver_transactions.add(id(transaction))
+
+    def commit(_connection: Any) -> None:
+        tally.commits += 1
+
+    listeners = [
+        ("before_cursor_execute", statement),
+        ("after_cursor_execute", executed),
+        ("commit", commit),
+    ]
+    for engine in store.statement_engines:
+        for name, listener in listeners:
+            event.listen(engine, name, listener)
+    try:
+        yield tally
+    finally:
+        for engine in store.statement_engines:
+            for name, listener in listeners:
+                event.remove(engine, name, listener)
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+async def store(request: pytest.FixtureRequest, sqlite_url: str) -> AsyncIterator[SQLMetadataStore]:
+    if request.param == "sqlite":
+        sqlite = SQLMetadataStore(sqlite_url)
+        yield sqlite
+        await sqlite.aclose()
+    else:
+        async with sql_store(request.param) as server:
+            yield server
+
+
+def pending(index: int = 0) -> FileRecord:
+    created_us = NOW * 1_000_000 + index
+    return FileRecord(
+        id=f"file-{uuid.uuid4().hex}",
+        owner=OWNER,
+        purpose="batch",
+        filename="data.jsonl",
+        bytes=0,
+        created_us=created_us,
+        expires_at=None,
+        status="uploaded",
+        status_details=None,
+        storage_key=uuid.uuid4().hex,
+        sha256=None,
+        media_type=None,
+        state="pending",
+        changed_at=NOW,
+    )
+
+
+async def created(store: SQLMetadataStore, index: int = 0) -> FileRecord:
+    record = pending(index)
+    await store.insert(record, quota=QUOTA)
+    done = record.replace(bytes=0, status="processed")
+    assert await store.commit(done) == record.id
+    return done.replace(state="active")
+
+
+def is_mariadb(store: SQLMetadataStore) -> bool:
+    return store.engine.dialect.name in ("mysql", "mariadb")
+
+
+async def test_get_is_one_statement_without_a_transaction(store: SQLMetadataStore) -> None:
+    record = await created(store)
+    with counted(store) as tally:
+        assert await store.get(OWNER, record.id, now=NOW) == record
+    assert len(tally.statements) == 1
+    assert tally.begins == 0
+    assert tally.commits == 0
+
+
+async def test_a_missing_file_costs_the_same_one_statement(store: SQLMetadataStore) -> None:
+    await created(store)
+    with counted(store) as tally:
+        assert await store.get(OWNER, "file-missing", now=NOW) is None
+    assert len(tally.statements) == 1
+    assert tally.begins == 0
+
+
+async def test_a_list_page_is_one_statement_without_a_transaction(
+    store: SQLMetadataStore,
+) -> None:
+    records = [await created(store, index) for index in range(5)]
+    with counted(store) as tally:
+        first = await store.list(OWNER, now=NOW, limit=2)
+        rest = await store.list(OWNER, now=NOW, limit=10, after=first[-1].cursor, purpose="batch")
+    assert [r.id for r in first + rest] == [r.id for r in reversed(records)]
+    assert len(tally.statements) == 2  # one a page
+    assert tally.begins == 0
+    assert tally.commits == 0
+
+
+async def test_usage_is_one_statement(store: SQLMetadataStore) -> None:
+    await created(store)
+    with counted(store) as tally:
+        assert (await store.usage(OWNER)).files == 1
+    assert len(tally.statements) == 1
+    assert tally.begins == 0
+
+
+async def test_a_create_is_two_transactions_of_five_statements(store: SQLMetadataStore) -> None:
+    await created(store)  # the owner's usage row exists, as for every upload after the first
+    record = pending(1)
+    with counted(store) as tally:
+        await store.insert(record, quota=QUOTA)
+        await store.commit(record.replace(status="processed"))
+    # insert: the usage row made sure of, counted under the quota, the file row; commit: the
+    # reservation read, the row made active (its size equal to what it reserved).
+    assert len(tally.statements) == 5
+    # MariaDB makes sure of the usage row in a transaction of its own (see `insert`).
+    assert tally.transactions == (3 if is_mariadb(store) else 2)
+
+
+async def test_a_reservation_is_one_transaction_of_two_statements(
+    store: SQLMetadataStore,
+) -> None:
+    record = pending()
+    await store.insert(record, quota=QUOTA)
+    with counted(store) as tally:
+        assert await store.reserve(OWNER, record.id, 1024, quota=QUOTA)
+    assert len(tally.statements) == 2
+    assert tally.transactions == 1
+
+
+async def test_a_delete_is_two_transactions_of_five_statements(store: SQLMetadataStore) -> None:
+    record = await created(store)
+    with counted(store) as tally:
+        assert await store.begin_delete(OWNER, record.id, now=NOW) is not None
+        await store.remove(OWNER, record.id)
+    # begin_delete: marked, read back, usage shrunk; remove: read, deleted (an unheld file has
+    # no holds rows to delete).
+    assert len(tally.statements) == 5
+    assert tally.transactions == 2
+
+
+async def test_sqlite_writers_in_one_process_take_turns_instead_of_waiting_for_the_lock(
+    sqlite_url: str,
+) -> None:
+    """Each write transaction starts with BEGIN IMMEDIATE, and a second one begins only after
+    the first has ended: none waits in SQLite's busy handler."""
+    store = SQLMetadataStore(sqlite_url)
+    await created(store)
+    open_now, most = 0, 0
+
+    def statement(_connection: Any, _cursor: Any, text: str, *_args: Any) -> None:
+        nonlocal open_now, most
+        if text == "BEGIN IMMEDIATE":
+            open_now += 1
+            most = max(most, open_now)
+
+    def ended(_connection: Any) -> None:
+        nonlocal open_now
+        open_now -= 1
+
+    engines = store.statement_engines
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", statement)
+        event.listen(engine, "commit", ended)
+        event.listen(engine, "rollback", ended)
+    try:
+        async with anyio.create_task_group() as group:
+            for index in range(1, 21):
+                group.start_soon(created, store, index)
+        assert len(await store.list(OWNER, now=NOW, limit=100)) == 21
+    finally:
+        await store.aclose()
+    assert most == 1, f"{most} write transactions were open at once"
