@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import pytest
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from openai_files import SQLMetadataStore
 from openai_files.metadata.base import FileRecord, Quota
@@ -236,3 +237,23 @@ async def test_sqlite_writers_in_one_process_take_turns_instead_of_waiting_for_t
     finally:
         await store.aclose()
     assert most == 1, f"{most} write transactions were open at once"
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mariadb"])
+async def test_a_read_after_the_database_dropped_the_connection_is_answered(server: str) -> None:
+    """Without a ping before every checkout, a read that finds its pooled connection dead
+    (the database restarted) runs once more on a fresh one instead of failing."""
+    own_id = {"postgresql": "SELECT pg_backend_pid()", "mariadb": "SELECT CONNECTION_ID()"}
+    kill = {"postgresql": "SELECT pg_terminate_backend({})", "mariadb": "KILL {}"}
+    async with sql_store(server) as store:
+        record = await created(store)
+        async with store.engine.connect() as connection:  # the pool's one connection
+            pid = (await connection.exec_driver_sql(own_id[server])).scalar_one()
+        killer = create_async_engine(store.engine.url)
+        try:
+            async with killer.connect() as connection:
+                await connection.exec_driver_sql(kill[server].format(int(pid)))
+        finally:
+            await killer.dispose()
+        await anyio.sleep(0.2)  # the server closes the connection
+        assert await store.get(OWNER, record.id, now=NOW) == record
