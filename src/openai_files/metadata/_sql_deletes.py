@@ -24,25 +24,19 @@ class SQLFileDeletes(SQLFileRecords):
     async def begin_delete(self, owner: str, file_id: str, *, now: int) -> FileRecord | None:
         """A conditional UPDATE first (visible and unheld), so concurrent deleters and holders
         serialise on the row's lock; the usage row shrinks in the same transaction."""
-        files = self._files
-        mine = and_(files.c.id == file_id, files.c.owner == owner, self._visible(now))
+        statements = self._statements
+        mine = {"b_id": file_id, "b_owner": owner, "now": now}
 
         def mark(connection: Connection) -> FileRecord | None:
             # Write first: the conditional update takes the row's lock before anything is read,
             # so concurrent deleters and holders serialise on it instead of racing.
-            result = connection.execute(
-                update(files)
-                .where(mine, files.c.hold_count == 0)
-                .values(state="deleting", changed_at=now)
-            )
-            if result.rowcount != 1:
-                if connection.execute(select(files.c.id).where(mine)).first():
+            if connection.execute(statements.mark_deleting(), mine).rowcount != 1:
+                if connection.execute(statements.visible_id(), mine).first():
                     raise Conflict(
                         f"The file {file_id} is in use by a batch and cannot be deleted now."
                     )
                 return None
-            row = connection.execute(select(files).where(files.c.id == file_id)).one()
-            record = file_record(row)
+            record = file_record(connection.execute(statements.owned(), mine).one())
             self._add_usage(connection, owner, -1, -record.bytes, None)
             return record
 
@@ -51,21 +45,28 @@ class SQLFileDeletes(SQLFileRecords):
     async def remove(self, owner: str, file_id: str, *, keep_record: bool = False) -> None:
         """Delete (or mark ``deleted``) the row only if it is still as read, its holds and its
         share of the usage with it, in one transaction."""
-        files, holds = self._files, self.tables.holds
-        mine = and_(files.c.id == file_id, files.c.owner == owner)
+        files, holds, statements = self._files, self.tables.holds, self._statements
+        mine = {"b_id": file_id, "b_owner": owner}
 
         def drop(connection: Connection) -> None:
-            row = connection.execute(select(files).where(mine)).first()
+            row = connection.execute(statements.owned(), mine).first()
             if row is None:
                 return
             record = file_record(row)
-            seen = and_(mine, files.c.state == record.state, files.c.bytes == record.bytes)
-            change = (
-                update(files).where(seen).values(state="deleted", status="deleted")
-                if keep_record
-                else delete(files).where(seen)
-            )
-            if connection.execute(change).rowcount != 1:
+            if keep_record:
+                seen = and_(
+                    files.c.id == file_id,
+                    files.c.owner == owner,
+                    files.c.state == record.state,
+                    files.c.bytes == record.bytes,
+                )
+                change = connection.execute(
+                    update(files).where(seen).values(state="deleted", status="deleted")
+                )
+            else:
+                seen_as = {**mine, "b_state": record.state, "b_bytes": record.bytes}
+                change = connection.execute(statements.drop(), seen_as)
+            if change.rowcount != 1:
                 raise Rollback(None)  # it changed under us; whoever changed it carries on
             if record.counts_against_quota:
                 self._add_usage(connection, owner, -1, -record.bytes, None)

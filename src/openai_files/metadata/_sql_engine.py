@@ -9,13 +9,14 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
-from sqlalchemy import Connection, Engine, event, insert, select, update
+from sqlalchemy import Connection, Engine, event, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import BackendUnavailable, InvalidRequest, OpenAIFilesError
 from ._sql_runners import AsyncRunner, Body, Rollback, Runner, ThreadedSQLite, threaded_sqlite_url
+from ._sql_statements import Statements
 from .base import DEFAULT_TABLE_PREFIX, Quota, Usage
 from .sql_migrations import upgrade
 from .sql_schema import SCHEMA_VERSION, Tables
@@ -45,6 +46,7 @@ class SQLEngine:
         self.tables = Tables.named(table_prefix)
         self._files = self.tables.files
         self._dialect = self.engine.dialect.name
+        self._statements = Statements(self.tables, self._dialect)
         self._ready = False
         self._ready_lock = anyio.Lock()
 
@@ -149,16 +151,18 @@ class SQLEngine:
     ) -> bool:
         """Add to the owner's usage row (made by `insert` or `create_upload`); False,
         changing nothing, if that would pass ``quota``."""
-        usage = self.tables.usage
-        change = update(usage).where(usage.c.owner == owner)
-        if quota is not None and quota.max_files is not None and files > 0:
-            change = change.where(usage.c.files + files <= quota.max_files)
-        if quota is not None and quota.max_bytes is not None and size > 0:
-            change = change.where(usage.c.bytes + size <= quota.max_bytes)
-        values = {"files": usage.c.files + files, "bytes": usage.c.bytes + size}
+        max_files = quota.max_files if quota is not None and files > 0 else None
+        max_bytes = quota.max_bytes if quota is not None and size > 0 else None
+        capped_files, capped_bytes = max_files is not None, max_bytes is not None
+        change = self._statements.add_usage(capped_files, capped_bytes, open_uploads != 0)
+        parameters: dict[str, Any] = {"b_owner": owner, "d_files": files, "d_bytes": size}
         if open_uploads:
-            values["open_uploads"] = usage.c.open_uploads + open_uploads
-        result = connection.execute(change.values(**values))
+            parameters["d_open"] = open_uploads
+        if capped_files:
+            parameters["max_files"] = max_files
+        if capped_bytes:
+            parameters["max_bytes"] = max_bytes
+        result = connection.execute(change, parameters)
         return bool(result.rowcount == 1)
 
     def _read_usage(self, connection: Connection, owner: str) -> Usage:

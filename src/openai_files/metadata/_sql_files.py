@@ -4,7 +4,6 @@ reading and listing them, and the conditions and row conversions the file record
 from __future__ import annotations
 
 import builtins
-from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Connection, Select, and_, delete, func, insert, or_, select, update
@@ -14,9 +13,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import Conflict, QuotaExceeded
 from ._sql_engine import Rollback, SQLEngine
-from ._sql_statements import Statements, visible
+from ._sql_statements import visible
 from .base import Cursor, FileRecord, Order, Quota, Usage
-from .sql_schema import insert_ignoring_duplicates
 
 __all__ = ["SQLFileRecords", "file_record", "file_row"]
 
@@ -31,16 +29,14 @@ class SQLFileRecords(SQLEngine):
         ``quota`` (a conditional update) and insert the row. On MariaDB the usage row is made
         in a transaction of its own: the shared lock an ``INSERT IGNORE`` takes on an existing
         row, held into the update, deadlocks concurrent uploads."""
-        usage_row = insert_ignoring_duplicates(
-            self._dialect, self.tables.usage, {"owner": record.owner, "files": 0, "bytes": 0}
-        )
+        statements, owner = self._statements, {"owner": record.owner}
         apart = self._dialect in ("mysql", "mariadb")
         if apart:
-            await self._write(lambda connection: connection.execute(usage_row))
+            await self._write(lambda connection: connection.execute(statements.usage_row(), owner))
 
         def create(connection: Connection) -> None:
             if not apart:
-                connection.execute(usage_row)
+                connection.execute(statements.usage_row(), owner)
             if not self._add_usage(connection, record.owner, 1, record.bytes, quota):
                 usage = self._read_usage(connection, record.owner)
                 raise QuotaExceeded.for_usage(
@@ -49,7 +45,7 @@ class SQLFileRecords(SQLEngine):
                     usage.files,
                 )
             try:
-                connection.execute(insert(self._files).values(**file_row(record)))
+                connection.execute(statements.insert_file(), file_row(record))
             except IntegrityError as exc:
                 raise Conflict(f"A file with id {record.id} exists already.") from exc
 
@@ -59,15 +55,16 @@ class SQLFileRecords(SQLEngine):
         """Grow the usage row under ``quota`` and the pending row's ``bytes`` in one transaction,
         rolled back if the row is no longer pending."""
         files = self._files
+        grow_row = (
+            update(files)
+            .where(files.c.id == file_id, files.c.owner == owner, files.c.state == "pending")
+            .values(bytes=files.c.bytes + size)
+        )
 
         def grow(connection: Connection) -> bool:
             if not self._add_usage(connection, owner, 0, size, quota):
                 return False
-            grown = connection.execute(
-                update(files)
-                .where(files.c.id == file_id, files.c.owner == owner, files.c.state == "pending")
-                .values(bytes=files.c.bytes + size)
-            )
+            grown = connection.execute(grow_row)
             if grown.rowcount != 1:
                 raise Rollback(False)  # not pending any more: undo the usage too
             return True
@@ -100,16 +97,14 @@ class SQLFileRecords(SQLEngine):
                 earlier = self._key_file(connection, record.owner, key, key_since, now=now)
                 if earlier is not None:
                     return earlier
-            mine = and_(files.c.id == record.id, files.c.owner == record.owner)
-            reserved = connection.execute(
-                select(files.c.bytes).where(mine, files.c.state == "pending")
-            ).scalar()
+            statements = self._statements
+            mine = {"b_id": record.id, "b_owner": record.owner}
+            reserved = connection.execute(statements.reserved(), mine).scalar()
             if reserved is None:
                 raise Conflict("The upload was abandoned before it completed; upload it again.")
             done = connection.execute(
-                update(files)
-                .where(mine, files.c.state == "pending", files.c.bytes == reserved)
-                .values(**file_row(record.replace(state="active")))
+                statements.activate(),
+                {**mine, "reserved": reserved, **file_row(record.replace(state="active"))},
             )
             if done.rowcount != 1:
                 raise Conflict("The upload changed while it was completing; upload it again.")
@@ -274,10 +269,6 @@ class SQLFileRecords(SQLEngine):
 
     def _visible(self, now: int) -> ColumnElement[bool]:
         return visible(self._files, now)
-
-    @cached_property
-    def _statements(self) -> Statements:
-        return Statements(self._files)
 
 
 _COLUMNS = (

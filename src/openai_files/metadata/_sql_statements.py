@@ -1,9 +1,19 @@
-"""The SQL store's hottest statements, built once per store with bound parameters: a read
-then costs a lookup in SQLAlchemy's compiled cache, not a new statement to build and key.
+"""The SQL store's hottest statements, built once per store with bound parameters: running
+one then costs a lookup in SQLAlchemy's compiled cache, not a new statement to build and key
+(which costs more than SQLite takes to run it).
 
 - `Statements.get`: one file by ``file_id`` and ``owner``, visible at ``now``;
 - `Statements.page`: a keyset page of an owner's visible files, ``limit`` of them past
-  ``(after_us, after_id)`` (when paging on) and of ``purpose`` (when filtered).
+  ``(after_us, after_id)`` (when paging on) and of ``purpose`` (when filtered);
+- `Statements.usage_row` and `Statements.add_usage`: an owner's usage row made sure of, and
+  grown by ``d_files``, ``d_bytes`` (and ``d_open``) under ``max_files``/``max_bytes``;
+- `Statements.insert_file`, `Statements.reserved`, `Statements.activate`: a file row written,
+  and, at the commit of an upload, the bytes it reserved read and the row made active;
+- `Statements.mark_deleting`, `Statements.owned`, `Statements.by_id`, `Statements.drop`: the
+  delete of a file.
+
+Parameters named like a column are the values the statement writes to that column; the others
+(``b_id``, ``b_owner``, ...) are what it matches.
 """
 
 from __future__ import annotations
@@ -11,10 +21,26 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, Select, Table, and_, bindparam, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Delete,
+    Insert,
+    Integer,
+    Select,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from .base import Order
+from .sql_schema import Tables, insert_ignoring_duplicates
 
 __all__ = ["Statements", "visible"]
 
@@ -28,10 +54,12 @@ def visible(files: Table, now: int | BindParameter[int]) -> ColumnElement[bool]:
 
 
 class Statements:
-    """The statements of one files table."""
+    """The statements of one store's tables."""
 
-    def __init__(self, files: Table) -> None:
-        self._files = files
+    def __init__(self, tables: Tables, dialect: str) -> None:
+        self._files = tables.files
+        self._usage = tables.usage
+        self._dialect = dialect
 
     @cache  # noqa: B019 (one instance per store, living as long as it)
     def get(self, include_deleted: bool) -> Select[Any]:
@@ -59,6 +87,83 @@ class Statements:
             query = query.order_by(files.c.created_us.desc(), files.c.id.desc())
         return query.limit(bindparam("limit", type_=Integer))
 
+    @cache  # noqa: B019
+    def usage_row(self) -> Insert:
+        values = {"owner": bindparam("owner"), "files": 0, "bytes": 0}
+        return insert_ignoring_duplicates(self._dialect, self._usage, values)
+
+    @cache  # noqa: B019
+    def add_usage(self, max_files: bool, max_bytes: bool, open_uploads: bool) -> Update:
+        usage = self._usage
+        change = update(usage).where(usage.c.owner == bindparam("b_owner"))
+        if max_files:
+            files_cap = bindparam("max_files", type_=BigInteger)
+            change = change.where(
+                usage.c.files + bindparam("d_files", type_=BigInteger) <= files_cap
+            )
+        if max_bytes:
+            bytes_cap = bindparam("max_bytes", type_=BigInteger)
+            change = change.where(
+                usage.c.bytes + bindparam("d_bytes", type_=BigInteger) <= bytes_cap
+            )
+        values = {
+            "files": usage.c.files + bindparam("d_files", type_=BigInteger),
+            "bytes": usage.c.bytes + bindparam("d_bytes", type_=BigInteger),
+        }
+        if open_uploads:
+            values["open_uploads"] = usage.c.open_uploads + bindparam("d_open", type_=BigInteger)
+        return change.values(values)
+
+    @cache  # noqa: B019
+    def insert_file(self) -> Insert:
+        return insert(self._files)
+
+    @cache  # noqa: B019
+    def reserved(self) -> Select[Any]:
+        files = self._files
+        return select(files.c.bytes).where(_mine(files), files.c.state == "pending")
+
+    @cache  # noqa: B019
+    def activate(self) -> Update:
+        """Set from the parameters named like columns, only while pending with ``reserved``."""
+        files = self._files
+        return update(files).where(
+            _mine(files),
+            files.c.state == "pending",
+            files.c.bytes == bindparam("reserved", type_=BigInteger),
+        )
+
+    @cache  # noqa: B019
+    def mark_deleting(self) -> Update:
+        files = self._files
+        now = bindparam("now", type_=BigInteger)
+        return (
+            update(files)
+            .where(_mine(files), visible(files, now), files.c.hold_count == 0)
+            .values(state="deleting", changed_at=now)
+        )
+
+    @cache  # noqa: B019
+    def owned(self) -> Select[Any]:
+        return select(self._files).where(_mine(self._files))
+
+    @cache  # noqa: B019
+    def visible_id(self) -> Select[Any]:
+        files = self._files
+        return select(files.c.id).where(
+            _mine(files), visible(files, bindparam("now", type_=BigInteger))
+        )
+
+    @cache  # noqa: B019
+    def drop(self) -> Delete:
+        """Delete the row only while it has the ``b_state`` and ``b_bytes`` it was read with."""
+        files = self._files
+        return delete(files).where(
+            _mine(files),
+            files.c.state == bindparam("b_state"),
+            files.c.bytes == bindparam("b_bytes", type_=BigInteger),
+        )
+
 
 def _beyond(files: Table, order: Order) -> ColumnElement[bool]:
     """Rows past the cursor ``(after_us, after_id)`` in ``order``."""
@@ -70,3 +175,7 @@ def _beyond(files: Table, order: Order) -> ColumnElement[bool]:
     if order == "asc":
         return or_(column_time > created_us, and_(column_time == created_us, column_id > file_id))
     return or_(column_time < created_us, and_(column_time == created_us, column_id < file_id))
+
+
+def _mine(files: Table) -> ColumnElement[bool]:
+    return and_(files.c.id == bindparam("b_id"), files.c.owner == bindparam("b_owner"))

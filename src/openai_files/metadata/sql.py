@@ -9,9 +9,16 @@ the same file row. The tables are described in `openai_files.metadata.sql_schema
 created on first use and their version recorded; tables of an older version are upgraded in
 place at start (`openai_files.metadata.sql_migrations`).
 
+Each operation is one synchronous body over a SQLAlchemy ``Connection``, run in one go as a
+read (one statement, no transaction) or a write (one transaction): on a SQLite file in a worker
+thread on the synchronous ``sqlite3`` engine, writers in one process taking turns; elsewhere
+through the async engine (``_sql_runners``).
+
 The store is put together from private modules, one concern each: the engine, its SQLite
-set-up, transactions and usage rows (``_sql_engine``), the file records (``_sql_files``), their
-deletes, holds and sweep claims (``_sql_deletes``) and the upload records (``_sql_uploads``).
+set-up, reads, writes and usage rows (``_sql_engine``), how a body is run (``_sql_runners``),
+the hottest statements, built once (``_sql_statements``), the file records (``_sql_files``),
+their deletes, holds and sweep claims (``_sql_deletes``) and the upload records
+(``_sql_uploads``).
 """
 
 from __future__ import annotations
