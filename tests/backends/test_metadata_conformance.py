@@ -9,7 +9,7 @@ import pytest
 from openai_files import MemoryMetadataStore, SQLMetadataStore
 from openai_files.testing import MetadataConformance
 
-from .databases import sql_store
+from ..databases import sql_store
 
 
 class TestMemoryMetadataStore(MetadataConformance):

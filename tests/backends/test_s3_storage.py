@@ -20,8 +20,8 @@ from openai_files.storage.base import PresignedURLs, Storage
 from openai_files.storage.s3 import DEFAULT_PART_SIZE, MIN_PART_SIZE, S3Storage
 from openai_files.testing import StorageConformance
 
-from .conftest import free_port
-from .s3_servers import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from ..s3_servers import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from ..support import free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -49,10 +49,10 @@ from openai_files.metadata.sql_schema import (
 )
 from openai_files.testing import make_record
 
-from .conftest import BATCH_LINE, require_service, serve
-from .databases import SERVERS, drop_tables, unique_prefix
-from .sql_schema_v1 import VERSION as V1
-from .sql_schema_v1 import v1_metadata
+from ..databases import SERVERS, drop_tables, unique_prefix
+from ..sql_schema_v1 import VERSION as V1
+from ..sql_schema_v1 import v1_metadata
+from ..support import BATCH_LINE, require_service, serve
 
 SQL_SERVERS = ["sqlite", "postgresql", "mariadb"]
 HOUR = 3600

@@ -11,7 +11,7 @@ from openai_files import LocalStorage, MemoryStorage
 from openai_files.storage.base import Storage
 from openai_files.testing import StorageConformance
 
-from .conftest import stored_files
+from ..support import stored_files
 
 
 class TestMemoryStorage(StorageConformance):

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from openai_files import FilesService, LocalStorage, SQLMetadataStore, api_key_auth, create_app
 from openai_files.cli._client_commands import safe_filename
 
-from .conftest import ServerThread, free_port, serve, server_process
+from ..support import ServerThread, free_port, serve, server_process
 
 KEY = "sk-test"
 SHELL = ("bash", "--norc", "--noprofile")
@@ -454,7 +454,7 @@ def test_the_client_works_against_the_files_app_mounted_in_the_fastapi_gateway(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_FILES_DATA_DIR", str(tmp_path / "gateway"))
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "examples"))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "examples"))
     sys.modules.pop("fastapi_gateway", None)
     import fastapi_gateway
 

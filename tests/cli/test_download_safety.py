@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openai_files import FilesService, LocalStorage, SQLMetadataStore, api_key_auth, create_app
 
-from .conftest import ServerThread, serve
+from ..support import ServerThread, serve
 
 KEY = "sk-test"
 LOCAL = b"LOCAL\n"

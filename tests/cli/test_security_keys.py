@@ -25,7 +25,7 @@ import pytest
 
 from openai_files.cli._serve_options import mask, parse_api_key
 
-from .conftest import free_port, server_process
+from ..support import free_port, server_process
 
 OWNERS_TABLE = "openai_files_files"
 

@@ -15,7 +15,7 @@ from openai_files.cli import build_parser
 from openai_files.cli._serve_options import policy_from_args, server_settings
 from openai_files.metadata.base import Quota
 
-from .conftest import server_process
+from ..support import server_process
 
 
 def settings(argv: list[str], environ: dict[str, str]) -> tuple[str, str, dict[str, str]]:
@@ -119,7 +119,7 @@ def test_lifecycle_environment_variables_build_the_policy(monkeypatch: pytest.Mo
 
 # -- --policy, --max-upload-size, --no-uploads-api ------------------------------------------
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 XAI = f"{ROOT / 'examples' / 'policies' / 'xai.py'}:POLICY"
 
 

@@ -28,7 +28,7 @@ from openai_files import (
 )
 from openai_files.http.app import exception_handlers
 
-from .conftest import BATCH_LINE
+from ..support import BATCH_LINE
 
 pytestmark = pytest.mark.anyio
 
@@ -114,7 +114,7 @@ async def test_two_owners_are_isolated_through_the_transport(local_service: File
 @pytest.fixture
 async def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FastAPI]:
     monkeypatch.setenv("OPENAI_FILES_DATA_DIR", str(tmp_path))
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "examples"))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "examples"))
     sys.modules.pop("fastapi_gateway", None)
     import fastapi_gateway
 

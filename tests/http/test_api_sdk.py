@@ -11,7 +11,7 @@ import pytest
 
 from openai_files import FilesService, MetadataStore, Storage, api_key_auth, create_app
 
-from .conftest import BATCH_LINE, ServerThread, serve
+from ..support import BATCH_LINE, ServerThread, serve
 
 
 @pytest.fixture

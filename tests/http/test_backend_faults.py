@@ -52,7 +52,7 @@ from openai_files.testing import (
     StorageConformance,
 )
 
-from .conftest import free_port, stored_files
+from ..support import free_port, stored_files
 
 pytestmark = pytest.mark.anyio
 

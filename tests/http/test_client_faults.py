@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from openai_files import FilesService, LocalStorage, SQLMetadataStore, create_app
 from openai_files.http._multipart import FormLimits
 
-from .conftest import ServerThread, stored_files
+from ..support import ServerThread, stored_files
 
 IDLE_TIMEOUT = 1.0
 BOUNDARY = "client-faults-boundary"

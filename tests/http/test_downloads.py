@@ -31,8 +31,8 @@ from openai_files import (
 )
 from openai_files.http._ranges import http_date
 
-from .conftest import serve
-from .s3_servers import S3Server
+from ..s3_servers import S3Server
+from ..support import serve
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from openai_files import FilesService, MemoryMetadataStore, MemoryStorage, Policy, create_app
 from openai_files.http import exception_handlers, files_routes
 
-from .conftest import server_process
+from ..support import server_process
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""The hostile-input corpus: every file in ``tests/hostile/`` is one request and the answer it
+"""The hostile-input corpus: every file in ``tests/http/hostile/`` is one request and the answer it
 must get. Whatever the request, the answer is never a server error, every 4xx the app gives is in
 OpenAI's error shape, nothing another owner stored leaks into it, and a refused request leaves
 nothing behind (no listed file, no record, no stored bytes, no temporary file).
@@ -57,7 +57,7 @@ import pytest
 from openai_files import FilesService, LocalStorage, SQLMetadataStore, api_key_auth, create_app
 from openai_files.ids import new_file_id, parse_file_id
 
-from .conftest import serve, stored_files
+from ..support import serve, stored_files
 
 pytestmark = pytest.mark.anyio
 

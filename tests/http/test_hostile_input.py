@@ -20,7 +20,7 @@ from openai_files import FilesService, LocalStorage, Policy, SQLMetadataStore, c
 from openai_files.errors import shown
 from openai_files.policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, OPENAI_UPLOAD_PURPOSES
 
-from .conftest import stored_files
+from ..support import stored_files
 
 pytestmark = pytest.mark.anyio
 

@@ -16,7 +16,7 @@ from openai_files import FilesService, LocalStorage, MemoryMetadataStore, create
 from openai_files.http import FormLimits
 from openai_files.storage.base import StoredBlob
 
-from .conftest import serve, stored_files
+from ..support import serve, stored_files
 
 BOUNDARY = "idle"
 HEAD = (

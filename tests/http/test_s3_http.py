@@ -13,8 +13,8 @@ import pytest
 from openai_files import FilesService, MemoryMetadataStore, api_key_auth, create_app
 from openai_files.storage.s3 import S3Storage
 
-from .conftest import free_port, serve
-from .s3_servers import S3Server
+from ..s3_servers import S3Server
+from ..support import free_port, serve
 
 pytestmark = pytest.mark.anyio
 

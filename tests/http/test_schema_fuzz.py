@@ -42,7 +42,7 @@ from openai_files import (
 from openai_files.http._openapi import OPENAPI_PATH, openapi_document
 from openai_files.http.app import DEFAULT_PREFIXES
 
-from .conftest import BATCH_LINE
+from ..support import BATCH_LINE
 
 API_KEY = "sk-fuzz-0123456789abcdef0123456789"
 OWNER = "fuzz-owner"

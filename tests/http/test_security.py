@@ -34,7 +34,7 @@ from openai_files import (
 )
 from openai_files.ids import new_file_id, new_object_id, parse_file_id
 
-from .conftest import BATCH_LINE, serve, stored_files
+from ..support import BATCH_LINE, serve, stored_files
 
 pytestmark = pytest.mark.anyio
 

@@ -25,7 +25,7 @@ from openai_files import FilesService, MemoryMetadataStore, MemoryStorage, creat
 from openai_files.http import FormLimits
 from openai_files.http.auth import api_key_auth
 
-from .conftest import serve, server_process
+from ..support import serve, server_process
 
 KEY_A, KEY_B = "sk-edge-a-0123456789abcdef", "sk-edge-b-0123456789abcdef"
 BOUNDARY = "edge"

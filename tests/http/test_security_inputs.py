@@ -32,8 +32,8 @@ from openai_files.errors import BackendUnavailable, InvalidRequest
 from openai_files.metadata.base import FileRecord
 from openai_files.service import LIST_BATCH
 
-from .conftest import require_service, serve, stored_files
-from .databases import SERVERS, drop_tables, unique_prefix
+from ..databases import SERVERS, drop_tables, unique_prefix
+from ..support import require_service, serve, stored_files
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openai_files import FilesService, LocalStorage, Policy, SQLMetadataStore, create_app
 
-from .conftest import ServerThread, serve, stored_files
+from ..support import ServerThread, serve, stored_files
 
 LIMIT = 10 * 1024 * 1024
 HUGE = 2 * 1024**3

@@ -45,9 +45,9 @@ from openai_files.storage.s3 import S3Storage
 from openai_files.sweeper import SweepReport
 from openai_files.testing import FaultyMetadataStore
 
-from .conftest import require_service, serve, stored_files
-from .databases import POSTGRES_URL, drop_tables, unique_prefix
-from .s3_servers import S3Server
+from ..databases import POSTGRES_URL, drop_tables, unique_prefix
+from ..s3_servers import S3Server
+from ..support import require_service, serve, stored_files
 
 pytestmark = pytest.mark.anyio
 

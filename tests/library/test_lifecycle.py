@@ -22,7 +22,7 @@ from openai_files.events import FileEvent
 from openai_files.http.ratelimit import TokenBucket
 from openai_files.policy import FileTypes
 
-from .conftest import BATCH_LINE
+from ..support import BATCH_LINE
 
 pytestmark = pytest.mark.anyio
 

@@ -19,11 +19,11 @@ from openai_files import Policy
 from openai_files.metadata.base import Quota
 from openai_files.policy import DAY, FileTypes
 
-from .conftest import BATCH_LINE, load_module
+from ..support import BATCH_LINE, load_module
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "policies"
 MB = 1024 * 1024
 BAD_SECOND_LINE = BATCH_LINE + b'{"custom_id": "request-2", "method": "GET"}\n'

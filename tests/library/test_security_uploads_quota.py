@@ -39,10 +39,10 @@ from openai_files.metadata.sql_migrations import upgrade as upgrade_tables
 from openai_files.testing import FaultyMetadataStore
 from openai_files.testing.metadata import make_record
 
-from .clusters import KEY, Cluster
-from .conftest import ServerProcess, require_service, serve, server_process, stored_files
-from .databases import POSTGRES_URL, SERVERS, drop_tables, unique_prefix
-from .s3_servers import S3Server
+from ..clusters import KEY, Cluster
+from ..databases import POSTGRES_URL, SERVERS, drop_tables, unique_prefix
+from ..s3_servers import S3Server
+from ..support import ServerProcess, require_service, serve, server_process, stored_files
 
 _T = TypeVar("_T")
 

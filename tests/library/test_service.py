@@ -23,7 +23,7 @@ from openai_files import (
     SQLMetadataStore,
 )
 
-from .conftest import BATCH_LINE, stored_files
+from ..support import BATCH_LINE, stored_files
 
 pytestmark = pytest.mark.anyio
 

@@ -42,7 +42,7 @@ from openai_files.metadata.base import Quota, UploadState
 from openai_files.testing import FaultyMetadataStore
 from openai_files.uploads import MOVE_PAUSES
 
-from .conftest import BATCH_LINE, serve, stored_files
+from ..support import BATCH_LINE, serve, stored_files
 
 pytestmark = pytest.mark.anyio
 

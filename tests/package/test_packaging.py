@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import free_port
+from ..support import free_port
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 DRIVERS = {"postgres": "asyncpg", "mysql": "aiomysql", "s3": "obstore"}
 
 

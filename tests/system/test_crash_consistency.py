@@ -28,10 +28,10 @@ from sqlalchemy import select
 
 from openai_files import FilesService, LocalStorage, SQLMetadataStore, Storage
 
-from .clusters import KEY, Cluster
-from .conftest import ServerProcess, stored_files
-from .databases import POSTGRES_URL
-from .s3_servers import S3Server
+from ..clusters import KEY, Cluster
+from ..databases import POSTGRES_URL
+from ..s3_servers import S3Server
+from ..support import ServerProcess, stored_files
 
 AUTH = {"authorization": f"Bearer {KEY}"}
 SLOW_UPLOADS = 4

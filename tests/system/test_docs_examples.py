@@ -31,9 +31,9 @@ from openai_files.events import FileEvent
 from openai_files.metadata.base import Quota
 from openai_files.testing import StorageConformance
 
-from .conftest import BATCH_LINE, load_module, serve
+from ..support import BATCH_LINE, load_module, serve
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 

@@ -15,9 +15,9 @@ import pytest
 
 from openai_files import Conflict, FilesService, MemoryMetadataStore, MemoryStorage
 
-from .conftest import BATCH_LINE, free_port
+from ..support import BATCH_LINE, free_port
 
-EXAMPLES = Path(__file__).parents[1] / "examples"
+EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
 @pytest.mark.parametrize("script", ["library.py", "batch_worker.py"])

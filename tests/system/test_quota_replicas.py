@@ -20,10 +20,10 @@ from sqlalchemy import select
 
 from openai_files import SQLMetadataStore
 
-from .clusters import KEY, Cluster
-from .conftest import ServerProcess
-from .databases import POSTGRES_URL
-from .s3_servers import S3Server
+from ..clusters import KEY, Cluster
+from ..databases import POSTGRES_URL
+from ..s3_servers import S3Server
+from ..support import ServerProcess
 
 MAX_FILES = 10
 MAX_BYTES = 1024 * 1024

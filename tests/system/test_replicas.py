@@ -19,10 +19,10 @@ from sqlalchemy import select
 
 from openai_files import SQLMetadataStore
 
-from .clusters import KEY, Cluster
-from .conftest import server_process
-from .databases import POSTGRES_URL
-from .s3_servers import S3Server
+from ..clusters import KEY, Cluster
+from ..databases import POSTGRES_URL
+from ..s3_servers import S3Server
+from ..support import server_process
 
 
 @pytest.fixture
