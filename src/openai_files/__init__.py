@@ -13,6 +13,7 @@ command line in `openai_files.cli`.
 
 import typing as _typing
 
+from ._clock import ManualClock
 from ._deprecated import moved_attribute as _moved_attribute
 from .backends import open_embedded, open_metadata, open_service, open_storage
 from .errors import (
@@ -74,6 +75,7 @@ __all__ = [
     "JSONLRules",
     "LocalStorage",
     "MalformedUpload",
+    "ManualClock",
     "MemoryMetadataStore",
     "MemoryStorage",
     "MetadataStore",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from .._checks import check_expires_after
 from ..errors import (
     SHOWN_LENGTH,
     AuthenticationFailed,
@@ -98,7 +99,7 @@ class FilesEndpoints:
                         raise InvalidRequest(
                             "The 'file' field must be a file part with a filename.", param="file"
                         )
-                    self.service.check_expires_after(parse_expires_after(fields))
+                    check_expires_after(parse_expires_after(fields))
                     upload = await stack.enter_async_context(
                         await self.service.begin_upload(
                             owner,
