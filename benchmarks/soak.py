@@ -52,28 +52,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from harness import (
-    BENCHMARKS_DIR,
-    S3_CREDENTIALS,
-    S3_REGION,
-    MiB,
+from harness import BENCHMARKS_DIR, MiB
+from harness.measure import open_descriptors, peak_rss_bytes, rss_bytes
+from harness.report import RESULTS_DIR, Target, machine, print_table, target_rows
+from harness.servers import (
     Server,
     add_allocator_option,
-    add_postgres_option,
     allocator,
     allocator_name,
-    create_bucket,
     moto_server,
-    open_descriptors,
-    peak_rss_bytes,
-    postgres_missing,
-    postgres_tables,
-    rss_bytes,
-    s3_client,
     s3_server_missing,
     s3_storage_url,
 )
-from report import RESULTS_DIR, Target, machine, print_table, target_rows
+from harness.stores import (
+    S3_CREDENTIALS,
+    S3_REGION,
+    add_postgres_option,
+    create_bucket,
+    postgres_missing,
+    postgres_tables,
+    s3_client,
+)
 from soak_check import BUCKET, PREFIX, Findings, verify
 from soak_clients import INJECTED, MAX_EXAMPLES, PART_SIZE, Client, Expected, Tally
 from soak_replica import FAULTS_PATH
