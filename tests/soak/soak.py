@@ -4,8 +4,8 @@ leaked or over quota.
 
 Run on purpose, not by ``make test``::
 
-    .venv/bin/python benchmarks/soak.py            # 180 seconds of load
-    .venv/bin/python benchmarks/soak.py --quick    # 20 seconds
+    .venv/bin/python tests/soak/soak.py            # 180 seconds of load
+    .venv/bin/python tests/soak/soak.py --quick    # 20 seconds
 
 What runs: moto's S3 server on a free loopback port with a bucket, tables with a fresh prefix in
 the PostgreSQL of ``--postgres-url`` (dropped at the end), and two replicas
@@ -30,7 +30,7 @@ client saw created and did not delete is listed once and reads back with its SHA
 file whose creation or deletion failed, if it is there, is intact and its owner's; that no S3
 object lacks a record and no record its object, nothing is stuck half-way and no multipart
 upload is left incomplete; and that each owner's usage equals what it stores. The JSON goes to
-``benchmarks/results/soak-*.json`` with the replicas' logs beside it. Exit status: 1 if a
+``tests/soak/results/soak-*.json`` with the replicas' logs beside it. Exit status: 1 if a
 target is missed, 2 if a service is missing.
 """
 
@@ -52,29 +52,33 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from harness import BENCHMARKS_DIR, MiB
-from harness.measure import open_descriptors, peak_rss_bytes, rss_bytes
-from harness.report import RESULTS_DIR, Target, machine, print_table, target_rows
-from harness.servers import (
-    Server,
-    add_allocator_option,
-    allocator,
-    allocator_name,
-    moto_server,
-    s3_server_missing,
-    s3_storage_url,
-)
-from harness.stores import (
+from rig import (
+    RESULTS_DIR,
     S3_CREDENTIALS,
     S3_REGION,
+    SOAK_DIR,
+    Server,
+    Target,
+    add_allocator_option,
     add_postgres_option,
+    allocator,
+    allocator_name,
     create_bucket,
+    machine,
+    moto_server,
+    open_descriptors,
+    peak_rss_bytes,
     postgres_missing,
     postgres_tables,
+    print_table,
+    rss_bytes,
     s3_client,
+    s3_server_missing,
+    s3_storage_url,
+    target_rows,
 )
 from soak_check import BUCKET, PREFIX, Findings, verify
-from soak_clients import INJECTED, MAX_EXAMPLES, PART_SIZE, Client, Expected, Tally
+from soak_clients import INJECTED, MAX_EXAMPLES, PART_SIZE, Client, Expected, MiB, Tally
 from soak_replica import FAULTS_PATH
 from sqlalchemy import func, select
 
@@ -199,7 +203,7 @@ def replica(
     logs: Path,
 ) -> Server:
     """``soak_replica.py`` on a free port, its faults seeded from ``--seed`` and ``number``."""
-    argv = [sys.executable, str(BENCHMARKS_DIR / "soak_replica.py"), "--port", "{port}"]
+    argv = [sys.executable, str(SOAK_DIR / "soak_replica.py"), "--port", "{port}"]
     argv += ["--storage", storage_url, "--metadata", options.postgres_url]
     argv += ["--table-prefix", table_prefix, "--seed", str(options.seed * 100 + number)]
     argv += ["--fault-probability", str(options.fault_probability)]

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from harness import MiB
 
+MiB = 1024 * 1024
 PART_SIZE = 5 * MiB
 """The replicas' S3 part size (S3's least): files above it go up as multipart uploads."""
 SMALL_MAX = 2 * MiB
