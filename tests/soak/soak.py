@@ -134,7 +134,12 @@ class Watch:
             .group_by(files.c.owner)
         )
         async with self.store.engine.connect() as connection:
-            rows = [("usage row", *row) for row in (await connection.execute(select(usage)))]
+            rows = [
+                ("usage row", *row)
+                for row in (
+                    await connection.execute(select(usage.c.owner, usage.c.files, usage.c.bytes))
+                )
+            ]
             rows += [("records", *row) for row in (await connection.execute(counted))]
         self.samples += 1
         for source, owner, count, size in rows:
