@@ -1,8 +1,9 @@
 """Metadata benchmark: the cost of each metadata-store operation, in-process, per backend.
 
 Measured for memory, SQLite (a file, WAL) and PostgreSQL (``--postgres-url``, unique table
-prefix, dropped at the end), with no HTTP in between: the microseconds and the SQL statements
-and explicit transactions (``BEGIN``) of
+prefix, dropped at the end), with no HTTP in between: the wall-clock microseconds, the CPU
+microseconds of the process (every thread: on SQLite the database's own work too, on
+PostgreSQL not the server's), and the SQL statements and transactions of
 
 - ``get``: `MetadataStore.get` of an existing file (what ``retrieve`` and ``content`` cost);
 - ``list``: one page of 20 of an owner's 100 files (``GET /v1/files?limit=20``);
@@ -12,10 +13,11 @@ and explicit transactions (``BEGIN``) of
 ``--before PATH`` measures, side by side in the same run, the package found under ``PATH``
 (such as the ``src`` folder of a worktree of an older revision): each round runs one worker
 process per revision and backend, alternating, and the medians over rounds are reported with
-the ratio after/before. Statements (``st``) are counted with SQLAlchemy's
-``before_cursor_execute`` event on the store's ``statement_engines`` (on the engine alone for a
-revision without them), a ``BEGIN`` sent as a statement not counted; transactions (``tx``) are
-its ``commit`` events. A read without a transaction commits nothing.
+the ratio after/before of the CPU time (the steadier figure on a shared machine). Statements
+(``st``) are counted with SQLAlchemy's ``before_cursor_execute`` event on the store's
+``statement_engines`` (on the engine alone for a revision without them), a ``BEGIN`` sent as a
+statement not counted; transactions (``tx``) are its ``commit`` events. A read without a
+transaction commits nothing.
 """
 
 from __future__ import annotations
