@@ -31,8 +31,10 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
-from harness import BENCHMARKS_DIR, ProcessCounters, Server, rotated
-from report import Figure, Report, median
+from harness import BENCHMARKS_DIR
+from harness.measure import ProcessCounters, rotated
+from harness.report import Figure, Report, median
+from harness.servers import Server
 
 from openai_files.cli import build_parser
 from openai_files.cli._serve_app import FACTORY, worker_environment
