@@ -30,6 +30,8 @@ The contenders, each one process started as its users start it:
   first ``python3.12`` or later on the PATH; when that interpreter lacks ``ogx==1.5.0``, a venv
   with it is created under ``--cache-dir`` (once; ``pip install`` needs the network).
 
+Every server logs at level warning (ogx: ``OGX_LOGGING=all=warning``): no line per request.
+
 Before measuring, each contender must answer an upload, a retrieve, a list and a content
 request as the OpenAI Files API does, with the same requests that wrk then sends.
 
@@ -199,12 +201,13 @@ def ogx_python(options: argparse.Namespace) -> str:
 
 def ogx_server(python: str, scratch: Path, env: Mapping[str, str]) -> Server:
     """ogx serving ``OGX_CONFIG``, its files and databases in ``scratch/ogx``, with a home of
-    its own, as the configuration's header says to run it."""
+    its own, as the configuration's header says to run it; at log level warning, as ours runs
+    here, so that neither writes a log line per request."""
     data, home = scratch / "ogx", scratch / "ogx-home"
     data.mkdir()
     home.mkdir()
     argv = [python, "-m", "ogx.cli.ogx", "run", str(OGX_CONFIG), "--port", "{port}", "--insecure"]
-    env = {**env, "OGX_DATA_DIR": str(data), "HOME": str(home)}
+    env = {**env, "OGX_DATA_DIR": str(data), "HOME": str(home), "OGX_LOGGING": "all=warning"}
     log = scratch / "ogx.log"
     return Server("ogx", argv, log=log, env=env, cwd=scratch, startup_timeout=OGX_STARTUP_SECONDS)
 
