@@ -488,7 +488,10 @@ class SQLMetadataStore:
             if opened.rowcount != 1:
                 assert max_open is not None
                 raise QuotaExceeded.for_open_uploads(max_open)
-            await connection.execute(insert(self.tables.uploads).values(**vars(fresh)))
+            try:
+                await connection.execute(insert(self.tables.uploads).values(**vars(fresh)))
+            except IntegrityError as exc:
+                raise Conflict(f"An upload with id {upload.id} exists already.") from exc
 
     async def get_upload(self, owner: str, upload_id: str) -> UploadRecord | None:
         uploads = self.tables.uploads

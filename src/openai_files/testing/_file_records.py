@@ -253,3 +253,12 @@ class FileRecordConformance:
             for _ in range(8):
                 group.start_soon(attempt)
         assert [winner.id for winner in winners] == [record.id]
+
+    async def test_aclose_releases_a_store_that_was_used_and_may_be_repeated(
+        self, metadata: MetadataStore
+    ) -> None:
+        """Closing ends the store's use; a second close (the fixture's, here) is harmless."""
+        await metadata.insert(make_record())
+        await metadata.create_upload(make_upload())
+        with anyio.fail_after(30):
+            await metadata.aclose()
