@@ -128,6 +128,7 @@ def run_suite(tmp_path: Path, suite: str, recorder: CallRecorder) -> None:
     module.write_text(SUITES[suite])
     args = [str(module), "-c", str(tmp_path / "pytest.ini"), "--rootdir", str(tmp_path)]
     args += ["-q", "-p", "no:cacheprovider", "--import-mode=importlib"]
+    args += ["-W", "ignore::pytest.PytestAssertRewriteWarning"]  # anyio is imported already
     assert pytest.main(args, plugins=[recorder]) == pytest.ExitCode.OK
 
 
