@@ -17,9 +17,16 @@ import uvicorn
 from starlette.applications import Starlette
 
 # --8<-- [start:policy]
-from openai_files import FilesService, LocalStorage, Policy, SQLMetadataStore, create_app
-from openai_files.metadata.base import Quota
-from openai_files.policy import DAY, FileTypes
+from openai_files import (
+    FilesService,
+    FileTypes,
+    LocalStorage,
+    Policy,
+    Quota,
+    SQLMetadataStore,
+    create_app,
+)
+from openai_files.policy import DAY
 
 POLICY = Policy(
     upload_purposes=("batch",),

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openai_files import FilesService, LocalStorage, SQLMetadataStore, create_app
-from openai_files.auth import SCOPE_OWNER_KEY, scope_owner_auth
+from openai_files.http import SCOPE_OWNER_KEY, scope_owner_auth
 
 # The gateway's own key -> tenant table (a database in a real gateway).
 TENANTS = {"sk-team-a": "team-a", "sk-team-b": "team-b"}

@@ -12,8 +12,8 @@ import pytest
 
 from openai_files import Policy
 from openai_files.cli import build_parser
+from openai_files.cli._serve_options import policy_from_args, server_settings
 from openai_files.metadata.base import Quota
-from openai_files.serve_options import policy_from_args, server_settings
 
 from .conftest import server_process
 

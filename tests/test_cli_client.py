@@ -26,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openai_files import FilesService, LocalStorage, SQLMetadataStore, api_key_auth, create_app
-from openai_files.client_cli import safe_filename
+from openai_files.cli._client_commands import safe_filename
 
 from .conftest import ServerThread, free_port, serve, server_process
 

@@ -20,7 +20,7 @@ import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openai_files import FilesService, LocalStorage, SQLMetadataStore, create_app
-from openai_files.multipart import FormLimits
+from openai_files.http._multipart import FormLimits
 
 from .conftest import ServerThread, stored_files
 

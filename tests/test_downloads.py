@@ -29,7 +29,7 @@ from openai_files import (
     SQLMetadataStore,
     create_app,
 )
-from openai_files.ranges import http_date
+from openai_files.http._ranges import http_date
 
 from .conftest import serve
 from .s3_servers import S3Server

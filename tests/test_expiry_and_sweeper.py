@@ -9,7 +9,6 @@ sweepers, event hooks and the app's own sweeper are covered too.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,7 @@ from openai_files.ids import new_storage_key
 from openai_files.metadata.base import DEFAULT_TABLE_PREFIX, FileRecord, Quota, Usage
 from openai_files.storage.s3 import S3Storage
 from openai_files.sweeper import SweepReport
-from openai_files.testing import FaultyMetadataStore
+from openai_files.testing import FaultyMetadataStore, ManualClock
 
 from .conftest import require_service, serve, stored_files
 from .databases import POSTGRES_URL, drop_tables, unique_prefix
@@ -59,19 +58,6 @@ OWNER = "alice"
 HOUR = 3600
 KEY = "sk-sweeper"
 AUTH = {"authorization": f"Bearer {KEY}"}
-
-
-class Clock:
-    """A clock that stands still until a test moves it."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
@@ -98,7 +84,7 @@ class Backends:
     beneath the service at what they hold."""
 
     pair: Pair
-    clock: Clock
+    clock: ManualClock
     storage: Storage
     metadata: MetadataStore
     root: Path | None = None
@@ -187,7 +173,7 @@ class Backends:
 
 @pytest.fixture
 async def env(pair: Pair, tmp_path: Path) -> AsyncIterator[Backends]:
-    clock = Clock(float(int(time.time())))
+    clock = ManualClock()
     storage: Storage
     root = bucket = None
     if pair.storage == "memory":
@@ -666,7 +652,7 @@ def _async_call(call: Any, check: Any) -> Any:
 
 
 async def test_a_real_servers_sweeper_removes_an_expired_file_without_a_sweep_call() -> None:
-    clock = Clock(float(int(time.time())))
+    clock = ManualClock()
     storage, metadata = MemoryStorage(clock=clock), MemoryMetadataStore()
     service = FilesService(storage, metadata, clock=clock)
     file_id = await create(service, b"expiring", expires_after=HOUR)
@@ -694,7 +680,7 @@ def _async(check: Any) -> Any:
 async def test_a_sweep_failing_for_an_outage_logs_one_line_and_the_next_sweep_runs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock = Clock(float(int(time.time())))
+    clock = ManualClock()
     inner = MemoryMetadataStore()
     metadata = FaultyMetadataStore(inner)
     service = FilesService(MemoryStorage(clock=clock), metadata, clock=clock)

@@ -17,7 +17,6 @@ import hashlib
 import math
 import os
 import random
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from openai_files.storage.base import ComposableStorage, ListableStorage, Presig
 from openai_files.testing import (
     FaultyMetadataStore,
     FaultyStorage,
+    ManualClock,
     MetadataConformance,
     RandomFaults,
     StorageConformance,
@@ -59,17 +59,6 @@ pytestmark = pytest.mark.anyio
 CHUNK = 64 * 1024
 SIZE = 16 * CHUNK + 123  # 17 chunks on the wire
 OWNER = "default"  # `open_auth`'s owner
-
-
-class Clock:
-    """The service's clock: the real time, moved on by a minute before each sweep so that
-    stale uploads and unrecorded bytes count as old (files' mtimes stay real)."""
-
-    def __init__(self) -> None:
-        self.now = float(int(time.time()))
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def sha256(data: bytes) -> str:
@@ -119,7 +108,7 @@ class Rig:
     """A service over faulty backends, its app, a client, and what the client should see."""
 
     name: str
-    clock: Clock
+    clock: ManualClock
     storage: FaultyStorage
     metadata: FaultyMetadataStore
     service: FilesService
@@ -196,7 +185,7 @@ class Rig:
 
 @pytest.fixture(params=["local+sqlite", "memory+memory"])
 async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
-    clock = Clock()
+    clock = ManualClock()
     inner_storage: Storage
     inner_metadata: MetadataStore
     root = None

@@ -12,7 +12,8 @@ import anyio
 import httpx
 import pytest
 
-from openai_files import FilesService, FormLimits, LocalStorage, MemoryMetadataStore, create_app
+from openai_files import FilesService, LocalStorage, MemoryMetadataStore, create_app
+from openai_files.http import FormLimits
 from openai_files.storage.base import StoredBlob
 
 from .conftest import serve, stored_files

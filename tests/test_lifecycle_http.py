@@ -19,8 +19,8 @@ from openai_files import (
     create_app,
 )
 from openai_files.events import FileEvent
+from openai_files.http.ratelimit import TokenBucket
 from openai_files.policy import FileTypes
-from openai_files.ratelimit import TokenBucket
 
 from .conftest import BATCH_LINE
 

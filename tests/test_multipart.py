@@ -7,7 +7,12 @@ from collections.abc import AsyncIterator, Iterable
 import pytest
 
 from openai_files import MalformedUpload, RequestTooLarge
-from openai_files.multipart import FormLimits, MultipartReader, Part, boundary_from_content_type
+from openai_files.http._multipart import (
+    FormLimits,
+    MultipartReader,
+    Part,
+    boundary_from_content_type,
+)
 
 pytestmark = pytest.mark.anyio
 

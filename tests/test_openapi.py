@@ -21,16 +21,16 @@ from starlette.routing import Mount, Route
 from openai_files import (
     BackendUnavailable,
     FilesService,
-    FormLimits,
     MemoryMetadataStore,
     MemoryStorage,
     Policy,
     api_key_auth,
     create_app,
 )
-from openai_files.openapi import OPENAPI_PATH, openapi_document
+from openai_files.http import FormLimits
+from openai_files.http._openapi import OPENAPI_PATH, openapi_document
+from openai_files.http._uploads_api import completion_body_limit
 from openai_files.policy import PURPOSE_PATTERN
-from openai_files.uploads_endpoints import completion_body_limit
 
 pytestmark = pytest.mark.anyio
 
@@ -472,7 +472,9 @@ class SigningStorage(MemoryStorage):
 
 
 def test_a_policy_answering_400_for_files_too_large_documents_no_413() -> None:
-    document = openapi_document(Policy(file_too_large_status=400), ("/v1",))
+    with pytest.warns(DeprecationWarning, match="file_too_large_status"):
+        policy = Policy(file_too_large_status=400)
+    document = openapi_document(policy, ("/v1",))
     assert '"413"' not in json.dumps(document)
     upload = document["paths"]["/v1/files"]["post"]["responses"]["400"]["description"]
     assert "passed its maximum size" in upload

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from openai_files.ranges import (
+from openai_files.http._ranges import (
     ByteRange,
     Unsatisfiable,
     http_date,

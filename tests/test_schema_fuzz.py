@@ -39,8 +39,8 @@ from openai_files import (
     api_key_auth,
     create_app,
 )
-from openai_files.app import DEFAULT_PREFIXES
-from openai_files.openapi import OPENAPI_PATH, openapi_document
+from openai_files.http._openapi import OPENAPI_PATH, openapi_document
+from openai_files.http.app import DEFAULT_PREFIXES
 
 from .conftest import BATCH_LINE
 

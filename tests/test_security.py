@@ -434,7 +434,7 @@ def test_every_key_is_compared_whichever_matches(
         compared.append(b)
         return real_compare(a, b)
 
-    monkeypatch.setattr("openai_files.auth.hmac.compare_digest", counting)
+    monkeypatch.setattr("openai_files.http.auth.hmac.compare_digest", counting)
     try:
         owner: str | None = str(authenticate(request_with(authorization)))
     except AuthenticationFailed:

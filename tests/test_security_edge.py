@@ -21,8 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from openai_files import FilesService, FormLimits, MemoryMetadataStore, MemoryStorage, create_app
-from openai_files.auth import api_key_auth
+from openai_files import FilesService, MemoryMetadataStore, MemoryStorage, create_app
+from openai_files.http import FormLimits
+from openai_files.http.auth import api_key_auth
 
 from .conftest import serve, server_process
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from openai_files.serve_options import mask, parse_api_key
+from openai_files.cli._serve_options import mask, parse_api_key
 
 from .conftest import free_port, server_process
 

@@ -38,7 +38,7 @@ from openai_files import (
     create_app,
     scope_owner_auth,
 )
-from openai_files.auth import SCOPE_OWNER_KEY
+from openai_files.http.auth import SCOPE_OWNER_KEY
 from openai_files.metadata.base import Usage
 from openai_files.metadata.sql_migrations import upgrade
 from openai_files.metadata.sql_schema import (

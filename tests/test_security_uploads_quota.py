@@ -33,11 +33,11 @@ from openai_files import (
     api_key_auth,
     create_app,
 )
+from openai_files.http._uploads_api import MAX_JSON_BODY, completion_body_limit
 from openai_files.metadata.base import Quota, Usage
 from openai_files.metadata.sql_migrations import upgrade as upgrade_tables
 from openai_files.testing import FaultyMetadataStore
 from openai_files.testing.metadata import make_record
-from openai_files.uploads_endpoints import MAX_JSON_BODY, completion_body_limit
 
 from .clusters import KEY, Cluster
 from .conftest import ServerProcess, require_service, serve, server_process, stored_files

@@ -22,18 +22,11 @@ from openai_files import (
     Policy,
     SQLMetadataStore,
 )
+from openai_files.testing import ManualClock
 
 from .conftest import BATCH_LINE, stored_files
 
 pytestmark = pytest.mark.anyio
-
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def stream(data: bytes, size: int = 65536) -> AsyncIterator[bytes]:
@@ -130,7 +123,7 @@ async def test_bad_purpose_and_expiry_are_refused_before_any_byte_is_read(
 
 
 async def test_a_file_expires_exactly_at_expires_at() -> None:
-    clock = Clock()
+    clock = ManualClock(1_800_000_000.0)
     service = FilesService(MemoryStorage(), MemoryMetadataStore(), clock=clock)
     created = await service.create(
         "alice", file=b"x", filename="x", purpose="user_data", expires_after=3600

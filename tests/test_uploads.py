@@ -39,7 +39,7 @@ from openai_files import (
 )
 from openai_files.errors import BackendUnavailable
 from openai_files.metadata.base import Quota, UploadState
-from openai_files.testing import FaultyMetadataStore
+from openai_files.testing import FaultyMetadataStore, ManualClock
 from openai_files.uploads import MOVE_PAUSES
 
 from .conftest import BATCH_LINE, serve, stored_files
@@ -53,19 +53,6 @@ ALICE = {"authorization": "Bearer sk-alice"}
 BOB = {"authorization": "Bearer sk-bob"}
 T0 = 1_760_000_000.0
 SHA256_COMPOSITE_ETAG = re.compile(r'^"[0-9a-f]{64}-(\d+)"$')
-
-
-class Clock:
-    """A clock that stands still until a test moves it."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class ReadCountingStorage(LocalStorage):
@@ -139,7 +126,7 @@ class Api:
 
     service: FilesService
     http: httpx.AsyncClient
-    clock: Clock
+    clock: ManualClock
     defaults: dict[str, Any] = field(
         default_factory=lambda: {
             "filename": "data.bin",
@@ -233,9 +220,9 @@ async def running(
     metadata: MetadataStore,
     *,
     policy: Policy | None = None,
-    clock: Clock | None = None,
+    clock: ManualClock | None = None,
 ) -> AsyncIterator[Api]:
-    clock = clock or Clock()
+    clock = clock or ManualClock(T0)
     async with FilesService(storage, metadata, policy=policy, clock=clock) as service:
         app = create_app(service, auth=api_key_auth(KEYS))
         transport = httpx.ASGITransport(app=app)
@@ -653,7 +640,7 @@ async def test_an_idempotency_key_sent_by_a_client_cannot_claim_an_uploads_file(
 async def test_an_expired_upload_is_refused_and_the_sweeper_discards_its_parts(
     tmp_path: Path, kind: str
 ) -> None:
-    clock = Clock()
+    clock = ManualClock(T0)
     storage: Storage
     metadata: MetadataStore
     if kind == "memory":

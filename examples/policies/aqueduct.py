@@ -13,7 +13,7 @@ Reproduced:
   size limit and the quota are deployment settings in Aqueduct, so the numbers are examples;
 - routes under both ``/files`` and ``/v1/files`` (every app does that);
 - a file over the size limit gets 400 ``file_too_large``, as in Aqueduct
-  (``file_too_large_status=400``; OpenAI answers 413);
+  (``create_app(file_too_large_status=400)``; OpenAI answers 413);
 - the platform has no Uploads API, so the app does not serve one
   (``create_app(uploads_api=False)``); should you serve it, ``max_upload_size=None`` holds
   the files it makes to the same limit.
@@ -27,13 +27,14 @@ import uvicorn
 from starlette.applications import Starlette
 
 from openai_files import (
+    FileTypes,
     Policy,
+    Quota,
     api_key_auth,
     create_app,
     open_embedded,
 )
-from openai_files.metadata.base import Quota
-from openai_files.policy import DAY, FileTypes
+from openai_files.policy import DAY
 from openai_files.validation import BATCH_RULES
 
 # --8<-- [start:policy]
@@ -49,8 +50,8 @@ POLICY = Policy(
     jsonl_rules={"batch": BATCH_RULES},
     default_expiry={"batch": 7 * DAY, "batch_output": 7 * DAY},
     quota=Quota(max_files=1000, max_bytes=10 * GB),  # per user
-    file_too_large_status=400,
 )
+FILE_TOO_LARGE_STATUS = 400  # an HTTP choice: create_app(file_too_large_status=...)
 # --8<-- [end:policy]
 
 API_KEYS = {"sk-alice": "alice", "sk-bob": "bob"}  # API key -> user
@@ -66,6 +67,7 @@ def build_app(
         sweep_interval=sweep_interval,
         close_service=True,
         uploads_api=False,
+        file_too_large_status=FILE_TOO_LARGE_STATUS,
     )
 
 

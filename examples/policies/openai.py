@@ -64,7 +64,7 @@ POLICY = Policy(
     soft_delete=False,
     keep_media_type=False,
     download_media_types={},
-    file_too_large_status=413,
+    file_too_large_status=413,  # deprecated: create_app(file_too_large_status=...) now
     max_upload_size=8 * GB,
     max_part_size=64 * MB,
     upload_ttl=3600,

@@ -34,13 +34,14 @@ import uvicorn
 from starlette.applications import Starlette
 
 from openai_files import (
+    FileTypes,
     Policy,
+    Quota,
     api_key_auth,
     create_app,
     open_embedded,
 )
-from openai_files.metadata.base import Quota
-from openai_files.policy import OPENAI_UPLOAD_PURPOSES, FileTypes
+from openai_files.policy import OPENAI_UPLOAD_PURPOSES
 
 # --8<-- [start:policy]
 MB = 1024 * 1024

@@ -18,8 +18,8 @@ Reproduced:
 - one owner per project, by API key; 429 with ``Retry-After`` from a per-project rate limiter
   (Xerotier publishes no rates: the numbers here are examples);
 - JSONL files download as ``application/jsonl`` (``download_media_types``);
-- a file over the limit gets 400 ``file_too_large`` (``file_too_large_status=400``; OpenAI
-  answers 413);
+- a file over the limit gets 400 ``file_too_large``
+  (``create_app(file_too_large_status=400)``; OpenAI answers 413);
 - the platform has no Uploads API, so the app does not serve one
   (``create_app(uploads_api=False)``); should you serve it, ``max_upload_size=None`` holds
   the files it makes to the same limit.
@@ -42,13 +42,14 @@ from starlette.applications import Starlette
 from openai_files import (
     FileObject,
     FilesService,
+    FileTypes,
     Policy,
     api_key_auth,
     create_app,
     open_embedded,
 )
-from openai_files.policy import DAY, OPENAI_SYSTEM_PURPOSES, FileTypes
-from openai_files.ratelimit import TokenBucket
+from openai_files.http import TokenBucket
+from openai_files.policy import DAY, OPENAI_SYSTEM_PURPOSES
 from openai_files.validation import BATCH_RULES
 
 # --8<-- [start:policy]
@@ -71,8 +72,8 @@ POLICY = Policy(
     jsonl_rules={"batch": BATCH_RULES},
     default_expiry={purpose: 30 * DAY for purpose in PURPOSES + OPENAI_SYSTEM_PURPOSES},
     download_media_types={".jsonl": "application/jsonl"},
-    file_too_large_status=400,
 )
+FILE_TOO_LARGE_STATUS = 400  # an HTTP choice: create_app(file_too_large_status=...)
 # --8<-- [end:policy]
 
 API_KEYS = {"xero_local": "proj_local"}  # API key -> project
@@ -89,6 +90,7 @@ def build_app(
         sweep_interval=sweep_interval,
         close_service=True,
         uploads_api=False,
+        file_too_large_status=FILE_TOO_LARGE_STATUS,
     )
     app.state.service = service  # for the host's batch worker: see start_batch
     return app

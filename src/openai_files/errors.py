@@ -2,29 +2,30 @@
 
 ```
 OpenAIFilesError
-├── InvalidRequest               400  a parameter or the request body is wrong (`param` names it)
-│   ├── MalformedUpload          400  the multipart body cannot be parsed
-│   ├── InvalidFile              400  the file's content breaks its purpose's rules (bad JSONL)
-│   └── UnsupportedFileType      400  the file's type or extension is not allowed for its purpose
-├── RequestTimeout               408  the request body stalled, or came too slowly overall
-├── FileTooLarge                 413  the file passed the maximum size
-│   └── RequestTooLarge          413  the request body passed its maximum (the form around the file)
-├── AuthenticationFailed         401  missing or unknown API key
-├── FileNotFound                 404  no such file for this owner (also a builtin FileNotFoundError)
-├── UploadNotFound               404  no such upload for this owner
-├── BlobNotFound                 404  storage has no bytes under a key (also a FileNotFoundError)
-├── Conflict                     409  the file is in use and cannot be changed now
-├── QuotaExceeded                400  an owner's quota of files, bytes or open uploads is full
-├── RateLimited                  429  too many requests; retry after `retry_after` seconds
-└── BackendUnavailable           503  storage or the metadata store cannot be reached
+├── InvalidRequest               a parameter or the request body is wrong (`param` names it)
+│   ├── MalformedUpload          the multipart body cannot be parsed
+│   ├── InvalidFile              the file's content breaks its purpose's rules (bad JSONL)
+│   └── UnsupportedFileType      the file's type or extension is not allowed for its purpose
+├── RequestTimeout               the request body stalled, or came too slowly overall
+├── FileTooLarge                 the file passed the maximum size
+│   └── RequestTooLarge          the request body passed its maximum (the form around the file)
+├── AuthenticationFailed         missing or unknown API key
+├── FileNotFound                 no such file for this owner (also a builtin FileNotFoundError)
+├── UploadNotFound               no such upload for this owner
+├── BlobNotFound                 storage has no bytes under a key (also a FileNotFoundError)
+├── Conflict                     the file is in use and cannot be changed now
+├── QuotaExceeded                an owner's quota of files, bytes or open uploads is full
+├── RateLimited                  too many requests; retry after `retry_after` seconds
+└── BackendUnavailable           storage or the metadata store cannot be reached
 ```
 
 Every error carries the `message` shown to the client, an optional `param` (the request
-parameter at fault) and a `code`. `openai_files.responses` maps each class to its HTTP status and
-OpenAI error `type`; nothing below the edge knows about HTTP. Backends translate their drivers'
-exceptions into these at their own seam (`raise BackendUnavailable(...) from exc`), so callers
-never have to catch a driver's exceptions. A value the client sent is quoted in a message
-through `shown`, so that an answer never grows with what was sent.
+parameter at fault) and a `code`. The HTTP edge (`openai_files.http`) maps each class to its
+HTTP status and OpenAI error `type`, in one table; nothing below the edge knows about HTTP.
+Backends translate their drivers' exceptions into these at their own seam
+(`raise BackendUnavailable(...) from exc`), so callers never have to catch a driver's
+exceptions. A value the client sent is quoted in a message through `shown`, so that an answer
+never grows with what was sent.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._deprecated import moved_attribute
+
 __all__ = [
-    "ErrorBody",
-    "ErrorDetail",
     "FileDeleted",
     "FileList",
     "FileObject",
@@ -83,14 +83,6 @@ class UploadPartObject(_Wire):
     upload_id: str
 
 
-class ErrorDetail(_Wire):
-    message: str
-    type: str
-    param: str | None
-    code: str | None
-
-
-class ErrorBody(_Wire):
-    """OpenAI's error envelope: `{"error": {"message", "type", "param", "code"}}`."""
-
-    error: ErrorDetail
+def __getattr__(name: str) -> object:
+    # ErrorBody and ErrorDetail, OpenAI's error envelope, moved to the HTTP edge.
+    return moved_attribute(__name__, name)

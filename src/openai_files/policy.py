@@ -7,6 +7,7 @@ The defaults are OpenAI's. `docs/policy.md` shows how to reproduce other platfor
 from __future__ import annotations
 
 import posixpath
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -112,8 +113,9 @@ class Policy:
       file part at upload, instead of ``application/octet-stream``.
     - ``download_media_types``: the media type of downloads by filename extension
       (``{".jsonl": "application/jsonl"}``); it wins over ``keep_media_type``.
-    - ``file_too_large_status``: the HTTP status of ``file_too_large`` errors: 413 (OpenAI's),
-      or 400 as some platforms answer.
+    - ``file_too_large_status``: deprecated, goes in the next release: an HTTP choice, made at
+      the edge now (``create_app(file_too_large_status=400)``, ``files_routes(...)``,
+      ``openai-files serve --file-too-large-status 400``); an app given none still follows it.
     - ``max_upload_size``, ``max_part_size``, ``upload_ttl``: the Uploads API's limits (the
       file an upload produces may pass ``max_file_size``, up to ``max_upload_size``; None holds
       it to ``max_file_size``: `upload_limit`).
@@ -187,6 +189,14 @@ class Policy:
             raise ValueError("file_id_format must be 'openai' or 'uuid7'")
         if self.file_too_large_status not in (400, 413):
             raise ValueError("file_too_large_status must be 413 or 400")
+        if self.file_too_large_status != 413:
+            warnings.warn(
+                "Policy(file_too_large_status=...) is deprecated and goes in the next release: "
+                "pass file_too_large_status to create_app or files_routes (or "
+                "--file-too-large-status to openai-files serve) instead.",
+                DeprecationWarning,
+                stacklevel=3,  # the caller of the dataclass's __init__
+            )
         if self.validation not in ("strict", "lenient", "deferred", "off"):
             raise ValueError("validation must be 'strict', 'lenient', 'deferred' or 'off'")
 

@@ -16,30 +16,43 @@ The service owns the order of effects that keeps storage and metadata consistent
 
 from __future__ import annotations
 
-import logging
-import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
 import anyio
-import anyio.lowlevel
 
-from .errors import BlobNotFound, FileNotFound, InvalidRequest, UnsupportedFileType, shown
-from .events import EventHook, FileEvent, FileEventKind, emit
-from .ids import new_file_id, new_storage_key, parse_file_id
-from .inputs import MAX_PURPOSE_LENGTH, check_media_type, possible_id, unsafe_character
-from .metadata.base import Cursor, FileRecord, MetadataStore, OffsetPaging, Order, StatusUpdates
+from ._checks import (
+    check_expires_after,
+    checked_owner,
+)
+from ._clock import Clock
+from ._core import IDEMPOTENCY_WINDOW, Core, file_object
+from ._deferred import validate_stored
+from ._downloads import FileContent, FileStat, download_url, open_content, stat
+from ._listing import LIST_BATCH, ListedBatches, list_in_batches
+from ._pending_upload import PendingUpload, begin_upload
+from .errors import FileNotFound
+from .events import EventHook
+from .inputs import possible_id
+from .metadata.base import MetadataStore, OffsetPaging, StatusUpdates
 from .models import FileDeleted, FileList, FileObject
-from .policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, PURPOSE_PATTERN, Policy
-from .storage.base import PresignedURLs, Storage
-from .sweeper import SweepReport, run_sweeper, sweep, sweep_orphans
-from .upload import IDEMPOTENCY_WINDOW, PendingUpload
+from .policy import Policy
+from .storage.base import Storage
+from .sweeper import (
+    BATCH,
+    MAX_BATCHES,
+    ORPHAN_GRACE,
+    ORPHANS_EVERY,
+    STALE_AFTER,
+    SweepReport,
+    run_sweeper,
+    sweep,
+    sweep_orphans,
+)
 from .uploads import Uploads
-from .validation import JSONLValidator
 
 __all__ = [
     "LIST_BATCH",
@@ -50,125 +63,12 @@ __all__ = [
     "PendingUpload",
 ]
 
-log = logging.getLogger("openai_files")
-
-Clock = Callable[[], float]
-
-LIST_BATCH = 200
-"""How many files of a list page are fetched from the store, and sent, at a time."""
-
-
-@dataclass(frozen=True)
-class FileContent:
-    """An open download: the file, the byte range being served and the stream of its bytes.
-
-    ``start``/``end`` are the served range (``end`` exclusive). Iterate ``chunks`` exactly once,
-    or call `aclose`.
-    """
-
-    file: FileObject
-    sha256: str | None
-    media_type: str | None
-    start: int
-    end: int
-    chunks: AsyncIterator[bytes]
-
-    @property
-    def length(self) -> int:
-        return self.end - self.start
-
-    async def aclose(self) -> None:
-        closer = getattr(self.chunks, "aclose", None)
-        if closer is not None:
-            await closer()
-
-
-@dataclass(frozen=True)
-class FileStat:
-    """What a download needs to know before it reads a byte: the file, its strong ``etag``
-    (quoted, as the ETag header carries it), the media type to serve and when it was
-    last modified (its creation: files never change)."""
-
-    file: FileObject
-    etag: str
-    media_type: str
-    last_modified: int
-
-    @property
-    def size(self) -> int:
-        return self.file.bytes
-
-
-class ListedBatches:
-    """A page of the files list, read from the store a batch at a time
-    (`FilesService.list_in_batches`).
-
-    Iterate `batches` once: each batch is a list of `FileObject`; between two batches the
-    event loop runs other tasks. Once they are all read, `has_more` says whether the list goes
-    on past the page; ``total`` is the number of files in the list under `Policy.list_offset`.
-    """
-
-    def __init__(
-        self,
-        service: FilesService,
-        fetch: Callable[[Cursor | None, int], Awaitable[list[FileRecord]]],
-        first: list[FileRecord],
-        *,
-        page_size: int,
-        batch: int,
-        total: int | None,
-    ) -> None:
-        self._service = service
-        self._fetch = fetch
-        self._first = first
-        self._page_size = page_size
-        self._batch = batch
-        self.total = total
-        self.has_more = False
-
-    @property
-    def single(self) -> bool:
-        """True when the first batch is the whole page: nothing more is fetched."""
-        return self._page_size <= self._batch or len(self._first) <= self._batch
-
-    @property
-    def batches(self) -> AsyncIterator[list[FileObject]]:
-        return self._batches()
-
-    async def page(self) -> FileList:
-        """Every batch, read now into one `FileList`."""
-        data = [file async for batch in self.batches for file in batch]
-        return FileList(
-            data=data,
-            first_id=data[0].id if data else None,
-            last_id=data[-1].id if data else None,
-            has_more=self.has_more,
-            total=self.total,
-        )
-
-    async def _batches(self) -> AsyncIterator[list[FileObject]]:
-        records, sent = self._first, 0
-        while True:
-            wanted = min(self._batch, self._page_size - sent)
-            batch = records[:wanted]
-            sent += len(batch)
-            more = len(records) > wanted
-            yield [self._service.file_object(record) for record in batch]
-            if not more or sent >= self._page_size:
-                self.has_more = more
-                return
-            await anyio.lowlevel.checkpoint()  # let other requests run between two batches
-            last = batch[-1]
-            records = await self._fetch(
-                (last.created_us, last.id), min(self._batch, self._page_size - sent)
-            )
-
 
 class FilesService:
     """Files by owner over one `Storage` and one `MetadataStore`, under one `Policy`.
 
     ``clock`` returns the current Unix time in seconds (``time.time`` by default); tests pass a
-    controllable one. ``events`` are called after files are created, deleted or expired. The
+    `ManualClock`. ``events`` are called after files are created, deleted or expired. The
     service owns both backends: `aclose` (or leaving ``async with``) closes them.
     """
 
@@ -181,17 +81,30 @@ class FilesService:
         clock: Clock = time.time,
         events: Sequence[EventHook] = (),
     ) -> None:
-        self.storage = storage
-        self.metadata = metadata
-        self.policy = policy or Policy()
-        if self.policy.list_offset and not isinstance(metadata, OffsetPaging):
+        policy = policy or Policy()
+        if policy.list_offset and not isinstance(metadata, OffsetPaging):
             raise ValueError(f"Policy(list_offset=True) needs an OffsetPaging store; {metadata!r}")
-        if self.policy.validation == "deferred" and not isinstance(metadata, StatusUpdates):
+        if policy.validation == "deferred" and not isinstance(metadata, StatusUpdates):
             raise ValueError(
                 f'Policy(validation="deferred") needs a StatusUpdates store; {metadata!r}'
             )
-        self.clock = clock
-        self.events = tuple(events)
+        self._core = Core(storage, metadata, policy, clock, tuple(events))
+        self._uploads = Uploads(self._core)
+
+    @property
+    def storage(self) -> Storage:
+        """Where the files' bytes are."""
+        return self._core.storage
+
+    @property
+    def metadata(self) -> MetadataStore:
+        """Where the files' records are."""
+        return self._core.metadata
+
+    @property
+    def policy(self) -> Policy:
+        """The rules the service applies."""
+        return self._core.policy
 
     def __repr__(self) -> str:
         return f"FilesService(storage={self.storage!r}, metadata={self.metadata!r})"
@@ -235,7 +148,7 @@ class FilesService:
         the service creates (``batch_output``, ...). With ``idempotency_key``, a file created
         under the same key within 24 hours is returned instead of a new one.
         """
-        self.check_expires_after(expires_after)
+        check_expires_after(expires_after)
         upload = await self.begin_upload(
             owner, filename=filename, media_type=media_type, purpose=purpose, system=system
         )
@@ -264,117 +177,22 @@ class FilesService:
         Use the result as an async context manager: leaving it without `PendingUpload.finish`
         (or with an exception) removes everything the upload wrote.
         """
-        self.check_filename(filename)
-        if media_type is not None:
-            check_media_type(media_type, param="file", name="The file part's Content-Type")
-        if purpose is not None:
-            self.check_purpose(purpose, system=system)
-            self.check_file_type(purpose, filename, media_type)
-        created_us = int(self.clock() * 1_000_000)
-        record = FileRecord(
-            id=new_file_id(created_us, self.policy.file_id_format),
-            owner=_checked_owner(owner),
-            purpose=purpose or "",
+        return await begin_upload(
+            self._core,
+            owner,
             filename=filename,
-            bytes=0,
-            created_us=created_us,
-            expires_at=None,
-            status="uploaded",
-            status_details=None,
-            storage_key=new_storage_key(),
-            sha256=None,
             media_type=media_type,
-            state="pending",
-            changed_at=created_us // 1_000_000,
-        )
-        await self.metadata.insert(record, quota=self.policy.quota)
-        return PendingUpload(
-            self,
-            record,
             purpose=purpose,
             system=system,
             max_size=max_size,
-            bytes_counted=bytes_counted,
         )
-
-    def check_purpose(self, purpose: str, *, system: bool = False) -> None:
-        """`InvalidRequest` unless files with ``purpose`` may be created (by the service itself
-        with ``system``, which also allows the system purposes)."""
-        allowed = self.policy.upload_purposes
-        if allowed is None:
-            if not re.fullmatch(PURPOSE_PATTERN, purpose):
-                raise InvalidRequest(
-                    f"{shown(purpose)} is not a valid purpose: use 1 to 64 letters, digits, "
-                    "'_', '-', '.' or ':', starting with a letter or digit.",
-                    param="purpose",
-                )
-            return
-        if system:
-            allowed += self.policy.system_purposes
-        if purpose not in allowed:
-            listed = ", ".join(repr(p) for p in allowed)
-            raise InvalidRequest(
-                f"{shown(purpose)} is not one of [{listed}] - 'purpose'", param="purpose"
-            )
-
-    def check_expires_after(self, seconds: int | None) -> None:
-        """`InvalidRequest` unless ``seconds`` is None or within OpenAI's range."""
-        if seconds is not None and not EXPIRES_AFTER_MIN <= seconds <= EXPIRES_AFTER_MAX:
-            raise InvalidRequest(
-                f"expires_after[seconds] must be between {EXPIRES_AFTER_MIN} and "
-                f"{EXPIRES_AFTER_MAX}; got {seconds}.",
-                param="expires_after[seconds]",
-            )
-
-    def check_filename(self, filename: str, *, param: str = "file") -> None:
-        """`InvalidRequest` for an empty or over-long filename, or one holding a character no
-        name should (`openai_files.inputs.unsafe_character`: a control character, a lone
-        surrogate, or a bidi control that would make the name display as another)."""
-        if not filename:
-            raise InvalidRequest("The file must have a filename.", param=param)
-        if len(filename) > self.policy.max_filename_length:
-            raise InvalidRequest(
-                f"The filename is {len(filename)} characters long; the maximum is "
-                f"{self.policy.max_filename_length}.",
-                param=param,
-            )
-        char = unsafe_character(filename)
-        if char is not None:
-            raise InvalidRequest(
-                f"The filename contains the character U+{ord(char):04X}: names must not hold "
-                "control characters (such as NUL, CR, LF or U+0080..U+009F), bidirectional "
-                "controls (such as U+202E) or unpaired surrogates; rename the file.",
-                param=param,
-            )
-
-    def check_file_type(
-        self, purpose: str, filename: str, media_type: str | None, *, param: str = "file"
-    ) -> None:
-        """`UnsupportedFileType` unless the policy accepts this kind of file for ``purpose``."""
-        types = self.policy.file_types.get(purpose)
-        if types is not None and not types.allows(filename, media_type):
-            raise UnsupportedFileType(
-                f"Files with purpose {shown(purpose)} must be {types.describe()}; "
-                f"got {shown(filename)}.",
-                param=param,
-            )
 
     # -- read -------------------------------------------------------------------------------
 
     async def retrieve(self, owner: str, file_id: str) -> FileObject:
         """The file, or `FileNotFound` (missing, deleted, expired or another owner's). With
         soft delete, a deleted file is returned with status ``deleted``."""
-        if not possible_id(file_id):
-            raise FileNotFound(file_id)
-        record = await self.metadata.get(
-            _checked_owner(owner),
-            file_id,
-            now=self.now(),
-            include_deleted=self.policy.soft_delete,
-        )
-        if record is None:
-            raise FileNotFound(file_id)
-        return self.file_object(record)
+        return await self._core.retrieve(owner, file_id)
 
     async def list(
         self,
@@ -421,116 +239,37 @@ class FilesService:
         The parameters are checked and the first batch fetched before this returns, so a bad
         request or an unreachable store fails here, not midway through the page.
         """
-        page_size = self.policy.list_limit_default if limit is None else limit
-        if not 1 <= page_size <= self.policy.list_limit_max:
-            raise InvalidRequest(
-                f"limit must be between 1 and {self.policy.list_limit_max}; got {page_size}.",
-                param="limit",
-            )
-        if order not in ("asc", "desc"):
-            raise InvalidRequest(
-                f"order must be 'asc' or 'desc'; got {shown(order)}.", param="order"
-            )
-        direction: Order = "asc" if order == "asc" else "desc"
-        if purpose is not None:
-            _check_purpose_filter(purpose)
-        cursor = None
-        if after is not None:
-            created_us = parse_file_id(after)
-            if created_us is None:
-                raise InvalidRequest(
-                    f"after must be a file id from a previous page; got {shown(after)}.",
-                    param="after",
-                )
-            cursor = (created_us, after)
-        self._check_offset(offset, after)
-        owner, now = _checked_owner(owner), self.now()
-        total = None
-        if self.policy.list_offset:
-            total = await self._offset_paging.count(owner, now=now, purpose=purpose)
-
-        async def fetch(cursor: Cursor | None, wanted: int) -> list[FileRecord]:
-            """``wanted`` files after ``cursor`` (the first batch: after ``offset``), and one
-            more when there is one, which says whether the list goes on."""
-            if offset and cursor is None:
-                return await self._offset_paging.list_at(
-                    owner,
-                    now=now,
-                    purpose=purpose,
-                    offset=offset,
-                    limit=wanted + 1,
-                    order=direction,
-                )
-            return await self.metadata.list(
-                owner, now=now, purpose=purpose, after=cursor, limit=wanted + 1, order=direction
-            )
-
-        first = await fetch(cursor, min(batch, page_size))
-        return ListedBatches(self, fetch, first, page_size=page_size, batch=batch, total=total)
-
-    def _check_offset(self, offset: int | None, after: str | None) -> None:
-        """`InvalidRequest` for an ``offset`` the policy does not take, or cannot be used."""
-        if offset is None:
-            return
-        if not self.policy.list_offset:
-            raise InvalidRequest(
-                "offset is not accepted here: page with after=<file id>.", param="offset"
-            )
-        if after is not None:
-            raise InvalidRequest("Give after or offset, not both.", param="offset")
-        if offset < 0:
-            raise InvalidRequest(f"offset must be 0 or more; got {offset}.", param="offset")
-
-    @property
-    def _offset_paging(self) -> OffsetPaging:
-        """The metadata store, to page by offset and count (`Policy.list_offset`)."""
-        assert isinstance(self.metadata, OffsetPaging)  # checked when the service was made
-        return self.metadata
+        return await list_in_batches(
+            self._core,
+            owner,
+            purpose=purpose,
+            limit=limit,
+            order=order,
+            after=after,
+            offset=offset,
+            batch=batch,
+        )
 
     async def content(
         self, owner: str, file_id: str, *, start: int = 0, end: int | None = None
     ) -> FileContent:
         """Open the file's bytes from ``start`` to ``end`` (exclusive; None: to the end)."""
-        record = await self._visible(owner, file_id)
-        stop = record.bytes if end is None else min(end, record.bytes)
-        first = min(max(start, 0), stop)
-        try:
-            chunks = await self.storage.get(record.storage_key, start=first, end=stop)
-        except BlobNotFound:
-            log.error("file %s is listed but its bytes are missing from storage", file_id)
-            raise FileNotFound(file_id) from None
-        return FileContent(
-            file=self.file_object(record),
-            sha256=record.sha256,
-            media_type=record.media_type,
-            start=first,
-            end=stop,
-            chunks=chunks,
-        )
+        return await open_content(self._core, owner, file_id, start=start, end=end)
 
     async def stat(self, owner: str, file_id: str) -> FileStat:
         """The file's download metadata; `FileNotFound` as for `content`."""
-        record = await self._visible(owner, file_id)
-        return FileStat(
-            file=self.file_object(record),
-            etag=f'"{record.etag or record.sha256 or record.id}"',
-            media_type=self.policy.download_media_type(record.filename, record.media_type),
-            last_modified=record.created_at,
-        )
+        return await stat(self._core, owner, file_id)
 
     async def download_url(self, owner: str, file_id: str, *, expires_in: int) -> str | None:
         """A short-lived URL from which the file's bytes can be fetched directly, or None when
         the storage cannot sign URLs (see `PresignedURLs`). `FileNotFound` as for `content`."""
-        record = await self._visible(owner, file_id)
-        if not isinstance(self.storage, PresignedURLs):
-            return None
-        return await self.storage.presigned_url(record.storage_key, expires_in=expires_in)
+        return await download_url(self._core, owner, file_id, expires_in=expires_in)
 
     async def idempotent_file(self, owner: str, key: str) -> FileObject | None:
         """The file the owner created with ``Idempotency-Key: key`` within 24 hours, if it is
         still visible (once it expired or was deleted, the key starts a new file)."""
-        since = self.now() - IDEMPOTENCY_WINDOW
-        file_id = await self.metadata.idempotent_file(_checked_owner(owner), key, since=since)
+        since = self._core.now() - IDEMPOTENCY_WINDOW
+        file_id = await self.metadata.idempotent_file(checked_owner(owner), key, since=since)
         if file_id is None:
             return None
         try:
@@ -540,8 +279,8 @@ class FilesService:
 
     @property
     def uploads(self) -> Uploads:
-        """The Uploads API: large files sent in parts."""
-        return Uploads(self)
+        """The Uploads API: large files sent in parts (one `Uploads` per service)."""
+        return self._uploads
 
     # -- delete and hold ---------------------------------------------------------------------
 
@@ -552,12 +291,13 @@ class FilesService:
         """
         if not possible_id(file_id):
             raise FileNotFound(file_id)
-        record = await self.metadata.begin_delete(_checked_owner(owner), file_id, now=self.now())
+        core = self._core
+        record = await self.metadata.begin_delete(checked_owner(owner), file_id, now=core.now())
         if record is None:
             raise FileNotFound(file_id)
         with anyio.CancelScope(shield=True):
-            await self.purge(record, keep_record=self.policy.soft_delete)
-        await self.emit("deleted", owner, self.file_object(record))
+            await core.purge(record, keep_record=self.policy.soft_delete)
+        await core.emit("deleted", owner, file_object(record))
         return FileDeleted(id=file_id, deleted=True)
 
     async def validate(self, owner: str, file_id: str) -> FileObject:
@@ -566,35 +306,14 @@ class FilesService:
         ``status_details``), and return it. A file that is not waiting for the check is
         returned as it is. A batch worker calls this when a batch first uses the file (after
         `hold`, so that it cannot go meanwhile)."""
-        record = await self._visible(owner, file_id)
-        rules = self.policy.jsonl_rules.get(record.purpose)
-        if record.status != "uploaded" or rules is None:
-            return self.file_object(record)
-        validator = JSONLValidator(rules)
-        content = await self.content(owner, file_id)
-        try:
-            async for chunk in content.chunks:
-                validator.feed(chunk)
-        finally:
-            await content.aclose()
-        result = validator.finish()
-        assert isinstance(self.metadata, StatusUpdates)  # checked when the service was made
-        checked = await self.metadata.set_status(
-            record.owner,
-            file_id,
-            status="processed" if result.ok else "error",
-            details=None if result.ok else result.message,
-            now=self.now(),
-        )
-        if checked is None:
-            raise FileNotFound(file_id)
-        return self.file_object(checked)
+        return await validate_stored(self._core, owner, file_id)
 
     async def hold(self, owner: str, file_id: str, holder: str) -> None:
         """Hold the file for ``holder`` (a batch id, say): until released it cannot be deleted
         (409) and does not expire. Holding twice for one holder is one hold."""
+        now = self._core.now()
         if not possible_id(file_id) or not await self.metadata.hold(
-            _checked_owner(owner), file_id, holder, now=self.now()
+            checked_owner(owner), file_id, holder, now=now
         ):
             raise FileNotFound(file_id)
 
@@ -603,7 +322,7 @@ class FilesService:
         is gone at once."""
         if not possible_id(file_id):
             return False
-        return await self.metadata.release(_checked_owner(owner), file_id, holder)
+        return await self.metadata.release(checked_owner(owner), file_id, holder)
 
     @asynccontextmanager
     async def holding(self, owner: str, file_id: str, holder: str) -> AsyncIterator[FileObject]:
@@ -615,99 +334,56 @@ class FilesService:
             with anyio.CancelScope(shield=True):
                 await self.release(owner, file_id, holder)
 
-    async def purge(self, record: FileRecord, *, keep_record: bool = False) -> bool:
-        """Remove a record's bytes, then the record (or keep it as ``deleted``); True if done.
-
-        If the bytes cannot be removed the record stays (``pending`` or ``deleting``, invisible
-        to clients) as the reminder for the sweeper, so no bytes are ever forgotten.
-        """
-        try:
-            await self.storage.delete(record.storage_key)
-        except Exception:
-            log.warning("removing the bytes of %s failed; the sweeper will retry", record.id)
-            return False
-        try:
-            await self.metadata.remove(record.owner, record.id, keep_record=keep_record)
-        except Exception:
-            log.warning("removing the record of %s failed; the sweeper will retry", record.id)
-            return False
-        return True
-
     # -- sweeping -----------------------------------------------------------------------------
 
-    async def sweep(self, *, batch: int = 100, stale_after: int = 3600) -> SweepReport:
+    async def sweep(
+        self, *, batch: int = BATCH, stale_after: int = STALE_AFTER, max_batches: int = MAX_BATCHES
+    ) -> SweepReport:
         """Remove expired files and what dead uploads and failed deletes left, now.
 
         For hosts that schedule their own jobs; safe to run on several replicas at once.
-        ``stale_after`` is how long an upload or a delete may take before it counts as dead.
+        Records are claimed ``batch`` at a time, at most ``max_batches`` times. ``stale_after``
+        is how long an upload or a delete may take before it counts as dead.
         """
-        return await sweep(self, batch=batch, stale_after=stale_after)
+        return await sweep(
+            self._core,
+            self._uploads,
+            batch=batch,
+            stale_after=stale_after,
+            max_batches=max_batches,
+        )
 
-    async def sweep_orphans(self, *, grace: int = 24 * 3600) -> int:
+    async def sweep_orphans(self, *, grace: int = ORPHAN_GRACE) -> int:
         """Remove stored bytes no record knows, older than ``grace`` seconds."""
-        return await sweep_orphans(self, grace=grace)
+        return await sweep_orphans(self._core, grace=grace)
 
     async def run_sweeper(
-        self, *, interval: float, stale_after: int = 3600, stop: anyio.Event | None = None
+        self,
+        *,
+        interval: float,
+        batch: int = BATCH,
+        stale_after: int = STALE_AFTER,
+        max_batches: int = MAX_BATCHES,
+        orphan_grace: int = ORPHAN_GRACE,
+        orphans_every: int = ORPHANS_EVERY,
+        stop: anyio.Event | None = None,
     ) -> None:
-        """Sweep every ``interval`` seconds until cancelled (run it in a task)."""
-        await run_sweeper(self, interval=interval, stale_after=stale_after, stop=stop)
-
-    # -- helpers -----------------------------------------------------------------------------
-
-    def now(self) -> int:
-        """The current time in whole Unix seconds, by this service's clock."""
-        return int(self.clock())
-
-    async def emit(self, kind: FileEventKind, owner: str, file: FileObject) -> None:
-        """Tell the event hooks that ``kind`` happened to ``file``."""
-        if self.events:
-            await emit(self.events, FileEvent(kind=kind, owner=owner, file=file, at=self.now()))
-
-    async def _visible(self, owner: str, file_id: str) -> FileRecord:
-        if not possible_id(file_id):
-            raise FileNotFound(file_id)
-        record = await self.metadata.get(_checked_owner(owner), file_id, now=self.now())
-        if record is None:
-            raise FileNotFound(file_id)
-        return record
-
-    def expires_at(self, record: FileRecord, purpose: str, expires_after: int | None) -> int | None:
-        seconds = expires_after
-        if seconds is None:
-            seconds = self.policy.default_expiry.get(purpose)
-        return None if seconds is None else record.created_at + seconds
-
-    @staticmethod
-    def file_object(record: FileRecord) -> FileObject:
-        """The wire form of a record."""
-        return FileObject(
-            id=record.id,
-            bytes=record.bytes,
-            created_at=record.created_at,
-            filename=record.filename,
-            purpose=record.purpose,
-            status=record.status,  # type: ignore[arg-type]
-            status_details=record.status_details,
-            expires_at=record.expires_at,
+        """Sweep every ``interval`` seconds until ``stop`` is set or the task is cancelled (run
+        it in a task): each sweep as `sweep` with ``batch``, ``stale_after`` and
+        ``max_batches``, and every ``orphans_every`` sweeps (the first included) as
+        `sweep_orphans` with ``grace=orphan_grace``. Setting ``stop`` lets a sweep in progress
+        finish."""
+        await run_sweeper(
+            self._core,
+            self._uploads,
+            interval=interval,
+            batch=batch,
+            stale_after=stale_after,
+            max_batches=max_batches,
+            orphan_grace=orphan_grace,
+            orphans_every=orphans_every,
+            stop=stop,
         )
-
-
-def _check_purpose_filter(purpose: str) -> None:
-    """`InvalidRequest` for a ``purpose`` filter no file can have: longer than a purpose can be,
-    or holding a control character or a lone surrogate."""
-    if len(purpose) > MAX_PURPOSE_LENGTH or unsafe_character(purpose) is not None:
-        raise InvalidRequest(
-            f"purpose must be a purpose of at most {MAX_PURPOSE_LENGTH} characters, without "
-            f"control characters; got {shown(purpose)}.",
-            param="purpose",
-        )
-
-
-def _checked_owner(owner: str) -> str:
-    if not owner or len(owner) > 255:
-        raise ValueError("owner must be a non-empty string of at most 255 characters")
-    return owner
 
 
 async def _as_chunks(file: AsyncIterable[bytes] | bytes) -> AsyncIterator[bytes]:

@@ -9,25 +9,48 @@ The orphan pass removes bytes that no record knows (a crash between writing byte
 recording them cannot leave any, since the record is written first, but a pending record swept
 while its upload still ran can), once they are older than a grace period, and the temporary
 files of interrupted writes, for storages that can list their keys.
+
+Hosts run these through `FilesService.sweep`, `FilesService.sweep_orphans` and
+`FilesService.run_sweeper`, which take the same options.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import anyio
 
+from ._core import Core, file_object
 from .errors import BackendUnavailable
+from .policy import DAY
 from .storage.base import ListableStorage
+from .uploads import Uploads
 
-if TYPE_CHECKING:
-    from .service import FilesService
-
-__all__ = ["SweepReport", "run_sweeper", "sweep", "sweep_orphans"]
+__all__ = [
+    "BATCH",
+    "MAX_BATCHES",
+    "ORPHANS_EVERY",
+    "ORPHAN_GRACE",
+    "STALE_AFTER",
+    "SweepReport",
+    "run_sweeper",
+    "sweep",
+    "sweep_orphans",
+]
 
 log = logging.getLogger("openai_files")
+
+BATCH = 100
+"""Records claimed (and upload parts discarded) at a time."""
+MAX_BATCHES = 100
+"""Batches one sweep claims at most, so that one sweep ends even while files keep expiring."""
+STALE_AFTER = 3600
+"""Seconds an upload or a delete may take before it counts as dead and is cleaned up."""
+ORPHAN_GRACE = DAY
+"""Seconds stored bytes that no record knows are kept before they are removed."""
+ORPHANS_EVERY = 60
+"""`run_sweeper` looks for orphaned bytes every this many sweeps (and on the first)."""
 
 
 @dataclass(frozen=True)
@@ -46,85 +69,96 @@ class SweepReport:
 
 
 async def sweep(
-    service: FilesService, *, batch: int = 100, stale_after: int = 3600, max_batches: int = 100
+    core: Core,
+    uploads: Uploads,
+    *,
+    batch: int = BATCH,
+    stale_after: int = STALE_AFTER,
+    max_batches: int = MAX_BATCHES,
 ) -> SweepReport:
     """Sweep until nothing is left to claim, in batches of ``batch``, at most ``max_batches``."""
     expired = stale = removed = failed = 0
     for _ in range(max_batches):
-        now = service.now()
-        claimed = await service.metadata.claim_for_sweep(
+        now = core.now()
+        claimed = await core.metadata.claim_for_sweep(
             now=now, stale_before=now - stale_after, limit=batch
         )
         for record in claimed:
             was_visible = record.state == "active"
             expired += was_visible
             stale += not was_visible
-            keep = service.policy.soft_delete and record.state == "deleting"
-            if await service.purge(record, keep_record=keep):
+            keep = core.policy.soft_delete and record.state == "deleting"
+            if await core.purge(record, keep_record=keep):
                 removed += 1
             else:
                 failed += 1  # the record stays claimed; a later sweep retries it
             if was_visible:  # gone for clients now, whether or not its bytes went at once
-                await service.emit("expired", record.owner, service.file_object(record))
+                await core.emit("expired", record.owner, file_object(record))
         if not claimed:  # fewer than a batch may mean another sweeper won some claims
             break
-    parts = await service.uploads.sweep(batch=batch)
+    parts = await uploads.sweep(batch=batch)
     return SweepReport(
         expired=expired, stale=stale, removed=removed, failed=failed, upload_parts=parts
     )
 
 
-async def sweep_orphans(service: FilesService, *, grace: int = 24 * 3600) -> int:
+async def sweep_orphans(core: Core, *, grace: int = ORPHAN_GRACE) -> int:
     """Remove bytes older than ``grace`` seconds that belong to no record; how many went.
 
     A no-op for storages that cannot list their keys (`ListableStorage`); for S3, give the
     bucket a lifecycle rule for incomplete multipart uploads instead.
     """
-    storage = service.storage
+    storage = core.storage
     if not isinstance(storage, ListableStorage):
         return 0
-    cutoff = service.clock() - grace
+    cutoff = core.clock() - grace
     removed = await storage.remove_partials(modified_before=cutoff)
     batch: list[str] = []
     async for key in storage.iter_keys(modified_before=cutoff):
         batch.append(key)
         if len(batch) == 500:
-            removed += await _remove_unknown(service, batch)
+            removed += await _remove_unknown(core, batch)
             batch = []
     if batch:
-        removed += await _remove_unknown(service, batch)
+        removed += await _remove_unknown(core, batch)
     return removed
 
 
-async def _remove_unknown(service: FilesService, keys: list[str]) -> int:
-    known = await service.metadata.existing_keys(keys)
+async def _remove_unknown(core: Core, keys: list[str]) -> int:
+    known = await core.metadata.existing_keys(keys)
     orphans = [key for key in keys if key not in known]
     for key in orphans:
-        await service.storage.delete(key)
+        await core.storage.delete(key)
     return len(orphans)
 
 
 async def run_sweeper(
-    service: FilesService,
+    core: Core,
+    uploads: Uploads,
     *,
     interval: float,
-    stale_after: int = 3600,
-    orphan_grace: int = 24 * 3600,
-    orphans_every: int = 60,
+    batch: int = BATCH,
+    stale_after: int = STALE_AFTER,
+    max_batches: int = MAX_BATCHES,
+    orphan_grace: int = ORPHAN_GRACE,
+    orphans_every: int = ORPHANS_EVERY,
     stop: anyio.Event | None = None,
 ) -> None:
-    """Sweep every ``interval`` seconds until ``stop`` is set (or the task is cancelled);
-    orphans every ``orphans_every`` sweeps. A failing sweep is logged and the next one runs
+    """Sweep every ``interval`` seconds until ``stop`` is set (or the task is cancelled), each
+    sweep as `sweep` with ``batch``, ``stale_after`` and ``max_batches``; orphans older than
+    ``orphan_grace`` every ``orphans_every`` sweeps. A failing sweep is logged and the next one runs
     as planned. Setting ``stop`` lets a sweep in progress finish: cancelling one in the middle
     of a database call can leave the driver's connection unable to close."""
     stop = stop or anyio.Event()
     rounds = 0
     while not stop.is_set():
         try:
-            report = await sweep(service, stale_after=stale_after)
+            report = await sweep(
+                core, uploads, batch=batch, stale_after=stale_after, max_batches=max_batches
+            )
             if rounds % orphans_every == 0:
                 report = SweepReport(
-                    **{**vars(report), "orphans": await sweep_orphans(service, grace=orphan_grace)}
+                    **{**vars(report), "orphans": await sweep_orphans(core, grace=orphan_grace)}
                 )
             if report != SweepReport():
                 log.info("sweep: %s", report)

@@ -14,14 +14,22 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
-from typing import TYPE_CHECKING
 
 import anyio
 
+from ._checks import (
+    check_expires_after,
+    check_file_type,
+    check_filename,
+    check_purpose,
+    checked_owner,
+)
+from ._core import IDEMPOTENCY_WINDOW, Core
+from ._pending_upload import begin_upload
+from ._upload_parts import PartMeter, part_too_large, too_many_parts
 from .errors import (
     BackendUnavailable,
     FileNotFound,
-    FileTooLarge,
     InvalidRequest,
     OpenAIFilesError,
     QuotaExceeded,
@@ -33,10 +41,6 @@ from .inputs import check_media_type, possible_id
 from .metadata.base import PartOutcome, PartRecord, UploadRecord, UploadState
 from .models import FileObject, UploadObject, UploadPartObject
 from .storage.base import ComposableStorage
-from .upload import IDEMPOTENCY_WINDOW, QUOTA_STEP
-
-if TYPE_CHECKING:
-    from .service import FilesService
 
 __all__ = ["Uploads"]
 
@@ -49,10 +53,14 @@ MOVE_PAUSES = (0.05, 0.2, 0.5)
 
 
 class Uploads:
-    """The Uploads API over one `FilesService` (``service.uploads``)."""
+    """The Uploads API of one `FilesService`: use ``service.uploads``.
 
-    def __init__(self, service: FilesService) -> None:
-        self._service = service
+    Every method takes the owner explicitly, as the service's do, and applies the same check
+    to it (`ValueError` for an empty one or one over 255 characters).
+    """
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
 
     async def create(
         self,
@@ -66,12 +74,13 @@ class Uploads:
     ) -> UploadObject:
         """Start an upload of a file of ``bytes`` bytes; it expires after the policy's
         ``upload_ttl`` (an hour) unless completed."""
-        service, policy = self._service, self._service.policy
-        service.check_filename(filename, param="filename")
+        core, policy = self._core, self._core.policy
+        owner = checked_owner(owner)
+        check_filename(policy, filename, param="filename")
         check_media_type(mime_type, param="mime_type")
-        service.check_purpose(purpose)
-        service.check_file_type(purpose, filename, mime_type, param="filename")
-        service.check_expires_after(expires_after)
+        check_purpose(policy, purpose)
+        check_file_type(policy, purpose, filename, mime_type, param="filename")
+        check_expires_after(expires_after)
         limit = min(policy.upload_limit, policy.max_file_size_by_purpose.get(purpose, bytes))
         if not 0 < bytes <= limit:
             raise InvalidRequest(
@@ -79,7 +88,7 @@ class Uploads:
                 param="bytes",
             )
         await self._check_quota(owner, bytes)  # early: the declared bytes must fit at all
-        now = service.now()
+        now = core.now()
         upload = UploadRecord(
             id=new_object_id("upload_"),
             owner=owner,
@@ -98,11 +107,11 @@ class Uploads:
     async def _open(self, upload: UploadRecord) -> None:
         """Record the upload, within the owner's bound on open uploads. Uploads past their
         expiry count as open until expired: at the bound, they are expired and it tries again."""
-        metadata, bound = self._service.metadata, self._service.policy.max_open_uploads
+        metadata, bound = self._core.metadata, self._core.policy.max_open_uploads
         try:
             await metadata.create_upload(upload, max_open=bound)
         except QuotaExceeded:
-            if not await metadata.expire_uploads(now=self._service.now()):
+            if not await metadata.expire_uploads(now=self._core.now()):
                 raise
             await metadata.create_upload(upload, max_open=bound)
 
@@ -112,18 +121,18 @@ class Uploads:
         """Stream one part of the upload to storage: at most ``max_part_size`` bytes, and no
         more than the upload's declared ``bytes`` leave room for. Its bytes count against the
         owner's byte quota as they arrive (reserved before they are stored)."""
-        service, policy = self._service, self._service.policy
+        core, policy = self._core, self._core.policy
         upload = self._pending(await self._get(owner, upload_id))
         if upload.part_count >= policy.max_upload_parts:
-            raise _too_many_parts(upload.id, policy.max_upload_parts)
+            raise too_many_parts(upload.id, policy.max_upload_parts)
         limit = min(policy.max_part_size, upload.bytes - upload.received)
         if limit <= 0:
-            raise _part_too_large(upload, 1, policy.max_part_size)
+            raise part_too_large(upload, 1, policy.max_part_size)
         part_id = new_object_id(PART_ID_PREFIX)
         key = f"uploads/{upload.id}/{part_id}"
-        meter = _PartMeter(self, upload, limit)
+        meter = PartMeter(core, upload, limit, still_pending=lambda: self._still_pending(upload))
         try:
-            blob = await service.storage.put(key, meter.metered(data))
+            blob = await core.storage.put(key, meter.metered(data))
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await meter.release()
@@ -135,21 +144,21 @@ class Uploads:
             bytes=blob.size,
             sha256=blob.sha256,
             storage_key=key,
-            created_at=service.now(),
+            created_at=core.now(),
         )
         try:
-            outcome = await service.metadata.add_part(
+            outcome = await core.metadata.add_part(
                 part, reserved=meter.reserved, max_parts=policy.max_upload_parts
             )
         except BaseException:
             # Whether the part was recorded is unknown: what it reserved stays counted until
             # the upload closes, which settles the upload's reservation.
             with anyio.CancelScope(shield=True):
-                await service.storage.delete(key)
+                await core.storage.delete(key)
             raise
         if outcome != "added":
             with anyio.CancelScope(shield=True):
-                await service.storage.delete(key)
+                await core.storage.delete(key)
             raise await self._refusal(upload, part, outcome)
         return UploadPartObject(id=part.id, created_at=part.created_at, upload_id=upload.id)
 
@@ -159,15 +168,15 @@ class Uploads:
         """The error for a part the store refused (another request changed the upload since
         this one began)."""
         if outcome == "over_part_limit":
-            return _too_many_parts(upload.id, self._service.policy.max_upload_parts)
+            return too_many_parts(upload.id, self._core.policy.max_upload_parts)
         current = self._pending(await self._get(upload.owner, upload.id))  # raises if closed
         if outcome == "over_declared_bytes":
-            return _part_too_large(current, part.bytes, self._service.policy.max_part_size)
+            return part_too_large(current, part.bytes, self._core.policy.max_part_size)
         return _not_pending(upload.id, "completed")
 
     async def discard_part(self, owner: str, upload_id: str, part_id: str) -> None:
         """Remove one part (of a part request that failed after the part was stored)."""
-        parts = await self._service.metadata.get_parts(owner, upload_id)
+        parts = await self._core.metadata.get_parts(checked_owner(owner), upload_id)
         await self._discard_parts([part for part in parts if part.id == part_id])
 
     async def complete(
@@ -180,7 +189,7 @@ class Uploads:
         change is lost), completing again finds the file and finishes the upload with it
         rather than refusing an upload stuck ``completing``.
         """
-        service = self._service
+        core = self._core
         upload = await self._get(owner, upload_id)
         if upload.state == "completing":
             return await self._finish_interrupted(upload)
@@ -192,7 +201,7 @@ class Uploads:
                 f"The parts add up to {total} bytes, but the upload declared {upload.bytes}.",
                 param="part_ids",
             )
-        if not await service.metadata.move_upload(
+        if not await core.metadata.move_upload(
             owner, upload_id, from_states=("pending",), to="completing"
         ):
             raise _not_pending(upload_id, "being completed")
@@ -212,7 +221,7 @@ class Uploads:
         client to complete it again): the move is tried a few times."""
         for pause in (*MOVE_PAUSES, None):
             try:
-                await self._service.metadata.move_upload(
+                await self._core.metadata.move_upload(
                     upload.owner, upload.id, from_states=("completing",), to=to, file_id=file_id
                 )
                 return
@@ -225,39 +234,39 @@ class Uploads:
         """Finish an upload left ``completing`` with the file it produced, if it produced one;
         while another request is still assembling it, or if one failed midway and could not
         put it back to ``pending``, it cannot be completed."""
-        service = self._service
-        file_id = await service.metadata.idempotent_file(
-            upload.owner, _completion_key(upload.id), since=service.now() - IDEMPOTENCY_WINDOW
+        core = self._core
+        file_id = await core.metadata.idempotent_file(
+            upload.owner, _completion_key(upload.id), since=core.now() - IDEMPOTENCY_WINDOW
         )
         if file_id is None:
             raise _not_pending(upload.id, "being completed")
         try:
-            created = await service.retrieve(upload.owner, file_id)
+            created = await core.retrieve(upload.owner, file_id)
         except FileNotFound:  # deleted (or expired) since: the upload cannot produce it again
             raise _not_pending(upload.id, "being completed") from None
         return await self._completed(upload, created)
 
     async def _completed(self, upload: UploadRecord, created: FileObject) -> UploadObject:
         await self._move(upload, "completed", created.id)
-        metadata = self._service.metadata
+        metadata = self._core.metadata
         await self._discard_parts(await metadata.get_parts(upload.owner, upload.id))
         return _upload_object(upload.replace(state="completed"), created)
 
     async def cancel(self, owner: str, upload_id: str) -> UploadObject:
         """Cancel a pending upload and discard its parts."""
-        service = self._service
+        core = self._core
         upload = self._pending(await self._get(owner, upload_id))
-        if not await service.metadata.move_upload(
+        if not await core.metadata.move_upload(
             owner, upload_id, from_states=("pending",), to="cancelled"
         ):
             raise _not_pending(upload_id, "being completed")
-        await self._discard_parts(await service.metadata.get_parts(owner, upload_id))
+        await self._discard_parts(await core.metadata.get_parts(owner, upload_id))
         return _upload_object(upload.replace(state="cancelled"))
 
     async def sweep(self, *, batch: int = 100) -> int:
         """Expire uploads past their time and discard parts no upload needs; how many parts."""
-        metadata = self._service.metadata
-        await metadata.expire_uploads(now=self._service.now())
+        metadata = self._core.metadata
+        await metadata.expire_uploads(now=self._core.now())
         discarded = 0
         while parts := await metadata.finished_parts(limit=batch):
             discarded += await self._discard_parts(parts)
@@ -268,8 +277,9 @@ class Uploads:
     async def _assemble(
         self, upload: UploadRecord, parts: list[PartRecord], md5: str | None
     ) -> FileObject:
-        service = self._service
-        pending = await service.begin_upload(
+        core = self._core
+        pending = await begin_upload(
+            core,
             upload.owner,
             filename=upload.filename,
             media_type=upload.mime_type,
@@ -279,8 +289,8 @@ class Uploads:
         )
         async with pending:
             keys = [part.storage_key for part in parts]
-            reads_content = md5 is not None or service.policy.rules_for(upload.purpose)
-            if reads_content or not isinstance(service.storage, ComposableStorage):
+            reads_content = md5 is not None or core.policy.rules_for(upload.purpose)
+            if reads_content or not isinstance(core.storage, ComposableStorage):
                 digest = hashlib.md5(usedforsecurity=False) if md5 else None
                 await pending.write(self._read_parts(keys, digest))
                 if md5 and digest and digest.hexdigest() != md5.strip().lower():
@@ -301,7 +311,7 @@ class Uploads:
     ) -> AsyncIterator[bytes]:
         """The parts' bytes in order, each chunk added to ``digest`` when there is one."""
         for key in keys:
-            async for chunk in await self._service.storage.get(key):
+            async for chunk in await self._core.storage.get(key):
                 if digest is not None:
                     digest.update(chunk)
                 yield chunk
@@ -313,7 +323,7 @@ class Uploads:
             raise InvalidRequest("part_ids must be a non-empty list of part ids.", param="part_ids")
         if len(set(part_ids)) != len(part_ids):
             raise InvalidRequest("part_ids names a part more than once.", param="part_ids")
-        known = {p.id: p for p in await self._service.metadata.get_parts(upload.owner, upload.id)}
+        known = {p.id: p for p in await self._core.metadata.get_parts(upload.owner, upload.id)}
         unknown = [part_id for part_id in part_ids if part_id not in known]
         if unknown:
             raise InvalidRequest(
@@ -324,39 +334,43 @@ class Uploads:
     async def _get(self, owner: str, upload_id: str) -> UploadRecord:
         if not possible_id(upload_id):
             raise UploadNotFound(upload_id)
-        upload = await self._service.metadata.get_upload(owner, upload_id)
+        upload = await self._core.metadata.get_upload(checked_owner(owner), upload_id)
         if upload is None:
             raise UploadNotFound(upload_id)
         return upload
 
+    async def _still_pending(self, upload: UploadRecord) -> None:
+        """Raise the error that says why ``upload`` no longer takes parts, if it does not."""
+        self._pending(await self._get(upload.owner, upload.id))
+
     def _pending(self, upload: UploadRecord) -> UploadRecord:
         """``upload``, if it still takes parts and can be completed or cancelled."""
         state = upload.state
-        if state == "pending" and self._service.now() >= upload.expires_at:
+        if state == "pending" and self._core.now() >= upload.expires_at:
             state = "expired"
         if state != "pending":
             raise _not_pending(upload.id, state)
         return upload
 
     async def _check_quota(self, owner: str, size: int) -> None:
-        quota = self._service.policy.quota
+        quota = self._core.policy.quota
         if quota is None:
             return
-        usage = await self._service.metadata.usage(owner)
+        usage = await self._core.metadata.usage(owner)
         if not quota.allows(usage.files + 1, usage.bytes + size):
             raise QuotaExceeded.for_usage(quota.max_files, quota.max_bytes, usage.files)
 
     async def _discard_parts(self, parts: list[PartRecord]) -> int:
-        service = self._service
+        core = self._core
         discarded = 0
         with anyio.CancelScope(shield=True):
             for part in parts:
                 try:
-                    await service.storage.delete(part.storage_key)
+                    await core.storage.delete(part.storage_key)
                 except Exception:
                     log.warning("removing part %s failed; the sweeper will retry", part.id)
                     continue
-                await service.metadata.remove_part(part.id)
+                await core.metadata.remove_part(part.id)
                 discarded += 1
         return discarded
 
@@ -372,33 +386,6 @@ def _upload_object(upload: UploadRecord, file: FileObject | None = None) -> Uplo
         expires_at=upload.expires_at,
         file=file,
     )
-
-
-def _too_many_parts(upload_id: str, max_parts: int) -> InvalidRequest:
-    return InvalidRequest(
-        f"Upload {upload_id} holds {max_parts} parts, the most one upload may hold. Complete "
-        "it, or cancel it and upload the file again in fewer, larger parts.",
-        param="data",
-    )
-
-
-def _part_too_large(upload: UploadRecord, size: int, max_part_size: int) -> FileTooLarge:
-    """The error for a part of at least ``size`` bytes that does not fit (the declared bytes
-    or the part size limit)."""
-    room = upload.bytes - upload.received
-    limit = min(room, max_part_size)
-    if size <= max_part_size and room < size:
-        message = (
-            f"The part does not fit in upload {upload.id}: it declared {upload.bytes} bytes "
-            f"and its parts hold {upload.received}, so a part may add at most {max(room, 0)} "
-            "more. Send a smaller part, or complete the upload if it has all its bytes."
-        )
-    else:
-        message = (
-            f"The part is too large: a part holds at most {limit} bytes here (parts are at "
-            f"most {max_part_size} bytes). Split the data into smaller parts."
-        )
-    return FileTooLarge(max(limit, 0), param="data", message=message)
 
 
 def _not_pending(upload_id: str, state: str) -> InvalidRequest:
@@ -419,56 +406,3 @@ def _composite_etag(parts: list[PartRecord]) -> str:
     """Like S3's multipart ETag: the digest of the parts' digests, and how many there were."""
     digests = b"".join(bytes.fromhex(part.sha256) for part in parts)
     return f"{hashlib.sha256(digests).hexdigest()}-{len(parts)}"
-
-
-class _PartMeter:
-    """Counts one part's bytes as they stream to storage: refuses the part as soon as it
-    passes ``limit``, and under a byte quota reserves its bytes against the owner's quota
-    (`MetadataStore.reserve_upload`, `QUOTA_STEP` at a time when the quota allows, else
-    exactly) before each chunk goes on to storage."""
-
-    def __init__(self, uploads: Uploads, upload: UploadRecord, limit: int) -> None:
-        self._uploads = uploads
-        self._service = uploads._service
-        self._upload = upload
-        self._limit = limit
-        quota = self._service.policy.quota
-        self._quota = quota if quota is not None and quota.max_bytes is not None else None
-        self.reserved = 0
-
-    async def metered(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-        total = 0
-        async for chunk in chunks:
-            total += len(chunk)
-            if total > self._limit:
-                policy = self._service.policy
-                raise _part_too_large(self._upload, total, policy.max_part_size)
-            if self._quota is not None and total > self.reserved:
-                await self._reserve(total)
-            yield chunk
-
-    async def _reserve(self, total: int) -> None:
-        upload, quota, metadata = self._upload, self._quota, self._service.metadata
-        assert quota is not None
-        needed = total - self.reserved
-        ahead = min(max(needed, QUOTA_STEP), self._limit - self.reserved)
-        for size in dict.fromkeys((ahead, needed)):
-            if await metadata.reserve_upload(upload.owner, upload.id, size, quota=quota):
-                self.reserved += size
-                return
-        # Refused: the upload closed meanwhile (that error), or the quota is full.
-        self._uploads._pending(await self._uploads._get(upload.owner, upload.id))
-        usage = await metadata.usage(upload.owner)
-        raise QuotaExceeded.for_usage(quota.max_files, quota.max_bytes, usage.files)
-
-    async def release(self) -> None:
-        """Give back what this part reserved (it was not added)."""
-        if not self.reserved:
-            return
-        try:
-            await self._service.metadata.release_upload(
-                self._upload.owner, self._upload.id, self.reserved
-            )
-        except Exception:  # counted until the upload closes, which settles it
-            log.warning("releasing the reservation of a part of %s failed", self._upload.id)
-        self.reserved = 0

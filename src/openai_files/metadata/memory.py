@@ -40,6 +40,8 @@ class MemoryMetadataStore:
         return f"MemoryMetadataStore(records={len(self._records)})"
 
     async def insert(self, record: FileRecord, *, quota: Quota | None = None) -> None:
+        """Add the record to the dict and its cursor to the owner's sorted list; the usage is
+        counted from the records, so the quota check sees every pending and active one."""
         if record.id in self._records:
             raise Conflict(f"A file with id {record.id} exists already.")
         if quota is not None:
@@ -50,6 +52,7 @@ class MemoryMetadataStore:
         bisect.insort(self._order.setdefault(record.owner, []), record.cursor)
 
     async def reserve(self, owner: str, file_id: str, size: int, *, quota: Quota | None) -> bool:
+        """Grow the pending record's ``bytes`` in place; the usage follows, being counted."""
         record = self._own(owner, file_id)
         if record is None or record.state != "pending":
             return False
@@ -63,6 +66,8 @@ class MemoryMetadataStore:
     async def commit(
         self, record: FileRecord, *, idempotency_key: str | None = None, key_since: int = 0
     ) -> str:
+        """Replace the pending record with ``record`` made ``active``, remembering the key
+        (with the time of the commit) in a dict by owner and key."""
         current = self._own(record.owner, record.id)
         if current is None or current.state != "pending":
             raise Conflict("The upload was abandoned before it completed; upload it again.")
@@ -75,6 +80,7 @@ class MemoryMetadataStore:
         return record.id
 
     async def idempotent_file(self, owner: str, key: str, *, since: int) -> str | None:
+        """Look the key up in the dict of keys; a file no longer ``active`` frees it."""
         return self._key_file(owner, key, since, None)
 
     def _key_file(self, owner: str, key: str, since: int, now: int | None) -> str | None:
@@ -91,6 +97,7 @@ class MemoryMetadataStore:
     async def get(
         self, owner: str, file_id: str, *, now: int, include_deleted: bool = False
     ) -> FileRecord | None:
+        """One dict lookup, then the visibility check."""
         record = self._own(owner, file_id)
         if record is None:
             return None
@@ -101,6 +108,7 @@ class MemoryMetadataStore:
     async def set_status(
         self, owner: str, file_id: str, *, status: str, details: str | None, now: int
     ) -> FileRecord | None:
+        """Replace the visible record with one of the new status and details."""
         record = await self.get(owner, file_id, now=now)
         if record is None:
             return None
@@ -118,6 +126,8 @@ class MemoryMetadataStore:
         limit: int,
         order: Order = "desc",
     ) -> list[FileRecord]:
+        """Bisect the owner's sorted cursors to ``after`` and walk them in ``order``, skipping
+        records that are not visible or of another purpose."""
         cursors = self._order.get(owner, [])
         if order == "asc":
             start = 0 if after is None else bisect.bisect_right(cursors, after)
@@ -135,6 +145,7 @@ class MemoryMetadataStore:
         return page
 
     async def count(self, owner: str, *, now: int, purpose: str | None = None) -> int:
+        """Count the owner's visible records (of ``purpose``) one by one."""
         return len(self._listed(owner, now, purpose))
 
     async def list_at(
@@ -147,6 +158,7 @@ class MemoryMetadataStore:
         limit: int,
         order: Order = "desc",
     ) -> builtins.list[FileRecord]:
+        """Slice the owner's visible records (of ``purpose``), in ``order``."""
         listed = self._listed(owner, now, purpose)
         if order == "desc":
             listed.reverse()
@@ -162,9 +174,12 @@ class MemoryMetadataStore:
         ]
 
     async def usage(self, owner: str) -> Usage:
+        """Counted on each call from the owner's pending and active records and the bytes
+        their uploads hold."""
         return self._usage(owner)
 
     async def begin_delete(self, owner: str, file_id: str, *, now: int) -> FileRecord | None:
+        """Turn the visible, unheld record ``deleting``; atomic, since nothing is awaited."""
         record = await self.get(owner, file_id, now=now)
         if record is None:
             return None
@@ -175,6 +190,7 @@ class MemoryMetadataStore:
         return deleting
 
     async def remove(self, owner: str, file_id: str, *, keep_record: bool = False) -> None:
+        """Drop the record, its holds and its cursor (or keep it ``deleted``)."""
         record = self._own(owner, file_id)
         if record is None:
             return
@@ -187,6 +203,7 @@ class MemoryMetadataStore:
         del cursors[bisect.bisect_left(cursors, record.cursor)]
 
     async def hold(self, owner: str, file_id: str, holder: str, *, now: int) -> bool:
+        """Add ``holder`` to the file's set of holders; ``hold_count`` is its size."""
         record = await self.get(owner, file_id, now=now)
         if record is None:
             return False
@@ -196,6 +213,7 @@ class MemoryMetadataStore:
         return True
 
     async def release(self, owner: str, file_id: str, holder: str) -> bool:
+        """Remove ``holder`` from the file's set of holders."""
         record = self._own(owner, file_id)
         holders = self._holds.get(file_id, set())
         if record is None or holder not in holders:
@@ -207,6 +225,7 @@ class MemoryMetadataStore:
     async def claim_for_sweep(
         self, *, now: int, stale_before: int, limit: int
     ) -> builtins.list[FileRecord]:
+        """Scan every record for candidates, turning up to ``limit`` of them ``deleting``."""
         claimed: list[FileRecord] = []
         for record in list(self._records.values()):
             if len(claimed) == limit:
@@ -217,12 +236,15 @@ class MemoryMetadataStore:
         return claimed
 
     async def existing_keys(self, keys: builtins.list[str]) -> set[str]:
+        """Scan every record and part for the keys."""
         wanted = set(keys)
         stored = [r.storage_key for r in self._records.values()]
         stored += [p.storage_key for p in self._parts.values()]
         return {key for key in stored if key in wanted}
 
     async def create_upload(self, upload: UploadRecord, *, max_open: int | None = None) -> None:
+        """Keep the upload in a dict, its running totals at zero; open uploads are counted from
+        the dict against ``max_open``."""
         if upload.id in self._uploads:
             raise Conflict(f"An upload with id {upload.id} exists already.")
         if max_open is not None and self._usage(upload.owner).open_uploads >= max_open:
@@ -230,6 +252,7 @@ class MemoryMetadataStore:
         self._uploads[upload.id] = upload.replace(received=0, part_count=0, reserved=0)
 
     async def get_upload(self, owner: str, upload_id: str) -> UploadRecord | None:
+        """One dict lookup."""
         upload = self._uploads.get(upload_id)
         return upload if upload is not None and upload.owner == owner else None
 
@@ -242,6 +265,8 @@ class MemoryMetadataStore:
         to: UploadState,
         file_id: str | None = None,
     ) -> bool:
+        """Replace the upload with one in state ``to``; closing it settles its reservation to
+        the bytes its parts hold."""
         upload = await self.get_upload(owner, upload_id)
         if upload is None or upload.state not in from_states:
             return False
@@ -254,6 +279,7 @@ class MemoryMetadataStore:
     async def reserve_upload(
         self, owner: str, upload_id: str, size: int, *, quota: Quota | None
     ) -> bool:
+        """Grow the pending upload's ``reserved``, which the usage counts, if ``quota`` allows."""
         upload = await self.get_upload(owner, upload_id)
         if upload is None or upload.state != "pending":
             return False
@@ -265,6 +291,7 @@ class MemoryMetadataStore:
         return True
 
     async def release_upload(self, owner: str, upload_id: str, size: int) -> None:
+        """Shrink the open upload's ``reserved``."""
         upload = await self.get_upload(owner, upload_id)
         if upload is not None and upload.is_open:
             self._uploads[upload_id] = upload.replace(reserved=upload.reserved - size)
@@ -272,6 +299,8 @@ class MemoryMetadataStore:
     async def add_part(
         self, part: PartRecord, *, reserved: int = 0, max_parts: int | None = None
     ) -> PartOutcome:
+        """Check the upload's state, declared bytes and part count, then keep the part and
+        update the totals; nothing is awaited in between, so concurrent parts take turns."""
         upload = await self.get_upload(part.owner, part.upload_id)
         if upload is None:
             return "not_pending"
@@ -294,9 +323,11 @@ class MemoryMetadataStore:
         return outcome
 
     async def get_parts(self, owner: str, upload_id: str) -> builtins.list[PartRecord]:
+        """Scan every part for the upload's."""
         return [p for p in self._parts.values() if p.upload_id == upload_id and p.owner == owner]
 
     async def expire_uploads(self, *, now: int) -> int:
+        """Scan every upload and move those open past their expiry to ``expired``."""
         expired = [
             u
             for u in self._uploads.values()
@@ -309,10 +340,12 @@ class MemoryMetadataStore:
         return len(expired)
 
     async def finished_parts(self, *, limit: int) -> builtins.list[PartRecord]:
+        """Scan every part for those of closed uploads."""
         done = {"completed", "cancelled", "expired"}
         return [p for p in self._parts.values() if self._uploads[p.upload_id].state in done][:limit]
 
     async def remove_part(self, part_id: str) -> None:
+        """Drop the part and take its bytes out of its upload's totals."""
         part = self._parts.pop(part_id, None)
         upload = None if part is None else self._uploads.get(part.upload_id)
         if part is not None and upload is not None:
@@ -323,6 +356,7 @@ class MemoryMetadataStore:
             )
 
     async def aclose(self) -> None:
+        """Nothing to release; the records stay until the store is dropped."""
         return None
 
     def _usage(self, owner: str) -> Usage:

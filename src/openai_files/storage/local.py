@@ -50,6 +50,8 @@ class LocalStorage:
         return self.root / check_key(key)
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
+        """Write to a hidden temporary file beside the target, then rename it into place
+        (after ``fsync`` if set): a reader sees the old object or the whole new one."""
         path = self.path_for(key)
         temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         handle = await _io(_open_exclusive, temp)
@@ -106,11 +108,14 @@ class LocalStorage:
     async def get(
         self, key: str, *, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
+        """Read ``block_size`` bytes at a time in a worker thread; the file is opened now, so a
+        missing key is `BlobNotFound` here rather than while iterating."""
         path = self.path_for(key)
         handle = await _io(_open_for_reading, path, key)
         return _read_range(handle, start, end, self.block_size)
 
     async def head(self, key: str) -> int:
+        """The file's size; `BlobNotFound` for a missing key."""
         path = self.path_for(key)
         try:
             return (await _io(path.stat)).st_size
@@ -118,9 +123,11 @@ class LocalStorage:
             raise BlobNotFound(key) from None
 
     async def delete(self, key: str) -> None:
+        """Unlink the file; a missing key is a no-op. Emptied directories stay."""
         await _io(self.path_for(key).unlink, True)
 
     async def aclose(self) -> None:
+        """Nothing to release: files are opened per call."""
         return None
 
     async def keys(self) -> list[str]:
@@ -128,6 +135,8 @@ class LocalStorage:
         return [path.relative_to(self.root).as_posix() for path in await _io(self._scan, False)]
 
     async def iter_keys(self, *, modified_before: float) -> AsyncIterator[str]:
+        """Files under ``root`` by modification time, in sorted order; temporary files of
+        puts are not keys."""
         for path in await _io(self._scan, False, modified_before):
             yield path.relative_to(self.root).as_posix()
 

@@ -25,6 +25,8 @@ class MemoryStorage:
         return f"MemoryStorage(objects={len(self._objects)})"
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
+        """Gather the chunks and keep them under ``key``, replacing what was there; the
+        object appears only once every chunk has arrived."""
         hasher = BlobHasher()
         parts: list[bytes] = []
         async for chunk in chunks:
@@ -37,26 +39,32 @@ class MemoryStorage:
     async def get(
         self, key: str, *, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
+        """Serve the bytes in slices of 1 MiB; `BlobNotFound` for a missing key."""
         data = self._lookup(key)
         stop = len(data) if end is None else min(end, len(data))
         return _slices(memoryview(data), start, stop)
 
     async def head(self, key: str) -> int:
+        """The object's length; `BlobNotFound` for a missing key."""
         return len(self._lookup(key))
 
     async def delete(self, key: str) -> None:
+        """Forget the object; a missing key is a no-op."""
         self._objects.pop(key, None)
         self._written.pop(key, None)
 
     async def aclose(self) -> None:
+        """Drop every object: what was stored is gone."""
         self._objects.clear()
 
     async def iter_keys(self, *, modified_before: float) -> AsyncIterator[str]:
+        """Keys in sorted order, dated by the clock given to the constructor at their put."""
         for key, written in sorted(self._written.items()):
             if written < modified_before:
                 yield key
 
     async def remove_partials(self, *, modified_before: float) -> int:
+        """Always 0: a put stores nothing until it completes."""
         return 0  # a put stores nothing until it completes
 
     def keys(self) -> list[str]:

@@ -34,7 +34,6 @@ Every failure of the S3 service, of the network or of the credentials surfaces a
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import AsyncIterable, AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -42,10 +41,11 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import anyio
 import obstore
-from obstore.exceptions import BaseError, PermissionDeniedError, UnauthenticatedError
+from obstore.exceptions import BaseError
 from obstore.store import S3Store
 
-from ..errors import BackendUnavailable, BlobNotFound
+from ..errors import BlobNotFound
+from ._s3_errors import DRIVER_ERRORS, first_line, range_ignored, unavailable
 from .base import BlobHasher, StoredBlob, check_key, join_blocks
 
 if TYPE_CHECKING:
@@ -73,8 +73,6 @@ _MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _URL_OPTIONS = {"endpoint", "region", "allow_http", "part_size", "parts_in_flight"}
-# obstore raises its own errors, and builtin OSErrors from its buffered writer.
-_DRIVER_ERRORS = (BaseError, OSError)
 
 
 class S3Storage:
@@ -171,7 +169,7 @@ class S3Storage:
             self._store = S3Store(bucket, config=config, client_options=client, retry_config=retry)
             self._writes = S3Store(bucket, config=config, client_options=writes, retry_config=retry)
         except BaseError as exc:
-            raise ValueError(f"invalid S3 storage configuration: {_first_line(exc)}") from exc
+            raise ValueError(f"invalid S3 storage configuration: {first_line(exc)}") from exc
 
     @classmethod
     def from_url(cls, url: str) -> S3Storage:
@@ -216,6 +214,8 @@ class S3Storage:
         return self.prefix + check_key(key)
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
+        """One PUT, or from ``part_size`` bytes on a multipart upload with ``parts_in_flight``
+        parts sent at once; a failed or cancelled put aborts its multipart upload."""
         name = self.object_name(key)
         writer = obstore.open_writer_async(
             self._writes,
@@ -235,13 +235,15 @@ class S3Storage:
             # The commit point: once it has started, it completes or fails, never half-way.
             with anyio.CancelScope(shield=True):
                 await writer.close()
-        except _DRIVER_ERRORS as exc:
-            raise _unavailable(f"storing {key!r}", exc) from exc
+        except DRIVER_ERRORS as exc:
+            raise unavailable(f"storing {key!r}", exc) from exc
         return hasher.result()
 
     async def get(
         self, key: str, *, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
+        """A ranged GET (or the whole object, sliced here, from a server that ignores ranges),
+        streamed in chunks of at least ``read_chunk_size`` bytes."""
         name = self.object_name(key)
         if start < 0 or (end is not None and end < 0):
             raise ValueError(f"byte offsets must not be negative: start={start}, end={end}")
@@ -256,35 +258,37 @@ class S3Storage:
             result = await obstore.get_async(self._store, name, options=options)
         except FileNotFoundError:
             raise BlobNotFound(key) from None
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             # A range can fail where a whole GET would not: it starts at or past the end of
             # the object (416), or the server answered it with 200 instead of 206.
             if start >= await self.head(key):
                 return _nothing()
-            if not _range_ignored(exc):
-                raise _unavailable(f"reading {key!r}", exc) from exc
+            if not range_ignored(exc):
+                raise unavailable(f"reading {key!r}", exc) from exc
             whole = await self._get(key, name)
             return _window(self._chunks(key, whole.stream(self.read_chunk_size)), start, end)
         return self._chunks(key, result.stream(self.read_chunk_size))
 
     async def head(self, key: str) -> int:
+        """The object's size from a HEAD request; `BlobNotFound` for a missing key."""
         name = self.object_name(key)
         try:
             meta = await obstore.head_async(self._store, name)
         except FileNotFoundError:
             raise BlobNotFound(key) from None
-        except _DRIVER_ERRORS as exc:
-            raise _unavailable(f"reading {key!r}", exc) from exc
+        except DRIVER_ERRORS as exc:
+            raise unavailable(f"reading {key!r}", exc) from exc
         return meta["size"]
 
     async def delete(self, key: str) -> None:
+        """One DELETE request; a missing key is a no-op."""
         name = self.object_name(key)
         try:
             await obstore.delete_async(self._store, name)
         except FileNotFoundError:
             return
-        except _DRIVER_ERRORS as exc:
-            raise _unavailable(f"deleting {key!r}", exc) from exc
+        except DRIVER_ERRORS as exc:
+            raise unavailable(f"deleting {key!r}", exc) from exc
 
     async def presigned_url(self, key: str, *, expires_in: int) -> str:
         """A GET URL for ``key`` signed with the storage's credentials, valid ``expires_in``
@@ -297,8 +301,8 @@ class S3Storage:
             )
         try:
             return await obstore.sign_async(self._store, "GET", name, timedelta(seconds=expires_in))
-        except _DRIVER_ERRORS as exc:
-            raise _unavailable(f"signing a URL for {key!r}", exc) from exc
+        except DRIVER_ERRORS as exc:
+            raise unavailable(f"signing a URL for {key!r}", exc) from exc
 
     async def iter_keys(self, *, modified_before: float) -> AsyncIterator[str]:
         """Every key under the prefix whose object was last written before that time."""
@@ -307,8 +311,8 @@ class S3Storage:
                 for meta in batch:
                     if meta["last_modified"].timestamp() < modified_before:
                         yield meta["path"].removeprefix(self.prefix)
-        except _DRIVER_ERRORS as exc:
-            raise _unavailable("listing objects", exc) from exc
+        except DRIVER_ERRORS as exc:
+            raise unavailable("listing objects", exc) from exc
 
     async def remove_partials(self, *, modified_before: float) -> int:
         """0: incomplete multipart uploads are invisible to obstore; a bucket lifecycle rule
@@ -316,7 +320,8 @@ class S3Storage:
         return 0
 
     async def aclose(self) -> None:
-        # obstore's client holds pooled connections only, released with the store itself.
+        """Nothing to release: obstore's client holds pooled connections only, released with
+        the store itself."""
         return None
 
     async def _get(self, key: str, name: str) -> GetResult:
@@ -324,8 +329,8 @@ class S3Storage:
             return await obstore.get_async(self._store, name)
         except FileNotFoundError:
             raise BlobNotFound(key) from None
-        except _DRIVER_ERRORS as exc:
-            raise _unavailable(f"reading {key!r}", exc) from exc
+        except DRIVER_ERRORS as exc:
+            raise unavailable(f"reading {key!r}", exc) from exc
 
     async def _chunks(self, key: str, stream: BytesStream) -> AsyncIterator[bytes]:
         while True:
@@ -333,8 +338,8 @@ class S3Storage:
                 chunk = await stream.__anext__()
             except StopAsyncIteration:
                 return
-            except _DRIVER_ERRORS as exc:
-                raise _unavailable(f"reading {key!r}", exc) from exc
+            except DRIVER_ERRORS as exc:
+                raise unavailable(f"reading {key!r}", exc) from exc
             yield chunk
 
 
@@ -344,8 +349,8 @@ async def _write(writer: AsyncWritableFile, chunk: bytes, key: str) -> None:
     try:
         with anyio.CancelScope(shield=True):
             await writer.write(chunk)
-    except _DRIVER_ERRORS as exc:
-        raise _unavailable(f"storing {key!r}", exc) from exc
+    except DRIVER_ERRORS as exc:
+        raise unavailable(f"storing {key!r}", exc) from exc
 
 
 async def _abort(writer: AsyncWritableFile, error: BaseException) -> None:
@@ -357,8 +362,8 @@ async def _abort(writer: AsyncWritableFile, error: BaseException) -> None:
     with anyio.CancelScope(shield=True):
         try:
             await writer.__aexit__(type(error), error, error.__traceback__)
-        except _DRIVER_ERRORS as exc:
-            error.add_note(f"The incomplete S3 upload could not be aborted: {_first_line(exc)}")
+        except DRIVER_ERRORS as exc:
+            error.add_note(f"The incomplete S3 upload could not be aborted: {first_line(exc)}")
 
 
 async def _nothing() -> AsyncIterator[bytes]:
@@ -379,35 +384,6 @@ async def _window(
             yield chunk[low:high]
         if end is not None and offset >= end:
             return
-
-
-def _range_ignored(exc: BaseException) -> bool:
-    return "non-partial response" in str(exc)
-
-
-def _unavailable(action: str, exc: BaseException) -> BackendUnavailable:
-    # The buffered writer re-raises obstore's errors as plain OSErrors, so the HTTP status in
-    # the message is the one clue that every path keeps.
-    text = str(exc)
-    found = re.search(r"status code: (\d{3})", text)
-    status = int(found.group(1)) if found else None
-    if isinstance(exc, PermissionDeniedError | UnauthenticatedError) or status in {401, 403}:
-        reason = "S3 refused the credentials"
-    elif "NoSuchUpload" in text:  # a retried commit whose first try went through late
-        reason = "S3 no longer knew the multipart upload (completed or aborted meanwhile)"
-    elif isinstance(exc, FileNotFoundError) or status == 404:
-        reason = "the S3 bucket was not found"
-    elif "error sending request" in text or "timed out" in text.lower():
-        reason = "the S3 endpoint could not be reached"
-    elif status is not None and status >= 500:
-        reason = f"the S3 server failed (HTTP {status})"
-    else:
-        reason = "the S3 request failed"
-    return BackendUnavailable(f"Storage is unavailable: {reason} while {action}.")
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _normalise_prefix(prefix: str) -> str:

@@ -17,6 +17,9 @@ Subclass a suite in your own tests and provide the fixture it names::
 The suites use pytest with anyio's plugin (installed with anyio). A backend's known deviation
 is declared by overriding one test with a reason, never by branching inside shared tests.
 
+`ManualClock` is a clock for `FilesService(clock=...)` that stands still until a test moves
+it.
+
 `FaultyStorage` and `FaultyMetadataStore` wrap any backend and fail on command (or at random,
 with `RandomFaults`), to test what a service does when a backend goes down
 (`openai_files.testing.faults`).
@@ -24,6 +27,7 @@ with `RandomFaults`), to test what a service does when a backend goes down
 
 from __future__ import annotations
 
+from .._clock import ManualClock
 from .faults import FaultyMetadataStore, FaultyStorage, RandomFaults, Trigger
 from .metadata import MetadataConformance, make_record
 from .storage import StorageConformance
@@ -31,6 +35,7 @@ from .storage import StorageConformance
 __all__ = [
     "FaultyMetadataStore",
     "FaultyStorage",
+    "ManualClock",
     "MetadataConformance",
     "RandomFaults",
     "StorageConformance",

@@ -6,7 +6,7 @@ else ``OPENAI_BASE_URL``/``OPENAI_API_KEY``; requests go to ``{base_url}/files``
 both ways: an upload is read from disk as it is sent, a download written as it arrives.
 
 Every failure reaches the command line as one line, ``error: <message>``, and exit status 1.
-The HTTP side is `openai_files.files_client.FilesClient`.
+The HTTP side is `FilesClient` (`openai_files.cli._api_client`), which takes plain values.
 
 rich is imported only while a progress bar is shown.
 """
@@ -22,8 +22,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from .download_target import RECORD_SUFFIX, DownloadTarget, Resume
-from .files_client import (
+from ._api_client import (
     Advance,
     ClientError,
     Connection,
@@ -35,6 +34,7 @@ from .files_client import (
     files_of,
     printable,
 )
+from ._download_target import RECORD_SUFFIX, DownloadTarget, Resume
 
 __all__ = ["COMMANDS", "run_client_command", "safe_filename"]
 
@@ -260,10 +260,21 @@ COMMANDS: Mapping[str, Callable[[FilesClient, argparse.Namespace], None]] = {
 }
 
 
+def connection_from_args(args: argparse.Namespace) -> Connection:
+    """``--base-url`` and ``--api-key``, which default to the SDKs' environment variables."""
+    return Connection.to(args.base_url, args.api_key)
+
+
 def run_client_command(args: argparse.Namespace) -> int:
-    """Run the client command ``args`` describe; 0 on success, 1 with one line on stderr."""
+    """Run the client command ``args`` describe, and give its exit status.
+
+    - 0: done;
+    - 1: a `ClientError` (unreachable server, error answer, unreadable or unwritable file),
+      reported as one line on stderr, ``error: <message>``;
+    - 130: interrupted (Ctrl-C).
+    """
     try:
-        with FilesClient(Connection.from_args(args)) as client:
+        with FilesClient(connection_from_args(args)) as client:
             COMMANDS[args.command](client, args)
     except ClientError as exc:
         _note(f"error: {exc}")

@@ -10,15 +10,15 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
-from .models import (
-    ErrorBody,
+from ..models import (
     FileDeleted,
     FileList,
     FileObject,
     UploadObject,
     UploadPartObject,
 )
-from .policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, PURPOSE_PATTERN, Policy
+from ..policy import EXPIRES_AFTER_MAX, EXPIRES_AFTER_MIN, PURPOSE_PATTERN, Policy
+from ._responses import ErrorBody
 
 __all__ = [
     "JSON",

@@ -13,7 +13,6 @@ ClientError            a local failure: unreadable file, unwritable path, unexpe
 
 from __future__ import annotations
 
-import argparse
 import mimetypes
 import re
 import secrets
@@ -48,7 +47,7 @@ Advance = Callable[[int], None]
 
 
 class ClientError(Exception):
-    """A failure reported as ``error: <message>`` with exit status 1."""
+    """A request that could not be made or answered; the message says why, in one line."""
 
 
 class APIError(ClientError):
@@ -72,12 +71,12 @@ class Connection:
     api_key: str | None = field(default=None, repr=False)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Connection:
-        """``--base-url`` and ``--api-key``, which default to the SDKs' environment variables."""
-        base_url: str = args.base_url
+    def to(cls, base_url: str, api_key: str | None = None) -> Connection:
+        """A checked connection: ``base_url`` must be http(s) (a trailing ``/`` is dropped); an
+        empty ``api_key`` means none. Raises `ClientError` for any other URL."""
         if not base_url.startswith(("http://", "https://")):
             raise ClientError(f"the base URL must start with http:// or https://: {base_url!r}")
-        return cls(base_url.rstrip("/"), args.api_key or None)
+        return cls(base_url.rstrip("/"), api_key or None)
 
 
 @dataclass(frozen=True)

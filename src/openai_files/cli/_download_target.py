@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .files_client import ClientError
+from ._api_client import ClientError
 
 __all__ = ["PART_SUFFIX", "RECORD_SUFFIX", "DownloadTarget", "Resume"]
 

@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from .app import create_app
-from .auth import Authenticator, api_key_auth, open_auth
-from .metadata.base import DEFAULT_TABLE_PREFIX
-from .multipart import FormLimits
-from .policy import Policy
-from .serve_options import policy_from_args, server_settings
-from .urls import open_service
+from ..backends import open_service
+from ..http import FormLimits
+from ..http.app import create_app
+from ..http.auth import Authenticator, api_key_auth, open_auth
+from ..metadata.base import DEFAULT_TABLE_PREFIX
+from ..policy import Policy
+from ._serve_options import policy_from_args, server_settings
 
 __all__ = ["build_parser", "main"]
 
@@ -128,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("UPLOADS_API", "true").lower() not in {"0", "false", "no", "off"},
         help="do not serve the Uploads API: /v1/uploads answers 404 "
         "(OPENAI_FILES_UPLOADS_API=false)",
+    )
+    serve.add_argument(
+        "--file-too-large-status",
+        type=int,
+        choices=(413, 400),
+        default=_optional_int(_env("FILE_TOO_LARGE_STATUS", "")),
+        help="the HTTP status of file_too_large errors: 413 (OpenAI's, the default) or 400, as "
+        "some platforms answer (OPENAI_FILES_FILE_TOO_LARGE_STATUS)",
     )
     serve.add_argument(
         "--policy",
@@ -307,6 +315,9 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"openai-files serve: error: {exc}", file=sys.stderr)
         return 2
+    if args.file_too_large_status not in (None, 400, 413):
+        print("openai-files serve: error: the file too large status is 413 or 400", file=sys.stderr)
+        return 2
     if args.storage is None or args.metadata is None:  # something is kept in the data dir
         Path(args.data_dir).mkdir(parents=True, exist_ok=True)
     service = open_service(storage, metadata, policy=policy, table_prefix=args.table_prefix)
@@ -333,6 +344,7 @@ def serve(args: argparse.Namespace) -> int:
         sweep_stale_after=args.stale_after,
         close_service=True,
         uploads_api=args.uploads_api,
+        file_too_large_status=args.file_too_large_status,
         form_limits=FormLimits(body_timeout=args.body_timeout or None),
     )
     uvicorn.run(
@@ -349,7 +361,7 @@ def _http_protocol(header_timeout: float) -> type[asyncio.Protocol] | Literal["a
     """uvicorn's HTTP protocol, with a deadline for request headers unless it is 0."""
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-    from .header_timeout import with_header_timeout
+    from ._header_timeout import with_header_timeout
 
     return with_header_timeout(AutoHTTPProtocol, header_timeout) if header_timeout else "auto"
 
@@ -359,10 +371,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return serve(args)
     # The client (and httpx) only for the client commands.
-    from .client_cli import run_client_command
+    from ._client_commands import run_client_command
 
     return run_client_command(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,30 +11,81 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
 import anyio
 
+from ._checks import (
+    check_expires_after,
+    check_file_type,
+    check_filename,
+    check_purpose,
+    checked_owner,
+)
+from ._core import IDEMPOTENCY_WINDOW, Core, file_object
 from .errors import FileTooLarge, InvalidFile, InvalidRequest, QuotaExceeded
+from .ids import new_file_id, new_storage_key
+from .inputs import check_media_type
 from .metadata.base import FileRecord
 from .models import FileObject
-from .policy import DAY
 from .storage.base import ComposableStorage, StoredBlob
 from .validation import JSONLRules, JSONLValidator
 
-if TYPE_CHECKING:
-    from .service import FilesService
-
-__all__ = ["QUOTA_STEP", "PendingUpload"]
+__all__ = ["QUOTA_STEP", "PendingUpload", "begin_upload"]
 
 log = logging.getLogger("openai_files")
 
 QUOTA_STEP = 8 * 1024 * 1024
 """Bytes reserved against a byte quota at a time while an upload streams in."""
 
-IDEMPOTENCY_WINDOW = DAY
-"""How long an ``Idempotency-Key`` keeps answering with the file it first created (while
-that file is visible)."""
+
+async def begin_upload(
+    core: Core,
+    owner: str,
+    *,
+    filename: str,
+    media_type: str | None = None,
+    purpose: str | None = None,
+    system: bool = False,
+    max_size: int | None = None,
+    bytes_counted: bool = False,
+) -> PendingUpload:
+    """Check the request, record the upload ``pending`` and return it (see
+    `FilesService.begin_upload`). ``bytes_counted``: its bytes count against the owner's byte
+    quota already (the parts of an upload of the Uploads API), so they are not reserved again
+    while they stream."""
+    check_filename(core.policy, filename)
+    if media_type is not None:
+        check_media_type(media_type, param="file", name="The file part's Content-Type")
+    if purpose is not None:
+        check_purpose(core.policy, purpose, system=system)
+        check_file_type(core.policy, purpose, filename, media_type)
+    created_us = int(core.clock() * 1_000_000)
+    record = FileRecord(
+        id=new_file_id(created_us, core.policy.file_id_format),
+        owner=checked_owner(owner),
+        purpose=purpose or "",
+        filename=filename,
+        bytes=0,
+        created_us=created_us,
+        expires_at=None,
+        status="uploaded",
+        status_details=None,
+        storage_key=new_storage_key(),
+        sha256=None,
+        media_type=media_type,
+        state="pending",
+        changed_at=created_us // 1_000_000,
+    )
+    await core.metadata.insert(record, quota=core.policy.quota)
+    return PendingUpload(
+        core,
+        record,
+        purpose=purpose,
+        system=system,
+        max_size=max_size,
+        bytes_counted=bytes_counted,
+    )
 
 
 class PendingUpload:
@@ -48,7 +99,7 @@ class PendingUpload:
 
     def __init__(
         self,
-        service: FilesService,
+        core: Core,
         record: FileRecord,
         *,
         purpose: str | None,
@@ -56,17 +107,17 @@ class PendingUpload:
         max_size: int | None = None,
         bytes_counted: bool = False,
     ) -> None:
-        self._service = service
+        self._core = core
         self.record = record
         self._purpose = purpose
         self._system = system
         # An explicit ``max_size`` (the Uploads API's) replaces the policy's size limits, which
         # the caller has applied already.
         self._own_limit = max_size is not None
-        self._max_size = max_size or service.policy.max_size_for(purpose)
+        self._max_size = max_size or core.policy.max_size_for(purpose)
         # Bytes counted against the byte quota already (an upload's parts) are not reserved
         # again: the file's size counts when it commits, and the parts until they are gone.
-        quota = service.policy.quota
+        quota = core.policy.quota
         self._metered_bytes = (
             not bytes_counted and quota is not None and quota.max_bytes is not None
         )
@@ -97,14 +148,14 @@ class PendingUpload:
         """Stream the file's bytes to storage, refusing them as soon as they pass a limit."""
         if self._blob is not None:
             raise RuntimeError("an upload's bytes are written once")
-        policy = self._service.policy
+        policy = self._core.policy
         if self._purpose is None:
             wanted = {rules for p in policy.jsonl_rules if (rules := policy.rules_for(p))}
         else:
             wanted = {rules} if (rules := policy.rules_for(self._purpose)) else set()
         self._validators = {rules: JSONLValidator(rules) for rules in wanted}
         metered = self._metered(chunks, self._max_size)
-        self._blob = await self._service.storage.put(self.record.storage_key, metered)
+        self._blob = await self._core.storage.put(self.record.storage_key, metered)
         self._etag = self._blob.sha256
         return self._blob
 
@@ -112,7 +163,7 @@ class PendingUpload:
         """Assemble the file from stored objects inside the storage (`ComposableStorage`),
         instead of `write`; ``size`` is what they add up to, ``etag`` identifies the content.
         Only for purposes whose content is not validated."""
-        storage = self._service.storage
+        storage = self._core.storage
         assert isinstance(storage, ComposableStorage)
         if size > self._max_size:
             raise FileTooLarge(self._max_size)
@@ -124,7 +175,7 @@ class PendingUpload:
 
     async def _metered(self, chunks: AsyncIterable[bytes], limit: int) -> AsyncIterator[bytes]:
         metered_bytes = self._metered_bytes
-        strict = self._purpose is not None and self._service.policy.validation == "strict"
+        strict = self._purpose is not None and self._core.policy.validation == "strict"
         total = 0
         async for chunk in chunks:
             total += len(chunk)
@@ -140,14 +191,14 @@ class PendingUpload:
 
     async def _reserve(self, total: int) -> None:
         """Reserve quota for ``total`` bytes: a step ahead if the quota allows, else exactly."""
-        service, record = self._service, self.record
-        quota = service.policy.quota
+        core, record = self._core, self.record
+        quota = core.policy.quota
         needed = total - self._reserved
         for size in (max(needed, QUOTA_STEP), needed):
-            if await service.metadata.reserve(record.owner, record.id, size, quota=quota):
+            if await core.metadata.reserve(record.owner, record.id, size, quota=quota):
                 self._reserved += size
                 return
-        usage = await service.metadata.usage(record.owner)
+        usage = await core.metadata.usage(record.owner)
         assert quota is not None
         raise QuotaExceeded.for_usage(quota.max_files, quota.max_bytes, usage.files)
 
@@ -164,17 +215,17 @@ class PendingUpload:
         and still visible is returned instead, and this upload is discarded; once that file
         has expired or been deleted, this upload's file takes the key.
         """
-        service = self._service
-        service.check_purpose(purpose, system=self._system)
-        service.check_expires_after(expires_after)
-        service.check_file_type(purpose, self.record.filename, self.record.media_type)
+        core = self._core
+        check_purpose(core.policy, purpose, system=self._system)
+        check_expires_after(expires_after)
+        check_file_type(core.policy, purpose, self.record.filename, self.record.media_type)
         if self._blob is None:
             raise InvalidRequest("The upload has no file.", param="file")
-        limit = service.policy.max_size_for(purpose)
+        limit = core.policy.max_size_for(purpose)
         if self._blob.size > limit and not self._own_limit:
             raise FileTooLarge(limit)
         status, details = self._verdict(purpose)
-        now = service.now()
+        now = core.now()
         record = self.record.replace(
             purpose=purpose,
             bytes=self._blob.size,
@@ -182,11 +233,11 @@ class PendingUpload:
             etag=self._etag,
             status=status,
             status_details=details,
-            expires_at=service.expires_at(self.record, purpose, expires_after),
+            expires_at=core.expires_at(self.record, purpose, expires_after),
             changed_at=now,
         )
         try:
-            created_id = await service.metadata.commit(
+            created_id = await core.metadata.commit(
                 record, idempotency_key=idempotency_key, key_since=now - IDEMPOTENCY_WINDOW
             )
         except BaseException:
@@ -196,16 +247,16 @@ class PendingUpload:
             raise
         if created_id != record.id:
             await self.abort()
-            return await service.retrieve(record.owner, created_id)
+            return await core.retrieve(record.owner, created_id)
         self._finished = True
         self.record = record.replace(state="active")
-        created = service.file_object(self.record)
-        await service.emit("created", self.record.owner, created)
+        created = file_object(self.record)
+        await core.emit("created", self.record.owner, created)
         return created
 
     def _verdict(self, purpose: str) -> tuple[str, str | None]:
         """The file's status and status details under its purpose's JSONL rules."""
-        policy = self._service.policy
+        policy = self._core.policy
         if policy.validation == "deferred" and purpose in policy.jsonl_rules:
             return "uploaded", None  # until FilesService.validate checks it
         rules = policy.rules_for(purpose)
@@ -221,17 +272,17 @@ class PendingUpload:
     async def abort(self) -> None:
         """Remove whatever this upload stored; safe to call more than once."""
         self._finished = True
-        service, record = self._service, self.record
+        core, record = self._core, self.record
         with anyio.CancelScope(shield=True):
             if self._maybe_committed:
                 try:
-                    await service.metadata.begin_delete(record.owner, record.id, now=service.now())
+                    await core.metadata.begin_delete(record.owner, record.id, now=core.now())
                 except Exception:
                     # Unknown whether the file is visible: keep its bytes. If the commit did
                     # not happen, the pending record leads the sweeper to them.
                     log.warning("could not hide %s after a failed commit; kept", record.id)
                     return
-            await service.purge(record)
+            await core.purge(record)
 
 
 def _refusal(message: str | None) -> str:

@@ -11,14 +11,14 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .endpoints import FilesEndpoints, parse_expires_after, request_body
-from .errors import SHOWN_LENGTH, InvalidRequest, MalformedUpload, RequestTooLarge, shown
-from .ids import OBJECT_ID_LENGTH
-from .inputs import has_lone_surrogate
-from .multipart import FormLimits, MultipartReader, boundary_from_content_type
-from .policy import Policy
-from .service import FilesService
-from .uploads import PART_ID_PREFIX
+from ..errors import SHOWN_LENGTH, InvalidRequest, MalformedUpload, RequestTooLarge, shown
+from ..ids import OBJECT_ID_LENGTH
+from ..inputs import has_lone_surrogate
+from ..policy import Policy
+from ..service import FilesService
+from ..uploads import PART_ID_PREFIX
+from ._files_api import FilesEndpoints, parse_expires_after, request_body
+from ._multipart import FormLimits, MultipartReader, boundary_from_content_type
 
 __all__ = ["UploadsEndpoints"]
 

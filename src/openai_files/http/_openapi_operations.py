@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import copy
 
-from .openapi_components import JSON, json_content, ref, schema
-from .policy import Policy
+from ..policy import Policy
+from ._openapi_components import JSON, json_content, ref, schema
 
 __all__ = ["operations"]
 
@@ -293,18 +293,21 @@ def _with_heads(operations: dict[str, dict[str, JSON]]) -> dict[str, dict[str, J
     }
 
 
-def operations(policy: Policy, download_redirects: bool) -> dict[str, dict[str, JSON]]:
-    """Every operation, by path relative to the prefix and by method; every GET also HEAD."""
+def operations(
+    policy: Policy, download_redirects: bool, file_too_large_status: int = 413
+) -> dict[str, dict[str, JSON]]:
+    """Every operation, by path relative to the prefix and by method; every GET also HEAD;
+    ``file_too_large`` documented under ``file_too_large_status``."""
     defined = _defined(policy, download_redirects)
-    if policy.file_too_large_status != 413:
+    if file_too_large_status != 413:
         for methods in defined.values():
             for operation in methods.values():
-                _too_large_as(operation["responses"], str(policy.file_too_large_status))
+                _too_large_as(operation["responses"], str(file_too_large_status))
     return _with_heads(defined)
 
 
 def _too_large_as(responses: JSON, status: str) -> None:
-    """Document the 413 answer of ``responses`` under ``status``, as the policy answers it."""
+    """Document the 413 answer of ``responses`` under ``status``, as the app answers it."""
     too_large = responses.pop("413", None)
     if too_large is None:
         return

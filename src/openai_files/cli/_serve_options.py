@@ -11,8 +11,8 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .metadata.base import Quota
-from .policy import Policy
+from ..metadata.base import Quota
+from ..policy import Policy
 
 __all__ = [
     "api_keys_from",

@@ -1,0 +1,104 @@
+"""One part of an upload (Uploads API) on its way to storage: the limits it must fit, and
+its bytes reserved against the owner's byte quota as they arrive."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+
+from ._core import Core
+from ._pending_upload import QUOTA_STEP
+from .errors import FileTooLarge, InvalidRequest, QuotaExceeded
+from .metadata.base import UploadRecord
+
+__all__ = ["PartMeter", "part_too_large", "too_many_parts"]
+
+log = logging.getLogger("openai_files")
+
+
+class PartMeter:
+    """Counts one part's bytes as they stream to storage: refuses the part as soon as it
+    passes ``limit``, and under a byte quota reserves its bytes against the owner's quota
+    (`MetadataStore.reserve_upload`, `QUOTA_STEP` at a time when the quota allows, else
+    exactly) before each chunk goes on to storage. ``still_pending`` raises the error that
+    says why the upload no longer takes parts, if it does not."""
+
+    def __init__(
+        self,
+        core: Core,
+        upload: UploadRecord,
+        limit: int,
+        *,
+        still_pending: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._core = core
+        self._still_pending = still_pending
+        self._upload = upload
+        self._limit = limit
+        quota = self._core.policy.quota
+        self._quota = quota if quota is not None and quota.max_bytes is not None else None
+        self.reserved = 0
+
+    async def metered(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        total = 0
+        async for chunk in chunks:
+            total += len(chunk)
+            if total > self._limit:
+                policy = self._core.policy
+                raise part_too_large(self._upload, total, policy.max_part_size)
+            if self._quota is not None and total > self.reserved:
+                await self._reserve(total)
+            yield chunk
+
+    async def _reserve(self, total: int) -> None:
+        upload, quota, metadata = self._upload, self._quota, self._core.metadata
+        assert quota is not None
+        needed = total - self.reserved
+        ahead = min(max(needed, QUOTA_STEP), self._limit - self.reserved)
+        for size in dict.fromkeys((ahead, needed)):
+            if await metadata.reserve_upload(upload.owner, upload.id, size, quota=quota):
+                self.reserved += size
+                return
+        # Refused: the upload closed meanwhile (that error), or the quota is full.
+        await self._still_pending()
+        usage = await metadata.usage(upload.owner)
+        raise QuotaExceeded.for_usage(quota.max_files, quota.max_bytes, usage.files)
+
+    async def release(self) -> None:
+        """Give back what this part reserved (it was not added)."""
+        if not self.reserved:
+            return
+        try:
+            await self._core.metadata.release_upload(
+                self._upload.owner, self._upload.id, self.reserved
+            )
+        except Exception:  # counted until the upload closes, which settles it
+            log.warning("releasing the reservation of a part of %s failed", self._upload.id)
+        self.reserved = 0
+
+
+def too_many_parts(upload_id: str, max_parts: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"Upload {upload_id} holds {max_parts} parts, the most one upload may hold. Complete "
+        "it, or cancel it and upload the file again in fewer, larger parts.",
+        param="data",
+    )
+
+
+def part_too_large(upload: UploadRecord, size: int, max_part_size: int) -> FileTooLarge:
+    """The error for a part of at least ``size`` bytes that does not fit (the declared bytes
+    or the part size limit)."""
+    room = upload.bytes - upload.received
+    limit = min(room, max_part_size)
+    if size <= max_part_size and room < size:
+        message = (
+            f"The part does not fit in upload {upload.id}: it declared {upload.bytes} bytes "
+            f"and its parts hold {upload.received}, so a part may add at most {max(room, 0)} "
+            "more. Send a smaller part, or complete the upload if it has all its bytes."
+        )
+    else:
+        message = (
+            f"The part is too large: a part holds at most {limit} bytes here (parts are at "
+            f"most {max_part_size} bytes). Split the data into smaller parts."
+        )
+    return FileTooLarge(max(limit, 0), param="data", message=message)

@@ -1,0 +1,230 @@
+"""The SQL store's engine: the SQLite set-up, the tables made ready on first use, one
+transaction at a time with the database's errors translated into the library's, and the owners'
+usage rows, which file records and upload records both count in."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from sqlalchemy import event, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError, StatementError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ..errors import BackendUnavailable, InvalidRequest, OpenAIFilesError
+from .base import DEFAULT_TABLE_PREFIX, Quota, Usage
+from .sql_migrations import upgrade
+from .sql_schema import SCHEMA_VERSION, Tables
+
+__all__ = ["Rollback", "SQLEngine", "make_engine"]
+
+
+class SQLEngine:
+    """The engine and tables of one `SQLMetadataStore`, and what its file records and upload
+    records share: transactions, error translation and the usage rows."""
+
+    def __init__(
+        self,
+        url_or_engine: str | AsyncEngine,
+        *,
+        table_prefix: str = DEFAULT_TABLE_PREFIX,
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if isinstance(url_or_engine, AsyncEngine):
+            self.engine, self._owns_engine = url_or_engine, False
+        else:
+            self.engine, self._owns_engine = make_engine(url_or_engine, engine_options), True
+        self.table_prefix = table_prefix
+        self.tables = Tables.named(table_prefix)
+        self._files = self.tables.files
+        self._dialect = self.engine.dialect.name
+        self._ready = False
+        self._ready_lock = anyio.Lock()
+
+    # -- schema -----------------------------------------------------------------------------
+
+    async def create_schema(self) -> None:
+        """Create the tables if they are missing and check the recorded schema version.
+
+        Safe to call from several processes at once; called on first use by every method.
+        """
+        async with self._ready_lock:
+            if self._ready:
+                return
+            async with self._translate():
+                try:
+                    await self._create_tables()
+                except DBAPIError:
+                    # Another process created them between our check and our CREATE.
+                    await self._create_tables()
+                await self._check_version()
+            self._ready = True
+
+    async def _create_tables(self) -> None:
+        async with self.engine.begin() as connection:
+            await connection.run_sync(self.tables.metadata.create_all, checkfirst=True)
+
+    async def _check_version(self) -> None:
+        """Record the version of tables just created, or upgrade older ones in place."""
+        version = self.tables.version
+        async with self.engine.connect() as connection:
+            found = (await connection.execute(select(version.c.version))).scalars().all()
+            if not found:
+                await connection.execute(insert(version).values(version=SCHEMA_VERSION))
+            elif max(found) > SCHEMA_VERSION:
+                raise BackendUnavailable(
+                    f"The database schema is version {max(found)}, newer than this release "
+                    f"understands ({SCHEMA_VERSION}); upgrade openai-files."
+                )
+            elif max(found) < SCHEMA_VERSION:
+                await connection.run_sync(upgrade, self.tables, max(found))
+            await connection.commit()
+
+    async def drop_schema(self) -> None:
+        """Drop this store's tables (for tests and uninstalls)."""
+        async with self._translate(), self.engine.begin() as connection:
+            await connection.run_sync(self.tables.metadata.drop_all, checkfirst=True)
+        self._ready = False
+
+    async def aclose(self) -> None:
+        """Dispose of the engine if the store created it; a host's engine is left open."""
+        if self._owns_engine:
+            await self.engine.dispose()
+
+    # -- shared by file and upload records ----------------------------------------------------
+
+    async def _add_usage(
+        self,
+        connection: AsyncConnection,
+        owner: str,
+        files: int,
+        size: int,
+        quota: Quota | None,
+        *,
+        open_uploads: int = 0,
+    ) -> bool:
+        """Add to the owner's usage row (made by `insert` or `create_upload`); False,
+        changing nothing, if that would pass ``quota``."""
+        usage = self.tables.usage
+        change = update(usage).where(usage.c.owner == owner)
+        if quota is not None and quota.max_files is not None and files > 0:
+            change = change.where(usage.c.files + files <= quota.max_files)
+        if quota is not None and quota.max_bytes is not None and size > 0:
+            change = change.where(usage.c.bytes + size <= quota.max_bytes)
+        values = {"files": usage.c.files + files, "bytes": usage.c.bytes + size}
+        if open_uploads:
+            values["open_uploads"] = usage.c.open_uploads + open_uploads
+        result = await connection.execute(change.values(**values))
+        return bool(result.rowcount == 1)
+
+    async def _read_usage(self, connection: AsyncConnection, owner: str) -> Usage:
+        usage = self.tables.usage
+        query = select(usage.c.files, usage.c.bytes, usage.c.open_uploads).where(
+            usage.c.owner == owner
+        )
+        row = (await connection.execute(query)).first()
+        if row is None:
+            return Usage(files=0, bytes=0)
+        return Usage(files=row.files, bytes=row.bytes, open_uploads=row.open_uploads)
+
+    @asynccontextmanager
+    async def _transaction(
+        self, *, translate_integrity: bool = True
+    ) -> AsyncIterator[AsyncConnection]:
+        """One transaction; `Rollback` raised inside undoes it without failing the call."""
+        if not self._ready:
+            await self.create_schema()
+        async with self._translate(translate_integrity), self.engine.connect() as connection:
+            transaction = await connection.begin()
+            try:
+                yield connection
+            except Rollback:
+                await transaction.rollback()
+            except BaseException:
+                await transaction.rollback()
+                raise
+            else:
+                await transaction.commit()
+
+    @asynccontextmanager
+    async def _translate(self, translate_integrity: bool = True) -> AsyncIterator[None]:
+        try:
+            yield
+        except OpenAIFilesError:
+            raise
+        except IntegrityError:
+            if not translate_integrity:
+                raise
+            raise BackendUnavailable("The metadata database refused a write; retry.") from None
+        except (SQLAlchemyError, OSError, UnicodeError) as exc:
+            if _refused_value(exc):
+                raise InvalidRequest(
+                    "A value in the request cannot be stored: it holds a character the "
+                    "database refuses (such as NUL or an unpaired surrogate) or is longer than "
+                    "its field allows. Correct the value; retrying it unchanged will fail again."
+                ) from exc
+            raise BackendUnavailable(
+                f"The metadata database failed: {type(exc).__name__}. Retry the request."
+            ) from exc
+
+
+_MYSQL_REFUSED_VALUE = frozenset({1264, 1292, 1300, 1366, 1406})
+"""MariaDB/MySQL errors about a value, not the server: out of range, incorrect value, invalid
+character string, incorrect string value, data too long."""
+
+
+def _refused_value(exc: BaseException) -> bool:
+    """True if ``exc`` says the database (or its driver) cannot take a value of the request,
+    which retrying cannot fix: a string the driver cannot encode, PostgreSQL's data exceptions
+    (SQLSTATE class 22: a character not in the repertoire, string data right truncation,
+    invalid byte sequence, ...), MariaDB's `_MYSQL_REFUSED_VALUE`. Anything else, such as a
+    lost connection, stays an outage."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, UnicodeError):
+            return True
+        sqlstate = getattr(error, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith("22"):
+            return True
+        code = error.args[0] if error.args else None
+        if (
+            isinstance(code, int)
+            and code in _MYSQL_REFUSED_VALUE
+            and not isinstance(error, OSError)
+        ):
+            return True
+        orig = error.orig if isinstance(error, StatementError) else None
+        error = orig if orig is not None else (error.__cause__ or error.__context__)
+    return False
+
+
+class Rollback(Exception):
+    """Raised inside `SQLEngine._transaction` to undo the transaction quietly; the
+    code after the ``async with`` block then runs."""
+
+
+def make_engine(url: str, options: Mapping[str, Any] | None) -> AsyncEngine:
+    parsed = make_url(url)
+    settings: dict[str, Any] = {"pool_pre_ping": True}
+    if parsed.get_backend_name() == "sqlite":
+        settings = {"connect_args": {"timeout": 30}}
+    elif parsed.get_backend_name() in {"mysql", "mariadb"} and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    settings.update(options or {})
+    engine = create_async_engine(parsed, **settings)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", configure_sqlite)
+    return engine
+
+
+def configure_sqlite(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

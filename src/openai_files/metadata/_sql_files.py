@@ -1,0 +1,305 @@
+"""The SQL store's file records: creating files (with their quota and idempotency keys),
+reading and listing them, and the conditions and row conversions the file records share."""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from ..errors import Conflict, QuotaExceeded
+from ._sql_engine import Rollback, SQLEngine
+from .base import Cursor, FileRecord, Order, Quota, Usage
+from .sql_schema import insert_ignoring_duplicates
+
+__all__ = ["SQLFileRecords", "file_record", "file_row"]
+
+
+class SQLFileRecords(SQLEngine):
+    """The file-record methods of `SQLMetadataStore`."""
+
+    # -- creating files -------------------------------------------------------------------------
+
+    async def insert(self, record: FileRecord, *, quota: Quota | None = None) -> None:
+        """Make sure the owner has a usage row (in a transaction of its own), then in one
+        transaction grow it by one file under ``quota`` (a conditional update) and insert the
+        row."""
+        async with self._transaction() as connection:
+            # In a transaction of its own: on MariaDB the shared lock an INSERT IGNORE takes on
+            # an existing row, held into a later update, deadlocks concurrent uploads.
+            await connection.execute(
+                insert_ignoring_duplicates(
+                    self._dialect,
+                    self.tables.usage,
+                    {"owner": record.owner, "files": 0, "bytes": 0},
+                )
+            )
+        async with self._transaction() as connection:
+            if not await self._add_usage(connection, record.owner, 1, record.bytes, quota):
+                usage = await self._read_usage(connection, record.owner)
+                raise QuotaExceeded.for_usage(
+                    quota.max_files if quota else None,
+                    quota.max_bytes if quota else None,
+                    usage.files,
+                )
+            try:
+                await connection.execute(insert(self._files).values(**file_row(record)))
+            except IntegrityError as exc:
+                raise Conflict(f"A file with id {record.id} exists already.") from exc
+
+    async def reserve(self, owner: str, file_id: str, size: int, *, quota: Quota | None) -> bool:
+        """Grow the usage row under ``quota`` and the pending row's ``bytes`` in one transaction,
+        rolled back if the row is no longer pending."""
+        files = self._files
+        async with self._transaction() as connection:
+            if not await self._add_usage(connection, owner, 0, size, quota):
+                return False
+            grown = await connection.execute(
+                update(files)
+                .where(files.c.id == file_id, files.c.owner == owner, files.c.state == "pending")
+                .values(bytes=files.c.bytes + size)
+            )
+            if grown.rowcount != 1:
+                raise Rollback  # not pending any more: undo the usage too
+            return True
+        return False
+
+    async def commit(
+        self, record: FileRecord, *, idempotency_key: str | None = None, key_since: int = 0
+    ) -> str:
+        """One transaction: the key looked up, the row updated only while still ``pending`` with
+        the bytes it reserved, the usage corrected, the key row written. A concurrent commit under
+        the same key makes the key's primary key refuse the second row; that caller answers with
+        the winner's file."""
+        try:
+            return await self._commit(record, idempotency_key, key_since)
+        except IntegrityError:
+            # A concurrent upload with the same key committed first: answer with its file.
+            assert idempotency_key is not None
+            earlier = await self.idempotent_file(record.owner, idempotency_key, since=key_since)
+            if earlier is None:
+                raise
+            return earlier
+
+    async def _commit(self, record: FileRecord, key: str | None, key_since: int) -> str:
+        files, keys = self._files, self.tables.idempotency
+        async with self._transaction(translate_integrity=False) as connection:
+            now = record.changed_at
+            if key is not None:
+                earlier = await self._key_file(connection, record.owner, key, key_since, now=now)
+                if earlier is not None:
+                    return earlier
+            mine = and_(files.c.id == record.id, files.c.owner == record.owner)
+            reserved = (
+                await connection.execute(
+                    select(files.c.bytes).where(mine, files.c.state == "pending")
+                )
+            ).scalar()
+            if reserved is None:
+                raise Conflict("The upload was abandoned before it completed; upload it again.")
+            done = await connection.execute(
+                update(files)
+                .where(mine, files.c.state == "pending", files.c.bytes == reserved)
+                .values(**file_row(record.replace(state="active")))
+            )
+            if done.rowcount != 1:
+                raise Conflict("The upload changed while it was completing; upload it again.")
+            await self._add_usage(connection, record.owner, 0, record.bytes - reserved, None)
+            if key is not None:
+                # Free the key only from a stale row (past the window, or whose file is no longer
+                # visible: expired, deleted or gone): a fresh row another replica just wrote
+                # makes the insert below fail, and the caller answers with that replica's file.
+                live_file = select(files.c.id).where(
+                    files.c.id == keys.c.file_id, self._visible(now)
+                )
+                await connection.execute(
+                    delete(keys).where(
+                        keys.c.owner == record.owner,
+                        keys.c.key == key,
+                        or_(keys.c.created_at < key_since, ~live_file.exists()),
+                    )
+                )
+                await connection.execute(
+                    insert(keys).values(
+                        owner=record.owner,
+                        key=key,
+                        file_id=record.id,
+                        created_at=record.changed_at,
+                    )
+                )
+        return record.id
+
+    async def idempotent_file(self, owner: str, key: str, *, since: int) -> str | None:
+        """A join of the key row and its ``active`` file row."""
+        async with self._transaction() as connection:
+            return await self._key_file(connection, owner, key, since, now=None)
+
+    async def _key_file(
+        self, connection: AsyncConnection, owner: str, key: str, since: int, *, now: int | None
+    ) -> str | None:
+        """The file of the owner's key, if it is still there (and visible at ``now``, if
+        given): after a failed, deleted or expired upload the key is free again."""
+        keys = self.tables.idempotency
+        files = self._files
+        there = files.c.state == "active" if now is None else self._visible(now)
+        query = (
+            select(keys.c.file_id)
+            .join(files, and_(files.c.id == keys.c.file_id, there))
+            .where(keys.c.owner == owner, keys.c.key == key, keys.c.created_at >= since)
+        )
+        found: str | None = (await connection.execute(query)).scalar()
+        return found
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def get(
+        self, owner: str, file_id: str, *, now: int, include_deleted: bool = False
+    ) -> FileRecord | None:
+        """One SELECT by id and owner, with visibility in the WHERE clause."""
+        files = self._files
+        shown = self._visible(now)
+        if include_deleted:
+            shown = or_(shown, files.c.state == "deleted")
+        query = select(files).where(files.c.id == file_id, files.c.owner == owner, shown)
+        async with self._transaction() as connection:
+            row = (await connection.execute(query)).first()
+        return None if row is None else file_record(row)
+
+    async def set_status(
+        self, owner: str, file_id: str, *, status: str, details: str | None, now: int
+    ) -> FileRecord | None:
+        """A conditional UPDATE of the visible row, then the row read back in the same
+        transaction."""
+        files = self._files
+        visible = and_(files.c.id == file_id, files.c.owner == owner, self._visible(now))
+        change = update(files).where(visible).values(status=status, status_details=details)
+        async with self._transaction() as connection:
+            # Not rowcount: MySQL counts only rows whose values changed, not rows matched.
+            await connection.execute(change)
+            row = (await connection.execute(select(files).where(visible))).first()
+        return None if row is None else file_record(row)
+
+    async def list(
+        self,
+        owner: str,
+        *,
+        now: int,
+        purpose: str | None = None,
+        after: Cursor | None = None,
+        limit: int,
+        order: Order = "desc",
+    ) -> list[FileRecord]:
+        """Keyset pagination: rows past ``after`` on ``(created_us, id)``, in that index's
+        order, ``limit`` of them."""
+        query = self._listing(select(self._files), owner, now, purpose)
+        if after is not None:
+            query = query.where(self._beyond(after, order))
+        return await self._page(query, order, offset=0, limit=limit)
+
+    async def count(self, owner: str, *, now: int, purpose: str | None = None) -> int:
+        """``SELECT count(*)`` over the owner's visible rows (of ``purpose``)."""
+        query = self._listing(select(func.count()), owner, now, purpose)
+        async with self._transaction() as connection:
+            return int((await connection.execute(query)).scalar_one())
+
+    async def list_at(
+        self,
+        owner: str,
+        *,
+        now: int,
+        purpose: str | None = None,
+        offset: int,
+        limit: int,
+        order: Order = "desc",
+    ) -> builtins.list[FileRecord]:
+        """``OFFSET``/``LIMIT`` over the owner's visible rows, in ``(created_us, id)`` order."""
+        query = self._listing(select(self._files), owner, now, purpose)
+        return await self._page(query, order, offset=offset, limit=limit)
+
+    def _listing(
+        self, query: Select[Any], owner: str, now: int, purpose: str | None
+    ) -> Select[Any]:
+        """``query`` narrowed to the owner's files visible at ``now`` (of ``purpose``)."""
+        files = self._files
+        query = query.where(files.c.owner == owner, self._visible(now))
+        return query if purpose is None else query.where(files.c.purpose == purpose)
+
+    async def _page(
+        self, query: Select[Any], order: Order, *, offset: int, limit: int
+    ) -> builtins.list[FileRecord]:
+        """The records of ``query`` in ``order`` of creation, ``limit`` of them from ``offset``."""
+        files = self._files
+        if order == "asc":
+            query = query.order_by(files.c.created_us.asc(), files.c.id.asc())
+        else:
+            query = query.order_by(files.c.created_us.desc(), files.c.id.desc())
+        async with self._transaction() as connection:
+            rows = (await connection.execute(query.offset(offset).limit(limit))).all()
+        return [file_record(row) for row in rows]
+
+    async def usage(self, owner: str) -> Usage:
+        """The owner's usage row (zeros if there is none)."""
+        async with self._transaction() as connection:
+            return await self._read_usage(connection, owner)
+
+    async def existing_keys(self, keys: builtins.list[str]) -> set[str]:
+        """``IN`` queries over files and parts, 500 keys at a time."""
+        files, parts = self._files, self.tables.parts
+        found: set[str] = set()
+        async with self._transaction() as connection:
+            for start in range(0, len(keys), 500):
+                batch = keys[start : start + 500]
+                for column in (files.c.storage_key, parts.c.storage_key):
+                    query = select(column).where(column.in_(batch))
+                    found.update((await connection.execute(query)).scalars())
+        return found
+
+    def _visible(self, now: int) -> ColumnElement[bool]:
+        files = self._files
+        return and_(
+            files.c.state == "active",
+            or_(files.c.expires_at.is_(None), files.c.expires_at > now, files.c.hold_count > 0),
+        )
+
+    def _beyond(self, after: Cursor, order: Order) -> ColumnElement[bool]:
+        created_us, file_id = after
+        column_time, column_id = self._files.c.created_us, self._files.c.id
+        if order == "asc":
+            return or_(
+                column_time > created_us, and_(column_time == created_us, column_id > file_id)
+            )
+        return or_(column_time < created_us, and_(column_time == created_us, column_id < file_id))
+
+
+_COLUMNS = (
+    "id",
+    "owner",
+    "purpose",
+    "filename",
+    "bytes",
+    "created_us",
+    "expires_at",
+    "status",
+    "status_details",
+    "storage_key",
+    "sha256",
+    "media_type",
+    "state",
+    "changed_at",
+    "hold_count",
+    "etag",
+)
+
+
+def file_row(record: FileRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in _COLUMNS}
+
+
+def file_record(row: Row[Any]) -> FileRecord:
+    mapping = row._mapping
+    return FileRecord(**{name: mapping[name] for name in _COLUMNS})

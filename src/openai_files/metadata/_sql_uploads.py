@@ -1,0 +1,251 @@
+"""The SQL store's upload records (Uploads API): uploads, their parts and their running
+totals (bytes received and reserved, parts), which count in the owner's usage row."""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..errors import Conflict, QuotaExceeded
+from ._sql_engine import Rollback, SQLEngine
+from .base import OPEN_UPLOAD_STATES, PartOutcome, PartRecord, Quota, UploadRecord, UploadState
+from .sql_schema import insert_ignoring_duplicates
+
+__all__ = ["SQLUploadRecords"]
+
+
+class SQLUploadRecords(SQLEngine):
+    """The upload-record methods of `SQLMetadataStore`."""
+
+    async def create_upload(self, upload: UploadRecord, *, max_open: int | None = None) -> None:
+        """Make sure the owner has a usage row, then in one transaction count the upload in
+        its ``open_uploads`` (a conditional update against ``max_open``) and insert the row."""
+        usage = self.tables.usage
+        async with self._transaction() as connection:  # apart, as in `insert`
+            await connection.execute(
+                insert_ignoring_duplicates(
+                    self._dialect, usage, {"owner": upload.owner, "files": 0, "bytes": 0}
+                )
+            )
+        counted = update(usage).where(usage.c.owner == upload.owner)
+        if max_open is not None:
+            counted = counted.where(usage.c.open_uploads < max_open)
+        fresh = upload.replace(received=0, part_count=0, reserved=0)
+        async with self._transaction() as connection:
+            opened = await connection.execute(counted.values(open_uploads=usage.c.open_uploads + 1))
+            if opened.rowcount != 1:
+                assert max_open is not None
+                raise QuotaExceeded.for_open_uploads(max_open)
+            try:
+                await connection.execute(insert(self.tables.uploads).values(**vars(fresh)))
+            except IntegrityError as exc:
+                raise Conflict(f"An upload with id {upload.id} exists already.") from exc
+
+    async def get_upload(self, owner: str, upload_id: str) -> UploadRecord | None:
+        """One SELECT by id and owner."""
+        uploads = self.tables.uploads
+        query = select(uploads).where(uploads.c.id == upload_id, uploads.c.owner == owner)
+        async with self._transaction() as connection:
+            row = (await connection.execute(query)).first()
+        return None if row is None else UploadRecord(**row._mapping)
+
+    async def move_upload(
+        self,
+        owner: str,
+        upload_id: str,
+        *,
+        from_states: tuple[UploadState, ...],
+        to: UploadState,
+        file_id: str | None = None,
+    ) -> bool:
+        """A conditional UPDATE on the state; closing the upload settles its reservation in the
+        usage row, in the same transaction."""
+        async with self._transaction() as connection:
+            return await self._move_upload(connection, owner, upload_id, from_states, to, file_id)
+
+    async def _move_upload(
+        self,
+        connection: AsyncConnection,
+        owner: str,
+        upload_id: str,
+        from_states: tuple[UploadState, ...],
+        to: UploadState,
+        file_id: str | None = None,
+        *,
+        expired_at: int | None = None,
+    ) -> bool:
+        """`move_upload` inside ``connection``'s transaction (only if it expired by
+        ``expired_at``, when given)."""
+        uploads = self.tables.uploads
+        opened = [state in OPEN_UPLOAD_STATES for state in from_states]
+        if any(opened) and not all(opened):
+            raise ValueError("move_upload: from_states must be all open or all closed")
+        closes = all(opened) and to not in OPEN_UPLOAD_STATES
+        mine = and_(uploads.c.id == upload_id, uploads.c.owner == owner)
+        values: dict[str, Any] = {"state": to}
+        if file_id is not None:
+            values["file_id"] = file_id
+        # Write first: the update locks the row, so the totals read next cannot change.
+        change = update(uploads).where(mine, uploads.c.state.in_(from_states))
+        if expired_at is not None:
+            change = change.where(uploads.c.expires_at <= expired_at)
+        if (await connection.execute(change.values(**values))).rowcount != 1:
+            return False
+        if closes:
+            totals = select(uploads.c.reserved, uploads.c.received).where(mine)
+            row = (await connection.execute(totals)).one()
+            await connection.execute(update(uploads).where(mine).values(reserved=row.received))
+            await self._add_usage(
+                connection, owner, 0, row.received - row.reserved, None, open_uploads=-1
+            )
+        return True
+
+    async def reserve_upload(
+        self, owner: str, upload_id: str, size: int, *, quota: Quota | None
+    ) -> bool:
+        """Grow the pending upload's ``reserved`` and the usage row under ``quota`` in one
+        transaction, rolled back if the quota refuses."""
+        uploads = self.tables.uploads
+        async with self._transaction() as connection:
+            grown = await connection.execute(
+                update(uploads)
+                .where(
+                    uploads.c.id == upload_id,
+                    uploads.c.owner == owner,
+                    uploads.c.state == "pending",
+                )
+                .values(reserved=uploads.c.reserved + size)
+            )
+            if grown.rowcount != 1:
+                return False
+            if not await self._add_usage(connection, owner, 0, size, quota):
+                raise Rollback  # over the quota: undo the upload's share too
+            return True
+        return False
+
+    async def release_upload(self, owner: str, upload_id: str, size: int) -> None:
+        """Shrink the open upload's ``reserved`` and the usage row in one transaction."""
+        async with self._transaction() as connection:
+            await self._release_upload(connection, owner, upload_id, size)
+
+    async def _release_upload(
+        self, connection: AsyncConnection, owner: str, upload_id: str, size: int
+    ) -> None:
+        uploads = self.tables.uploads
+        if size == 0:
+            return
+        shrunk = await connection.execute(
+            update(uploads)
+            .where(
+                uploads.c.id == upload_id,
+                uploads.c.owner == owner,
+                uploads.c.state.in_(OPEN_UPLOAD_STATES),
+            )
+            .values(reserved=uploads.c.reserved - size)
+        )
+        if shrunk.rowcount == 1:
+            await self._add_usage(connection, owner, 0, -size, None)
+
+    async def add_part(
+        self, part: PartRecord, *, reserved: int = 0, max_parts: int | None = None
+    ) -> PartOutcome:
+        """One conditional UPDATE of the upload's totals (pending, within the declared bytes
+        and ``max_parts``) locks its row, then the part row is inserted; when the update matches
+        nothing, the reservation is released and the upload read to say why."""
+        uploads, parts = self.tables.uploads, self.tables.parts
+        mine = and_(uploads.c.id == part.upload_id, uploads.c.owner == part.owner)
+        fits = [uploads.c.state == "pending", uploads.c.received + part.bytes <= uploads.c.bytes]
+        if max_parts is not None:
+            fits.append(uploads.c.part_count < max_parts)
+        async with self._transaction() as connection:
+            # Counted first: the update locks the upload row, so a part cannot slip in while
+            # the upload completes, and concurrent parts take their turns on the totals.
+            counted = await connection.execute(
+                update(uploads)
+                .where(mine, *fits)
+                .values(
+                    received=uploads.c.received + part.bytes,
+                    part_count=uploads.c.part_count + 1,
+                    reserved=uploads.c.reserved - reserved + part.bytes,
+                )
+            )
+            if counted.rowcount == 1:
+                await connection.execute(insert(parts).values(**vars(part)))
+                if part.bytes != reserved:
+                    await self._add_usage(connection, part.owner, 0, part.bytes - reserved, None)
+                return "added"
+            await self._release_upload(connection, part.owner, part.upload_id, reserved)
+            query = select(uploads.c.state, uploads.c.received, uploads.c.bytes).where(mine)
+            row = (await connection.execute(query)).first()
+        if row is None or row.state != "pending":
+            return "not_pending"
+        if row.received + part.bytes > row.bytes:
+            return "over_declared_bytes"
+        return "over_part_limit"
+
+    async def get_parts(self, owner: str, upload_id: str) -> builtins.list[PartRecord]:
+        """One SELECT by upload and owner."""
+        parts = self.tables.parts
+        query = select(parts).where(parts.c.upload_id == upload_id, parts.c.owner == owner)
+        async with self._transaction() as connection:
+            rows = (await connection.execute(query)).all()
+        return [PartRecord(**row._mapping) for row in rows]
+
+    async def expire_uploads(self, *, now: int) -> int:
+        """Read open uploads past their expiry 100 at a time and move each in a transaction
+        of its own."""
+        uploads, batch = self.tables.uploads, 100
+        # A completion that died half-way expires too, so its parts are discarded.
+        due = (
+            select(uploads.c.owner, uploads.c.id)
+            .where(uploads.c.state.in_(OPEN_UPLOAD_STATES), uploads.c.expires_at <= now)
+            .limit(batch)
+        )
+        expired = 0
+        while True:
+            async with self._transaction() as connection:
+                candidates = (await connection.execute(due)).all()
+            for owner, upload_id in candidates:
+                async with self._transaction() as connection:
+                    expired += await self._move_upload(
+                        connection, owner, upload_id, OPEN_UPLOAD_STATES, "expired", expired_at=now
+                    )
+            if len(candidates) < batch:
+                return expired
+
+    async def finished_parts(self, *, limit: int) -> builtins.list[PartRecord]:
+        """Parts whose upload is closed, in one SELECT."""
+        uploads, parts = self.tables.uploads, self.tables.parts
+        done = select(uploads.c.id).where(
+            uploads.c.state.in_(("completed", "cancelled", "expired"))
+        )
+        query = select(parts).where(parts.c.upload_id.in_(done)).limit(limit)
+        async with self._transaction() as connection:
+            rows = (await connection.execute(query)).all()
+        return [PartRecord(**row._mapping) for row in rows]
+
+    async def remove_part(self, part_id: str) -> None:
+        """Delete the part row and take its bytes out of its upload's totals and the usage row,
+        in one transaction."""
+        uploads, parts = self.tables.uploads, self.tables.parts
+        async with self._transaction() as connection:
+            row = (await connection.execute(select(parts).where(parts.c.id == part_id))).first()
+            if row is None:
+                return
+            part = PartRecord(**row._mapping)
+            if (await connection.execute(delete(parts).where(parts.c.id == part_id))).rowcount != 1:
+                raise Rollback  # removed meanwhile, by whoever counts it out
+            await connection.execute(
+                update(uploads)
+                .where(uploads.c.id == part.upload_id)
+                .values(
+                    received=uploads.c.received - part.bytes,
+                    part_count=uploads.c.part_count - 1,
+                    reserved=uploads.c.reserved - part.bytes,
+                )
+            )
+            await self._add_usage(connection, part.owner, 0, -part.bytes, None)
