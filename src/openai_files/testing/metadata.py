@@ -8,16 +8,22 @@ from ._file_lifecycle import FileLifecycleConformance
 from ._file_records import FileRecordConformance
 from ._records import make_part, make_record, make_upload
 from ._upload_records import UploadRecordConformance
+from ._upload_states import UploadStateConformance
 
 __all__ = ["MetadataConformance", "make_part", "make_record", "make_upload"]
 
 
-class MetadataConformance(FileRecordConformance, FileLifecycleConformance, UploadRecordConformance):
+class MetadataConformance(
+    FileRecordConformance,
+    FileLifecycleConformance,
+    UploadRecordConformance,
+    UploadStateConformance,
+):
     """Subclass with a ``metadata`` fixture that yields an empty store.
 
     The cases cover every method of `MetadataStore` and of its capabilities `OffsetPaging` and
     `StatusUpdates` (a case for a capability the store lacks is skipped); they are grouped by
-    concern: file records, what they count, and the Uploads API's records.
+    concern: file records, what they count, what uploads count, and each upload-record method.
     """
 
     pytestmark = pytest.mark.anyio
