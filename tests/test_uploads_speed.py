@@ -27,8 +27,8 @@ from openai_files.storage.base import StoredBlob, UnfinishedRange
 from openai_files.storage.local import UNFINISHED_SUFFIX
 from openai_files.testing import FaultyMetadataStore, FaultyStorage, ManualClock
 
-from .conftest import serve, stored_files
 from .databases import SERVERS, drop_tables, unique_prefix
+from .support import require_service, serve, stored_files
 
 pytestmark = pytest.mark.anyio
 
@@ -118,7 +118,6 @@ def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tup
         yield f"sqlite+aiosqlite:///{tmp_path / 'files.db'}", ""
         return
     url, name, port = SERVERS[request.param]
-    from .conftest import require_service
 
     require_service(name, "127.0.0.1", port)
     prefix = unique_prefix()
