@@ -127,7 +127,8 @@ class Storage(Protocol):
         ...
 
     async def aclose(self) -> None:
-        """Release connections and handles. The storage is not used afterwards."""
+        """Release connections and handles. The storage is not used afterwards; closing it
+        again is harmless."""
         ...
 
 
