@@ -27,8 +27,8 @@ from openai_files.storage.base import StoredBlob, UnfinishedRange
 from openai_files.storage.local import UNFINISHED_SUFFIX
 from openai_files.testing import FaultyMetadataStore, FaultyStorage, ManualClock
 
-from .databases import SERVERS, drop_tables, unique_prefix
-from .support import require_service, serve, stored_files
+from ..databases import SERVERS, drop_tables, unique_prefix
+from ..support import require_service, serve, stored_files
 
 pytestmark = pytest.mark.anyio
 
