@@ -99,11 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only", default=",".join(CONTENDERS), help="comma-separated contenders (all)"
     )
-    parser.add_argument("--seconds", type=float, default=10, help="seconds per run (10)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds (3)")
+    parser.add_argument("--seconds", type=float, help="seconds per run (10; --quick: 2)")
+    parser.add_argument("--repeat", type=int, help="rounds (3; --quick: 1)")
     parser.add_argument("--connections", type=int, default=16, help="for reads (16)")
     parser.add_argument("--upload-connections", type=int, default=8, help="for uploads (8)")
-    parser.add_argument("--seeded", type=int, default=100, help="files stored before (100)")
+    parser.add_argument("--seeded", type=int, help="files stored before (100; --quick: 30)")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="no taskset")
     parser.add_argument(
         "--ogx-python",
@@ -118,15 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_postgres_option(parser)
     add_allocator_option(parser)
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 s, 1 round")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 s, 1 round, 30 files")
     return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     options = parser.parse_args(argv)
-    if options.quick:
-        options.seconds, options.repeat, options.seeded = 2, 1, 30
+    defaults = (2, 1, 30) if options.quick else (10, 3, 100)
+    for name, default in zip(("seconds", "repeat", "seeded"), defaults, strict=True):
+        if getattr(options, name) is None:
+            setattr(options, name, default)
     options.only = [name.strip() for name in options.only.split(",") if name.strip()]
     unknown = sorted(set(options.only) - set(CONTENDERS))
     if unknown or not options.only:
