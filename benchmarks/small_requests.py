@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only", default=",".join(CONTENDERS), help="comma-separated contenders (all)"
     )
-    parser.add_argument("--seconds", type=float, help="seconds per run (10; --quick: 2)")
+    parser.add_argument("--seconds", type=int, help="seconds per run (10; --quick: 2)")
     parser.add_argument("--repeat", type=int, help="rounds (3; --quick: 1)")
     parser.add_argument("--connections", type=int, default=16, help="for reads (16)")
     parser.add_argument("--upload-connections", type=int, default=8, help="for uploads (8)")

@@ -39,7 +39,7 @@ class WrkRun:
 def wrk(
     url: str,
     *,
-    seconds: float,
+    seconds: int,
     connections: int,
     threads: int = 1,
     script: Path | None = None,
@@ -51,7 +51,10 @@ def wrk(
     argv = [*prefix, WRK, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s"]
     if script is not None:
         argv += ["-s", str(script)]
-    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+    completed = subprocess.run([*argv, url], capture_output=True, text=True, check=False)
+    out = completed.stdout
+    if completed.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} {url} failed:\n{out}{completed.stderr}")
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"errors from {url}:\n{out}")
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
