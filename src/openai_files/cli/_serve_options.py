@@ -15,6 +15,8 @@ from ..metadata.base import Quota
 from ..policy import Policy
 
 __all__ = [
+    "HTTP_CHOICES",
+    "LOOP_CHOICES",
     "api_keys_from",
     "key_problem",
     "load_policy",
@@ -28,6 +30,11 @@ __all__ = [
     "read_api_keys_file",
     "server_settings",
 ]
+
+HTTP_CHOICES = ("auto", "httptools", "h11")
+"""``--http``: auto is httptools when it is installed, else h11."""
+LOOP_CHOICES = ("auto", "uvloop", "asyncio")
+"""``--loop``: auto is uvloop when it is installed, else asyncio."""
 
 
 def parse_expiries(values: Sequence[str]) -> dict[str, int | None]:

@@ -8,8 +8,9 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
-from ..errors import QuotaExceeded
+from ..errors import Conflict, QuotaExceeded
 from ._sql_engine import Rollback, SQLEngine
 from .base import OPEN_UPLOAD_STATES, PartOutcome, PartRecord, Quota, UploadRecord, UploadState
 from .sql_schema import insert_ignoring_duplicates
@@ -42,7 +43,10 @@ class SQLUploadRecords(SQLEngine):
             if opened.rowcount != 1:
                 assert max_open is not None
                 raise QuotaExceeded.for_open_uploads(max_open)
-            connection.execute(insert(self.tables.uploads).values(**vars(fresh)))
+            try:
+                connection.execute(insert(self.tables.uploads).values(**vars(fresh)))
+            except IntegrityError as exc:
+                raise Conflict(f"An upload with id {upload.id} exists already.") from exc
 
         await self._write(open_upload)
 
