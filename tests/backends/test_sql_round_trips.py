@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from openai_files import SQLMetadataStore
 from openai_files.metadata.base import FileRecord, Quota
 
-from .databases import sql_store
+from ..databases import sql_store
 
 pytestmark = pytest.mark.anyio
 
