@@ -23,6 +23,8 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
+from openai_files.cli._server import ServeConfig
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 BATCH_LINE = (
@@ -55,11 +57,14 @@ def service_missing(reason: str) -> NoReturn:
 
 
 class ServerThread:
-    """uvicorn serving an ASGI app on a free loopback port, in a background thread."""
+    """uvicorn serving an ASGI app on a free loopback port, in a background thread, on the
+    stack ``openai-files serve`` runs (its bounds on request heads; no header deadline)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        config = ServeConfig(
+            app, host="127.0.0.1", port=self.port, log_level="warning", header_timeout=0
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

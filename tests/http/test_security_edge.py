@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -251,3 +252,34 @@ def test_headers_sent_in_time_are_served_on_a_kept_alive_connection(keyed_server
             time.sleep(0.5)
         created = c.post("/v1/files", files={"file": ("a", b"a")}, data={"purpose": "vision"})
         assert created.status_code == 200
+
+
+# Request heads: serve runs httptools, whose parser keeps headers of any size and number; the
+# protocol of serve bounds them as h11 did.
+
+
+def _head_answer(url: str, headers: list[tuple[str, str]]) -> int | None:
+    """The status ``serve`` answers a GET carrying ``headers``, or None if it only closed."""
+    port = int(url.rsplit(":", 1)[1])
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    head = f"GET /v1/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY_A}\r\n{lines}\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with contextlib.suppress(OSError):  # refused before all was read: the answer waits
+            sock.sendall(head.encode())
+        answer = sock.recv(200)
+    return int(answer.split()[1]) if answer.startswith(b"HTTP/1.1 ") else None
+
+
+def test_a_head_within_the_bounds_is_served(keyed_server: str) -> None:
+    headers = [(f"x-h{i}", "v" * 100) for i in range(200)]  # 200 fields, about 22 KB
+    assert _head_answer(keyed_server, headers) == 200
+
+
+def test_a_head_over_its_size_is_refused(keyed_server: str) -> None:
+    """431 while the head is still arriving; 400 (a parse error) when it came in one read."""
+    assert _head_answer(keyed_server, [("x-filler", "a" * (70 * 1024))]) in (400, 431)
+
+
+def test_a_head_of_too_many_fields_is_refused(keyed_server: str) -> None:
+    headers = [(f"x-h{i}", "v") for i in range(300)]
+    assert _head_answer(keyed_server, headers) == 400

@@ -26,8 +26,8 @@ __all__ = ["ServeConfig", "run_server"]
 
 
 class ServeConfig(uvicorn.Config):
-    """uvicorn's settings, and a deadline for request headers (`with_header_timeout`) of
-    ``header_timeout`` seconds unless it is 0.
+    """uvicorn's settings, with bounds on request heads (`with_header_timeout`): a deadline of
+    ``header_timeout`` seconds unless it is 0, and a size.
 
     The deadline is applied when the settings are loaded, in the process that serves: with
     several workers the settings travel to each worker, which cannot receive a class made at
@@ -40,9 +40,10 @@ class ServeConfig(uvicorn.Config):
 
     def load(self) -> None:
         super().load()
-        if self.header_timeout:  # uvicorn's protocol class, resolved from ``http`` by now
-            protocol = self.http_protocol_class
-            self.http_protocol_class = with_header_timeout(protocol, self.header_timeout)
+        # uvicorn's protocol class, resolved from ``http`` by now; the head's size is bounded
+        # even without a deadline.
+        protocol = self.http_protocol_class
+        self.http_protocol_class = with_header_timeout(protocol, self.header_timeout)
 
 
 def run_server(args: argparse.Namespace, app: ASGIApp | None) -> int:
