@@ -2,6 +2,9 @@
 
 A put writes to a hidden temporary file in the key's own directory and renames it into place,
 so a reader sees either the old object or the whole new one, and a failed put leaves nothing.
+By default a put is durable when it returns: the file is flushed to the device (``fsync``)
+before its rename, and its directory (and any directory the put created) after it, so the
+object survives a power cut, not only a crash of the process.
 File I/O runs in worker threads in blocks of `block_size` bytes, off the event loop.
 """
 
@@ -30,17 +33,26 @@ class LocalStorage:
     """Objects as files under ``root``; keys are relative paths made by the service.
 
     ``block_size`` is how many bytes are gathered before one write or read in a worker thread.
-    ``fsync`` flushes each file to the device before it becomes visible: without it a crash of
-    the process loses nothing that was committed, but a power cut may.
+    ``fsync`` (the default) makes every `put` and `compose` durable before it returns: the file
+    is flushed to the device before it is renamed into place, then its directory, and the
+    parent of every directory it created, so that the object and its name survive a power cut.
+    ``fsync=False`` trades that for speed: a crash of the process still loses nothing that was
+    stored, but a power cut may lose the last objects (see docs/reliability.md for figures).
+    A delete does not flush the directory: a file deleted just before a power cut may come back,
+    and the orphan sweep removes it again.
     """
 
     def __init__(
-        self, root: str | os.PathLike[str], *, block_size: int = 1024 * 1024, fsync: bool = False
+        self, root: str | os.PathLike[str], *, block_size: int = 1024 * 1024, fsync: bool = True
     ) -> None:
         self.root = Path(root).resolve()
         self.block_size = block_size
         self.fsync = fsync
+        created = [d for d in (self.root, *self.root.parents) if not d.exists()]
         self.root.mkdir(parents=True, exist_ok=True)
+        self._directories = _DurableDirectories(self.root) if fsync else None
+        for directory in created if fsync else ():
+            _fsync_directory(directory.parent)
 
     def __repr__(self) -> str:
         return f"LocalStorage(root={str(self.root)!r}, fsync={self.fsync})"
@@ -51,13 +63,14 @@ class LocalStorage:
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
         """Write to a hidden temporary file beside the target, then rename it into place
-        (after ``fsync`` if set): a reader sees the old object or the whole new one."""
+        (flushed before and after with ``fsync``): a reader sees the old object or the whole
+        new one."""
         path = self.path_for(key)
         temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         handle = await _io(_open_exclusive, temp)
         try:
             blob = await self._write_all(handle, chunks)
-            await _io(_finish, handle, temp, path, self.fsync)
+            await _io(_finish, handle, temp, path, self._directories)
         except BaseException:
             # Synchronous on purpose: it must run even when the task is being cancelled.
             handle.close()
@@ -90,12 +103,13 @@ class LocalStorage:
 
     async def compose(self, key: str, sources: list[str]) -> int:
         """Concatenate the source files into ``key`` in a worker thread, with the kernel
-        copying the bytes (``copy_file_range``) where the filesystem allows."""
+        copying the bytes (``copy_file_range``) where the filesystem allows; flushed as a put
+        is with ``fsync``."""
         path = self.path_for(key)
         files = [self.path_for(source) for source in sources]
         temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         try:
-            return await _io(_concatenate, files, temp, path, self.fsync, self.block_size)
+            return await _io(_concatenate, files, temp, path, self._directories, self.block_size)
         except FileNotFoundError as exc:
             missing = Path(str(exc.filename))
             key = (
@@ -189,12 +203,47 @@ def _write_block(handle: BinaryIO, hasher: BlobHasher, block: bytes) -> None:
     handle.write(block)
 
 
-def _finish(handle: BinaryIO, temp: Path, path: Path, fsync: bool) -> None:
+def _finish(
+    handle: BinaryIO, temp: Path, path: Path, directories: _DurableDirectories | None
+) -> None:
+    """Close ``temp`` and rename it to ``path``; with ``directories``, durably: the file is
+    flushed to the device before the rename, and the directories that name it after."""
     handle.flush()
-    if fsync:
+    if directories is not None:
         os.fsync(handle.fileno())
     handle.close()
     os.replace(temp, path)
+    if directories is not None:
+        directories.flush(path.parent)
+
+
+class _DurableDirectories:
+    """Flushes directories after a file is renamed into them, and remembers which directories'
+    own entries are known to be on the device, so that the parent of a directory is flushed
+    once, by the first put that needs it, rather than on every put."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._known = {root}
+
+    def flush(self, directory: Path) -> None:
+        """Flush ``directory`` (a rename into it just happened), then the parent of each of its
+        ancestors up to the root whose entry is not known to be on the device yet."""
+        _fsync_directory(directory)
+        while directory not in self._known:
+            _fsync_directory(directory.parent)
+            # Known only once its parent is flushed: a put that finds it unknown meanwhile
+            # flushes the parent itself rather than return before it is on the device.
+            self._known.add(directory)
+            directory = directory.parent
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 async def _read_range(
@@ -222,14 +271,20 @@ def _modified(path: Path) -> float:
         return float("inf")
 
 
-def _concatenate(sources: list[Path], temp: Path, path: Path, fsync: bool, block: int) -> int:
+def _concatenate(
+    sources: list[Path],
+    temp: Path,
+    path: Path,
+    directories: _DurableDirectories | None,
+    block: int,
+) -> int:
     size = 0
     output = _open_exclusive(temp)
     try:
         for source in sources:
             with open(source, "rb") as part:
                 size += _copy(part, output, block)
-        _finish(output, temp, path, fsync)
+        _finish(output, temp, path, directories)
     except BaseException:
         output.close()
         temp.unlink(missing_ok=True)
