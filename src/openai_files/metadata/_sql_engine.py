@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
 from sqlalchemy import event, insert, select, update
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -19,7 +20,7 @@ from .base import DEFAULT_TABLE_PREFIX, Quota, Usage
 from .sql_migrations import upgrade
 from .sql_schema import SCHEMA_VERSION, Tables
 
-__all__ = ["Rollback", "SQLEngine", "make_engine"]
+__all__ = ["SQLITE_SYNCHRONOUS", "Rollback", "SQLEngine", "make_engine", "sqlite_synchronous"]
 
 
 class SQLEngine:
@@ -211,20 +212,49 @@ class Rollback(Exception):
 def make_engine(url: str, options: Mapping[str, Any] | None) -> AsyncEngine:
     parsed = make_url(url)
     settings: dict[str, Any] = {"pool_pre_ping": True}
+    synchronous = "FULL"
     if parsed.get_backend_name() == "sqlite":
+        parsed, synchronous = sqlite_synchronous(parsed)
         settings = {"connect_args": {"timeout": 30}}
     elif parsed.get_backend_name() in {"mysql", "mariadb"} and "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     settings.update(options or {})
     engine = create_async_engine(parsed, **settings)
     if parsed.get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", configure_sqlite)
+        event.listen(
+            engine.sync_engine, "connect", partial(configure_sqlite, synchronous=synchronous)
+        )
     return engine
 
 
-def configure_sqlite(connection: Any, _record: Any) -> None:
+SQLITE_SYNCHRONOUS = ("FULL", "NORMAL")
+"""The values of SQLite's ``synchronous`` setting a store URL may ask for; the first is the
+default."""
+
+
+def sqlite_synchronous(url: URL) -> tuple[URL, str]:
+    """``url`` without its ``synchronous`` query option, and the setting it asks for.
+
+    ``FULL`` (the default) flushes the write-ahead log at every commit, so a committed file
+    record survives a power cut; ``?synchronous=normal`` flushes it only at checkpoints,
+    which is faster but may lose the last commits on power loss (never on a crash of the
+    process). `ValueError` for any other value.
+    """
+    value = url.query.get("synchronous", SQLITE_SYNCHRONOUS[0])
+    level = (value if isinstance(value, str) else value[-1]).upper()
+    if level not in SQLITE_SYNCHRONOUS:
+        raise ValueError(
+            f"synchronous={value!r} in the SQLite URL: use synchronous=full (durable, the "
+            "default) or synchronous=normal (faster; the last commits may be lost on power loss)"
+        )
+    return url.difference_update_query(["synchronous"]), level
+
+
+def configure_sqlite(connection: Any, _record: Any, *, synchronous: str = "FULL") -> None:
+    """Set up a new SQLite connection: write-ahead log, ``synchronous`` (see
+    `sqlite_synchronous`), and waiting up to 30 s for a lock instead of failing."""
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
