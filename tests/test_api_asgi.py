@@ -140,7 +140,8 @@ async def test_fastapi_gateway_example_serves_chat_and_files_per_tenant(gateway:
 async def test_files_routes_in_a_hosts_own_router_answer_in_openais_shape(
     tmp_path: Path, shares_the_service: bool
 ) -> None:
-    policy = Policy(max_file_size=10, file_too_large_status=400)
+    with pytest.warns(DeprecationWarning, match="file_too_large_status"):
+        policy = Policy(max_file_size=10, file_too_large_status=400)
     async with FilesService(MemoryStorage(), MemoryMetadataStore(), policy=policy) as service:
 
         async def health(_: object) -> PlainTextResponse:

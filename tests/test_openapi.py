@@ -472,7 +472,9 @@ class SigningStorage(MemoryStorage):
 
 
 def test_a_policy_answering_400_for_files_too_large_documents_no_413() -> None:
-    document = openapi_document(Policy(file_too_large_status=400), ("/v1",))
+    with pytest.warns(DeprecationWarning, match="file_too_large_status"):
+        policy = Policy(file_too_large_status=400)
+    document = openapi_document(policy, ("/v1",))
     assert '"413"' not in json.dumps(document)
     upload = document["paths"]["/v1/files"]["post"]["responses"]["400"]["description"]
     assert "passed its maximum size" in upload
