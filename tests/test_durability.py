@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -23,13 +23,14 @@ from openai_files.backends import open_metadata, open_service, open_storage
 from openai_files.cli import build_parser
 from openai_files.cli._serve_options import server_settings
 from openai_files.metadata.base import FileRecord, MetadataStore, PartOutcome, PartRecord
+from openai_files.storage.local import FLUSH_STEP
 from openai_files.testing.faults import FaultyMetadataStore
 
 from .conftest import serve
 
 Event = tuple[str, str]
-"""``("fsync", path)``, ``("rename", target)``, ``("commit", storage key)`` or
-``("add_part", storage key)``, in the order they happened."""
+"""``("fsync", path)``, ``("fdatasync", path)``, ``("rename", target)``, ``("commit", storage
+key)`` or ``("add_part", storage key)``, in the order they happened."""
 
 
 class Recorder:
@@ -47,24 +48,29 @@ class Recorder:
         return self.events.index(event)
 
     def fsyncs(self) -> list[str]:
-        return [what for kind, what in self.events if kind == "fsync"]
+        return [what for kind, what in self.events if kind in {"fsync", "fdatasync"}]
 
 
 @pytest.fixture
 def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     """``os.fsync`` and ``os.replace`` recorded (and still carried out)."""
     recorder = Recorder()
-    real_fsync, real_replace = os.fsync, os.replace
+    real_fsync, real_fdatasync, real_replace = os.fsync, os.fdatasync, os.replace
 
     def fsync(descriptor: int) -> None:
         recorder.add("fsync", os.readlink(f"/proc/self/fd/{descriptor}"))
         real_fsync(descriptor)
+
+    def fdatasync(descriptor: int) -> None:
+        recorder.add("fdatasync", os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fdatasync(descriptor)
 
     def replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
         real_replace(source, target)
         recorder.add("rename", os.fspath(target))
 
     monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
     monkeypatch.setattr(os, "replace", replace)
     return recorder
 
@@ -176,6 +182,31 @@ def test_uploads_api_parts_and_the_assembled_file_are_flushed_before_they_commit
     key = storage_key_of(recorder)
     assert (root / key).read_bytes() == b"".join(parts)
     assert_flushed_before(recorder, root / key, ("commit", key))
+
+
+@pytest.mark.anyio
+async def test_a_large_put_flushes_as_it_goes_so_the_last_flush_waits_for_the_tail_only(
+    tmp_path: Path, recorder: Recorder
+) -> None:
+    storage = LocalStorage(tmp_path / "files")
+    block = os.urandom(1024 * 1024)
+    size = 3 * FLUSH_STEP
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(size // len(block)):
+            yield block
+
+    await storage.put("ab/cd/large", chunks())
+    path = storage.path_for("ab/cd/large")
+    assert path.stat().st_size == size
+    renamed = recorder.index(("rename", str(path)))
+    early = [n for n, (kind, _) in enumerate(recorder.events) if kind == "fdatasync"]
+    assert early, recorder.events  # flushed while the bytes were still arriving
+    assert early[-1] < renamed
+    last = [n for n, (kind, what) in enumerate(recorder.events) if what.endswith(".part")]
+    assert recorder.events[last[-1]][0] == "fsync"  # and once more, whole, before the rename
+    assert last[-1] < renamed
+    assert ("fsync", str(path.parent)) in recorder.events[renamed:]
 
 
 def test_no_fsync_turns_every_flush_off(tmp_path: Path, recorder: Recorder) -> None:

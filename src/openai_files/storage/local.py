@@ -25,6 +25,9 @@ from .base import BlobHasher, StoredBlob, check_key, join_blocks
 __all__ = ["LocalStorage"]
 
 TEMP_SUFFIX = ".part"
+FLUSH_STEP = 16 * 1024 * 1024
+"""With ``fsync``, a put of a large file starts flushing its bytes to the device every this many
+bytes while it is still receiving the rest."""
 _T = TypeVar("_T")
 _Ts = TypeVarTuple("_Ts")
 
@@ -83,11 +86,27 @@ class LocalStorage:
         so that receiving and storing overlap; at most three blocks are in memory."""
         hasher = BlobHasher()
         send, receive = anyio.create_memory_object_stream[bytes](max_buffer_size=1)
+        flushing = False
+
+        async def flush() -> None:
+            nonlocal flushing
+            try:
+                await _io(os.fdatasync, handle.fileno())
+            finally:
+                flushing = False
 
         async def store_blocks() -> None:
+            nonlocal flushing
+            unflushed = 0
             async with receive:
                 async for block in receive:
                     await _io(_write_block, handle, hasher, block)
+                    unflushed += len(block)
+                    # Durable puts flush as they go, in another thread, so that the flush
+                    # before the rename waits for the last blocks only, not the whole file.
+                    if self.fsync and unflushed >= FLUSH_STEP and not flushing:
+                        flushing, unflushed = True, 0
+                        group.start_soon(flush)
 
         try:
             async with anyio.create_task_group() as group:
