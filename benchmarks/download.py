@@ -19,20 +19,17 @@ from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from harness import (
-    MiB,
+from harness import MiB
+from harness.clients import curl, expect, make_file, read_json
+from harness.measure import rotated
+from harness.report import Figure, Report, Target, median
+from harness.servers import (
     add_allocator_option,
     allocator,
     allocator_name,
     baseline_server,
-    curl,
-    expect,
-    make_file,
     ours_server,
-    read_json,
-    rotated,
 )
-from report import Figure, Report, Target, median
 
 MIN_VS_BEST_BASELINE = 0.9
 

@@ -33,22 +33,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from harness import (
-    Server,
-    add_allocator_option,
-    add_postgres_option,
-    allocator,
-    allocator_name,
-    curl,
-    curl_many,
-    expect,
-    ours_server,
-    postgres_missing,
-    postgres_tables,
-    read_json,
-    rotated,
-)
-from report import Figure, Report, Target, median
+from harness.clients import curl, curl_many, expect, read_json
+from harness.measure import rotated
+from harness.report import Figure, Report, Target, median
+from harness.servers import Server, add_allocator_option, allocator, allocator_name, ours_server
+from harness.stores import add_postgres_option, postgres_missing, postgres_tables
 from sqlalchemy import MetaData, Table, insert, text
 from sqlalchemy.engine import Connection
 

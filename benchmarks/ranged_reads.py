@@ -43,27 +43,24 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import (
+from harness import MiB
+from harness.clients import CURL, curl, expect, read_json
+from harness.measure import rotated
+from harness.report import Figure, Report, median
+from harness.servers import (
     BENCH_BUCKET,
-    CURL,
     OURS_PREFIX,
-    MiB,
     add_allocator_option,
     add_s3_rig_options,
     allocator,
     allocator_name,
     baseline_server,
-    curl,
-    expect,
     ours_on_s3,
     ours_server,
     parse_backends,
-    read_json,
-    rotated,
-    s3_objects,
     s3_rig_unavailable,
 )
-from report import Figure, Report, median
+from harness.stores import s3_objects
 
 FILE_RESPONSE = "FileResponse"
 CHECK_EVERY = 25

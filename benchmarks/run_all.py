@@ -32,8 +32,9 @@ import ranged_reads
 import s3_transfer
 import upload
 import uploads_api
-from harness import add_allocator_option, add_postgres_option
-from report import Report, print_table, save, target_rows
+from harness.report import Report, print_table, save, target_rows
+from harness.servers import add_allocator_option
+from harness.stores import add_postgres_option
 
 BUSY_LOAD = 0.5
 

@@ -42,33 +42,22 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import (
+from harness import BENCHMARKS_DIR, MiB
+from harness.clients import curl, expect, make_file, make_multipart_body, post_file, read_json
+from harness.measure import ProcessCounters, peak_rss_bytes, reset_peak_rss, rotated, rss_bytes
+from harness.report import Figure, Report, Target, median
+from harness.servers import (
     BENCH_BUCKET,
-    BENCHMARKS_DIR,
     OURS_PREFIX,
-    S3_CREDENTIALS,
-    MiB,
-    ProcessCounters,
     Server,
     add_allocator_option,
     add_s3_rig_options,
     allocator,
     allocator_name,
-    curl,
-    expect,
-    make_file,
-    make_multipart_body,
     ours_on_s3,
-    peak_rss_bytes,
-    post_file,
-    read_json,
-    reset_peak_rss,
-    rotated,
-    rss_bytes,
-    s3_objects,
     s3_rig_unavailable,
 )
-from report import Figure, Report, Target, median
+from harness.stores import S3_CREDENTIALS, s3_objects
 
 MIN_UPLOAD_VS_OBSTORE = 0.8
 MIN_DOWNLOAD_VS_OBSTORE = 0.8

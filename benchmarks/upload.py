@@ -33,27 +33,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import (
-    MiB,
+from harness import MiB
+from harness.clients import curl, expect, make_multipart_body, post_file, read_json
+from harness.measure import (
     ProcessCounters,
-    Server,
-    add_allocator_option,
-    allocator,
-    allocator_name,
-    baseline_server,
-    curl,
-    expect,
-    make_multipart_body,
-    ours_server,
     peak_rss_bytes,
-    post_file,
-    read_json,
     reset_peak_rss,
     rotated,
     rss_bytes,
     settle_disk,
 )
-from report import Figure, Report, Target, median
+from harness.report import Figure, Report, Target, median
+from harness.servers import (
+    Server,
+    add_allocator_option,
+    allocator,
+    allocator_name,
+    baseline_server,
+    ours_server,
+)
 
 MIN_VS_BARE = 0.9
 MIN_VS_NAIVE = 1.7

@@ -48,36 +48,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import (
-    BENCH_BUCKET,
+from harness import MiB
+from harness.clients import (
     CURL,
     MULTIPART_BOUNDARY,
-    OURS_PREFIX,
-    MiB,
-    ProcessCounters,
-    Server,
     Transfer,
+    curl,
+    expect,
+    make_multipart_body,
+    post_file,
+    read_json,
+)
+from harness.measure import (
+    ProcessCounters,
+    peak_rss_bytes,
+    reset_peak_rss,
+    rotated,
+    rss_bytes,
+    settle_disk,
+)
+from harness.report import Figure, Report, Target, median
+from harness.servers import (
+    BENCH_BUCKET,
+    OURS_PREFIX,
+    Server,
     add_allocator_option,
     add_s3_rig_options,
     allocator,
     allocator_name,
-    curl,
-    expect,
-    make_multipart_body,
     ours_on_s3,
     ours_server,
     parse_backends,
-    peak_rss_bytes,
-    post_file,
-    read_json,
-    reset_peak_rss,
-    rotated,
-    rss_bytes,
-    s3_objects,
     s3_rig_unavailable,
-    settle_disk,
 )
-from report import Figure, Report, Target, median
+from harness.stores import s3_objects
 
 MIN_VS_FILES_POST = 0.8
 MAX_MEMORY_GROWTH_MIB = 64

@@ -12,8 +12,8 @@ The backends are wrapped in `FaultyStorage` and `FaultyMetadataStore` from
    some uploads are refused, and afterwards every listed file has all its bytes and a sweep
    leaves no bytes without a record.
 
-The same checks, run after every failure point, are the suite's `tests/test_faults.py` and
-`tests/test_crash_consistency.py`.
+The same checks, run after every failure point, are the suite's
+`tests/http/test_backend_faults.py` and `tests/system/test_crash_consistency.py`.
 """
 
 from __future__ import annotations

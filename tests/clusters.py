@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .conftest import ServerProcess
 from .databases import POSTGRES_URL
+from .support import ServerProcess
 
 KEY = "sk-replicas"
 

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from openai_files import SQLMetadataStore
 
-from .conftest import require_service
+from .support import require_service
 
 POSTGRES_URL = os.environ.get(
     "OPENAI_FILES_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"

@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from openai_files.storage.s3 import S3Storage
 
-from .conftest import free_port, service_missing
+from .support import free_port, service_missing
 
 ACCESS_KEY = "openaifilestestkey"
 SECRET_KEY = "openaifilestestsecret"
