@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 import httpx
-from harness import ProcessCounters, Server, add_allocator_option, allocator, ours_server, rotated
+from harness.measure import ProcessCounters, rotated
+from harness.servers import Server, add_allocator_option, allocator, ours_server
 
 CONTENDERS = {
     "durable (default)": (None, None),
