@@ -9,6 +9,7 @@ Run under uvicorn exactly as ``openai-files serve`` runs (same defaults) with th
   file), then the ``UploadFile`` copied to its destination: the usual first implementation.
 - ``GET /file-response/{name}``: Starlette's ``FileResponse``.
 - ``GET /thread-blocks/{name}``: 1 MiB blocks read in a worker thread and streamed.
+- ``GET /hello``: a plain-text hello world, the cost of a request through the server alone.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 BLOCK_SIZE = 1024 * 1024
@@ -94,8 +101,13 @@ async def _read_blocks(path: Path) -> AsyncIterator[bytes]:
         handle.close()
 
 
+async def hello(request: Request) -> Response:
+    return PlainTextResponse("Hello, world!")
+
+
 app = Starlette(
     routes=[
+        Route("/hello", hello, methods=["GET"]),
         Route("/bare", bare_upload, methods=["POST"]),
         Route("/naive", naive_upload, methods=["POST"]),
         Route("/file-response/{name}", file_response, methods=["GET"]),

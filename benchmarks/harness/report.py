@@ -106,7 +106,10 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load_average": os.getloadavg(),
-        "versions": {name: version(name) for name in ("starlette", "uvicorn", "h11", "anyio")},
+        "versions": {
+            name: version(name)
+            for name in ("starlette", "uvicorn", "httptools", "uvloop", "h11", "anyio")
+        },
         "source": _source_revision(),
     }
 

@@ -10,21 +10,16 @@ command line wins over the variable, which wins over the default. The client com
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Literal
 
-from ..backends import open_service
 from ..http import FormLimits
-from ..http.app import create_app
-from ..http.auth import Authenticator, api_key_auth, open_auth
 from ..metadata.base import DEFAULT_TABLE_PREFIX
 from ..policy import Policy
-from ._serve_options import policy_from_args, server_settings
+from ._serve_app import announce, build_app, configure_logging, worker_environment
+from ._serve_options import HTTP_CHOICES, LOOP_CHOICES, policy_from_args, server_settings
 
 __all__ = ["build_parser", "main"]
 
@@ -232,6 +227,28 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default: {DEFAULT_BODY_TIMEOUT:g}; OPENAI_FILES_BODY_TIMEOUT)",
     )
     serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=_env("WORKERS", "1"),
+        metavar="N",
+        help="serve from N processes on the one port, sharing the storage and the database "
+        "(default: 1; OPENAI_FILES_WORKERS)",
+    )
+    serve.add_argument(
+        "--http",
+        choices=HTTP_CHOICES,
+        default=_env("HTTP", "auto"),
+        help="the HTTP/1.1 implementation: httptools, h11, or auto: httptools when installed "
+        "(default: auto; OPENAI_FILES_HTTP)",
+    )
+    serve.add_argument(
+        "--loop",
+        choices=LOOP_CHOICES,
+        default=_env("LOOP", "auto"),
+        help="the event loop: uvloop, asyncio, or auto: uvloop when installed "
+        "(default: auto; OPENAI_FILES_LOOP)",
+    )
+    serve.add_argument(
         "--log-level", default=_env("LOG_LEVEL", "info"), help="(OPENAI_FILES_LOG_LEVEL)"
     )
     _add_client_commands(commands)
@@ -315,64 +332,35 @@ def _optional_int(value: str) -> int | None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from ._server import run_server  # uvicorn, only to serve
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:  %(message)s")
+    configure_logging(args.log_level)
     try:
-        storage, metadata, keys = server_settings(args)
-        policy = policy_from_args(args)
+        server_settings(args)
+        policy_from_args(args)
     except ValueError as exc:
         print(f"openai-files serve: error: {exc}", file=sys.stderr)
         return 2
     if args.file_too_large_status not in (None, 400, 413):
         print("openai-files serve: error: the file too large status is 413 or 400", file=sys.stderr)
         return 2
-    if args.storage is None or args.metadata is None:  # something is kept in the data dir
-        Path(args.data_dir).mkdir(parents=True, exist_ok=True)
-    service = open_service(storage, metadata, policy=policy, table_prefix=args.table_prefix)
-    auth: Authenticator
-    if keys:
-        auth = api_key_auth(keys)
-        log.info(
-            "openai-files: %d API key(s) configured for %d owner(s)",
-            len(keys),
-            len(set(keys.values())),
-        )
-    else:
-        auth = open_auth()
-        log.warning(
-            "openai-files: no API key configured: the server is OPEN and every caller is "
-            "the owner 'default'. Pass --api-key to require keys."
-        )
-    log.info("openai-files: storage %s, metadata %s", storage, service.metadata)
-    app = create_app(
-        service,
-        auth=auth,
-        presigned_downloads=args.presigned_downloads or None,
-        sweep_interval=args.sweep_interval or None,
-        sweep_stale_after=args.stale_after,
-        close_service=True,
-        uploads_api=args.uploads_api,
-        file_too_large_status=args.file_too_large_status,
-        form_limits=FormLimits(body_timeout=args.body_timeout or None),
-    )
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level.lower(),
-        http=_http_protocol(args.header_timeout),
-    )
-    return 0
-
-
-def _http_protocol(header_timeout: float) -> type[asyncio.Protocol] | Literal["auto"]:
-    """uvicorn's HTTP protocol, with a deadline for request headers unless it is 0."""
-    from uvicorn.protocols.http.auto import AutoHTTPProtocol
-
-    from ._header_timeout import with_header_timeout
-
-    return with_header_timeout(AutoHTTPProtocol, header_timeout) if header_timeout else "auto"
+    for name, value, choices in (
+        ("http", args.http, HTTP_CHOICES),
+        ("loop", args.loop, LOOP_CHOICES),
+    ):
+        if value not in choices:  # argparse does not check a default read from the environment
+            print(
+                f"openai-files serve: error: --{name} (OPENAI_FILES_{name.upper()}) is one of "
+                f"{', '.join(choices)}, not {value!r}",
+                file=sys.stderr,
+            )
+            return 2
+    announce(args)
+    if args.workers == 1:
+        return run_server(args, build_app(args))
+    os.environ.update(worker_environment(args))  # each worker builds its own app from them
+    log.info("openai-files: %d worker processes share the port", args.workers)
+    return run_server(args, None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

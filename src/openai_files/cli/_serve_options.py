@@ -15,6 +15,8 @@ from ..metadata.base import Quota
 from ..policy import Policy
 
 __all__ = [
+    "HTTP_CHOICES",
+    "LOOP_CHOICES",
     "api_keys_from",
     "key_problem",
     "load_policy",
@@ -29,6 +31,11 @@ __all__ = [
     "server_settings",
     "without_flushes",
 ]
+
+HTTP_CHOICES = ("auto", "httptools", "h11")
+"""``--http``: auto is httptools when it is installed, else h11."""
+LOOP_CHOICES = ("auto", "uvloop", "asyncio")
+"""``--loop``: auto is uvloop when it is installed, else asyncio."""
 
 
 def parse_expiries(values: Sequence[str]) -> dict[str, int | None]:

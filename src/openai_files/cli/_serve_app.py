@@ -1,0 +1,128 @@
+"""The ASGI app that ``openai-files serve`` runs, built from its parsed flags.
+
+One process builds it with `build_app`. With ``--workers N`` each worker process builds its
+own from the flags the parent parsed: the parent puts them in the environment variable
+`SETTINGS_VARIABLE` (`worker_environment`), and every worker calls `worker_app`, the factory
+its server imports by name, which reads them back. A worker that cannot build its app exits
+with `STARTUP_FAILURE`, so the parent stops instead of starting it again and again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from ..backends import open_service
+from ..http import FormLimits
+from ..http.app import create_app
+from ..http.auth import Authenticator, api_key_auth, open_auth
+from ._serve_options import policy_from_args, server_settings
+
+__all__ = [
+    "FACTORY",
+    "SETTINGS_VARIABLE",
+    "STARTUP_FAILURE",
+    "ASGIApp",
+    "announce",
+    "build_app",
+    "configure_logging",
+    "worker_app",
+    "worker_environment",
+]
+
+log = logging.getLogger("openai_files")
+
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+"""An ASGI application: what `build_app` returns (the HTTP edge's Starlette app)."""
+
+SETTINGS_VARIABLE = "OPENAI_FILES_SERVE_SETTINGS"
+"""The parent's parsed ``serve`` flags, as a JSON object, in each worker's environment."""
+FACTORY = f"{__name__}:worker_app"
+"""The import string of `worker_app`."""
+STARTUP_FAILURE = 3
+"""The exit status of a worker that could not start: its server then stops them all."""
+
+
+def configure_logging(level: str, *, worker: bool = False) -> None:
+    """The ``openai_files`` log lines on stderr at ``level``; a worker's carry its pid."""
+    where = "[%(process)d] " if worker else ""
+    logging.basicConfig(level=level.upper(), format=f"%(levelname)s:  {where}%(message)s")
+
+
+def announce(args: argparse.Namespace) -> None:
+    """Log what the server built from ``args`` will serve: its keys (how many, never which)
+    or a warning that it is open, and its storage and metadata (without passwords)."""
+    storage, metadata, keys = server_settings(args)
+    if keys:
+        owners = len(set(keys.values()))
+        log.info("openai-files: %d API key(s) configured for %d owner(s)", len(keys), owners)
+    else:
+        log.warning(
+            "openai-files: no API key configured: the server is OPEN and every caller is "
+            "the owner 'default'. Pass --api-key to require keys."
+        )
+    if not metadata.startswith("memory:"):
+        metadata = make_url(metadata).render_as_string(hide_password=True)
+    log.info("openai-files: storage %s, metadata %s", storage, metadata)
+
+
+def build_app(args: argparse.Namespace) -> ASGIApp:
+    """The app that ``args`` (the parsed ``serve`` flags) describe, which closes its service
+    when it shuts down; `ValueError` for settings that cannot be served (see
+    `server_settings`, `policy_from_args`)."""
+    storage, metadata, keys = server_settings(args)
+    policy = policy_from_args(args)
+    if args.storage is None or args.metadata is None:  # something is kept in the data dir
+        Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+    service = open_service(storage, metadata, policy=policy, table_prefix=args.table_prefix)
+    auth: Authenticator = api_key_auth(keys) if keys else open_auth()
+    return create_app(
+        service,
+        auth=auth,
+        presigned_downloads=args.presigned_downloads or None,
+        sweep_interval=args.sweep_interval or None,
+        sweep_stale_after=args.stale_after,
+        close_service=True,
+        uploads_api=args.uploads_api,
+        file_too_large_status=args.file_too_large_status,
+        form_limits=FormLimits(body_timeout=args.body_timeout or None),
+    )
+
+
+def worker_environment(args: argparse.Namespace) -> dict[str, str]:
+    """What a worker needs in its environment to build the app of ``args`` (`worker_app`)."""
+    return {SETTINGS_VARIABLE: json.dumps(vars(args))}
+
+
+def worker_app() -> ASGIApp:
+    """The app of one worker of ``serve --workers N``, from the flags its parent parsed.
+
+    Exits with `STARTUP_FAILURE`, saying why, when the settings are missing or cannot be
+    served (a keys file removed since the parent read it, say).
+    """
+    try:
+        settings = json.loads(os.environ[SETTINGS_VARIABLE])
+    except (KeyError, ValueError):
+        print(
+            f"openai-files serve: error: {SETTINGS_VARIABLE} holds no settings: a worker is "
+            "started by 'openai-files serve --workers N', not on its own",
+            file=sys.stderr,
+        )
+        sys.exit(STARTUP_FAILURE)
+    args = argparse.Namespace(**settings)
+    configure_logging(args.log_level, worker=True)
+    try:
+        return build_app(args)
+    except ValueError as exc:
+        print(f"openai-files serve: error: a worker cannot start: {exc}", file=sys.stderr)
+    except Exception:
+        log.exception("openai-files serve: a worker cannot start")
+    sys.exit(STARTUP_FAILURE)
