@@ -1,13 +1,15 @@
 """Run the benchmarks of both deployment shapes; print a summary with PASS/FAIL per target.
 
 The embedded shape (local disk + SQLite): ``upload.py``, ``download.py``, ``list_page.py``,
-and the large-file benchmarks ``uploads_api.py --backends local`` and ``ranged_reads.py
---backends local``. The replicated shape (S3 + PostgreSQL): ``s3_transfer.py`` against a moto
-S3 server that it starts itself, ``list_page.py --database postgresql`` against the PostgreSQL
-of ``--postgres-url``, and ``uploads_api.py --backends s3`` and ``ranged_reads.py --backends
-s3``, each with a moto of its own. A replicated benchmark whose service is missing stops the
-run before anything is measured, unless ``--skip-unavailable`` says to skip it (the reason is
-printed); ``--shape`` runs one shape only.
+the large-file benchmarks ``uploads_api.py --backends local`` and ``ranged_reads.py
+--backends local``, and ``small_requests.py`` with the embedded default, memory backends and
+ogx (it needs wrk and a Python >= 3.12 for ogx). The replicated shape (S3 + PostgreSQL):
+``s3_transfer.py`` against a moto S3 server that it starts itself, ``list_page.py --database
+postgresql`` against the PostgreSQL of ``--postgres-url``, ``uploads_api.py --backends s3`` and
+``ranged_reads.py --backends s3``, each with a moto of its own, and ``small_requests.py`` with
+local disk + PostgreSQL against memory backends. A benchmark whose service or tool is missing
+stops the run before anything is measured, unless ``--skip-unavailable`` says to skip it (the
+reason is printed); ``--shape`` runs one shape only.
 
 The results (figures, every sample, targets, settings and the machine) are written as JSON to
 ``benchmarks/results/``. The exit status is 1 when a target is missed, 2 when a service is
@@ -30,6 +32,7 @@ import download
 import list_page
 import ranged_reads
 import s3_transfer
+import small_requests
 import upload
 import uploads_api
 from harness.report import Report, print_table, save, target_rows
@@ -72,6 +75,18 @@ BENCHMARKS = (
     Benchmark(uploads_api, "replicated", ("--backends", "s3"), uploads_api.unavailable),
     Benchmark(ranged_reads, "embedded", ("--backends", "local")),
     Benchmark(ranged_reads, "replicated", ("--backends", "s3"), ranged_reads.unavailable),
+    Benchmark(
+        small_requests,
+        "embedded",
+        ("--only", "ours-default,ours-memory,ogx"),
+        small_requests.unavailable,
+    ),
+    Benchmark(
+        small_requests,
+        "replicated",
+        ("--only", "ours-memory,ours-postgres"),
+        small_requests.unavailable,
+    ),
 )
 
 
@@ -94,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--skip-unavailable",
         action="store_true",
-        help="skip a replicated benchmark whose service (moto, PostgreSQL) is missing, "
-        "saying why, instead of stopping",
+        help="skip a benchmark whose service or tool (moto, PostgreSQL, wrk, Python 3.12 for "
+        "ogx) is missing, saying why, instead of stopping",
     )
     add_postgres_option(parser)
     add_allocator_option(parser)

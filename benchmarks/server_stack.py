@@ -20,10 +20,6 @@ transfers on the chosen stack are ``upload.py`` and ``download.py``.
 from __future__ import annotations
 
 import argparse
-import json
-import re
-import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -32,9 +28,10 @@ from pathlib import Path
 
 import httpx
 from harness import BENCHMARKS_DIR
-from harness.measure import ProcessCounters, rotated
+from harness.measure import rotated, tree_cpu_seconds
 from harness.report import Figure, Report, median
 from harness.servers import Server
+from harness.wrk import upload_script, wrk, wrk_missing
 
 from openai_files.cli import build_parser
 from openai_files.cli._serve_app import FACTORY, worker_environment
@@ -43,7 +40,6 @@ STACKS = ("uvicorn-h11", "uvicorn-httptools", "granian")
 WORKLOADS = ("hello", "retrieve", "list", "content", "upload")
 SEEDED_FILES = 30
 """Files stored before the runs, so that a list page holds ``limit=20`` of them."""
-BOUNDARY = "openai-files-stack-benchmark"
 
 
 def build_parser_() -> argparse.ArgumentParser:
@@ -90,56 +86,6 @@ def seed(url: str) -> str:
     return file_id
 
 
-UPLOAD_SCRIPT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "multipart/form-data; boundary={boundary}"
-wrk.body = {body}
-"""
-
-
-def upload_script(scratch: Path) -> Path:
-    """A wrk script that POSTs one 1 KB file."""
-    body = (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nassistants\r\n'
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="small.txt"\r\n'
-        f"Content-Type: text/plain\r\n\r\n{'x' * 1024}\r\n--{BOUNDARY}--\r\n"
-    )
-    path = scratch / "upload.lua"
-    path.write_text(UPLOAD_SCRIPT.format(boundary=BOUNDARY, body=json.dumps(body)))
-    return path
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of the process ``pid`` and of every process it started, live ones."""
-    total = ProcessCounters.of(pid).cpu_seconds
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            total += tree_cpu_seconds(int(child))
-    return total
-
-
-def wrk(
-    url: str, *, seconds: int, connections: int, script: Path | None = None
-) -> tuple[float, int]:
-    """Requests per second that wrk got from ``url``, and how many it sent; fails on any
-    error answer."""
-    argv = [
-        "wrk",
-        "-t2",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        *(["-s", str(script)] * bool(script)),
-    ]
-    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"errors from {url}:\n{out}")
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    count = re.search(r"(\d+) requests in", out)
-    if rate is None or count is None:
-        raise RuntimeError(f"no figure from wrk:\n{out}")
-    return float(rate[1]), int(count[1])
-
-
 def run(options: argparse.Namespace) -> Report:
     settings = {"seconds": options.seconds, "repeat": options.repeat}
     report = Report("server_stack", {**settings, "connections": options.connections})
@@ -166,7 +112,9 @@ def run(options: argparse.Namespace) -> Report:
                 )
             )
             file_ids[name] = seed(ours[name].url)
-        script = upload_script(scratch)
+        script = upload_script(
+            scratch / "upload.lua", b"x" * 1024, filename="small.txt", purpose="assistants"
+        )
         samples: dict[tuple[str, str], list[float]] = {}
         cpu_samples: dict[tuple[str, str], list[float]] = {}
         for turn in range(options.repeat):
@@ -185,13 +133,15 @@ def run(options: argparse.Namespace) -> Report:
                     )
                     server = hello[name] if workload == "hello" else ours[name]
                     before = tree_cpu_seconds(server.pid)
-                    rate, count = wrk(
+                    measured = wrk(
                         target,
                         seconds=options.seconds,
                         connections=connections,
+                        threads=2,
                         script=script if workload == "upload" else None,
                     )
-                    cpu = (tree_cpu_seconds(server.pid) - before) / count * 1000
+                    rate = measured.rate
+                    cpu = (tree_cpu_seconds(server.pid) - before) / measured.requests * 1000
                     samples.setdefault((workload, name), []).append(rate)
                     cpu_samples.setdefault((workload, name), []).append(cpu)
                     print(
@@ -211,8 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.quick:
         options.seconds, options.repeat = 2, 1
     options.stacks = [s.strip() for s in options.stacks.split(",") if s.strip()]
-    if shutil.which("wrk") is None:
-        print("server_stack: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+    missing = wrk_missing()
+    if missing is not None:
+        print(f"server_stack: {missing}", file=sys.stderr)
         return 2
     report = run(options)
     report.print()

@@ -21,8 +21,9 @@ above the file's size:
 - the server's peak memory growth during each Uploads API run (and, for context, each
   ``POST``): its VmHWM, reset just before, minus its RSS before; the largest of the runs.
 - for context: how the Uploads API's time splits between sending the parts and ``complete``
-  (which assembles them: on local disk the kernel copies the part files in a worker thread;
-  on S3 the parts stream through the server once into a multipart upload), and the CPU
+  (which assembles them: on local disk, parts sent one after another are appended to one file
+  that ``complete`` links into place, moving no byte; on S3 the parts stream through the
+  server once into a multipart upload), and the CPU
   seconds each upload cost the server (and moto).
 
 The purpose is ``assistants``, which has no content rules: with ``batch`` or ``fine-tune``
@@ -30,7 +31,8 @@ every byte would be read again to validate the JSONL, on both sides. Each conten
 is checked once: its size, and a few ranges (one across a part boundary) read back through
 ``GET /v1/files/{id}/content`` and compared with the source.
 
-Targets, per backend: uploads api >= 0.8x files post; uploads api memory growth <= 64 MiB.
+Targets: uploads api >= 0.9x files post on local disk, >= 0.8x on S3; uploads api memory
+growth <= 64 MiB.
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ from harness.servers import (
 )
 from harness.stores import s3_objects
 
-MIN_VS_FILES_POST = 0.8
+MIN_VS_FILES_POST = {"local": 0.9, "s3": 0.8}
+"""The Uploads API's least throughput against one ``POST /v1/files``, by backend."""
 MAX_MEMORY_GROWTH_MIB = 64
 PURPOSE = "assistants"
 UPLOADS_API = "uploads api"
@@ -429,7 +432,13 @@ def _report(report: Report, backend: str, size: int, runs: dict[str, list[Run]])
             report.figures.append(Figure(f"s3 {label} moto memory growth", max(moto), "MiB", moto))
     ratio = median(speeds[UPLOADS_API]) / median(speeds[FILES_POST])
     report.targets += [
-        Target(f"{backend} uploads api / files post", ratio, MIN_VS_FILES_POST, "x", at_least=True),
+        Target(
+            f"{backend} uploads api / files post",
+            ratio,
+            MIN_VS_FILES_POST[backend],
+            "x",
+            at_least=True,
+        ),
         Target(
             f"{backend} uploads api memory growth",
             growth[UPLOADS_API],

@@ -114,15 +114,19 @@ def storage_key_of(recorder: Recorder) -> str:
     return commits[0]
 
 
-def assert_flushed_before(recorder: Recorder, path: Path, commit: Event) -> None:
-    """The blob at ``path`` was flushed, then renamed into place, then its directory flushed,
-    in that order, all before ``commit``."""
+def assert_flushed_before(
+    recorder: Recorder, path: Path, commit: Event, *, written_as: str | None = None
+) -> None:
+    """The blob at ``path`` was flushed (under the hidden name it was written as, by default
+    a put's temporary file), then renamed into place, then its directory flushed, in that
+    order, all before ``commit``."""
     renamed = recorder.index(("rename", str(path)))
     committed = recorder.index(commit)
+    prefix = written_as or f".{path.name}."
     flushed = [
         n
         for n, (kind, what) in enumerate(recorder.events)
-        if kind == "fsync" and Path(what).name.startswith(f".{path.name}.")
+        if kind == "fsync" and Path(what).name.startswith(prefix)
     ]
     assert flushed, recorder.events
     assert flushed[-1] < renamed, recorder.events
@@ -152,7 +156,7 @@ def test_a_created_file_is_flushed_renamed_and_its_directories_flushed_before_it
         assert ("fsync", str(directory.parent)) in between, (directory, recorder.events)
 
 
-def test_uploads_api_parts_and_the_assembled_file_are_flushed_before_they_commit(
+def test_uploads_api_appended_parts_and_the_sealed_file_are_flushed_before_they_commit(
     durable_server: httpx.Client, recorder: Recorder, tmp_path: Path
 ) -> None:
     parts = [b"x" * 1000, b"y" * 500]
@@ -174,14 +178,40 @@ def test_uploads_api_parts_and_the_assembled_file_are_flushed_before_they_commit
         part_ids.append(answer.json()["id"])
     done = durable_server.post(f"/v1/uploads/{upload['id']}/complete", json={"part_ids": part_ids})
     assert done.status_code == 200, done.text
+    # Parts sent in order are appended to one hidden file: each append is flushed before
+    # its part's record commits.
+    events = recorder.events
+    parts_added = [n for n, (kind, _) in enumerate(events) if kind == "add_part"]
+    assert len(parts_added) == 2
+    growing = [n for n, (kind, what) in enumerate(events) if what.endswith(".growing.part")]
+    assert [kind for n, (kind, _) in enumerate(events) if n in growing] == ["fsync"] * 3
+    assert growing[0] < parts_added[0] < growing[1] < parts_added[1] < growing[2], events
+    # The file is sealed from it: flushed, renamed into place, its directories flushed, then
+    # the record commits.
     root = (tmp_path / "files").resolve()
-    part_keys = [what for kind, what in recorder.events if kind == "add_part"]
-    assert len(part_keys) == 2
-    for key in part_keys:
-        assert_flushed_before(recorder, root / key, ("add_part", key))
     key = storage_key_of(recorder)
     assert (root / key).read_bytes() == b"".join(parts)
-    assert_flushed_before(recorder, root / key, ("commit", key))
+    assert_flushed_before(recorder, root / key, ("commit", key), written_as=".appended.growing")
+
+
+@pytest.mark.anyio
+async def test_parts_composed_out_of_order_are_flushed_before_compose_returns(
+    tmp_path: Path, recorder: Recorder
+) -> None:
+    storage = LocalStorage(tmp_path / "files")
+
+    async def one(data: bytes) -> AsyncIterator[bytes]:
+        yield data
+
+    await storage.put("up/b", one(b"second"))
+    await storage.put("up/a", one(b"first "))
+    recorder.add("composing", "")
+    await storage.compose("ab/cd/whole", ["up/a", "up/b"])
+    recorder.add("returned", "")
+    path = storage.path_for("ab/cd/whole")
+    assert path.read_bytes() == b"first second"
+    assert recorder.index(("composing", "")) < recorder.index(("rename", str(path)))
+    assert_flushed_before(recorder, path, ("returned", ""))
 
 
 @pytest.mark.anyio

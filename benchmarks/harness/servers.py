@@ -40,7 +40,8 @@ def free_port() -> int:
 class Server:
     """A server subprocess on a free loopback port; a context manager that starts and stops it.
 
-    ``argv`` may contain ``{port}``, replaced by the port chosen. Output goes to ``log``.
+    ``argv`` may contain ``{port}``, replaced by the port chosen. Output goes to ``log``. It
+    must listen within ``startup_timeout`` seconds.
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class Server:
         log: Path,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        startup_timeout: float = 30,
     ) -> None:
         self.name = name
         self.port = free_port()
@@ -58,6 +60,7 @@ class Server:
         self.log = log
         self.env = {**os.environ, **(env or {})}
         self.cwd = cwd
+        self.startup_timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -75,7 +78,7 @@ class Server:
             self._process = subprocess.Popen(
                 self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd
             )
-        self._wait_until_listening(timeout=30)
+        self._wait_until_listening(timeout=self.startup_timeout)
         return self
 
     def __exit__(

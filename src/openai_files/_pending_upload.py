@@ -9,7 +9,7 @@ it stored.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -28,7 +28,13 @@ from .ids import new_file_id, new_storage_key
 from .inputs import check_media_type
 from .metadata.base import FileRecord
 from .models import FileObject
-from .storage.base import ComposableStorage, StoredBlob
+from .storage.base import (
+    AppendableStorage,
+    BlobHasher,
+    ComposableStorage,
+    StoredBlob,
+    UnfinishedRange,
+)
 from .validation import JSONLRules, JSONLValidator
 
 __all__ = ["QUOTA_STEP", "PendingUpload", "begin_upload"]
@@ -148,18 +154,15 @@ class PendingUpload:
         """Stream the file's bytes to storage, refusing them as soon as they pass a limit."""
         if self._blob is not None:
             raise RuntimeError("an upload's bytes are written once")
-        policy = self._core.policy
-        if self._purpose is None:
-            wanted = {rules for p in policy.jsonl_rules if (rules := policy.rules_for(p))}
-        else:
-            wanted = {rules} if (rules := policy.rules_for(self._purpose)) else set()
-        self._validators = {rules: JSONLValidator(rules) for rules in wanted}
+        self._start_validators()
         metered = self._metered(chunks, self._max_size)
         self._blob = await self._core.storage.put(self.record.storage_key, metered)
         self._etag = self._blob.sha256
         return self._blob
 
-    async def compose(self, sources: list[str], *, size: int, etag: str) -> None:
+    async def compose(
+        self, sources: Sequence[str | UnfinishedRange], *, size: int, etag: str
+    ) -> None:
         """Assemble the file from stored objects inside the storage (`ComposableStorage`),
         instead of `write`; ``size`` is what they add up to, ``etag`` identifies the content.
         Only for purposes whose content is not validated."""
@@ -172,6 +175,45 @@ class PendingUpload:
         composed = await storage.compose(self.record.storage_key, sources)
         self._blob = StoredBlob(size=composed, sha256="")
         self._etag = etag
+
+    async def seal(
+        self,
+        unfinished: str,
+        *,
+        size: int,
+        etag: str,
+        content: AsyncIterable[bytes] | None = None,
+    ) -> None:
+        """Take the file from the first ``size`` bytes of the unfinished object
+        ``unfinished`` (`AppendableStorage.seal`), instead of `write`: no byte is copied.
+        ``content``, when the bytes must be checked (JSONL validation, or a stream that fails
+        on a wrong digest), is those bytes: they are read once, before the seal, and hashed
+        on the way (the file's SHA-256 is its etag, as after `write`)."""
+        storage = self._core.storage
+        assert isinstance(storage, AppendableStorage)
+        if size > self._max_size:
+            raise FileTooLarge(self._max_size)
+        blob = StoredBlob(size=size, sha256="")
+        if content is not None:
+            self._start_validators()
+            hasher = BlobHasher()
+            async for chunk in self._metered(content, self._max_size):
+                hasher.update(chunk)
+            blob = hasher.result()
+            etag = blob.sha256
+        elif self._metered_bytes:
+            await self._reserve(size)
+        await storage.seal(unfinished, self.record.storage_key, size=size)
+        self._blob = blob
+        self._etag = etag
+
+    def _start_validators(self) -> None:
+        policy = self._core.policy
+        if self._purpose is None:
+            wanted = {rules for p in policy.jsonl_rules if (rules := policy.rules_for(p))}
+        else:
+            wanted = {rules} if (rules := policy.rules_for(self._purpose)) else set()
+        self._validators = {rules: JSONLValidator(rules) for rules in wanted}
 
     async def _metered(self, chunks: AsyncIterable[bytes], limit: int) -> AsyncIterator[bytes]:
         metered_bytes = self._metered_bytes

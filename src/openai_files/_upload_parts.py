@@ -1,5 +1,14 @@
-"""One part of an upload (Uploads API) on its way to storage: the limits it must fit, and
-its bytes reserved against the owner's byte quota as they arrive."""
+"""One part of an upload (Uploads API) on its way to storage: the limits it must fit, its
+bytes reserved against the owner's byte quota as they arrive, and where its bytes go.
+
+Where the storage can append (`AppendableStorage`), a part that continues the upload's bytes
+(it starts where the bytes of the recorded parts end, and no other part is being appended) is
+appended to the upload's one unfinished object, ``uploads/<upload id>/appended``, and its
+record's storage key names its place there, ``uploads/<upload id>/appended.<offset>`` (a
+*segment*; the key itself holds no object). Any other part is stored under a key of its own.
+When the parts named at completion are that object's segments in order from its first byte,
+the object is sealed into the file and no byte is copied.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +18,23 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from ._core import Core
 from ._pending_upload import QUOTA_STEP
 from .errors import FileTooLarge, InvalidRequest, QuotaExceeded
-from .metadata.base import UploadRecord
+from .metadata.base import PartRecord, UploadRecord
+from .storage.base import AppendableStorage, Storage, StoredBlob, UnfinishedRange
 
-__all__ = ["PartMeter", "part_too_large", "too_many_parts"]
+__all__ = [
+    "PartMeter",
+    "part_too_large",
+    "read_part",
+    "remove_part_bytes",
+    "sealable",
+    "segment_of",
+    "sources",
+    "store_part",
+    "too_many_parts",
+]
+
+APPENDED = "appended"
+"""The name of an upload's unfinished object under ``uploads/<upload id>/``."""
 
 log = logging.getLogger("openai_files")
 
@@ -102,3 +125,68 @@ def part_too_large(upload: UploadRecord, size: int, max_part_size: int) -> FileT
             f"most {max_part_size} bytes). Split the data into smaller parts."
         )
     return FileTooLarge(max(limit, 0), param="data", message=message)
+
+
+def segment_of(part: PartRecord) -> UnfinishedRange | None:
+    """The segment that holds ``part``, or None for a part stored under a key of its own."""
+    folder, _, name = part.storage_key.rpartition("/")
+    base, _, offset = name.partition(".")
+    if base != APPENDED or not offset.isdigit():
+        return None
+    start = int(offset)
+    return UnfinishedRange(f"{folder}/{APPENDED}", start, start + part.bytes)
+
+
+async def store_part(
+    storage: Storage, upload: UploadRecord, part_id: str, chunks: AsyncIterable[bytes]
+) -> tuple[str, StoredBlob]:
+    """Store one part's bytes; return the storage key its record names, and what was stored.
+    Appended to the upload's unfinished object when the storage allows it, else under
+    ``uploads/<upload id>/<part id>``."""
+    folder = f"uploads/{upload.id}"
+    if isinstance(storage, AppendableStorage):
+        offset = upload.received
+        blob = await storage.append(f"{folder}/{APPENDED}", chunks, offset=offset)
+        if blob is not None:
+            return f"{folder}/{APPENDED}.{offset}", blob
+    key = f"{folder}/{part_id}"
+    return key, await storage.put(key, chunks)
+
+
+async def remove_part_bytes(storage: Storage, part: PartRecord, *, whole_upload: bool) -> None:
+    """Remove a part's bytes. An appended part's are cut off the unfinished object if they
+    are its last ones; with ``whole_upload`` (every part goes) the object is removed."""
+    segment = segment_of(part)
+    if segment is None or not isinstance(storage, AppendableStorage):
+        await storage.delete(part.storage_key)
+    elif whole_upload:
+        await storage.discard(segment.key)
+    else:
+        await storage.cut(segment.key, start=segment.start, end=segment.end)
+
+
+async def read_part(storage: Storage, part: PartRecord) -> AsyncIterator[bytes]:
+    """Open a part's bytes, wherever they are stored."""
+    segment = segment_of(part)
+    if segment is None or not isinstance(storage, AppendableStorage):
+        return await storage.get(part.storage_key)
+    return await storage.get_unfinished(segment.key, start=segment.start, end=segment.end)
+
+
+def sources(parts: list[PartRecord]) -> list[str | UnfinishedRange]:
+    """Where the parts' bytes are, for `ComposableStorage.compose`."""
+    return [segment_of(part) or part.storage_key for part in parts]
+
+
+def sealable(storage: Storage, parts: list[PartRecord]) -> str | None:
+    """The unfinished object whose first bytes are exactly ``parts``, in this order, or None
+    (then the parts are assembled by reading or composing them)."""
+    if not isinstance(storage, AppendableStorage):
+        return None
+    segments = [segment_of(part) for part in parts]
+    position, key = 0, None
+    for segment in segments:
+        if segment is None or segment.start != position or key not in (None, segment.key):
+            return None
+        position, key = segment.end, segment.key
+    return key

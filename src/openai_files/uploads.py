@@ -3,10 +3,14 @@
 `Uploads` creates an upload that declares the file (name, purpose, size, media type), takes
 its parts in any order and concurrently, each streamed to storage as it arrives, and on
 completion assembles them in the order the client names into one file, which then goes
-through the same rules as any upload (policy, quota, validation, owner). Assembly happens
-inside the storage where it can (`ComposableStorage`: on local disk the kernel copies the
-part files); otherwise, and whenever the content must be read (an ``md5`` to check, JSONL to
-validate), the parts stream through once in bounded memory.
+through the same rules as any upload (policy, quota, validation, owner).
+
+Parts sent one after another on local disk are appended to one unfinished file
+(`AppendableStorage`, see `openai_files._upload_parts`), which completion seals into the
+file without copying a byte. Otherwise assembly happens inside the storage where it can
+(`ComposableStorage`: on local disk the kernel copies the part files), or the parts stream
+through once in bounded memory. Whenever the content must be read (an ``md5`` to check, JSONL
+to validate), it is read once, in bounded memory.
 """
 
 from __future__ import annotations
@@ -26,7 +30,16 @@ from ._checks import (
 )
 from ._core import IDEMPOTENCY_WINDOW, Core
 from ._pending_upload import begin_upload
-from ._upload_parts import PartMeter, part_too_large, too_many_parts
+from ._upload_parts import (
+    PartMeter,
+    part_too_large,
+    read_part,
+    remove_part_bytes,
+    sealable,
+    sources,
+    store_part,
+    too_many_parts,
+)
 from .errors import (
     BackendUnavailable,
     FileNotFound,
@@ -129,10 +142,9 @@ class Uploads:
         if limit <= 0:
             raise part_too_large(upload, 1, policy.max_part_size)
         part_id = new_object_id(PART_ID_PREFIX)
-        key = f"uploads/{upload.id}/{part_id}"
         meter = PartMeter(core, upload, limit, still_pending=lambda: self._still_pending(upload))
         try:
-            blob = await core.storage.put(key, meter.metered(data))
+            key, blob = await store_part(core.storage, upload, part_id, meter.metered(data))
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await meter.release()
@@ -154,11 +166,11 @@ class Uploads:
             # Whether the part was recorded is unknown: what it reserved stays counted until
             # the upload closes, which settles the upload's reservation.
             with anyio.CancelScope(shield=True):
-                await core.storage.delete(key)
+                await remove_part_bytes(core.storage, part, whole_upload=False)
             raise
         if outcome != "added":
             with anyio.CancelScope(shield=True):
-                await core.storage.delete(key)
+                await remove_part_bytes(core.storage, part, whole_upload=False)
             raise await self._refusal(upload, part, outcome)
         return UploadPartObject(id=part.id, created_at=part.created_at, upload_id=upload.id)
 
@@ -177,7 +189,9 @@ class Uploads:
     async def discard_part(self, owner: str, upload_id: str, part_id: str) -> None:
         """Remove one part (of a part request that failed after the part was stored)."""
         parts = await self._core.metadata.get_parts(checked_owner(owner), upload_id)
-        await self._discard_parts([part for part in parts if part.id == part_id])
+        await self._discard_parts(
+            [part for part in parts if part.id == part_id], whole_upload=False
+        )
 
     async def complete(
         self, owner: str, upload_id: str, *, part_ids: Sequence[str], md5: str | None = None
@@ -288,33 +302,35 @@ class Uploads:
             bytes_counted=True,  # the parts count until they are discarded, after the commit
         )
         async with pending:
-            keys = [part.storage_key for part in parts]
+            storage, etag = core.storage, _composite_etag(parts)
             reads_content = md5 is not None or core.policy.rules_for(upload.purpose)
-            if reads_content or not isinstance(core.storage, ComposableStorage):
-                digest = hashlib.md5(usedforsecurity=False) if md5 else None
-                await pending.write(self._read_parts(keys, digest))
-                if md5 and digest and digest.hexdigest() != md5.strip().lower():
-                    raise InvalidRequest(
-                        f"The md5 of the assembled file is {digest.hexdigest()}, not {shown(md5)}.",
-                        param="md5",
-                    )
+            content = self._read_parts(parts, md5) if reads_content else None
+            if (unfinished := sealable(storage, parts)) is not None:
+                await pending.seal(unfinished, size=upload.bytes, etag=etag, content=content)
+            elif content is not None or not isinstance(storage, ComposableStorage):
+                await pending.write(content or self._read_parts(parts, None))
             else:
-                await pending.compose(keys, size=upload.bytes, etag=_composite_etag(parts))
+                await pending.compose(sources(parts), size=upload.bytes, etag=etag)
             return await pending.finish(
                 purpose=upload.purpose,
                 expires_after=upload.expires_after,
                 idempotency_key=_completion_key(upload.id),
             )
 
-    async def _read_parts(
-        self, keys: list[str], digest: hashlib._Hash | None
-    ) -> AsyncIterator[bytes]:
-        """The parts' bytes in order, each chunk added to ``digest`` when there is one."""
-        for key in keys:
-            async for chunk in await self._core.storage.get(key):
-                if digest is not None:
+    async def _read_parts(self, parts: list[PartRecord], md5: str | None) -> AsyncIterator[bytes]:
+        """The parts' bytes in order; with ``md5``, the stream fails after the last byte
+        (before anything is stored) unless the bytes have that MD5."""
+        digest = hashlib.md5(usedforsecurity=False)
+        for part in parts:
+            async for chunk in await read_part(self._core.storage, part):
+                if md5 is not None:
                     digest.update(chunk)
                 yield chunk
+        if md5 is not None and digest.hexdigest() != md5.strip().lower():
+            raise InvalidRequest(
+                f"The md5 of the assembled file is {digest.hexdigest()}, not {shown(md5)}.",
+                param="md5",
+            )
 
     async def _ordered_parts(
         self, upload: UploadRecord, part_ids: Sequence[str]
@@ -360,13 +376,15 @@ class Uploads:
         if not quota.allows(usage.files + 1, usage.bytes + size):
             raise QuotaExceeded.for_usage(quota.max_files, quota.max_bytes, usage.files)
 
-    async def _discard_parts(self, parts: list[PartRecord]) -> int:
+    async def _discard_parts(self, parts: list[PartRecord], *, whole_upload: bool = True) -> int:
+        """Remove the parts' bytes, then their records; ``whole_upload``: these are all the
+        parts of their uploads (which are closed)."""
         core = self._core
         discarded = 0
         with anyio.CancelScope(shield=True):
             for part in parts:
                 try:
-                    await core.storage.delete(part.storage_key)
+                    await remove_part_bytes(core.storage, part, whole_upload=whole_upload)
                 except Exception:
                     log.warning("removing part %s failed; the sweeper will retry", part.id)
                     continue

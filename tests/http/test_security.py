@@ -33,6 +33,7 @@ from openai_files import (
     create_app,
 )
 from openai_files.ids import new_file_id, new_object_id, parse_file_id
+from openai_files.storage.local import UNFINISHED_SUFFIX
 
 from ..support import BATCH_LINE, serve, stored_files
 
@@ -291,9 +292,10 @@ async def test_another_owners_resource_is_answered_exactly_as_one_that_does_not_
     assert_indistinguishable(as_b, unknown, real_id, unknown_id)
     assert SECRET not in as_b.content
     await assert_a_untouched(client, service, owner_a)
-    assert stored_files(tmp_path / "blobs" / "uploads") == [
-        f"{owner_a.upload_id}/{owner_a.part_id}"
-    ]
+    # A's one part, sent in order, is in the upload's appended file, whole.
+    appended = f"{owner_a.upload_id}/.appended{UNFINISHED_SUFFIX}"
+    assert stored_files(tmp_path / "blobs" / "uploads") == [appended]
+    assert (tmp_path / "blobs" / "uploads" / appended).read_bytes() == SECRET
     # The probe does reach A's resource when A sends it.
     as_a = await probe.request(client, KEY_A, real_id, owner_a)
     assert as_a.status_code == probe.owner_status, as_a.text

@@ -7,9 +7,10 @@ import builtins
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..errors import QuotaExceeded
+from ..errors import Conflict, QuotaExceeded
 from ._sql_engine import Rollback, SQLEngine
 from .base import OPEN_UPLOAD_STATES, PartOutcome, PartRecord, Quota, UploadRecord, UploadState
 from .sql_schema import insert_ignoring_duplicates
@@ -39,7 +40,10 @@ class SQLUploadRecords(SQLEngine):
             if opened.rowcount != 1:
                 assert max_open is not None
                 raise QuotaExceeded.for_open_uploads(max_open)
-            await connection.execute(insert(self.tables.uploads).values(**vars(fresh)))
+            try:
+                await connection.execute(insert(self.tables.uploads).values(**vars(fresh)))
+            except IntegrityError as exc:
+                raise Conflict(f"An upload with id {upload.id} exists already.") from exc
 
     async def get_upload(self, owner: str, upload_id: str) -> UploadRecord | None:
         """One SELECT by id and owner."""

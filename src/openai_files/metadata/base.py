@@ -299,13 +299,14 @@ class MetadataStore(Protocol):
         """Add a new ``pending`` upload (its running totals zero), counting it in the owner's
         `Usage.open_uploads`.
 
-        `QuotaExceeded` (and nothing added) if the owner has ``max_open`` open uploads already.
-        Of concurrent creates, exactly as many succeed as the bound leaves room for.
+        `QuotaExceeded` (and nothing added) if the owner has ``max_open`` open uploads already;
+        `Conflict` (and nothing added) if an upload with this id exists, of any owner. Of
+        concurrent creates, exactly as many succeed as the bound leaves room for.
         """
         ...
 
     async def get_upload(self, owner: str, upload_id: str) -> UploadRecord | None:
-        """The owner's upload, with its running totals, or None."""
+        """The owner's upload, with its running totals, or None (also for another owner's)."""
         ...
 
     async def move_upload(
@@ -317,9 +318,12 @@ class MetadataStore(Protocol):
         to: UploadState,
         file_id: str | None = None,
     ) -> bool:
-        """Atomically move the upload from one of ``from_states`` to ``to`` (recording
-        ``file_id``); False, changing nothing, if it is in no such state. Of concurrent
-        callers, exactly one wins.
+        """Atomically move the owner's upload from one of ``from_states`` to ``to`` (recording
+        ``file_id``; None keeps the one recorded); False, changing nothing, if it is in no such
+        state, missing or another owner's. Of concurrent callers, exactly one wins.
+        ``from_states`` are all open or all closed (a store may refuse a mix with
+        `ValueError`); a move between open states (``completing`` back to ``pending`` when a
+        completion fails) changes no total.
 
         A move that closes an open upload (to ``completed``, ``cancelled`` or ``expired``)
         also, in the same transaction, takes it out of `Usage.open_uploads` and gives back
@@ -352,22 +356,26 @@ class MetadataStore(Protocol):
         ``reserved`` (with the owner's usage) becomes what it was, minus the ``reserved``
         bytes reserved for this part, plus the part's bytes: what the part did not use is
         given back, what it used beyond its reservation is counted (without a quota check).
-        A refused part gives back its reservation if the upload is still open.
+        A refused part gives back its reservation if the upload is still open. A part whose
+        upload is missing or another owner's is refused as ``not_pending``.
         """
         ...
 
     async def get_parts(self, owner: str, upload_id: str) -> builtins.list[PartRecord]:
-        """Every part of the owner's upload, in no particular order."""
+        """Every part of the owner's upload, in no particular order; none for a missing
+        upload or another owner's."""
         ...
 
     async def expire_uploads(self, *, now: int) -> int:
-        """Turn pending (or stuck completing) uploads past their ``expires_at`` ``expired``,
-        each closed as `move_upload` closes one; how many."""
+        """Turn the pending (or stuck completing) uploads of every owner whose ``expires_at``
+        has come (``now >= expires_at``) ``expired``, each closed as `move_upload` closes one;
+        return how many. Closed uploads are left as they are."""
         ...
 
     async def finished_parts(self, *, limit: int) -> builtins.list[PartRecord]:
-        """Up to ``limit`` parts whose upload is completed, cancelled or expired (their bytes
-        are no longer needed)."""
+        """Up to ``limit`` parts, of any owner, whose upload is completed, cancelled or expired
+        (their bytes are no longer needed), in no particular order. A part is listed until
+        `remove_part` forgets it, so the sweeper calls this again until it returns fewer."""
         ...
 
     async def remove_part(self, part_id: str) -> None:
@@ -377,7 +385,8 @@ class MetadataStore(Protocol):
         ...
 
     async def aclose(self) -> None:
-        """Release connections. The store is not used afterwards."""
+        """Release connections. The store is not used afterwards; closing it again is
+        harmless."""
         ...
 
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 __all__ = [
+    "AppendableStorage",
     "BlobHasher",
     "ComposableStorage",
     "ListableStorage",
     "PresignedURLs",
     "Storage",
     "StoredBlob",
+    "UnfinishedRange",
     "check_key",
     "join_blocks",
 ]
@@ -48,6 +50,15 @@ async def join_blocks(chunks: AsyncIterable[bytes], size: int) -> AsyncIterator[
             pending, pending_size = [], 0
     if pending:
         yield b"".join(pending)
+
+
+@dataclass(frozen=True)
+class UnfinishedRange:
+    """The bytes ``[start, end)`` of the unfinished object ``key`` (`AppendableStorage`)."""
+
+    key: str
+    start: int
+    end: int
 
 
 @dataclass(frozen=True)
@@ -116,7 +127,8 @@ class Storage(Protocol):
         ...
 
     async def aclose(self) -> None:
-        """Release connections and handles. The storage is not used afterwards."""
+        """Release connections and handles. The storage is not used afterwards; closing it
+        again is harmless."""
         ...
 
 
@@ -148,8 +160,65 @@ class ComposableStorage(Protocol):
     """Optional capability: assemble an object from others inside the storage, so the bytes
     do not pass through the event loop (the Uploads API assembles files from parts)."""
 
-    async def compose(self, key: str, sources: list[str]) -> int:
+    async def compose(self, key: str, sources: Sequence[str | UnfinishedRange]) -> int:
         """Store under ``key`` the concatenation of the objects under ``sources``, in order,
-        atomically as `Storage.put` does; return its size. `BlobNotFound` if a source is
-        missing. The sources are left in place."""
+        atomically as `Storage.put` does; return its size. A source is a key, or, for a
+        storage that is also `AppendableStorage`, a range of an unfinished object.
+        `BlobNotFound` if a source is missing. The sources are left in place."""
+        ...
+
+
+@runtime_checkable
+class AppendableStorage(Protocol):
+    """Optional capability: unfinished objects that grow by appends and become ordinary
+    objects without their bytes being copied (the Uploads API writes the parts of an upload
+    that arrive in order into one, so completing the upload moves no bytes).
+
+    An unfinished object lives beside the ordinary ones but is not one: `Storage.get`,
+    ``head``, ``delete`` and key listings do not see it; it is read, sealed and discarded with
+    the methods here. It only ever holds whole appends: an append that fails is cut back. Of
+    the built-in backends, `LocalStorage` offers it (a hidden file, sealed by a hard link);
+    S3 cannot append to an object and memory has nothing to gain.
+    """
+
+    async def append(
+        self, key: str, chunks: AsyncIterable[bytes], *, offset: int
+    ) -> StoredBlob | None:
+        """Append the bytes of ``chunks`` to the unfinished object ``key``, which must hold
+        exactly ``offset`` bytes (0: there is none yet, and it is created), and return the size
+        and SHA-256 of the bytes appended.
+
+        None, without taking a chunk from ``chunks`` or changing anything, when the object
+        does not hold ``offset`` bytes or another append, cut or seal of it is under way: the
+        caller stores the bytes another way. Atomic: on any error (including one raised by
+        ``chunks``, a full disk or cancellation) the object is cut back to ``offset`` bytes
+        (one that did not exist before is removed). Streams, as `Storage.put` does.
+        """
+        ...
+
+    async def cut(self, key: str, *, start: int, end: int) -> None:
+        """Undo an append of the bytes ``[start, end)``: if the unfinished object ends at
+        ``end`` (nothing was appended after them, and it was not sealed), cut it back to
+        ``start`` bytes (removed at 0); otherwise do nothing."""
+        ...
+
+    async def get_unfinished(
+        self, key: str, *, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """The bytes ``[start, end)`` of the unfinished object ``key``, as `Storage.get`;
+        `BlobNotFound` when there is none."""
+        ...
+
+    async def seal(self, key: str, target: str, *, size: int) -> None:
+        """Make the first ``size`` bytes of the unfinished object ``key`` the object
+        ``target``, atomically as `Storage.put` does and without copying them where the
+        backend can; bytes past ``size`` (an append whose part was never recorded) are cut off.
+        The unfinished object stays until `discard` (so a failure after the seal loses no
+        part), and takes no appends or cuts any more. `BlobNotFound` when there is no
+        unfinished object ``key`` of at least ``size`` bytes."""
+        ...
+
+    async def discard(self, key: str) -> None:
+        """Remove the unfinished object ``key`` (a sealed object keeps its bytes). Discarding
+        a missing one is a no-op."""
         ...

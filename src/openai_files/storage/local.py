@@ -6,28 +6,39 @@ By default a put is durable when it returns: the file is flushed to the device (
 before its rename, and its directory (and any directory the put created) after it, so the
 object survives a power cut, not only a crash of the process.
 File I/O runs in worker threads in blocks of `block_size` bytes, off the event loop.
+
+Unfinished objects (`AppendableStorage`) are hidden files beside their key's path, locked
+(``flock``) while an append, cut or seal changes them, and sealed by a hard link, so no byte
+is copied; a filesystem without hard links gets a copy instead.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, TypeVar, TypeVarTuple
 
 import anyio.to_thread
 
 from ..errors import BackendUnavailable, BlobNotFound
-from .base import BlobHasher, StoredBlob, check_key, join_blocks
+from .base import BlobHasher, StoredBlob, UnfinishedRange, check_key, join_blocks
 
 __all__ = ["LocalStorage"]
 
 TEMP_SUFFIX = ".part"
 FLUSH_STEP = 16 * 1024 * 1024
-"""With ``fsync``, a put of a large file starts flushing its bytes to the device every this many
-bytes while it is still receiving the rest."""
+"""With ``fsync``, a put (or append) of a large file starts flushing its bytes to the device
+every this many bytes while it is still receiving the rest."""
+UNFINISHED_SUFFIX = ".growing" + TEMP_SUFFIX
+"""Names an unfinished object's hidden file. It ends like a put's temporary file, so one
+left by a dead upload is removed with them (`remove_partials`) once untouched that long."""
+_LOCK_TRIES = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
+"""Seconds between the tries of a seal or cut to lock an unfinished file held by an append."""
 _T = TypeVar("_T")
 _Ts = TypeVarTuple("_Ts")
 
@@ -36,13 +47,13 @@ class LocalStorage:
     """Objects as files under ``root``; keys are relative paths made by the service.
 
     ``block_size`` is how many bytes are gathered before one write or read in a worker thread.
-    ``fsync`` (the default) makes every `put` and `compose` durable before it returns: the file
-    is flushed to the device before it is renamed into place, then its directory, and the
-    parent of every directory it created, so that the object and its name survive a power cut.
-    ``fsync=False`` trades that for speed: a crash of the process still loses nothing that was
-    stored, but a power cut may lose the last objects (see docs/reliability.md for figures).
-    A delete does not flush the directory: a file deleted just before a power cut may come back,
-    and the orphan sweep removes it again.
+    ``fsync`` (the default) makes every `put`, `append`, `seal` and `compose` durable before it
+    returns: the file is flushed to the device before it is renamed into place, then its
+    directory, and the parent of every directory it created, so that the object and its name
+    survive a power cut. ``fsync=False`` trades that for speed: a crash of the process still
+    loses nothing that was stored, but a power cut may lose the last objects (see
+    docs/reliability.md for figures). A delete does not flush the directory: a file deleted
+    just before a power cut may come back, and the orphan sweep removes it again.
     """
 
     def __init__(
@@ -81,7 +92,12 @@ class LocalStorage:
             raise
         return blob
 
-    async def _write_all(self, handle: BinaryIO, chunks: AsyncIterable[bytes]) -> StoredBlob:
+    async def _write_all(
+        self,
+        handle: BinaryIO,
+        chunks: AsyncIterable[bytes],
+        write: Callable[[BinaryIO, BlobHasher, bytes], None] | None = None,
+    ) -> StoredBlob:
         """Hash and write blocks in a worker thread while the next block is being received,
         so that receiving and storing overlap; at most three blocks are in memory."""
         hasher = BlobHasher()
@@ -100,10 +116,10 @@ class LocalStorage:
             unflushed = 0
             async with receive:
                 async for block in receive:
-                    await _io(_write_block, handle, hasher, block)
+                    await _io(write or _write_block, handle, hasher, block)
                     unflushed += len(block)
-                    # Durable puts flush as they go, in another thread, so that the flush
-                    # before the rename waits for the last blocks only, not the whole file.
+                    # Durable writes flush as they go, in another thread, so that the flush
+                    # at the end waits for the last blocks only, not the whole file.
                     if self.fsync and unflushed >= FLUSH_STEP and not flushing:
                         flushing, unflushed = True, 0
                         group.start_soon(flush)
@@ -120,12 +136,17 @@ class LocalStorage:
             raise
         return hasher.result()
 
-    async def compose(self, key: str, sources: list[str]) -> int:
-        """Concatenate the source files into ``key`` in a worker thread, with the kernel
-        copying the bytes (``copy_file_range``) where the filesystem allows; flushed as a put
-        is with ``fsync``."""
+    async def compose(self, key: str, sources: Sequence[str | UnfinishedRange]) -> int:
+        """Concatenate the source files (or ranges of unfinished files) into ``key`` in a
+        worker thread, with the kernel copying the bytes (``copy_file_range``) where the
+        filesystem allows; flushed as a put is with ``fsync``."""
         path = self.path_for(key)
-        files = [self.path_for(source) for source in sources]
+        files = [
+            self.path_for(source)
+            if isinstance(source, str)
+            else (self.unfinished_path(source.key), source.start, source.end)
+            for source in sources
+        ]
         temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         try:
             return await _io(_concatenate, files, temp, path, self._directories, self.block_size)
@@ -137,6 +158,60 @@ class LocalStorage:
                 else "?"
             )
             raise BlobNotFound(key) from None
+
+    def unfinished_path(self, key: str) -> Path:
+        """The hidden file that holds the unfinished object ``key`` (`AppendableStorage`)."""
+        path = self.path_for(key)
+        return path.with_name(f".{path.name}{UNFINISHED_SUFFIX}")
+
+    async def append(
+        self, key: str, chunks: AsyncIterable[bytes], *, offset: int
+    ) -> StoredBlob | None:
+        """Write at the end of the unfinished file while holding its lock; a failed append is
+        cut back before the lock is released. None when the file is locked, sealed, replaced,
+        or not ``offset`` bytes long. With ``fsync`` the appended bytes (and the file's name,
+        when this append created it) are on the device when it returns."""
+        path = self.unfinished_path(key)
+        handle = await _io(_open_unfinished, path, offset)
+        if handle is None:
+            return None
+        try:
+            blob = await self._write_all(handle, chunks, _write_fully)
+            if self._directories is not None:
+                await _io(_flush_append, handle, path, offset == 0, self._directories)
+        except BaseException:
+            # Synchronous on purpose: it must run even when the task is being cancelled.
+            _cut_back(handle, path, offset)
+            raise
+        handle.close()
+        return blob
+
+    async def cut(self, key: str, *, start: int, end: int) -> None:
+        """Truncate the unfinished file to ``start`` bytes (remove it at 0) if it ends at
+        ``end``; a file an append keeps locked for seconds is left as it is."""
+        await _io(_cut, self.unfinished_path(key), start, end)
+
+    async def get_unfinished(
+        self, key: str, *, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Read the unfinished file as `get` reads an object."""
+        path = self.unfinished_path(key)
+        handle = await _io(_open_for_reading, path, key)
+        return _read_range(handle, start, end, self.block_size)
+
+    async def seal(self, key: str, target: str, *, size: int) -> None:
+        """Hard-link the unfinished file (cut to ``size`` bytes, flushed to the device first
+        with ``fsync``) to a temporary name beside ``target``, then rename that into place
+        (and flush its directory with ``fsync``): no byte moves. Where the filesystem has no
+        hard links, the bytes are copied."""
+        source = self.unfinished_path(key)
+        path = self.path_for(target)
+        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        await _io(_seal, source, key, temp, path, size, self._directories)
+
+    async def discard(self, key: str) -> None:
+        """Unlink the unfinished file; a sealed object keeps its own name."""
+        await _io(self.unfinished_path(key).unlink, True)
 
     async def get(
         self, key: str, *, start: int = 0, end: int | None = None
@@ -239,19 +314,19 @@ def _finish(
 class _DurableDirectories:
     """Flushes directories after a file is renamed into them, and remembers which directories'
     own entries are known to be on the device, so that the parent of a directory is flushed
-    once, by the first put that needs it, rather than on every put."""
+    once, by the first write that needs it, rather than on every write."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._known = {root}
 
     def flush(self, directory: Path) -> None:
-        """Flush ``directory`` (a rename into it just happened), then the parent of each of its
-        ancestors up to the root whose entry is not known to be on the device yet."""
+        """Flush ``directory`` (a file was just renamed or created in it), then the parent of
+        each of its ancestors up to the root whose entry is not known to be on the device."""
         _fsync_directory(directory)
         while directory not in self._known:
             _fsync_directory(directory.parent)
-            # Known only once its parent is flushed: a put that finds it unknown meanwhile
+            # Known only once its parent is flushed: a write that finds it unknown meanwhile
             # flushes the parent itself rather than return before it is on the device.
             self._known.add(directory)
             directory = directory.parent
@@ -263,6 +338,15 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def _flush_append(
+    handle: BinaryIO, path: Path, created: bool, directories: _DurableDirectories
+) -> None:
+    """Flush an appended file to the device, and its directory if the append created it."""
+    os.fsync(handle.fileno())
+    if created:
+        directories.flush(path.parent)
 
 
 async def _read_range(
@@ -291,18 +375,24 @@ def _modified(path: Path) -> float:
 
 
 def _concatenate(
-    sources: list[Path],
+    sources: Sequence[Path | tuple[Path, int, int]],
     temp: Path,
     path: Path,
     directories: _DurableDirectories | None,
     block: int,
 ) -> int:
+    """Write the sources (files, or ``(file, start, end)`` ranges) one after another into
+    ``temp``, then rename it to ``path``."""
     size = 0
     output = _open_exclusive(temp)
     try:
         for source in sources:
-            with open(source, "rb") as part:
-                size += _copy(part, output, block)
+            if isinstance(source, Path):
+                with open(source, "rb") as part:
+                    size += _copy(part, output, block)
+            else:
+                with open(source[0], "rb") as part:
+                    size += _copy_range(part, output, source[1], source[2], block)
         _finish(output, temp, path, directories)
     except BaseException:
         output.close()
@@ -328,3 +418,150 @@ def _copy(source: BinaryIO, target: BinaryIO, block: int) -> int:
         target.write(data)
         copied += len(data)
     return copied
+
+
+def _write_fully(handle: BinaryIO, hasher: BlobHasher, block: bytes) -> None:
+    """Write all of ``block`` through an unbuffered handle (nothing is left in a buffer that
+    closing it could write after a cut)."""
+    hasher.update(block)
+    view = memoryview(block)
+    while view:
+        view = view[handle.write(view) or 0 :]
+
+
+def _open_unfinished(path: Path, offset: int) -> BinaryIO | None:
+    """The unfinished file at ``path``, unbuffered, locked and positioned at its end, if it
+    holds exactly ``offset`` bytes (created at 0); else None."""
+    if offset == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    handle = _open_unbuffered(path, create=offset == 0)
+    if handle is None:
+        return None
+    if not _try_lock(handle) or _unfinished_size(handle, path) != offset:
+        handle.close()
+        return None
+    handle.seek(offset)
+    return handle
+
+
+def _open_unbuffered(path: Path, *, create: bool = False) -> BinaryIO | None:
+    """``path`` open for reading and writing, without a buffer; None if it does not exist."""
+    try:
+        return open(os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o666), "r+b", 0)
+    except FileNotFoundError:
+        return None
+
+
+def _try_lock(handle: BinaryIO) -> bool:
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _lock_within(handle: BinaryIO, pauses: tuple[float, ...]) -> bool:
+    for pause in (*pauses, None):
+        if _try_lock(handle):
+            return True
+        if pause is not None:
+            time.sleep(pause)
+    return False
+
+
+def _unfinished_size(handle: BinaryIO, path: Path) -> int | None:
+    """The size of the locked file ``handle``, or None when it is no longer the unfinished
+    file at ``path`` (discarded, replaced) or has been sealed (it has a second name)."""
+    status = os.fstat(handle.fileno())
+    try:
+        current = path.stat()
+    except FileNotFoundError:
+        return None
+    if (current.st_dev, current.st_ino) != (status.st_dev, status.st_ino):
+        return None
+    return status.st_size if status.st_nlink == 1 else None
+
+
+def _cut_back(handle: BinaryIO, path: Path, offset: int) -> None:
+    """Undo a failed append that holds the lock: the file returns to ``offset`` bytes."""
+    try:
+        if offset == 0:
+            path.unlink(missing_ok=True)
+        else:
+            os.ftruncate(handle.fileno(), offset)
+    finally:
+        handle.close()
+
+
+def _cut(path: Path, start: int, end: int) -> None:
+    handle = _open_unbuffered(path)
+    if handle is None:
+        return
+    with handle:
+        if _lock_within(handle, _LOCK_TRIES) and _unfinished_size(handle, path) == end:
+            if start == 0:
+                path.unlink()
+            else:
+                os.ftruncate(handle.fileno(), start)
+
+
+def _seal(
+    source: Path,
+    key: str,
+    temp: Path,
+    path: Path,
+    size: int,
+    directories: _DurableDirectories | None,
+) -> None:
+    handle = _open_unbuffered(source)
+    if handle is None:
+        raise BlobNotFound(key)
+    with handle:
+        if not _lock_within(handle, _LOCK_TRIES):
+            raise OSError(errno.EBUSY, "an append to the upload's file is still under way")
+        stored = _unfinished_size(handle, source)
+        if stored is None or stored < size:
+            raise BlobNotFound(key)
+        if stored > size:
+            os.ftruncate(handle.fileno(), size)
+        if directories is not None:
+            os.fsync(handle.fileno())
+        temp.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, temp)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.EOPNOTSUPP):
+                raise
+            _concatenate([source], temp, path, directories, 1024 * 1024)
+            return
+        try:
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        if directories is not None:
+            directories.flush(path.parent)
+
+
+def _copy_range(source: BinaryIO, target: BinaryIO, start: int, end: int, block: int) -> int:
+    """Append the bytes ``[start, end)`` of ``source`` to ``target``; in the kernel where
+    possible. `OSError` if ``source`` ends before ``end``."""
+    target.flush()
+    position = start
+    try:
+        while position < end:
+            count = os.copy_file_range(source.fileno(), target.fileno(), end - position, position)
+            if not count:
+                break
+            position += count
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+        source.seek(position)
+        target.seek(0, os.SEEK_END)
+        while position < end and (data := source.read(min(block, end - position))):
+            target.write(data)
+            position += len(data)
+    if position < end:
+        raise OSError(errno.EIO, "an upload's file ends before the bytes of its parts")
+    return end - start

@@ -28,7 +28,7 @@ import random
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ..errors import BackendUnavailable
 from ..metadata.base import (
@@ -142,7 +142,7 @@ class FaultyStorage(_Switchboard):
     A put fails by raising from the chunks it hands to ``inner``, so the inner backend's own
     clean-up on a failed put is exercised, not bypassed. Optional capabilities (listing,
     composing, presigned URLs, ``path_for``...) are those of ``inner``, forwarded without
-    faults.
+    faults, except ``append`` (`AppendableStorage`), which fails as a put does.
     """
 
     def __init__(self, inner: Storage, *, random_faults: RandomFaults | None = None) -> None:
@@ -165,7 +165,26 @@ class FaultyStorage(_Switchboard):
         inner = self.__dict__.get("inner")
         if inner is None or name.startswith("__"):
             raise AttributeError(name)
+        if name == "append" and hasattr(inner, "append"):
+            return self._append
         return getattr(inner, name)
+
+    async def _append(
+        self, key: str, chunks: AsyncIterable[bytes], *, offset: int
+    ) -> StoredBlob | None:
+        """The inner storage's ``append``, failing where a put would (``fail_put``,
+        ``fail_put_at_chunk``, ``down``); a lost reply is not simulated."""
+        if self.down:
+            raise self._fault("put")
+        at_chunk, at_end = self.fail_put_at_chunk, self._take("put")
+        if at_chunk is None and not at_end and self._random("put"):
+            assert self.random_faults is not None
+            at_end, at_chunk = True, self.random_faults.rng.randint(1, RANDOM_PUT_CHUNKS)
+        inner: Any = self.inner
+        if at_chunk is None and not at_end:
+            return cast("StoredBlob | None", await inner.append(key, chunks, offset=offset))
+        failing = _counted(chunks, at_chunk, self, fail_at_end=at_end)
+        return cast("StoredBlob | None", await inner.append(key, failing, offset=offset))
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
         if self.down:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterable
 
 import anyio
+import anyio.to_thread
 import pytest
 
 from ..errors import BlobNotFound
-from ..storage.base import Storage
+from ..storage.base import ComposableStorage, ListableStorage, PresignedURLs, Storage
 
 __all__ = ["StorageConformance"]
 
@@ -32,8 +36,29 @@ async def read(storage: Storage, key: str, start: int = 0, end: int | None = Non
     return b"".join([chunk async for chunk in await storage.get(key, start=start, end=end)])
 
 
+async def fetch(url: str) -> bytes:
+    """The body of a GET of ``url`` (``http``, ``https`` or ``data``), bypassing proxies."""
+
+    def get() -> bytes:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(url, timeout=30) as response:
+            body: bytes = response.read()
+            return body
+
+    return await anyio.to_thread.run_sync(get)
+
+
+async def listed(storage: ListableStorage, modified_before: float) -> list[str]:
+    return sorted([key async for key in storage.iter_keys(modified_before=modified_before)])
+
+
 class StorageConformance:
-    """Subclass with a ``storage`` fixture and a `leftovers` method."""
+    """Subclass with a ``storage`` fixture and a `leftovers` method.
+
+    The cases cover every method of `Storage` and of its capabilities `PresignedURLs`,
+    `ListableStorage` and `ComposableStorage` (a case for a capability the backend lacks is
+    skipped).
+    """
 
     pytestmark = pytest.mark.anyio
     big = 3 * 1024 * 1024 + 17
@@ -143,3 +168,68 @@ class StorageConformance:
                 group.start_soon(storage.put, key, chunked(data, 10_000))
         for key, data in payloads.items():
             assert await read(storage, key) == data
+
+    async def test_aclose_releases_a_storage_that_was_used_and_may_be_repeated(
+        self, storage: Storage
+    ) -> None:
+        """Closing ends the storage's use; a second close (the fixture's, here) is harmless."""
+        await storage.put("aa/bb/closing", chunked(b"bytes"))
+        with anyio.fail_after(30):
+            await storage.aclose()
+
+    # -- optional capabilities ---------------------------------------------------------------
+
+    async def test_a_presigned_url_serves_the_exact_bytes(self, storage: Storage) -> None:
+        if not isinstance(storage, PresignedURLs):
+            pytest.skip(f"{type(storage).__name__} does not presign URLs (optional)")
+        data = os.urandom(300_000)
+        await storage.put("aa/bb/shared", chunked(data))
+        url = await storage.presigned_url("aa/bb/shared", expires_in=60)
+        assert await fetch(url) == data
+
+    async def test_iter_keys_lists_the_objects_written_before_the_time_given(
+        self, storage: Storage
+    ) -> None:
+        if not isinstance(storage, ListableStorage):
+            pytest.skip(f"{type(storage).__name__} does not list keys (optional)")
+        keys = ["aa/bb/one", "aa/cc/two", "dd/ee/three"]
+        for key in keys:
+            await storage.put(key, chunked(key.encode()))
+        await storage.delete("aa/cc/two")
+        assert await listed(storage, math.inf) == ["aa/bb/one", "dd/ee/three"]
+        assert await listed(storage, time.time() - 3600) == []
+
+    async def test_remove_partials_leaves_every_complete_object(self, storage: Storage) -> None:
+        """With no put interrupted, nothing is partial: nothing is removed and 0 returned."""
+        if not isinstance(storage, ListableStorage):
+            pytest.skip(f"{type(storage).__name__} does not list keys (optional)")
+        await storage.put("aa/bb/whole", chunked(os.urandom(1024 * 1024)))
+        with pytest.raises(RuntimeError, match="client went away"):
+            await storage.put("aa/bb/broken", failing([b"x"], RuntimeError("client went away")))
+        assert await storage.remove_partials(modified_before=time.time() - 3600) == 0
+        assert await storage.remove_partials(modified_before=math.inf) == 0
+        assert await storage.head("aa/bb/whole") == 1024 * 1024
+        assert await listed(storage, math.inf) == ["aa/bb/whole"]
+
+    async def test_compose_concatenates_the_sources_in_order_and_leaves_them(
+        self, storage: Storage
+    ) -> None:
+        if not isinstance(storage, ComposableStorage):
+            pytest.skip(f"{type(storage).__name__} does not compose objects (optional)")
+        big, small = os.urandom(self.big), b"small part"
+        sources = {"parts/up/big": big, "parts/up/empty": b"", "parts/up/small": small}
+        for key, data in sources.items():
+            await storage.put(key, chunked(data))
+        order = ["parts/up/small", "parts/up/big", "parts/up/empty", "parts/up/small"]
+        whole = small + big + small
+        assert await storage.compose("aa/bb/whole", order) == len(whole)
+        assert await read(storage, "aa/bb/whole") == whole
+        assert await storage.compose("aa/bb/whole", ["parts/up/small"]) == len(small)
+        assert await read(storage, "aa/bb/whole") == small  # overwritten
+        for key, data in sources.items():
+            assert await read(storage, key) == data  # the sources are left in place
+        with pytest.raises(BlobNotFound):
+            await storage.compose("cc/dd/never", ["parts/up/small", "parts/up/missing"])
+        with pytest.raises(BlobNotFound):
+            await storage.head("cc/dd/never")
+        assert sorted(await self.leftovers(storage)) == sorted([*sources, "aa/bb/whole"])

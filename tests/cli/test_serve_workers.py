@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from openai_files.cli import build_parser
 from openai_files.metadata.base import DEFAULT_TABLE_PREFIX
 
-from .databases import POSTGRES_URL, drop_tables, unique_prefix
-from .support import ServerProcess, free_port, require_service
+from ..databases import POSTGRES_URL, drop_tables, unique_prefix
+from ..support import ServerProcess, free_port, require_service
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc")
 
