@@ -1,16 +1,18 @@
 """Backends from URLs, as the standalone server and configuration files name them.
 
-Storage: ``file:///abs/path`` or ``file:relative/path``, ``memory://``, and (extra ``[s3]``)
+Storage: ``file:///abs/path`` or ``file:relative/path`` (``?fsync=false`` to trade durability
+for speed, see `LocalStorage`), ``memory://``, and (extra ``[s3]``)
 ``s3://bucket/prefix?endpoint=...&region=...&allow_http=true`` (see `S3Storage.from_url`).
 Metadata: ``memory://`` or any async SQLAlchemy URL (``sqlite+aiosqlite:///data/files.db``,
-``postgresql+asyncpg://...``, ``mysql+aiomysql://...``).
+with ``?synchronous=normal`` to trade durability for speed; ``postgresql+asyncpg://...``,
+``mysql+aiomysql://...``).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .metadata.base import DEFAULT_TABLE_PREFIX, MetadataStore
 from .metadata.memory import MemoryMetadataStore
@@ -32,12 +34,27 @@ def open_storage(url: str) -> Storage:
         path = unquote(parts.netloc + parts.path)
         if not path:
             raise ValueError(f"a file:// storage URL needs a path: {url!r}")
-        return LocalStorage(path)
+        return LocalStorage(path, fsync=_fsync_option(url, parts.query))
     if parts.scheme == "s3":
         from .storage.s3 import S3Storage  # the [s3] extra: imported only when chosen
 
         return S3Storage.from_url(url)
     raise ValueError(f"unknown storage URL {url!r}: use file:///path, s3://bucket or memory://")
+
+
+def _fsync_option(url: str, query: str) -> bool:
+    """The ``fsync`` option of a ``file:`` URL (true by default); `ValueError` for any other."""
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    fsync = options.pop("fsync", "true").lower()
+    if options or fsync not in _BOOLEANS:
+        raise ValueError(
+            f"file:// storage URL {url!r}: the only option is fsync=true (durable, the default) "
+            "or fsync=false (faster; the last files may be lost on power loss)"
+        )
+    return _BOOLEANS[fsync]
+
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 def open_metadata(url: str, *, table_prefix: str = DEFAULT_TABLE_PREFIX) -> MetadataStore:
@@ -63,14 +80,21 @@ def open_service(
 
 
 def open_embedded(
-    data_dir: str | os.PathLike[str], *, policy: Policy | None = None
+    data_dir: str | os.PathLike[str], *, policy: Policy | None = None, durable: bool = True
 ) -> FilesService:
     """The embedded default: files under ``data_dir/files``, records in SQLite at
-    ``data_dir/files.db`` (the directory is created if missing)."""
+    ``data_dir/files.db`` (the directory is created if missing).
+
+    ``durable`` (the default): a file is on the device, bytes and record, when its create
+    returns, and survives a power cut. ``durable=False`` skips the flushes (``fsync``, and
+    SQLite's ``synchronous=NORMAL``): faster, and a crash of the process still loses nothing
+    created, but a power cut may lose the last files.
+    """
     root = Path(data_dir)
     root.mkdir(parents=True, exist_ok=True)
+    synchronous = "" if durable else "?synchronous=normal"
     return FilesService(
-        LocalStorage(root / "files"),
-        open_metadata(f"sqlite+aiosqlite:///{root / 'files.db'}"),
+        LocalStorage(root / "files", fsync=durable),
+        open_metadata(f"sqlite+aiosqlite:///{root / 'files.db'}{synchronous}"),
         policy=policy,
     )

@@ -125,6 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(OPENAI_FILES_UPLOADS_API=false)",
     )
     serve.add_argument(
+        "--no-fsync",
+        dest="fsync",
+        action="store_false",
+        default=_env("FSYNC", "true").lower() not in {"0", "false", "no", "off"},
+        help="faster small uploads, not durable on power loss: skip flushing local files to the "
+        "device (file:// storage) and SQLite's commits (synchronous=NORMAL); a crash of the "
+        "process still loses nothing created (OPENAI_FILES_FSYNC=false)",
+    )
+    serve.add_argument(
         "--file-too-large-status",
         type=int,
         choices=(413, 400),

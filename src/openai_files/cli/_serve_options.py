@@ -29,6 +29,7 @@ __all__ = [
     "policy_from_args",
     "read_api_keys_file",
     "server_settings",
+    "without_flushes",
 ]
 
 HTTP_CHOICES = ("auto", "httptools", "h11")
@@ -317,8 +318,22 @@ def server_settings(
     args: argparse.Namespace, environ: Mapping[str, str] = os.environ
 ) -> tuple[str, str, dict[str, str]]:
     """The storage URL, metadata URL and API keys that ``args`` and the environment ask for;
-    `ValueError` when the keys cannot be read (see `api_keys_from`)."""
+    `ValueError` when the keys cannot be read (see `api_keys_from`). With ``--no-fsync`` the
+    URLs carry the options that skip flushing (see `without_flushes`)."""
     data_dir = Path(args.data_dir).resolve()
     storage = args.storage or (data_dir / "files").as_uri()
     metadata = args.metadata or f"sqlite+aiosqlite:///{data_dir / 'files.db'}"
+    if not getattr(args, "fsync", True):
+        storage, metadata = without_flushes(storage, metadata)
     return storage, metadata, api_keys_from(args, environ)
+
+
+def without_flushes(storage: str, metadata: str) -> tuple[str, str]:
+    """The storage and metadata URLs with the options that trade durability for speed, where
+    they apply: ``fsync=false`` on a ``file:`` storage, ``synchronous=normal`` on SQLite.
+    Other backends (S3, PostgreSQL, MariaDB) are durable by their own configuration."""
+    if storage.startswith("file:") and "fsync=" not in storage:
+        storage += ("&" if "?" in storage else "?") + "fsync=false"
+    if metadata.startswith("sqlite") and "synchronous=" not in metadata:
+        metadata += ("&" if "?" in metadata else "?") + "synchronous=normal"
+    return storage, metadata

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
 from sqlalchemy import Connection, Engine, event, insert, select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -21,7 +22,7 @@ from .base import DEFAULT_TABLE_PREFIX, Quota, Usage
 from .sql_migrations import upgrade
 from .sql_schema import SCHEMA_VERSION, Tables
 
-__all__ = ["Rollback", "SQLEngine", "make_engine"]
+__all__ = ["SQLITE_SYNCHRONOUS", "Rollback", "SQLEngine", "make_engine", "sqlite_synchronous"]
 
 T = TypeVar("T")
 
@@ -41,6 +42,12 @@ class SQLEngine:
             self.engine, self._owns_engine = url_or_engine, False
         else:
             self.engine, self._owns_engine = make_engine(url_or_engine, engine_options), True
+        self._sqlite_synchronous = SQLITE_SYNCHRONOUS[0]
+        if (
+            isinstance(url_or_engine, str)
+            and make_url(url_or_engine).get_backend_name() == "sqlite"
+        ):
+            _, self._sqlite_synchronous = sqlite_synchronous(make_url(url_or_engine))
         self._runner = self._make_runner(engine_options)
         self.table_prefix = table_prefix
         self.tables = Tables.named(table_prefix)
@@ -117,9 +124,8 @@ class SQLEngine:
         """Worker threads on a synchronous engine for a SQLite file the store opened itself,
         the async engine otherwise (see ``_sql_runners``)."""
         if self._owns_engine and threaded_sqlite_url(self.engine.url):
-            return ThreadedSQLite.open(
-                self.engine.url, _sqlite_settings(engine_options), configure_sqlite
-            )
+            configure = partial(configure_sqlite, synchronous=self._sqlite_synchronous)
+            return ThreadedSQLite.open(self.engine.url, _sqlite_settings(engine_options), configure)
         return AsyncRunner(self.engine)
 
     async def _read(self, body: Body[T]) -> T:
@@ -234,14 +240,18 @@ def make_engine(url: str, options: Mapping[str, Any] | None) -> AsyncEngine:
     # No pre-ping: on PostgreSQL it costs three round trips a checkout. A connection found
     # dead invalidates the pool's older ones, and a read is run again (`_sql_runners`).
     settings: dict[str, Any] = {}
+    synchronous = SQLITE_SYNCHRONOUS[0]
     if parsed.get_backend_name() == "sqlite":
+        parsed, synchronous = sqlite_synchronous(parsed)
         settings = _sqlite_settings(None)
     elif parsed.get_backend_name() in {"mysql", "mariadb"} and "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     settings.update(options or {})
     engine = create_async_engine(parsed, **settings)
     if parsed.get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", configure_sqlite)
+        event.listen(
+            engine.sync_engine, "connect", partial(configure_sqlite, synchronous=synchronous)
+        )
     return engine
 
 
@@ -250,9 +260,34 @@ def _sqlite_settings(options: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"connect_args": {"timeout": 30}, **(options or {})}
 
 
-def configure_sqlite(connection: Any, _record: Any) -> None:
+SQLITE_SYNCHRONOUS = ("FULL", "NORMAL")
+"""The values of SQLite's ``synchronous`` setting a store URL may ask for; the first is the
+default."""
+
+
+def sqlite_synchronous(url: URL) -> tuple[URL, str]:
+    """``url`` without its ``synchronous`` query option, and the setting it asks for.
+
+    ``FULL`` (the default) flushes the write-ahead log at every commit, so a committed file
+    record survives a power cut; ``?synchronous=normal`` flushes it only at checkpoints,
+    which is faster but may lose the last commits on power loss (never on a crash of the
+    process). `ValueError` for any other value.
+    """
+    value = url.query.get("synchronous", SQLITE_SYNCHRONOUS[0])
+    level = (value if isinstance(value, str) else value[-1]).upper()
+    if level not in SQLITE_SYNCHRONOUS:
+        raise ValueError(
+            f"synchronous={value!r} in the SQLite URL: use synchronous=full (durable, the "
+            "default) or synchronous=normal (faster; the last commits may be lost on power loss)"
+        )
+    return url.difference_update_query(["synchronous"]), level
+
+
+def configure_sqlite(connection: Any, _record: Any, *, synchronous: str = "FULL") -> None:
+    """Set up a new SQLite connection: write-ahead log, ``synchronous`` (see
+    `sqlite_synchronous`), and waiting up to 30 s for a lock instead of failing."""
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()

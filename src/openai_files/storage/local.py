@@ -2,6 +2,9 @@
 
 A put writes to a hidden temporary file in the key's own directory and renames it into place,
 so a reader sees either the old object or the whole new one, and a failed put leaves nothing.
+By default a put is durable when it returns: the file is flushed to the device (``fsync``)
+before its rename, and its directory (and any directory the put created) after it, so the
+object survives a power cut, not only a crash of the process.
 File I/O runs in worker threads in blocks of `block_size` bytes, off the event loop.
 
 Unfinished objects (`AppendableStorage`) are hidden files beside their key's path, locked
@@ -28,6 +31,9 @@ from .base import BlobHasher, StoredBlob, UnfinishedRange, check_key, join_block
 __all__ = ["LocalStorage"]
 
 TEMP_SUFFIX = ".part"
+FLUSH_STEP = 16 * 1024 * 1024
+"""With ``fsync``, a put (or append) of a large file starts flushing its bytes to the device
+every this many bytes while it is still receiving the rest."""
 UNFINISHED_SUFFIX = ".growing" + TEMP_SUFFIX
 """Names an unfinished object's hidden file. It ends like a put's temporary file, so one
 left by a dead upload is removed with them (`remove_partials`) once untouched that long."""
@@ -41,17 +47,26 @@ class LocalStorage:
     """Objects as files under ``root``; keys are relative paths made by the service.
 
     ``block_size`` is how many bytes are gathered before one write or read in a worker thread.
-    ``fsync`` flushes each file to the device before it becomes visible: without it a crash of
-    the process loses nothing that was committed, but a power cut may.
+    ``fsync`` (the default) makes every `put`, `append`, `seal` and `compose` durable before it
+    returns: the file is flushed to the device before it is renamed into place, then its
+    directory, and the parent of every directory it created, so that the object and its name
+    survive a power cut. ``fsync=False`` trades that for speed: a crash of the process still
+    loses nothing that was stored, but a power cut may lose the last objects (see
+    docs/reliability.md for figures). A delete does not flush the directory: a file deleted
+    just before a power cut may come back, and the orphan sweep removes it again.
     """
 
     def __init__(
-        self, root: str | os.PathLike[str], *, block_size: int = 1024 * 1024, fsync: bool = False
+        self, root: str | os.PathLike[str], *, block_size: int = 1024 * 1024, fsync: bool = True
     ) -> None:
         self.root = Path(root).resolve()
         self.block_size = block_size
         self.fsync = fsync
+        created = [d for d in (self.root, *self.root.parents) if not d.exists()]
         self.root.mkdir(parents=True, exist_ok=True)
+        self._directories = _DurableDirectories(self.root) if fsync else None
+        for directory in created if fsync else ():
+            _fsync_directory(directory.parent)
 
     def __repr__(self) -> str:
         return f"LocalStorage(root={str(self.root)!r}, fsync={self.fsync})"
@@ -62,13 +77,14 @@ class LocalStorage:
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
         """Write to a hidden temporary file beside the target, then rename it into place
-        (after ``fsync`` if set): a reader sees the old object or the whole new one."""
+        (flushed before and after with ``fsync``): a reader sees the old object or the whole
+        new one."""
         path = self.path_for(key)
         temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         handle = await _io(_open_exclusive, temp)
         try:
             blob = await self._write_all(handle, chunks)
-            await _io(_finish, handle, temp, path, self.fsync)
+            await _io(_finish, handle, temp, path, self._directories)
         except BaseException:
             # Synchronous on purpose: it must run even when the task is being cancelled.
             handle.close()
@@ -86,11 +102,27 @@ class LocalStorage:
         so that receiving and storing overlap; at most three blocks are in memory."""
         hasher = BlobHasher()
         send, receive = anyio.create_memory_object_stream[bytes](max_buffer_size=1)
+        flushing = False
+
+        async def flush() -> None:
+            nonlocal flushing
+            try:
+                await _io(os.fdatasync, handle.fileno())
+            finally:
+                flushing = False
 
         async def store_blocks() -> None:
+            nonlocal flushing
+            unflushed = 0
             async with receive:
                 async for block in receive:
                     await _io(write or _write_block, handle, hasher, block)
+                    unflushed += len(block)
+                    # Durable writes flush as they go, in another thread, so that the flush
+                    # at the end waits for the last blocks only, not the whole file.
+                    if self.fsync and unflushed >= FLUSH_STEP and not flushing:
+                        flushing, unflushed = True, 0
+                        group.start_soon(flush)
 
         try:
             async with anyio.create_task_group() as group:
@@ -107,7 +139,7 @@ class LocalStorage:
     async def compose(self, key: str, sources: Sequence[str | UnfinishedRange]) -> int:
         """Concatenate the source files (or ranges of unfinished files) into ``key`` in a
         worker thread, with the kernel copying the bytes (``copy_file_range``) where the
-        filesystem allows."""
+        filesystem allows; flushed as a put is with ``fsync``."""
         path = self.path_for(key)
         files = [
             self.path_for(source)
@@ -117,7 +149,7 @@ class LocalStorage:
         ]
         temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         try:
-            return await _io(_concatenate, files, temp, path, self.fsync, self.block_size)
+            return await _io(_concatenate, files, temp, path, self._directories, self.block_size)
         except FileNotFoundError as exc:
             missing = Path(str(exc.filename))
             key = (
@@ -137,13 +169,16 @@ class LocalStorage:
     ) -> StoredBlob | None:
         """Write at the end of the unfinished file while holding its lock; a failed append is
         cut back before the lock is released. None when the file is locked, sealed, replaced,
-        or not ``offset`` bytes long."""
+        or not ``offset`` bytes long. With ``fsync`` the appended bytes (and the file's name,
+        when this append created it) are on the device when it returns."""
         path = self.unfinished_path(key)
         handle = await _io(_open_unfinished, path, offset)
         if handle is None:
             return None
         try:
             blob = await self._write_all(handle, chunks, _write_fully)
+            if self._directories is not None:
+                await _io(_flush_append, handle, path, offset == 0, self._directories)
         except BaseException:
             # Synchronous on purpose: it must run even when the task is being cancelled.
             _cut_back(handle, path, offset)
@@ -166,12 +201,13 @@ class LocalStorage:
 
     async def seal(self, key: str, target: str, *, size: int) -> None:
         """Hard-link the unfinished file (cut to ``size`` bytes, flushed to the device first
-        with ``fsync``) to a temporary name beside ``target``, then rename that into place:
-        no byte moves. Where the filesystem has no hard links, the bytes are copied."""
+        with ``fsync``) to a temporary name beside ``target``, then rename that into place
+        (and flush its directory with ``fsync``): no byte moves. Where the filesystem has no
+        hard links, the bytes are copied."""
         source = self.unfinished_path(key)
         path = self.path_for(target)
         temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
-        await _io(_seal, source, key, temp, path, size, self.fsync)
+        await _io(_seal, source, key, temp, path, size, self._directories)
 
     async def discard(self, key: str) -> None:
         """Unlink the unfinished file; a sealed object keeps its own name."""
@@ -261,12 +297,56 @@ def _write_block(handle: BinaryIO, hasher: BlobHasher, block: bytes) -> None:
     handle.write(block)
 
 
-def _finish(handle: BinaryIO, temp: Path, path: Path, fsync: bool) -> None:
+def _finish(
+    handle: BinaryIO, temp: Path, path: Path, directories: _DurableDirectories | None
+) -> None:
+    """Close ``temp`` and rename it to ``path``; with ``directories``, durably: the file is
+    flushed to the device before the rename, and the directories that name it after."""
     handle.flush()
-    if fsync:
+    if directories is not None:
         os.fsync(handle.fileno())
     handle.close()
     os.replace(temp, path)
+    if directories is not None:
+        directories.flush(path.parent)
+
+
+class _DurableDirectories:
+    """Flushes directories after a file is renamed into them, and remembers which directories'
+    own entries are known to be on the device, so that the parent of a directory is flushed
+    once, by the first write that needs it, rather than on every write."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._known = {root}
+
+    def flush(self, directory: Path) -> None:
+        """Flush ``directory`` (a file was just renamed or created in it), then the parent of
+        each of its ancestors up to the root whose entry is not known to be on the device."""
+        _fsync_directory(directory)
+        while directory not in self._known:
+            _fsync_directory(directory.parent)
+            # Known only once its parent is flushed: a write that finds it unknown meanwhile
+            # flushes the parent itself rather than return before it is on the device.
+            self._known.add(directory)
+            directory = directory.parent
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _flush_append(
+    handle: BinaryIO, path: Path, created: bool, directories: _DurableDirectories
+) -> None:
+    """Flush an appended file to the device, and its directory if the append created it."""
+    os.fsync(handle.fileno())
+    if created:
+        directories.flush(path.parent)
 
 
 async def _read_range(
@@ -298,7 +378,7 @@ def _concatenate(
     sources: Sequence[Path | tuple[Path, int, int]],
     temp: Path,
     path: Path,
-    fsync: bool,
+    directories: _DurableDirectories | None,
     block: int,
 ) -> int:
     """Write the sources (files, or ``(file, start, end)`` ranges) one after another into
@@ -313,7 +393,7 @@ def _concatenate(
             else:
                 with open(source[0], "rb") as part:
                     size += _copy_range(part, output, source[1], source[2], block)
-        _finish(output, temp, path, fsync)
+        _finish(output, temp, path, directories)
     except BaseException:
         output.close()
         temp.unlink(missing_ok=True)
@@ -425,7 +505,14 @@ def _cut(path: Path, start: int, end: int) -> None:
                 os.ftruncate(handle.fileno(), start)
 
 
-def _seal(source: Path, key: str, temp: Path, path: Path, size: int, fsync: bool) -> None:
+def _seal(
+    source: Path,
+    key: str,
+    temp: Path,
+    path: Path,
+    size: int,
+    directories: _DurableDirectories | None,
+) -> None:
     handle = _open_unbuffered(source)
     if handle is None:
         raise BlobNotFound(key)
@@ -437,7 +524,7 @@ def _seal(source: Path, key: str, temp: Path, path: Path, size: int, fsync: bool
             raise BlobNotFound(key)
         if stored > size:
             os.ftruncate(handle.fileno(), size)
-        if fsync:
+        if directories is not None:
             os.fsync(handle.fileno())
         temp.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -445,13 +532,15 @@ def _seal(source: Path, key: str, temp: Path, path: Path, size: int, fsync: bool
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.EOPNOTSUPP):
                 raise
-            _concatenate([source], temp, path, fsync, 1024 * 1024)
+            _concatenate([source], temp, path, directories, 1024 * 1024)
             return
         try:
             os.replace(temp, path)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+        if directories is not None:
+            directories.flush(path.parent)
 
 
 def _copy_range(source: BinaryIO, target: BinaryIO, start: int, end: int, block: int) -> int:

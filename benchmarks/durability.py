@@ -1,0 +1,124 @@
+"""Durability benchmark: what flushing costs small uploads, local disk + SQLite.
+
+Four ``openai-files serve`` processes, each with its own data directory: durable (the default:
+every blob and its directories flushed with ``fsync`` before the record commits, SQLite with
+``synchronous=FULL``), ``--no-fsync`` (neither), and each flush alone (``file:...?fsync=false``
+keeps SQLite's; ``?synchronous=normal`` keeps the blobs'). Measured side by side in one run:
+``--requests`` uploads of a ``--size`` byte file (1 KB) by ``--clients`` concurrent clients
+(8), on kept-alive connections, to each server in turn (the order rotating), ``--rounds``
+rounds; reported: the median uploads per second of each server, its ratio to the durable
+default, and the server's CPU seconds per 1,000 uploads.
+
+No target: the figures document the price of the default and what ``--no-fsync`` buys
+(docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from harness.measure import ProcessCounters, rotated
+from harness.servers import Server, add_allocator_option, allocator, ours_server
+
+CONTENDERS = {
+    "durable (default)": (None, None),
+    "--no-fsync": ("?fsync=false", "?synchronous=normal"),
+    "blobs fsync only": (None, "?synchronous=normal"),
+    "SQLite FULL only": ("?fsync=false", None),
+}
+"""Each server's name, and the options added to its storage and SQLite URLs."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1024, help="bytes per file (1024)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients (8)")
+    parser.add_argument("--requests", type=int, default=400, help="uploads per round (400)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds (5)")
+    parser.add_argument("--two", action="store_true", help="only durable and --no-fsync")
+    add_allocator_option(parser)
+    options = parser.parse_args(argv)
+    names = list(CONTENDERS)[:2] if options.two else list(CONTENDERS)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    with tempfile.TemporaryDirectory(prefix="durability-", dir=Path.cwd()) as scratch:
+        servers = {name: start(Path(scratch), n, name, options) for n, name in enumerate(names)}
+        try:
+            for server in servers.values():  # warm up: tables, shard directories, imports
+                asyncio.run(upload_many(server.url, 50, options.clients, options.size))
+            for turn in range(options.rounds):
+                for name in rotated(names, turn):
+                    server = servers[name]
+                    before = ProcessCounters.of(server.pid)
+                    elapsed = asyncio.run(
+                        upload_many(server.url, options.requests, options.clients, options.size)
+                    )
+                    spent = (ProcessCounters.of(server.pid) - before).cpu_seconds
+                    rates[name].append(options.requests / elapsed)
+                    cpu[name].append(spent * 1000 / options.requests)
+        finally:
+            for server in servers.values():
+                server.__exit__(None, None, None)
+    report(rates, cpu, options)
+    return 0
+
+
+def start(scratch: Path, number: int, name: str, options: argparse.Namespace) -> Server:
+    data_dir = scratch / f"server{number}"
+    data_dir.mkdir()
+    storage_option, metadata_option = CONTENDERS[name]
+    storage = (data_dir / "files").as_uri() + storage_option if storage_option else None
+    metadata = (
+        f"sqlite+aiosqlite:///{data_dir / 'files.db'}{metadata_option}" if metadata_option else None
+    )
+    server = ours_server(data_dir, storage=storage, metadata=metadata, allocator=allocator(options))
+    return server.__enter__()
+
+
+async def upload_many(url: str, requests: int, clients: int, size: int) -> float:
+    """Seconds that ``clients`` concurrent clients take to upload ``requests`` files."""
+    data = b"x" * (size - 1) + b"\n"
+    remaining = iter(range(requests))
+
+    async def client(http: httpx.AsyncClient) -> None:
+        for _ in remaining:
+            response = await http.post(
+                "/v1/files", files={"file": ("a.txt", data)}, data={"purpose": "user_data"}
+            )
+            response.raise_for_status()
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
+        started = time.perf_counter()
+        async with asyncio.TaskGroup() as group:
+            for _ in range(clients):
+                group.create_task(client(http))
+        return time.perf_counter() - started
+
+
+def report(
+    rates: dict[str, list[float]], cpu: dict[str, list[float]], options: argparse.Namespace
+) -> None:
+    durable = statistics.median(rates["durable (default)"])
+    print(
+        f"{options.size} B uploads, {options.clients} clients, {options.requests} per round, "
+        f"{options.rounds} rounds (medians)"
+    )
+    print(f"{'server':<20} {'uploads/s':>10} {'vs durable':>11} {'CPU s / 1000':>13}")
+    for name, values in rates.items():
+        rate = statistics.median(values)
+        print(
+            f"{name:<20} {rate:>10.0f} {rate / durable:>10.2f}x "
+            f"{statistics.median(cpu[name]):>13.2f}"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
