@@ -26,7 +26,7 @@ from openai_files.metadata.base import FileRecord, MetadataStore, PartOutcome, P
 from openai_files.storage.local import FLUSH_STEP
 from openai_files.testing.faults import FaultyMetadataStore
 
-from .support import serve
+from ..support import serve
 
 Event = tuple[str, str]
 """``("fsync", path)``, ``("fdatasync", path)``, ``("rename", target)``, ``("commit", storage
