@@ -47,6 +47,7 @@ def with_header_timeout(protocol: type[asyncio.Protocol], seconds: float) -> typ
 
     class HeaderTimeoutProtocol(base):  # type: ignore[misc]
         _header_timer: asyncio.TimerHandle | None = None
+        _in_head = False
         _head_bytes = 0
         _headers = 0
         _header_bytes = 0
@@ -56,20 +57,21 @@ def with_header_timeout(protocol: type[asyncio.Protocol], seconds: float) -> typ
             self._arm_header_timer()
 
         def data_received(self, data: bytes) -> None:
-            heading = self._between_requests()
-            if heading:
-                self._head_bytes += len(data)
             super().data_received(data)
-            if not self._between_requests():
-                self._head_bytes = 0
-                if self._header_timer is not None:
-                    self._disarm_header_timer()
-            elif heading and self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse_head()
+            if self._in_head:  # httptools: a request's head still incomplete after this read
+                self._head_bytes += len(data)
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    self._refuse_head()
+            if self._header_timer is not None and not self._between_requests():
+                self._disarm_header_timer()
 
         def on_message_begin(self) -> None:  # httptools: a request's head starts
-            self._head_bytes, self._headers, self._header_bytes = 0, 0, 0
+            self._in_head, self._head_bytes, self._headers, self._header_bytes = True, 0, 0, 0
             super().on_message_begin()
+
+        def on_headers_complete(self) -> None:  # httptools: the head is whole
+            self._in_head = False
+            super().on_headers_complete()
 
         def on_header(self, name: bytes, value: bytes) -> None:  # httptools: one header field
             self._headers += 1
