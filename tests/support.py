@@ -159,3 +159,14 @@ def load_module(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def embedded_app(root: Path, keys: dict[str, str]) -> ASGIApp:
+    """The files app on local disk and SQLite under ``root``, for ``keys``; it closes its
+    service when its server stops."""
+    from openai_files import FilesService, LocalStorage, SQLMetadataStore, api_key_auth, create_app
+
+    service = FilesService(
+        LocalStorage(root / "blobs"), SQLMetadataStore(f"sqlite+aiosqlite:///{root / 'files.db'}")
+    )
+    return create_app(service, auth=api_key_auth(keys), close_service=True)

@@ -25,10 +25,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from openai_files import FilesService, LocalStorage, SQLMetadataStore, api_key_auth, create_app
 from openai_files.cli._client_commands import safe_filename
 
-from ..support import ServerThread, free_port, serve, server_process
+from ..support import ServerThread, embedded_app, free_port, serve, server_process
 
 KEY = "sk-test"
 SHELL = ("bash", "--norc", "--noprofile")
@@ -81,12 +80,7 @@ class ContentRequests:
 
 @pytest.fixture
 def downloads(tmp_path: Path) -> ContentRequests:
-    service = FilesService(
-        LocalStorage(tmp_path / "blobs"),
-        SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}"),
-    )
-    app = create_app(service, auth=api_key_auth({KEY: "tester"}), close_service=True)
-    return ContentRequests(app)
+    return ContentRequests(embedded_app(tmp_path, {KEY: "tester"}))
 
 
 @pytest.fixture

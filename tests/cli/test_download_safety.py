@@ -20,9 +20,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from openai_files import FilesService, LocalStorage, SQLMetadataStore, api_key_auth, create_app
-
-from ..support import ServerThread, serve
+from ..support import ServerThread, embedded_app, serve
 
 KEY = "sk-test"
 LOCAL = b"LOCAL\n"
@@ -97,12 +95,7 @@ class Cutting:
 
 @pytest.fixture
 def downloads(tmp_path: Path) -> Cutting:
-    service = FilesService(
-        LocalStorage(tmp_path / "blobs"),
-        SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}"),
-    )
-    app = create_app(service, auth=api_key_auth({KEY: "tester"}), close_service=True)
-    return Cutting(app)
+    return Cutting(embedded_app(tmp_path, {KEY: "tester"}))
 
 
 @pytest.fixture
