@@ -38,16 +38,13 @@ class SQLEngine:
         table_prefix: str = DEFAULT_TABLE_PREFIX,
         engine_options: Mapping[str, Any] | None = None,
     ) -> None:
+        # The synchronous level goes to the threaded runner's connections too (`_make_runner`).
+        self._sqlite_synchronous = SQLITE_SYNCHRONOUS[0]
         if isinstance(url_or_engine, AsyncEngine):
             self.engine, self._owns_engine = url_or_engine, False
         else:
-            self.engine, self._owns_engine = make_engine(url_or_engine, engine_options), True
-        self._sqlite_synchronous = SQLITE_SYNCHRONOUS[0]
-        if (
-            isinstance(url_or_engine, str)
-            and make_url(url_or_engine).get_backend_name() == "sqlite"
-        ):
-            _, self._sqlite_synchronous = sqlite_synchronous(make_url(url_or_engine))
+            self.engine, self._sqlite_synchronous = make_engine(url_or_engine, engine_options)
+            self._owns_engine = True
         self._runner = self._make_runner(engine_options)
         self.table_prefix = table_prefix
         self.tables = Tables.named(table_prefix)
@@ -235,7 +232,9 @@ def _refused_value(exc: BaseException) -> bool:
     return False
 
 
-def make_engine(url: str, options: Mapping[str, Any] | None) -> AsyncEngine:
+def make_engine(url: str, options: Mapping[str, Any] | None) -> tuple[AsyncEngine, str]:
+    """The engine of ``url``, and the SQLite ``synchronous`` level its connections are set to
+    (`sqlite_synchronous`; the default on other databases, where it means nothing)."""
     parsed = make_url(url)
     # No pre-ping: on PostgreSQL it costs three round trips a checkout. A connection found
     # dead invalidates the pool's older ones, and a read is run again (`_sql_runners`).
@@ -252,7 +251,7 @@ def make_engine(url: str, options: Mapping[str, Any] | None) -> AsyncEngine:
         event.listen(
             engine.sync_engine, "connect", partial(configure_sqlite, synchronous=synchronous)
         )
-    return engine
+    return engine, synchronous
 
 
 def _sqlite_settings(options: Mapping[str, Any] | None) -> dict[str, Any]:
