@@ -34,6 +34,7 @@ from ._api_client import (
     files_of,
     printable,
 )
+from ._base_url import DEFAULT_BASE_URL, START_HINT
 from ._download_target import RECORD_SUFFIX, DownloadTarget, Resume
 
 __all__ = ["COMMANDS", "run_client_command", "safe_filename"]
@@ -261,8 +262,22 @@ COMMANDS: Mapping[str, Callable[[FilesClient, argparse.Namespace], None]] = {
 
 
 def connection_from_args(args: argparse.Namespace) -> Connection:
-    """``--base-url`` and ``--api-key``, which default to the SDKs' environment variables."""
+    """``--base-url`` and ``--api-key``, which default to the SDKs' environment variables,
+    and then to the local server, `DEFAULT_BASE_URL`."""
     return Connection.to(args.base_url, args.api_key)
+
+
+def _named_server(connection: Connection) -> None:
+    """Say which server the command talks to when it is not the local default, on stderr
+    when that is a terminal (a script's stderr keeps only errors)."""
+    if connection.base_url != DEFAULT_BASE_URL and sys.stderr.isatty():
+        _note(f"server: {printable(connection.base_url)}")
+
+
+def _with_hint(exc: ClientError, connection: Connection) -> str:
+    if isinstance(exc, ConnectionFailed) and connection.base_url == DEFAULT_BASE_URL:
+        return f"{exc} ({START_HINT})"
+    return str(exc)
 
 
 def run_client_command(args: argparse.Namespace) -> int:
@@ -274,10 +289,16 @@ def run_client_command(args: argparse.Namespace) -> int:
     - 130: interrupted (Ctrl-C).
     """
     try:
-        with FilesClient(connection_from_args(args)) as client:
-            COMMANDS[args.command](client, args)
+        connection = connection_from_args(args)
     except ClientError as exc:
         _note(f"error: {exc}")
+        return 1
+    _named_server(connection)
+    try:
+        with FilesClient(connection) as client:
+            COMMANDS[args.command](client, args)
+    except ClientError as exc:
+        _note(f"error: {_with_hint(exc, connection)}")
         return 1
     except KeyboardInterrupt:
         _note("error: interrupted")

@@ -24,7 +24,7 @@ from ..backends import open_service
 from ..http import FormLimits
 from ..http.app import create_app
 from ..http.auth import Authenticator, api_key_auth, open_auth
-from ._serve_options import policy_from_args, server_settings
+from ._serve_options import mask, owner_of_key, policy_from_args, server_settings
 
 __all__ = [
     "FACTORY",
@@ -58,12 +58,21 @@ def configure_logging(level: str, *, worker: bool = False) -> None:
 
 
 def announce(args: argparse.Namespace) -> None:
-    """Log what the server built from ``args`` will serve: its keys (how many, never which)
-    or a warning that it is open, and its storage and metadata (without passwords)."""
+    """Log what the server built from ``args`` will serve: its keys (how many, never which;
+    the owner of each key given without one, with the key masked) or a warning that it is
+    open, and its storage and metadata (without passwords)."""
     storage, metadata, keys = server_settings(args)
     if keys:
         owners = len(set(keys.values()))
         log.info("openai-files: %d API key(s) configured for %d owner(s)", len(keys), owners)
+        for key, owner in keys.items():
+            if owner == owner_of_key(key):
+                log.info(
+                    "openai-files: the key %s, given without an owner, is the owner %s "
+                    "(KEY=OWNER names it)",
+                    mask(key),
+                    owner,
+                )
     else:
         log.warning(
             "openai-files: no API key configured: the server is OPEN and every caller is "
