@@ -145,3 +145,24 @@ def test_a_clean_environment_serves_the_quickstart(clean_env: Path, tmp_path: Pa
     # A clean shutdown; uvicorn exits by the signal it handled.
     assert server.returncode in (0, -signal.SIGTERM), log.read_text()
     assert "Application shutdown complete." in log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("backend", "extra"),
+    [
+        (["--storage", "s3://bucket"], "s3"),
+        (["--metadata", "postgresql+asyncpg://postgres@127.0.0.1:5432/files"], "postgres"),
+        (["--metadata", "mysql+aiomysql://root@127.0.0.1:3306/files"], "mysql"),
+    ],
+)
+def test_a_base_install_names_the_missing_extra_in_one_line(
+    clean_env: Path, tmp_path: Path, backend: list[str], extra: str
+) -> None:
+    command = [str(clean_env / "openai-files"), "serve", "--port", str(free_port()), *backend]
+    command += ["--data-dir", str(tmp_path / "data")]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("openai-files serve: error: ")
+    assert f"pip install 'openai-files[{extra}]'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from ..metadata.base import DEFAULT_TABLE_PREFIX
 from ..policy import Policy
 from ._base_url import DEFAULT_BASE_URL
+from ._extras import missing_extra
 from ._serve_options import HTTP_CHOICES, LOOP_CHOICES, policy_from_args, server_settings
 
 __all__ = ["build_parser", "main"]
@@ -343,11 +344,14 @@ def serve(args: argparse.Namespace) -> int:
 
     configure_logging(args.log_level)
     try:
-        server_settings(args)
+        storage, metadata, _ = server_settings(args)
         policy_from_args(args)
     except ValueError as exc:
         print(f"openai-files serve: error: {exc}", file=sys.stderr)
         return 2
+    if (missing := missing_extra(storage, metadata)) is not None:
+        print(f"openai-files serve: error: {missing}", file=sys.stderr)
+        return 1
     if args.file_too_large_status not in (None, 400, 413):
         print("openai-files serve: error: the file too large status is 413 or 400", file=sys.stderr)
         return 2
