@@ -100,6 +100,7 @@ def build_app(args: argparse.Namespace) -> ASGIApp:
         sweep_interval=args.sweep_interval or None,
         sweep_stale_after=args.stale_after,
         close_service=True,
+        openapi=True,
         uploads_api=args.uploads_api,
         file_too_large_status=args.file_too_large_status,
         form_limits=FormLimits(body_timeout=args.body_timeout or None),
