@@ -4,12 +4,16 @@
 
 The gateway checks API keys in its own middleware and tells the files app who the caller is
 by putting the owner into the ASGI scope; `scope_owner_auth` reads it from there. Its own
-`/v1/chat/completions` route and the mounted `/v1/files` routes work side by side.
+`/v1/chat/completions` route and the mounted `/v1/files` routes work side by side. FastAPI
+does not run a mounted app's lifespan, so the gateway's own runs the files service's: the
+sweeper while it serves, and the service closed when it stops.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from openai_files import FilesService, LocalStorage, SQLMetadataStore, create_app
 from openai_files.http import SCOPE_OWNER_KEY, scope_owner_auth
 
+# --8<-- [start:gateway]
 # The gateway's own key -> tenant table (a database in a real gateway).
 TENANTS = {"sk-team-a": "team-a", "sk-team-b": "team-b"}
 
@@ -53,9 +58,13 @@ class GatewayAuth:
         await self.app(scope, receive, send)
 
 
-# --8<-- [start:gateway]
 def build_gateway(service: FilesService) -> FastAPI:
-    gateway = FastAPI(title="Example gateway")
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with service.running(sweep_interval=60):  # sweeper on, then closed at shutdown
+            yield
+
+    gateway = FastAPI(title="Example gateway", lifespan=lifespan)
 
     @gateway.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Self
 
@@ -32,6 +32,7 @@ from ._clock import Clock
 from ._core import IDEMPOTENCY_WINDOW, Core, file_object
 from ._deferred import validate_stored
 from ._downloads import FileContent, FileStat, download_url, open_content, stat
+from ._lifecycle import running
 from ._listing import LIST_BATCH, ListedBatches, list_in_batches
 from ._pending_upload import PendingUpload, begin_upload
 from .errors import FileNotFound
@@ -119,6 +120,20 @@ class FilesService:
         traceback: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def running(
+        self,
+        *,
+        sweep_interval: float | None = 60.0,
+        stale_after: int = STALE_AFTER,
+        close: bool = True,
+    ) -> AbstractAsyncContextManager[FilesService]:
+        """The service's lifecycle for a host's lifespan: ``async with service.running():``
+        runs the sweeper every ``sweep_interval`` seconds (None: no sweeper; ``stale_after`` as
+        in `sweep`) while the block runs, then lets a sweep in progress finish and, unless
+        ``close`` is False, closes the service. A host that mounts `create_app` (whose own
+        lifespan Starlette does not run) wraps its lifespan's ``yield`` in it."""
+        return running(self, sweep_interval=sweep_interval, stale_after=stale_after, close=close)
 
     async def aclose(self) -> None:
         """Close storage and the metadata store."""

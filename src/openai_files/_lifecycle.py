@@ -1,0 +1,48 @@
+"""A service's lifetime in a running application: its sweeper in a task while the app runs,
+then the sweeper stopped and the service closed. `FilesService.running` is the public door;
+`openai_files.http.create_app`'s own lifespan uses it, and so does a host that mounts the app
+(Starlette does not run a mounted app's lifespan)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import TYPE_CHECKING
+
+import anyio
+
+if TYPE_CHECKING:
+    from .service import FilesService
+
+__all__ = ["SWEEP_SHUTDOWN_GRACE", "running"]
+
+SWEEP_SHUTDOWN_GRACE = 30.0
+"""Seconds a sweep in progress at shutdown may take to finish before it is cut off."""
+
+
+@asynccontextmanager
+async def running(
+    service: FilesService,
+    *,
+    sweep_interval: float | None,
+    stale_after: int,
+    close: bool,
+) -> AsyncIterator[FilesService]:
+    """The service, with its sweeper running every ``sweep_interval`` seconds (None: no
+    sweeper) until the block ends; then a sweep in progress finishes (within
+    `SWEEP_SHUTDOWN_GRACE`) and, when ``close``, the service is closed."""
+    try:
+        async with anyio.create_task_group() as tasks:
+            stop = anyio.Event()
+            if sweep_interval:
+                sweeper = partial(
+                    service.run_sweeper, interval=sweep_interval, stale_after=stale_after, stop=stop
+                )
+                tasks.start_soon(sweeper)
+            yield service
+            stop.set()
+            tasks.cancel_scope.deadline = anyio.current_time() + SWEEP_SHUTDOWN_GRACE
+    finally:
+        if close:
+            await service.aclose()
