@@ -302,6 +302,16 @@ def _add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     up.add_argument(
         "--expires-after", type=_positive, metavar="SECONDS", help="expire SECONDS after creation"
     )
+    up.add_argument(
+        "--uploads-api",
+        action="store_true",
+        help="send the file in parts through the Uploads API, several at once; an interrupted "
+        "upload resumes from the parts sent (kept in FILE.upload.json). Automatic for files "
+        "over 512 MiB or over the server's single-request limit",
+    )
+    up.add_argument(
+        "--part-size", type=_positive, metavar="BYTES", help="bytes per part (default: 64 MiB)"
+    )
 
     ls = commands.add_parser("list", parents=[connection, as_json], help="list files")
     ls.add_argument("--purpose", help="only files of this purpose")
