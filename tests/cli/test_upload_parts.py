@@ -15,10 +15,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openai_files.cli._upload_parts_client import RESUME_SUFFIX
 
-from ..support import ServerProcess, server_process
+from ..support import ServerProcess, embedded_app, serve, server_process
 
 MB = 1_000_000
 MIB = 1024 * 1024
@@ -171,3 +173,48 @@ def _form_without_length(chunks: Iterator[bytes]) -> Iterator[bytes]:
     yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n\r\n'
     yield from chunks
     yield b"\r\n--b--\r\n"
+
+
+class FailingParts:
+    """The files app, answering 503 to every part after the first ``allowed`` while
+    ``failing`` is set, and counting the parts it lets through."""
+
+    def __init__(self, app: ASGIApp, allowed: int) -> None:
+        self.app = app
+        self.allowed = allowed
+        self.failing = True
+        self.passed = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/parts"):
+            if self.failing and self.passed >= self.allowed:
+                await PlainTextResponse("unavailable", status_code=503)(scope, receive, send)
+                return
+            self.passed += 1
+        await self.app(scope, receive, send)
+
+
+def test_an_upload_cut_off_midway_resumes_from_the_parts_the_server_took(tmp_path: Path) -> None:
+    app = FailingParts(embedded_app(tmp_path / "server", {KEY: "team-a"}), allowed=2)
+    data = os.urandom(3 * MB)
+    (tmp_path / "big.bin").write_bytes(data)
+    command = ["upload", "big.bin", "--purpose", "assistants", "--part-size", str(MIB)]
+    with serve(app) as server:
+        cut = cli(server.url, *command, cwd=tmp_path)
+        assert cut.returncode == 1
+        assert cut.stderr.endswith("; run the command again to resume (503)\n"), cut.stderr
+        record = json.loads((tmp_path / f"big.bin{RESUME_SUFFIX}").read_text())
+        assert len(record["parts"]) == 2
+        assert KEY not in json.dumps(record)
+
+        app.failing, app.passed = False, 0
+        resumed = cli(server.url, *command, cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stderr
+        assert "2 of 3 parts sent" in resumed.stderr
+        assert app.passed == 1
+        response = httpx.get(
+            f"{server.url}/v1/files/{resumed.stdout.strip()}/content",
+            headers={"authorization": f"Bearer {KEY}"},
+        )
+        assert response.content == data
+    assert not (tmp_path / f"big.bin{RESUME_SUFFIX}").exists()

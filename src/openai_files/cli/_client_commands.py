@@ -149,6 +149,10 @@ def _upload_in_parts(client: FilesClient, args: argparse.Namespace, path: Path) 
             )
         except ConnectionFailed as exc:
             raise ConnectionFailed(f"{exc}; run the command again to resume") from exc
+        except APIError as exc:
+            if exc.status < 500:
+                raise
+            raise APIError(f"{exc.message}; run the command again to resume", exc.status) from exc
 
 
 def _upload_whole(client: FilesClient, args: argparse.Namespace, path: Path) -> JSONObject:
