@@ -12,6 +12,8 @@ sweeper while it serves, and the service closed when it stops.
 from __future__ import annotations
 
 import os
+
+# --8<-- [start:gateway]
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,7 +26,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from openai_files import FilesService, LocalStorage, SQLMetadataStore, create_app
 from openai_files.http import SCOPE_OWNER_KEY, scope_owner_auth
 
-# --8<-- [start:gateway]
 # The gateway's own key -> tenant table (a database in a real gateway).
 TENANTS = {"sk-team-a": "team-a", "sk-team-b": "team-b"}
 

@@ -8,12 +8,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
 import anyio
-
-if TYPE_CHECKING:
-    from .service import FilesService
 
 __all__ = ["SWEEP_SHUTDOWN_GRACE", "running"]
 
@@ -21,14 +18,27 @@ SWEEP_SHUTDOWN_GRACE = 30.0
 """Seconds a sweep in progress at shutdown may take to finish before it is cut off."""
 
 
+class Sweepable(Protocol):
+    """What `running` needs of a service: `FilesService.run_sweeper` and ``aclose``."""
+
+    async def run_sweeper(
+        self, *, interval: float, stale_after: int, stop: anyio.Event | None
+    ) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+S = TypeVar("S", bound=Sweepable)
+
+
 @asynccontextmanager
 async def running(
-    service: FilesService,
+    service: S,
     *,
     sweep_interval: float | None,
     stale_after: int,
     close: bool,
-) -> AsyncIterator[FilesService]:
+) -> AsyncIterator[S]:
     """The service, with its sweeper running every ``sweep_interval`` seconds (None: no
     sweeper) until the block ends; then a sweep in progress finishes (within
     `SWEEP_SHUTDOWN_GRACE`) and, when ``close``, the service is closed."""

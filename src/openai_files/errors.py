@@ -123,15 +123,24 @@ class FileTooLarge(OpenAIFilesError):
 
 
 class RequestTooLarge(FileTooLarge):
-    """The request body as a whole passed its maximum: the file plus the form's allowance."""
+    """The request body as a whole passed its maximum: the file plus the form's allowance.
 
-    def __init__(self, limit: int) -> None:
-        OpenAIFilesError.__init__(
-            self,
-            f"The request body is too large: the maximum is {limit} bytes, including the form "
-            "fields around the file. Send a smaller file or fewer and shorter fields.",
-            param=None,
-        )
+    With ``file_limit`` (an upload's), the message names it, the limit the operator set, in
+    the words of `FileTooLarge`, and the allowance for the form fields beside it."""
+
+    def __init__(self, limit: int, *, file_limit: int | None = None) -> None:
+        if file_limit is None:
+            message = (
+                f"The request body is too large: the maximum is {limit} bytes, including the "
+                "form fields around the file. Send a smaller file or fewer and shorter fields."
+            )
+        else:
+            message = (
+                f"The request body is too large: the maximum size is {file_limit} bytes for "
+                f"the file, and the form fields around it may add {limit - file_limit} bytes. "
+                "Upload a smaller file, or use the Uploads API for large files."
+            )
+        OpenAIFilesError.__init__(self, message, param=None)
         self.limit = limit
 
 

@@ -174,9 +174,12 @@ def _send(
     try:
         for sent in [pool.submit(send, n) for n in missing]:
             sent.result()
-    except BaseException:
-        # The first failure (or Ctrl-C) stops the command; parts on their way finish and are
-        # recorded, the others are not started.
+    except Exception:
+        # The first failure stops the command: parts on their way finish and are recorded,
+        # the others are not started.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    except BaseException:  # Ctrl-C: stop at once; the record has every part finished so far
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()

@@ -17,11 +17,11 @@ from .._checks import check_expires_after
 from ..errors import (
     SHOWN_LENGTH,
     AuthenticationFailed,
-    FileTooLarge,
     InvalidRequest,
     MalformedUpload,
     RateLimited,
     RequestTimeout,
+    RequestTooLarge,
     shown,
 )
 from ..inputs import MAX_IDEMPOTENCY_KEY_LENGTH, MAX_OWNER_LENGTH, unsafe_character
@@ -80,13 +80,15 @@ class FilesEndpoints:
                 return JSONResponse(earlier.model_dump(mode="json"))
         max_body = self.service.policy.max_file_size + FORM_OVERHEAD
         declared = _integer(request.headers.get("content-length", ""))
-        if declared is not None and declared > max_body:  # the file's limit, as when streaming
-            raise FileTooLarge(self.service.policy.max_file_size)
+        file_limit = self.service.policy.max_file_size
+        if declared is not None and declared > max_body:
+            raise RequestTooLarge(max_body, file_limit=file_limit)
         reader = MultipartReader(
             request_body(request, self.form_limits),
             boundary_from_content_type(request.headers.get("content-type")),
             max_body=max_body,
             limits=self.form_limits,
+            file_limit=file_limit,
         )
         fields: dict[str, str] = {}
         async with AsyncExitStack() as stack:
