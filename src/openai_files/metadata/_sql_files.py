@@ -232,7 +232,9 @@ class SQLFileRecords(SQLEngine):
         """``query`` narrowed to the owner's files visible at ``now`` (of ``purpose``)."""
         files = self._files
         query = query.where(files.c.owner == owner, self._visible(now))
-        return query if purpose is None else query.where(files.c.purpose == purpose)
+        if purpose is not None:
+            query = query.where(files.c.purpose == purpose)
+        return self._statements.on_owner_index(query, purpose is not None)
 
     async def _page(
         self, query: Select[Any], order: Order, *, offset: int, limit: int

@@ -4,7 +4,9 @@ one then costs a lookup in SQLAlchemy's compiled cache, not a new statement to b
 
 - `Statements.get`: one file by ``file_id`` and ``owner``, visible at ``now``;
 - `Statements.page`: a keyset page of an owner's visible files, ``limit`` of them past
-  ``(after_us, after_id)`` (when paging on) and of ``purpose`` (when filtered);
+  ``(after_us, after_id)`` (when paging on) and of ``purpose`` (when filtered), read from the
+  owner's index as a range that starts at the cursor on every database (`_beyond`,
+  `Statements.on_owner_index`);
 - `Statements.usage_row` and `Statements.add_usage`: an owner's usage row made sure of, and
   grown by ``d_files``, ``d_bytes`` (and ``d_open``) under ``max_files``/``max_bytes``;
 - `Statements.insert_file`, `Statements.reserved`, `Statements.activate`: a file row written,
@@ -60,6 +62,7 @@ class Statements:
         self._files = tables.files
         self._usage = tables.usage
         self._dialect = dialect
+        self._prefix = tables.files.name.removesuffix("files")
 
     @cache  # noqa: B019 (one instance per store, living as long as it)
     def get(self, include_deleted: bool) -> Select[Any]:
@@ -81,11 +84,25 @@ class Statements:
             query = query.where(files.c.purpose == bindparam("purpose"))
         if after:
             query = query.where(_beyond(files, order))
+        query = self.on_owner_index(query, by_purpose)
         if order == "asc":
             query = query.order_by(files.c.created_us.asc(), files.c.id.asc())
         else:
             query = query.order_by(files.c.created_us.desc(), files.c.id.desc())
         return query.limit(bindparam("limit", type_=Integer))
+
+    def on_owner_index(self, query: Select[Any], by_purpose: bool) -> Select[Any]:
+        """``query`` of an owner's files (of one purpose, ``by_purpose``), made to read the
+        ``(owner, [purpose,] created_us, id)`` index as a range on every database.
+
+        MariaDB's optimizer reads the owner's whole ``(owner, created_us, id)`` range (``ref``
+        access) rather than the range from a cursor, and takes that index for a purpose page
+        too: there the index is named.
+        """
+        if self._dialect not in ("mysql", "mariadb"):
+            return query
+        index = "files_by_owner_purpose" if by_purpose else "files_by_owner"
+        return query.with_hint(self._files, f"FORCE INDEX ({self._prefix}{index})")
 
     @cache  # noqa: B019
     def usage_row(self) -> Insert:
@@ -172,9 +189,14 @@ def _beyond(files: Table, order: Order) -> ColumnElement[bool]:
         bindparam("after_id", type_=files.c.id.type),
     )
     column_time, column_id = files.c.created_us, files.c.id
+    # Written so that every planner bounds the index range by the cursor's time (``created_us
+    # <= X`` is a range condition of the ``(owner, [purpose,] created_us, id)`` indexes) and
+    # filters only the rows of the cursor's own microsecond by id. ``A < X OR (A = X AND
+    # B < Y)`` is not a range to any of them (each scanned the index from the start of the
+    # owner's files), and row values ``(A, B) < (X, Y)`` are a range to PostgreSQL only.
     if order == "asc":
-        return or_(column_time > created_us, and_(column_time == created_us, column_id > file_id))
-    return or_(column_time < created_us, and_(column_time == created_us, column_id < file_id))
+        return and_(column_time >= created_us, or_(column_time > created_us, column_id > file_id))
+    return and_(column_time <= created_us, or_(column_time < created_us, column_id < file_id))
 
 
 def _mine(files: Table) -> ColumnElement[bool]:
