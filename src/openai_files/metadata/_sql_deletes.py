@@ -38,6 +38,7 @@ class SQLFileDeletes(SQLFileRecords):
                 return None
             record = file_record(connection.execute(statements.owned(), mine).one())
             self._add_usage(connection, owner, -1, -record.bytes, None)
+            self._count_active(connection, record, -1)
             return record
 
         return await self._write(mark)
@@ -70,6 +71,8 @@ class SQLFileDeletes(SQLFileRecords):
                 raise Rollback(None)  # it changed under us; whoever changed it carries on
             if record.counts_against_quota:
                 self._add_usage(connection, owner, -1, -record.bytes, None)
+            if record.state == "active":
+                self._count_active(connection, record, -1)
             if not keep_record and record.hold_count:
                 connection.execute(delete(holds).where(holds.c.file_id == file_id))
 
@@ -165,6 +168,8 @@ class SQLFileDeletes(SQLFileRecords):
                 return False
             if record.counts_against_quota:
                 self._add_usage(connection, record.owner, -1, -record.bytes, None)
+            if record.state == "active":
+                self._count_active(connection, record, -1)
             return True
 
         return await self._write(take)

@@ -9,6 +9,9 @@ one then costs a lookup in SQLAlchemy's compiled cache, not a new statement to b
   `Statements.on_owner_index`);
 - `Statements.usage_row` and `Statements.add_usage`: an owner's usage row made sure of, and
   grown by ``d_files``, ``d_bytes`` (and ``d_open``) under ``max_files``/``max_bytes``;
+- `Statements.count_active` and `Statements.active_total`: an owner's count of active files of
+  a purpose moved by ``d_files``, and the count of their files visible at ``now`` (of
+  ``purpose``) read from those counts;
 - `Statements.insert_file`, `Statements.reserved`, `Statements.activate`: a file row written,
   and, at the commit of an upload, the bytes it reserved read and the row made active;
 - `Statements.mark_deleting`, `Statements.owned`, `Statements.by_id`, `Statements.drop`: the
@@ -34,6 +37,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    func,
     insert,
     or_,
     select,
@@ -42,7 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from .base import Order
-from .sql_schema import Tables, insert_ignoring_duplicates
+from .sql_schema import Tables, insert_adding, insert_ignoring_duplicates
 
 __all__ = ["Statements", "visible"]
 
@@ -61,6 +65,7 @@ class Statements:
     def __init__(self, tables: Tables, dialect: str) -> None:
         self._files = tables.files
         self._usage = tables.usage
+        self._counts = tables.counts
         self._dialect = dialect
         self._prefix = tables.files.name.removesuffix("files")
 
@@ -130,6 +135,40 @@ class Statements:
         if open_uploads:
             values["open_uploads"] = usage.c.open_uploads + bindparam("d_open", type_=BigInteger)
         return change.values(values)
+
+    @cache  # noqa: B019
+    def count_active(self) -> Insert:
+        values = {
+            "owner": bindparam("owner"),
+            "purpose": bindparam("purpose"),
+            "files": bindparam("d_files", type_=BigInteger),
+        }
+        return insert_adding(self._dialect, self._counts, values, "files")
+
+    @cache  # noqa: B019
+    def active_total(self, by_purpose: bool) -> Select[Any]:
+        """The owner's active files (of ``purpose``) from their counts, less those of them
+        expired at ``now`` and unheld, which the sweeper has not claimed yet: those are found
+        through the ``(state, expires_at)`` index, so the total costs what the sweeper's backlog
+        holds, not what the owner has."""
+        counts, files = self._counts, self._files
+        now = bindparam("now", type_=BigInteger)
+        counted = select(func.coalesce(func.sum(counts.c.files), 0)).where(
+            counts.c.owner == bindparam("owner")
+        )
+        hidden = select(func.count()).where(
+            files.c.state == "active",
+            files.c.expires_at.is_not(None),
+            files.c.expires_at <= now,
+            files.c.hold_count == 0,
+            files.c.owner == bindparam("owner"),
+        )
+        if by_purpose:
+            counted = counted.where(counts.c.purpose == bindparam("purpose"))
+            hidden = hidden.where(files.c.purpose == bindparam("purpose"))
+        if self._dialect in ("mysql", "mariadb"):
+            hidden = hidden.with_hint(files, f"FORCE INDEX ({self._prefix}files_by_state_expiry)")
+        return select(counted.scalar_subquery() - hidden.scalar_subquery())
 
     @cache  # noqa: B019
     def insert_file(self) -> Insert:
