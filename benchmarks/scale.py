@@ -34,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from harness.measure import rotated
@@ -42,7 +43,7 @@ from harness.stores import add_postgres_option, postgres_missing
 from sqlalchemy import text
 
 from openai_files import FilesService, MemoryStorage, SQLMetadataStore
-from openai_files.metadata.base import FileRecord
+from openai_files.metadata.base import FileRecord, Order
 from openai_files.policy import Policy
 
 MARIADB_URL = "mysql+aiomysql://root@127.0.0.1:3306/test"
@@ -99,7 +100,7 @@ def _created_us(index: int) -> int:
 
 
 _SERIES = {
-    "postgresql": "FROM generate_series({start}, {stop}) AS s(n)",
+    "postgresql": "FROM generate_series({start}::bigint, {stop}::bigint) AS s(n)",
     "sqlite": "FROM (WITH RECURSIVE s(n) AS (SELECT {start} UNION ALL SELECT n + 1 FROM s "
     "WHERE n < {stop}) SELECT n FROM s) AS s",
     "mysql": "FROM (SELECT seq AS n FROM seq_{start}_to_{stop}) AS s",
@@ -140,9 +141,7 @@ async def fill(store: SQLMetadataStore, count: int) -> float:
     for start in range(0, count, CHUNK):
         stop = min(start + CHUNK, count) - 1
         async with store.engine.begin() as connection:
-            await connection.execute(
-                text(_fill_statement(dialect, tables.files.name, start, stop))
-            )
+            await connection.execute(text(_fill_statement(dialect, tables.files.name, start, stop)))
     async with store.engine.begin() as connection:
         for index, purpose in enumerate(PURPOSES):
             files = len(range(index, count, len(PURPOSES)))
@@ -182,6 +181,7 @@ class Sized:
     count: int
     store: SQLMetadataStore
     created: int = 0
+    deleted: int = 0
 
     @property
     def middle(self) -> tuple[int, str]:
@@ -202,12 +202,17 @@ class Sized:
         }
         for offset in OFFSETS:
             if offset < self.count:
-                listed[f"offset {offset:,}"] = lambda offset=offset: self._at(offset)  # type: ignore[misc]
+                listed[f"offset {offset:,}"] = partial(self._at, offset)
         return listed
 
-    async def _page(self, after: tuple[int, str] | None, order: str, purpose: str | None) -> None:
+    async def _page(self, after: tuple[int, str] | None, order: Order, purpose: str | None) -> None:
         page = await self.store.list(
-            OWNER, now=NOW, purpose=purpose, after=after, limit=PAGE, order=order  # type: ignore[arg-type]
+            OWNER,
+            now=NOW,
+            purpose=purpose,
+            after=after,
+            limit=PAGE,
+            order=order,
         )
         assert len(page) == PAGE, len(page)
 
@@ -239,7 +244,7 @@ class Sized:
 
     async def _delete(self) -> None:
         # The files `_create` made, oldest first (created runs ahead: create is measured first).
-        self.deleted = getattr(self, "deleted", 0) + 1
+        self.deleted += 1
         file_id = f"file-new{self.deleted:021d}"
         assert await self.store.begin_delete(OWNER, file_id, now=NOW) is not None
         await self.store.remove(OWNER, file_id)
@@ -315,12 +320,25 @@ async def run_database(database: str, options: argparse.Namespace, report: Repor
                 seconds = await fill(sized.store, sized.count)
                 print(f"{database}: {sized.count:,} files filled in {seconds:,.0f} s", flush=True)
             times = await measure(stores, options.repeat)
-            rates = [await sweep_rate(sized, sized.count // 4 if sized.label == "small" else options.expired, options.sweep_batches) for sized in stores]
+            rates = [
+                await sweep_rate(
+                    sized,
+                    sized.count // 4 if sized.label == "small" else options.expired,
+                    options.sweep_batches,
+                )
+                for sized in stores
+            ]
         finally:
             for sized in stores:
                 await sized.store.drop_schema()
                 await sized.store.aclose()
     _record(report, database, stores, times, rates)
+
+
+def _expired(sized: Sized, options: argparse.Namespace) -> int:
+    """The files made expired: the small store's batch files, ``--expired`` of the large's."""
+    quarter = sized.count // len(PURPOSES)
+    return quarter if sized.label == "small" else min(quarter, options.expired)
 
 
 def _record(
@@ -342,7 +360,9 @@ def _record(
     at = f"{database} {large.count:,}"
     for name in ("middle desc", "middle asc", "purpose page"):
         ratio = big[name] / big["first page"]
-        report.targets.append(Target(f"{at}: {name} / first page", ratio, MAX_AFTER_CURSOR, "x", False))
+        report.targets.append(
+            Target(f"{at}: {name} / first page", ratio, MAX_AFTER_CURSOR, "x", False)
+        )
     for name in ("create", "retrieve", "delete", "first page"):
         ratio = big[name] / little[name]
         report.targets.append(
