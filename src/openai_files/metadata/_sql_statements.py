@@ -15,7 +15,7 @@ one then costs a lookup in SQLAlchemy's compiled cache, not a new statement to b
 - `Statements.insert_file`, `Statements.reserved`, `Statements.activate`: a file row written,
   and, at the commit of an upload, the bytes it reserved read and the row made active;
 - `Statements.mark_deleting`, `Statements.owned`, `Statements.by_id`, `Statements.drop`: the
-  delete of a file.
+  delete of a file; `Statements.claim`: a sweeper's claim of one.
 
 Parameters named like a column are the values the statement writes to that column; the others
 (``b_id``, ``b_owner``, ...) are what it matches.
@@ -197,6 +197,22 @@ class Statements:
             update(files)
             .where(_mine(files), visible(files, now), files.c.hold_count == 0)
             .values(state="deleting", changed_at=now)
+        )
+
+    @cache  # noqa: B019
+    def claim(self) -> Update:
+        """Claim the row for a sweeper while it has the ``b_state`` and ``b_changed_at`` it was
+        read with and no hold."""
+        files = self._files
+        return (
+            update(files)
+            .where(
+                files.c.id == bindparam("b_id"),
+                files.c.state == bindparam("b_state"),
+                files.c.changed_at == bindparam("b_changed_at", type_=BigInteger),
+                files.c.hold_count == 0,
+            )
+            .values(state="deleting", changed_at=bindparam("now", type_=BigInteger))
         )
 
     @cache  # noqa: B019
