@@ -4,8 +4,9 @@ For each database, two stores side by side in one run: one whose owner has ``--s
 (default 10,000) and one whose owner has the large count (default 10,000,000 on PostgreSQL,
 1,000,000 on SQLite and MariaDB), filled in bulk through SQL (``INSERT ... SELECT`` over a
 series the database makes itself: through the store, one transaction a file, it would take
-hours), analysed, then measured in-process on the store (no HTTP in between), alternating
-between the two stores, as the median of ``--repeat`` calls:
+hours), analysed, then measured in-process on the store (no HTTP in between), as the median
+of ``--repeat`` turns, each calling every operation once on each store, the stores taking
+turns to go first:
 
 - ``first page``: `SQLMetadataStore.list`, 100 files, newest first;
 - ``middle desc`` / ``middle asc``: the page of 100 after a cursor in the middle of the owner's
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import sys
 import tempfile
 import time
@@ -68,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--small", type=int, default=10_000, help="files (10,000)")
     for name, count in LARGE.items():
         parser.add_argument(f"--large-{name}", type=int, default=count, help=f"files ({count:,})")
-    parser.add_argument("--repeat", type=int, default=30, help="calls per figure (30)")
+    parser.add_argument("--repeat", type=int, default=50, help="calls per figure (50)")
     parser.add_argument("--expired", type=int, default=1_000_000, help="(1,000,000)")
     parser.add_argument("--sweep-batches", type=int, default=20, help="batches of 100 (20)")
     parser.add_argument("--mariadb-url", default=MARIADB_URL)
@@ -110,7 +112,8 @@ _ID = {
     "sqlite": "printf('file-%024d', n)",
     "mysql": "CONCAT('file-', LPAD(n, 24, '0'))",
 }
-_KEY = {"postgresql": "'blob-' || n", "sqlite": "'blob-' || n", "mysql": "CONCAT('blob-', n)"}
+_KEY = {"postgresql": "md5(n::text)", "sqlite": "lower(hex(randomblob(16)))", "mysql": "MD5(n)"}
+"""Storage keys as the service makes them: 32 hex digits, in no order."""
 
 
 def _fill_statement(dialect: str, table: str, start: int, stop: int) -> str:
@@ -233,7 +236,7 @@ class Sized:
             expires_at=None,
             status="uploaded",
             status_details=None,
-            storage_key=f"new-{self.created}",
+            storage_key=secrets.token_hex(16),
             sha256=None,
             media_type=None,
             state="pending",
@@ -257,12 +260,13 @@ async def _timed(call: Callable[[], Awaitable[object]]) -> float:
 
 
 async def measure(stores: list[Sized], repeat: int) -> dict[str, dict[str, list[float]]]:
-    """Milliseconds per call, by store and operation; alternating stores, one call at a time,
-    after an untimed call of each."""
+    """Milliseconds per call, by store and operation: in each of ``repeat`` turns (after two
+    untimed ones, which warm caches), every operation once on each store, the stores taking
+    turns to go first, so that the machine's drift falls on every figure alike."""
     times: dict[str, dict[str, list[float]]] = {sized.label: {} for sized in stores}
     names = list(stores[-1].operations())
-    for name in names:
-        for turn in range(-1, repeat):
+    for turn in range(-2, repeat):
+        for name in names:
             for sized in rotated(stores, turn):
                 operations = sized.operations()
                 if name not in operations:
@@ -271,6 +275,24 @@ async def measure(stores: list[Sized], repeat: int) -> dict[str, dict[str, list[
                 if turn >= 0:
                     times[sized.label].setdefault(name, []).append(elapsed)
     return times
+
+
+async def bytes_per_file(sized: Sized) -> float:
+    """The bytes the files table and its indexes take on disk, per file."""
+    store, name = sized.store, sized.store.tables.files.name
+    dialect = store.engine.dialect.name
+    if dialect == "postgresql":
+        query = f"SELECT pg_total_relation_size('{name}')"
+    elif dialect == "sqlite":
+        query = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"
+    else:
+        query = (
+            "SELECT data_length + index_length FROM information_schema.tables "
+            f"WHERE table_schema = DATABASE() AND table_name = '{name}'"
+        )
+    async with store.engine.connect() as connection:
+        size = (await connection.execute(text(query))).scalar_one()
+    return int(size) / sized.count
 
 
 async def sweep_rate(sized: Sized, expired: int, batches: int) -> float:
@@ -319,6 +341,7 @@ async def run_database(database: str, options: argparse.Namespace, report: Repor
             for sized in stores:
                 seconds = await fill(sized.store, sized.count)
                 print(f"{database}: {sized.count:,} files filled in {seconds:,.0f} s", flush=True)
+            sizes_on_disk = [await bytes_per_file(sized) for sized in stores]
             times = await measure(stores, options.repeat)
             rates = [
                 await sweep_rate(
@@ -333,6 +356,9 @@ async def run_database(database: str, options: argparse.Namespace, report: Repor
                 await sized.store.drop_schema()
                 await sized.store.aclose()
     _record(report, database, stores, times, rates)
+    for sized, size in zip(stores, sizes_on_disk, strict=True):
+        label = f"{database} {sized.count:,}: table and indexes per file"
+        report.figures.append(Figure(label, size, "bytes"))
 
 
 def _expired(sized: Sized, options: argparse.Namespace) -> int:
