@@ -22,7 +22,8 @@ turns to go first:
 
 Targets (each large / small): a page after a cursor anywhere <= 1.5x the first page of the same
 store, create, retrieve and delete <= 1.5x; an offset page with its total <= 2x a keyset page
-(offsets up to `Policy.list_offset_max`). Each store's tables have a unique prefix (SQLite: a
+for offsets up to `Policy.list_offset_max` (deeper ones are shown, not targeted: they are
+refused). Each store's tables have a unique prefix (SQLite: a
 file of its own) and are dropped at the end.
 """
 
@@ -394,9 +395,10 @@ def _record(
         report.targets.append(
             Target(f"{at}: {name} / at {small.count:,}", ratio, MAX_OPERATION, "x", False)
         )
-    for offset in OFFSETS[:2]:
+    bound = Policy().list_offset_max
+    for offset in OFFSETS:
         name = f"offset {offset:,}"
-        if name in big:
+        if name in big and (bound is None or offset <= bound):  # deeper ones are refused
             ratio = (big["total"] + big[name]) / big["first page"]
             report.targets.append(
                 Target(f"{at}: total + {name} / first page", ratio, MAX_OFFSET_PAGE, "x", False)
