@@ -318,6 +318,7 @@ async def test_a_version_1_database_is_upgraded_in_place_with_its_rows_intact(
         assert [r.id for r in await store.list("alice", now=now, limit=10)] == [alice.id]
         assert await store.usage("alice") == Usage(files=1, bytes=12)
         assert await store.usage("alice ") == Usage(files=1, bytes=12)
+        assert await store.count("alice", now=now) == 1  # version 4's counts
         assert await store.idempotent_file("alice", "Report-2024", since=0) == alice.id
         assert await store.idempotent_file("alice", "report-2024", since=0) is None
         async with store.engine.connect() as connection:  # a step run again changes nothing

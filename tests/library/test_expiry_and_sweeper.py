@@ -527,11 +527,11 @@ class OutrunStore(SQLMetadataStore):
     rival: SQLMetadataStore
     lost: list[FileRecord]
 
-    async def _claim(self, record: FileRecord, now: int) -> bool:
+    async def _claim(self, candidates: list[FileRecord], now: int) -> list[FileRecord]:
         if not self.lost:
-            assert await self.rival._claim(record, now)
-            self.lost.append(record)
-        return await super()._claim(record, now)
+            assert await self.rival._claim(candidates[:1], now) == candidates[:1]
+            self.lost.append(candidates[0])
+        return await super()._claim(candidates, now)
 
 
 @pytest.mark.parametrize("pair", ["local+sqlite", "s3+postgresql"], indirect=True)

@@ -189,6 +189,43 @@ class FileRecordConformance:
         beyond = await metadata.list_at("alice", now=NOW, offset=11, limit=4)
         assert beyond == []
 
+    async def test_counts_follow_every_change_of_a_files_state(
+        self, metadata: MetadataStore
+    ) -> None:
+        if not isinstance(metadata, OffsetPaging):
+            pytest.skip(f"{type(metadata).__name__} does not page by offset (optional)")
+        later = NOW + 60
+
+        async def counts() -> tuple[int, int, int]:
+            return (
+                await metadata.count("alice", now=later),
+                await metadata.count("alice", now=later, purpose="batch"),
+                await metadata.count("alice", now=later, purpose="vision"),
+            )
+
+        pending = make_record(state="pending")
+        vision = make_record(created_us=T0 + 1, purpose="vision")
+        held = make_record(created_us=T0 + 2, expires_at=later)
+        expiring = make_record(created_us=T0 + 3, expires_at=later)
+        swept = make_record(created_us=T0 + 4, expires_at=NOW + 1)
+        for record in (pending, vision, held, expiring, swept):
+            await metadata.insert(record)
+        assert await metadata.hold("alice", held.id, "batch_1", now=NOW)
+        assert await counts() == (2, 1, 1)  # the held one counts, the expired ones do not
+        await metadata.commit(pending.replace(state="active"))
+        assert await counts() == (3, 2, 1)
+        claimed = await metadata.claim_for_sweep(now=later, stale_before=0, limit=10)
+        assert {record.id for record in claimed} == {expiring.id, swept.id}
+        assert await counts() == (3, 2, 1)
+        assert await metadata.release("alice", held.id, "batch_1")
+        assert await counts() == (2, 1, 1)  # released after its expiry: gone at once
+        assert await metadata.begin_delete("alice", pending.id, now=NOW) is not None
+        await metadata.remove("alice", pending.id, keep_record=True)
+        assert await counts() == (1, 0, 1)
+        await metadata.remove("alice", vision.id)  # removed while still active
+        assert await counts() == (0, 0, 0)
+        assert await metadata.count("bob", now=later) == 0
+
     async def test_a_status_is_recorded_on_a_visible_file_of_its_owner_only(
         self, metadata: MetadataStore
     ) -> None:
