@@ -10,8 +10,9 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from openai_files import SQLMetadataStore
+from openai_files import MemoryMetadataStore, MetadataStore, SQLMetadataStore
 
 from .support import require_service
 
@@ -50,3 +51,23 @@ async def sql_store(server: str, prefix: str | None = None) -> AsyncIterator[SQL
     finally:
         await store.drop_schema()
         await store.aclose()
+
+
+STORE_KINDS = ["memory", "sqlite", "postgresql", "mariadb"]
+"""Every built-in metadata store, for tests of the service that must hold on each."""
+
+
+@asynccontextmanager
+async def metadata_store(kind: str, tmp_path: Path) -> AsyncIterator[MetadataStore]:
+    """An empty store of ``kind`` (one of `STORE_KINDS`), closed (and dropped) afterwards."""
+    if kind == "memory":
+        memory = MemoryMetadataStore()
+        yield memory
+        await memory.aclose()
+    elif kind == "sqlite":
+        sqlite = SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}")
+        yield sqlite
+        await sqlite.aclose()
+    else:
+        async with sql_store(kind) as store:
+            yield store
