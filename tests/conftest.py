@@ -20,8 +20,6 @@ from openai_files import (
     Storage,
 )
 
-from .support import require_service
-
 if TYPE_CHECKING:
     from .clusters import Cluster
     from .s3_servers import S3Server
@@ -55,10 +53,10 @@ def cluster(tmp_path: Path, moto: S3Server) -> Iterator[Cluster]:
     """A bucket in moto and a table prefix in PostgreSQL for replicas to share, both removed
     afterwards."""
     from .clusters import Cluster
-    from .databases import POSTGRES_URL, drop_tables, unique_prefix
+    from .databases import POSTGRES_URL, drop_tables, require_database, unique_prefix
     from .s3_servers import ACCESS_KEY, REGION, SECRET_KEY
 
-    require_service("PostgreSQL", "127.0.0.1", 5432)
+    require_database("postgresql")
     bucket, prefix = moto.create_bucket(), unique_prefix()
     storage_url = f"s3://{bucket}/shared/?endpoint={moto.endpoint}&region={REGION}&allow_http=true"
     env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
@@ -96,9 +94,9 @@ def backends(
             SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}"),
         )
         return
-    from .databases import POSTGRES_URL, drop_tables, unique_prefix
+    from .databases import POSTGRES_URL, drop_tables, require_database, unique_prefix
 
-    require_service("PostgreSQL", "127.0.0.1", 5432)
+    require_database("postgresql")
     server: S3Server = request.getfixturevalue("moto")
     bucket, prefix = server.create_bucket(), unique_prefix()
     yield (

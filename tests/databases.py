@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from sqlalchemy import make_url
+
 from openai_files import MemoryMetadataStore, MetadataStore, SQLMetadataStore
 
 from .support import require_service
@@ -23,10 +25,18 @@ MARIADB_URL = os.environ.get(
     "OPENAI_FILES_TEST_MARIADB", "mysql+aiomysql://root@127.0.0.1:3306/test"
 )
 
-SERVERS = {
-    "postgresql": (POSTGRES_URL, "PostgreSQL", 5432),
-    "mariadb": (MARIADB_URL, "MariaDB", 3306),
-}
+SERVERS = {"postgresql": (POSTGRES_URL, "PostgreSQL"), "mariadb": (MARIADB_URL, "MariaDB")}
+"""The configured URL and the name of each database server."""
+
+
+def require_database(server: str) -> str:
+    """The configured URL of ``server`` (``postgresql`` or ``mariadb``), once its host and port
+    answer: the test skips when they do not, and fails under CI=true."""
+    url, name = SERVERS[server]
+    parsed = make_url(url)
+    default_port = 5432 if server == "postgresql" else 3306
+    require_service(name, parsed.host or "127.0.0.1", parsed.port or default_port)
+    return url
 
 
 def unique_prefix() -> str:
@@ -43,8 +53,7 @@ async def drop_tables(url: str, prefix: str) -> None:
 @asynccontextmanager
 async def sql_store(server: str, prefix: str | None = None) -> AsyncIterator[SQLMetadataStore]:
     """A store on ``server`` with fresh tables, dropped afterwards; skips if the server is down."""
-    url, name, port = SERVERS[server]
-    require_service(name, "127.0.0.1", port)
+    url = require_database(server)
     store = SQLMetadataStore(url, table_prefix=prefix or unique_prefix())
     try:
         yield store

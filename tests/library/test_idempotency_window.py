@@ -25,9 +25,11 @@ async def clocked(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[FilesService, ManualClock]]:
     clock = ManualClock(1_800_000_000)
-    async with metadata_store(request.param, tmp_path) as metadata:
-        async with FilesService(MemoryStorage(), metadata, clock=clock) as service:
-            yield service, clock
+    async with (
+        metadata_store(request.param, tmp_path) as metadata,
+        FilesService(MemoryStorage(), metadata, clock=clock) as service,
+    ):
+        yield service, clock
 
 
 async def create(service: FilesService, content: bytes, key: str = "report-7") -> str:

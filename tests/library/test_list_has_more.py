@@ -25,9 +25,11 @@ pytestmark = pytest.mark.anyio
 async def service(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FilesService]:
     clock = ManualClock(1_800_000_000)
     policy = Policy(list_offset=True)
-    async with metadata_store(request.param, tmp_path) as metadata:
-        async with FilesService(MemoryStorage(), metadata, clock=clock, policy=policy) as files:
-            yield files
+    async with (
+        metadata_store(request.param, tmp_path) as metadata,
+        FilesService(MemoryStorage(), metadata, clock=clock, policy=policy) as files,
+    ):
+        yield files
 
 
 async def add(service: FilesService, count: int) -> list[str]:

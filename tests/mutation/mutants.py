@@ -364,15 +364,18 @@ def run(copy: Path, case: Mutant, workers: int) -> Outcome:
         result = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True)
     finally:
         path.write_text(original)
-    if result.returncode not in (0, 1):  # 1: a test failed; anything else: the run broke
+    failed = [
+        line for line in result.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))
+    ]
+    # 0: every test passed; 1 (or 2, xdist stopping at the first failure): a test failed.
+    if result.returncode not in (0, 1, 2) or (result.returncode and not failed):
         raise SystemExit(f"{case.name}: pytest exited {result.returncode}\n{result.stdout}")
-    failed = [line for line in result.stdout.splitlines() if line.startswith("FAILED ")]
     return Outcome(
         case.name,
-        result.returncode == 1,
+        bool(failed),
         round(time.monotonic() - started, 1),
         case.equivalent,
-        failed[0].removeprefix("FAILED ") if failed else "",
+        failed[0].partition(" ")[2] if failed else "",
     )
 
 
