@@ -3,7 +3,7 @@ storage and metadata pairs of both deployment shapes. Helpers to import are in `
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,9 +20,31 @@ from openai_files import (
     Storage,
 )
 
+from .support import IN_CI, expected_skip
+
 if TYPE_CHECKING:
     from .clusters import Cluster
     from .s3_servers import S3Server
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Under CI=true a skip is a failure, whatever skipped (a missing service, a missing tool,
+    a ``skipif``), unless its reason declares it expected (`expected_skip`)."""
+    report = yield
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        if not expected_skip(reason):
+            report.outcome = "failed"
+            report.longrepr = (
+                f"skipped under CI=true: {reason}\nCI=true requires every service and tool; "
+                "a skip that is expected ends its reason with '(optional)'"
+            )
+    return report
 
 
 @pytest.fixture

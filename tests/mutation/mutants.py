@@ -364,9 +364,7 @@ def run(copy: Path, case: Mutant, workers: int) -> Outcome:
         result = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True)
     finally:
         path.write_text(original)
-    failed = [
-        line for line in result.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))
-    ]
+    failed = [line for line in result.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
     # 0: every test passed; 1 (or 2, xdist stopping at the first failure): a test failed.
     if result.returncode not in (0, 1, 2) or (result.returncode and not failed):
         raise SystemExit(f"{case.name}: pytest exited {result.returncode}\n{result.stdout}")
