@@ -142,7 +142,7 @@ def upload(
             ("expires_after[seconds]", (None, str(expires_after))),
         ]
     fields.append(("file", ("notes.txt", content)))
-    headers = {} if key is None else {"idempotency-key": key}
+    headers: dict[bytes, bytes] = {} if key is None else {b"idempotency-key": key}
     response = client.post("/files", files=fields, headers=headers)
     assert response.status_code == 200, response.text
     return response

@@ -133,7 +133,7 @@ def assert_refused(
 
 
 async def upload_form(
-    api: Deployment, file_headers: bytes, *, headers: dict[str, str | bytes] | None = None
+    api: Deployment, file_headers: bytes, *, headers: dict[str, bytes] | None = None
 ) -> httpx.Response:
     """A multipart upload whose file part has exactly ``file_headers``."""
     delimiter = f"--{BOUNDARY}".encode()
@@ -145,7 +145,10 @@ async def upload_form(
     return await api.client.post(
         "/v1/files",
         content=body,
-        headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}", **(headers or {})},
+        headers=[
+            (b"content-type", f"multipart/form-data; boundary={BOUNDARY}".encode()),
+            *((name.encode(), value) for name, value in (headers or {}).items()),
+        ],
     )
 
 

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Barrier
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import anyio
 import httpx
@@ -51,7 +51,17 @@ ALICE = {"authorization": "Bearer sk-alice"}
 BOB = {"authorization": "Bearer sk-bob"}
 T0 = 1_760_000_000.0
 QUOTA = 100_000
-UPLOAD = {"filename": "data.bin", "purpose": "assistants", "mime_type": "application/octet-stream"}
+
+
+class UploadFields(TypedDict):
+    filename: str
+    purpose: str
+    mime_type: str
+
+
+UPLOAD = UploadFields(
+    filename="data.bin", purpose="assistants", mime_type="application/octet-stream"
+)
 
 
 class Clock:
