@@ -199,6 +199,9 @@ MUTANTS = [
         CONFORMANCE,
         "tests/library/test_durability.py",
         keyword="SQLite or durab",
+        equivalent="the guard re-checks, in the commit's own transaction, the bytes it has just "
+        "read there; a pending row's bytes change only by its own upload's reservations, which "
+        "all end before that upload commits, so no sequence of requests makes them differ",
     ),
     # -- the size of an upload -------------------------------------------------------------------
     mutant(
