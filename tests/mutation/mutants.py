@@ -306,6 +306,7 @@ MUTANTS = [
         "if len(sent) > 1:",
         "if len(sent) > 2:",
         "tests/http/test_security.py",
+        "tests/http/test_auth_headers.py",
     ),
     mutant(
         "auth-scheme-case-sensitive",
@@ -313,6 +314,7 @@ MUTANTS = [
         'if scheme.lower() == "bearer"',
         'if scheme == "Bearer"',
         "tests/http/test_security.py",
+        "tests/http/test_auth_headers.py",
     ),
     mutant(
         "auth-token-unstripped",
@@ -320,6 +322,7 @@ MUTANTS = [
         'presented = token.strip().encode("latin-1")',
         'presented = token.encode("latin-1")',
         "tests/http/test_security.py",
+        "tests/http/test_auth_headers.py",
     ),
     mutant(
         "auth-last-match-wins",
@@ -327,6 +330,7 @@ MUTANTS = [
         "if hmac.compare_digest(presented, key) and found is None:",
         "if hmac.compare_digest(presented, key):",
         "tests/http/test_security.py",
+        "tests/http/test_auth_headers.py",
         equivalent="keys are the keys of a mapping, so at most one matches: which match wins "
         "cannot differ (the loop goes on past a match only to take constant time)",
     ),
