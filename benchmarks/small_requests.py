@@ -224,6 +224,8 @@ def unavailable(options: argparse.Namespace) -> str | None:
     missing = wrk_missing()
     if missing is None and "ogx" in options.only:
         missing = ogx_interpreter_missing(options)
+        if missing is not None:  # a contender to compare with, not a part of ours
+            missing += " (optional)"
     if missing is None and "ours-postgres" in options.only:
         missing = postgres_missing(options.postgres_url)
     return missing
