@@ -11,7 +11,7 @@ that adds a round trip fails here; no timing is asserted.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,7 +73,7 @@ def counted(store: SQLMetadataStore) -> Iterator[Tally]:
     def commit(_connection: Any) -> None:
         tally.commits += 1
 
-    listeners = [
+    listeners: list[tuple[str, Callable[..., None]]] = [
         ("before_cursor_execute", statement),
         ("after_cursor_execute", executed),
         ("commit", commit),

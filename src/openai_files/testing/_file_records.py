@@ -8,7 +8,15 @@ import anyio
 import pytest
 
 from ..errors import Conflict
-from ..metadata.base import FileRecord, MetadataStore, OffsetPaging, Quota, StatusUpdates, Usage
+from ..metadata.base import (
+    FileRecord,
+    MetadataStore,
+    OffsetPaging,
+    Order,
+    Quota,
+    StatusUpdates,
+    Usage,
+)
 from ._records import NOW, T0, make_record, make_upload, page_through
 
 __all__ = ["FileRecordConformance"]
@@ -143,6 +151,24 @@ class FileRecordConformance:
             seen = await page_through(metadata, "alice", limit=4, order=order)
             want = [r.id for r in expected] if order == "asc" else [r.id for r in expected][::-1]
             assert seen == want
+
+    async def test_records_of_one_microsecond_list_by_id_whatever_order_they_came_in(
+        self, metadata: MetadataStore
+    ) -> None:
+        """Ties on the creation time are broken by id, both ways, whatever order the records
+        were written in (here neither ascending nor descending)."""
+        records = [make_record(created_us=T0 + index // 6) for index in range(18)]
+        written = sorted(records, key=lambda record: record.id[-5:])
+        for record in written:
+            await metadata.insert(record)
+        expected = [record.id for record in sorted(records, key=lambda record: record.cursor)]
+        assert [record.id for record in written] != expected
+        orders: tuple[Order, ...] = ("asc", "desc")
+        for order in orders:
+            want = expected if order == "asc" else expected[::-1]
+            page = await metadata.list("alice", now=NOW, limit=18, order=order)
+            assert [record.id for record in page] == want
+            assert await page_through(metadata, "alice", limit=5, order=order) == want
 
     async def test_a_cursor_stays_valid_after_its_record_is_removed(
         self, metadata: MetadataStore
