@@ -1,0 +1,254 @@
+"""The format of `EncryptedStorage`: a header that wraps the object's data key, and the
+content sealed in fixed-size segments with AES-256-GCM.
+
+The header (kept in a small object beside the content, so re-wrapping rewrites only it)::
+
+    b"OAFE" | version (1 byte) | key id length (1) | key id | segment size (4, big-endian)
+    | plaintext size (8) | nonce prefix (7) | wrap nonce (12) | wrapped data key (32 + 16)
+
+The data key is fresh and random for each object, sealed with AES-256-GCM under the master
+key ``key id`` (`Keyring`); every header field before the wrap nonce, and the object's storage
+key, are its associated data: a header edited, or moved to another key, does not unwrap.
+
+The content is ``ceil(size / segment size)`` segments (one, empty, for an empty object), each
+its plaintext sealed with the data key and the nonce ``nonce prefix | index (4) | last (1)``
+(the STREAM construction): a segment altered, moved, swapped with another or taken from
+another object fails its tag, and a truncated object lacks its last segment.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+
+import anyio.to_thread
+
+from ..errors import BlobUnreadable
+from ._keyring import KEY_BYTES, MasterKey
+from .base import BlobHasher
+
+try:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+except ImportError:  # pragma: no cover - the message is the point
+    raise ImportError(
+        "encrypted storage needs the 'cryptography' package: "
+        "pip install 'openai-files[encryption]'"
+    ) from None
+
+__all__ = ["TAG_BYTES", "Header", "open_segments", "seal_segments", "unwrap", "wrap"]
+
+MAGIC = b"OAFE"
+VERSION = 1
+TAG_BYTES = 16
+NONCE_PREFIX_BYTES = 7
+_WRAP_NONCE_BYTES = 12
+_FIXED = struct.Struct(">IQ")  # segment size, plaintext size
+_BATCH = 1024 * 1024
+"""About how many bytes are sealed or opened per trip to a worker thread."""
+
+
+@dataclass(frozen=True)
+class Header:
+    """What is stored beside an object's content: how to find and check its segments."""
+
+    key_id: str
+    segment_size: int
+    size: int
+    nonce_prefix: bytes
+    wrap_nonce: bytes
+    wrapped_key: bytes
+
+    @property
+    def segments(self) -> int:
+        """How many segments the content holds (an empty object has one, empty)."""
+        return max(1, -(-self.size // self.segment_size))
+
+    @property
+    def sealed_size(self) -> int:
+        """The size of the stored content: the plaintext and a tag per segment."""
+        return self.size + TAG_BYTES * self.segments
+
+    def fields(self) -> bytes:
+        """The header's bytes before the wrap nonce."""
+        key_id = self.key_id.encode()
+        fixed = _FIXED.pack(self.segment_size, self.size)
+        return MAGIC + bytes((VERSION, len(key_id))) + key_id + fixed + self.nonce_prefix
+
+    def authenticated(self, storage_key: str) -> bytes:
+        """The associated data of the wrapped data key: the fields and the storage key."""
+        return self.fields() + storage_key.encode()
+
+    def encode(self) -> bytes:
+        return self.fields() + self.wrap_nonce + self.wrapped_key
+
+    @classmethod
+    def decode(cls, data: bytes, storage_key: str) -> Header:
+        """The header in ``data``; `BlobUnreadable` if it is not one."""
+        try:
+            if data[:4] != MAGIC:
+                raise ValueError("it has no header")
+            if data[4] != VERSION:
+                raise ValueError(f"its format version {data[4]} is not known")
+            end = 6 + data[5]
+            key_id = data[6:end].decode()
+            segment_size, size = _FIXED.unpack_from(data, end)
+            end += _FIXED.size
+            nonce_prefix = data[end : end + NONCE_PREFIX_BYTES]
+            end += NONCE_PREFIX_BYTES
+            wrap_nonce = data[end : end + _WRAP_NONCE_BYTES]
+            wrapped_key = data[end + _WRAP_NONCE_BYTES :]
+            if len(wrapped_key) != KEY_BYTES + TAG_BYTES or segment_size < 1:
+                raise ValueError("its header is malformed")
+        except (IndexError, UnicodeDecodeError, struct.error):
+            raise BlobUnreadable(storage_key, "its header is malformed") from None
+        except ValueError as exc:
+            raise BlobUnreadable(storage_key, str(exc)) from None
+        return cls(key_id, segment_size, size, nonce_prefix, wrap_nonce, wrapped_key)
+
+
+def wrap(
+    master: MasterKey,
+    data_key: bytes,
+    storage_key: str,
+    *,
+    segment_size: int,
+    size: int,
+    nonce_prefix: bytes,
+) -> Header:
+    """The header of an object whose data key ``data_key`` is wrapped under ``master``."""
+    header = Header(master.key_id, segment_size, size, nonce_prefix, os.urandom(12), b"")
+    wrapped = AESGCM(master.secret).encrypt(
+        header.wrap_nonce, data_key, header.authenticated(storage_key)
+    )
+    return Header(master.key_id, segment_size, size, nonce_prefix, header.wrap_nonce, wrapped)
+
+
+def unwrap(header: Header, master: MasterKey, storage_key: str) -> bytes:
+    """The data key of ``header``; `BlobUnreadable` if ``master`` does not unwrap it (another
+    key with the same id, or a header altered or moved)."""
+    try:
+        return AESGCM(master.secret).decrypt(
+            header.wrap_nonce, header.wrapped_key, header.authenticated(storage_key)
+        )
+    except InvalidTag:
+        raise BlobUnreadable(
+            storage_key,
+            f"its data key does not unwrap under master key {header.key_id!r} "
+            "(a different key with that id, or an altered header)",
+        ) from None
+
+
+def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
+    return prefix + index.to_bytes(4, "big") + (b"\x01" if last else b"\x00")
+
+
+class _Sealer:
+    def __init__(self, data_key: bytes, nonce_prefix: bytes, segment_size: int) -> None:
+        self.aead = AESGCM(data_key)
+        self.prefix = nonce_prefix
+        self.size = segment_size
+        self.index = 0
+
+    def seal(self, data: bytes, hasher: BlobHasher, *, final: bool) -> bytes:
+        """Hash ``data`` and seal it as the next segments; with ``final`` its last segment
+        (an empty one for no data) is the object's last."""
+        hasher.update(data)
+        view = memoryview(data)
+        sealed = []
+        for offset in range(0, max(len(data), 1), self.size):
+            last = final and offset + self.size >= len(data)
+            piece = view[offset : offset + self.size]
+            sealed.append(self.aead.encrypt(_nonce(self.prefix, self.index, last), piece, None))
+            self.index += 1
+        return b"".join(sealed)
+
+
+async def seal_segments(
+    chunks: AsyncIterable[bytes],
+    hasher: BlobHasher,
+    *,
+    data_key: bytes,
+    nonce_prefix: bytes,
+    segment_size: int,
+) -> AsyncIterator[bytes]:
+    """``chunks`` sealed in segments (hashed into ``hasher`` on the way), about 1 MiB of them
+    per worker-thread trip; at most that much and one chunk is held at once."""
+    sealer = _Sealer(data_key, nonce_prefix, segment_size)
+    batch = max(1, _BATCH // segment_size) * segment_size
+    pending = bytearray()
+    async for chunk in chunks:
+        pending += chunk
+        if len(pending) > batch:
+            # Keep at least one byte back: the last segment is sealed as such at the end.
+            whole = (len(pending) - 1) // segment_size * segment_size
+            data = bytes(pending[:whole])
+            del pending[:whole]
+            yield await anyio.to_thread.run_sync(lambda: sealer.seal(data, hasher, final=False))
+    data = bytes(pending)
+    yield await anyio.to_thread.run_sync(lambda: sealer.seal(data, hasher, final=True))
+
+
+async def open_segments(
+    stream: AsyncIterator[bytes],
+    header: Header,
+    data_key: bytes,
+    storage_key: str,
+    *,
+    start: int,
+    stop: int,
+) -> AsyncIterator[bytes]:
+    """The plaintext ``[start, stop)`` of the sealed segments ``stream`` carries (those that
+    hold the range, and no others); `BlobUnreadable` as soon as one fails its check or the
+    stream ends early. Closes ``stream`` however it ends."""
+    aead = AESGCM(data_key)
+    size, sealed = header.segment_size, header.segment_size + TAG_BYTES
+    index, last = start // size, (stop - 1) // size
+    final = header.segments - 1
+    batch = max(1, _BATCH // sealed) * sealed
+    pending = bytearray()
+
+    def open_batch(data: bytes, first: int) -> bytes:
+        view = memoryview(data)
+        opened = []
+        for number, offset in enumerate(range(0, len(data), sealed), first):
+            nonce = _nonce(header.nonce_prefix, number, number == final)
+            try:
+                opened.append(aead.decrypt(nonce, view[offset : offset + sealed], None))
+            except InvalidTag:
+                raise BlobUnreadable(
+                    storage_key,
+                    f"segment {number} fails its integrity check (altered, reordered, "
+                    "truncated, or another object's bytes)",
+                ) from None
+        return b"".join(opened)
+
+    async def flush(data: bytes) -> bytes:
+        nonlocal index
+        first, index = index, index + -(-len(data) // sealed)
+        plain = await anyio.to_thread.run_sync(open_batch, data, first)
+        base = first * size
+        return plain[max(0, start - base) : max(0, min(len(plain), stop - base))]
+
+    try:
+        async for chunk in stream:
+            pending += chunk
+            if len(pending) >= batch:
+                whole = len(pending) // sealed * sealed
+                data = bytes(pending[:whole])
+                del pending[:whole]
+                if piece := await flush(data):
+                    yield piece
+        if pending:
+            if piece := await flush(bytes(pending)):
+                yield piece
+        if index <= last:
+            raise BlobUnreadable(
+                storage_key, "its content is shorter than its header says (truncated)"
+            )
+    finally:
+        closer = getattr(stream, "aclose", None)
+        if closer is not None:
+            await closer()
