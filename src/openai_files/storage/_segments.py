@@ -34,8 +34,7 @@ try:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 except ImportError:  # pragma: no cover - the message is the point
     raise ImportError(
-        "encrypted storage needs the 'cryptography' package: "
-        "pip install 'openai-files[encryption]'"
+        "encrypted storage needs the 'cryptography' package: pip install 'openai-files[encryption]'"
     ) from None
 
 __all__ = ["TAG_BYTES", "Header", "open_segments", "seal_segments", "unwrap", "wrap"]
@@ -152,7 +151,7 @@ class _Sealer:
         self.size = segment_size
         self.index = 0
 
-    def seal(self, data: bytes, hasher: BlobHasher, *, final: bool) -> bytes:
+    def seal(self, data: bytes, hasher: BlobHasher, final: bool) -> bytes:
         """Hash ``data`` and seal it as the next segments; with ``final`` its last segment
         (an empty one for no data) is the object's last."""
         hasher.update(data)
@@ -186,9 +185,8 @@ async def seal_segments(
             whole = (len(pending) - 1) // segment_size * segment_size
             data = bytes(pending[:whole])
             del pending[:whole]
-            yield await anyio.to_thread.run_sync(lambda: sealer.seal(data, hasher, final=False))
-    data = bytes(pending)
-    yield await anyio.to_thread.run_sync(lambda: sealer.seal(data, hasher, final=True))
+            yield await anyio.to_thread.run_sync(sealer.seal, data, hasher, False)
+    yield await anyio.to_thread.run_sync(sealer.seal, bytes(pending), hasher, True)
 
 
 async def open_segments(
@@ -241,9 +239,8 @@ async def open_segments(
                 del pending[:whole]
                 if piece := await flush(data):
                     yield piece
-        if pending:
-            if piece := await flush(bytes(pending)):
-                yield piece
+        if pending and (piece := await flush(bytes(pending))):
+            yield piece
         if index <= last:
             raise BlobUnreadable(
                 storage_key, "its content is shorter than its header says (truncated)"

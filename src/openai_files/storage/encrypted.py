@@ -204,7 +204,9 @@ class EncryptedStorage:
 
 def _header_key(key: str) -> str:
     if check_key(key).endswith(HEADER_SUFFIX):
-        raise ValueError(f"invalid storage key: {key!r} (keys ending in {HEADER_SUFFIX} name headers)")
+        raise ValueError(
+            f"invalid storage key: {key!r} (keys ending in {HEADER_SUFFIX} name headers)"
+        )
     return key + HEADER_SUFFIX
 
 

@@ -119,16 +119,24 @@ class TieredStorage:
         self.stats.misses += 1
         if start > 0 or key in self._fills:
             return await self.cold.get(key, start=start, end=end)
-        if end is not None and end < await self.cold.head(key):
-            return await self.cold.get(key, start=start, end=end)
-        stream = await self.cold.get(key)
+        # Registered before the first await, so that a reader arriving meanwhile waits.
         fill = self._fills[key] = _Fill()
+        try:
+            partial = end is not None and end < await self.cold.head(key)
+            stream = await self.cold.get(key, start=start, end=end)
+        except BaseException:
+            self._end_fill(key, fill)
+            raise
+        if partial:
+            self._end_fill(key, fill)
+            return stream
         filling = self._filling(key, stream, fill)
         weakref.finalize(filling, self._unstarted, key, fill)
         return filling
 
     async def head(self, key: str) -> int:
         """The size the hot tier recorded, else the cold tier's answer."""
+        await self._load()
         size = self._held.get(key)
         return size if size is not None else await self.cold.head(key)
 
