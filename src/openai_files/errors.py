@@ -193,14 +193,21 @@ class BlobUnreadable(OpenAIFilesError):
     """The bytes stored under a key cannot be returned as they were written: an encrypted
     object that fails its integrity check (altered, truncated, reordered, another object's
     bytes) or whose master key is not in the keyring. Never retried: the bytes will not
-    change by themselves."""
+    change by themselves. The message a client sees says no more than that; ``str()`` of the
+    error, for the logs, names the key and the ``reason``."""
 
     code = "blob_unreadable"
 
     def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"The stored object under key {shown(key)} cannot be read: {reason}")
+        super().__init__(
+            "The stored content of this file cannot be read: it fails its integrity check or "
+            "its encryption key is not configured. The server's log says which."
+        )
         self.key = key
         self.reason = reason
+
+    def __str__(self) -> str:
+        return f"the stored object under key {shown(self.key)} cannot be read: {self.reason}"
 
 
 class Conflict(OpenAIFilesError):

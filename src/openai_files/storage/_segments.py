@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
 import anyio.to_thread
@@ -197,7 +197,7 @@ async def open_segments(
     *,
     start: int,
     stop: int,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes]:
     """The plaintext ``[start, stop)`` of the sealed segments ``stream`` carries (those that
     hold the range, and no others); `BlobUnreadable` as soon as one fails its check or the
     stream ends early. Closes ``stream`` however it ends."""

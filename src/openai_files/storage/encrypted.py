@@ -23,8 +23,9 @@ plaintext's size (and SHA-256). Listing (`iter_keys`) shows keys, not headers.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 
 import anyio
 
@@ -42,6 +43,8 @@ from ._segments import (
 from .base import BlobHasher, ListableStorage, Storage, StoredBlob, check_key
 
 __all__ = ["HEADER_SUFFIX", "EncryptedStorage", "Keyring", "MasterKey"]
+
+log = logging.getLogger("openai_files")
 
 HEADER_SUFFIX = ".key"
 """The header of the object ``KEY`` is the object ``KEY.key`` of the wrapped storage."""
@@ -108,7 +111,11 @@ class EncryptedStorage:
         """Open the segments that hold ``[start, end)``, checking each; `BlobNotFound` and
         `BlobUnreadable` (a master key not in the keyring, an altered header) before any
         byte."""
-        header, data_key = await self._open_header(key)
+        try:
+            header, data_key = await self._open_header(key)
+        except BlobUnreadable as exc:
+            log.error("openai-files: %s", exc)
+            raise
         stop = header.size if end is None else min(end, header.size)
         start = max(start, 0)
         if start >= stop:
@@ -118,7 +125,7 @@ class EncryptedStorage:
         stream = await self.inner.get(
             key, start=first * sealed, end=min((last + 1) * sealed, header.sealed_size)
         )
-        return open_segments(stream, header, data_key, key, start=start, stop=stop)
+        return _logged(open_segments(stream, header, data_key, key, start=start, stop=stop))
 
     async def head(self, key: str) -> int:
         """The plaintext's size, from the header; `BlobNotFound` when it is missing."""
@@ -208,6 +215,18 @@ def _header_key(key: str) -> str:
             f"invalid storage key: {key!r} (keys ending in {HEADER_SUFFIX} name headers)"
         )
     return key + HEADER_SUFFIX
+
+
+async def _logged(stream: AsyncGenerator[bytes]) -> AsyncIterator[bytes]:
+    """``stream``, its `BlobUnreadable` logged for the operator (a client sees less)."""
+    try:
+        async for chunk in stream:
+            yield chunk
+    except BlobUnreadable as exc:
+        log.error("openai-files: %s", exc)
+        raise
+    finally:
+        await stream.aclose()
 
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:
