@@ -142,6 +142,26 @@ async def test_a_reader_that_goes_away_midway_leaves_nothing_in_the_hot_tier(
     assert await read(tiers, "aa/bb/file") == data  # the next reader fills it
 
 
+async def test_a_reader_that_stops_at_the_last_byte_leaves_the_object_in_the_hot_tier(
+    hot: LocalStorage, cold: CountingStorage
+) -> None:
+    """A server stops reading once it has sent Content-Length bytes, without asking the
+    stream for more: the fill is complete by then."""
+    tiers = TieredStorage(hot, cold, max_bytes=10_000 * KB)
+    data = os.urandom(300 * KB)
+    await tiers.put("aa/bb/file", chunked(data))
+    stream = await tiers.get("aa/bb/file", start=0, end=len(data))
+    received = bytearray()
+    while len(received) < len(data):
+        received += await anext(stream)
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert received == data
+    assert stored_files(hot.root) == ["aa/bb/file"]
+    gets = cold.gets
+    assert await read(tiers, "aa/bb/file", 0, len(data)) == data
+    assert (cold.gets, tiers.stats.hits) == (gets, 1)
+
+
 async def test_a_stream_dropped_before_its_first_chunk_frees_the_fill(
     hot: LocalStorage, cold: CountingStorage
 ) -> None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import anyio
 import anyio.abc
+from anyio.streams.memory import MemoryObjectSendStream
 
 from ..errors import BlobNotFound, OpenAIFilesError
 from .base import ListableStorage, Storage, StoredBlob
@@ -207,19 +208,29 @@ class TieredStorage:
         self, key: str, stream: AsyncIterator[bytes], fill: _Fill
     ) -> AsyncIterator[bytes]:
         """Yield the cold tier's ``stream`` while the hot tier's put of ``key`` takes the same
-        chunks; the put is abandoned unless every chunk reached it."""
+        chunks; the put is abandoned unless every chunk reached it.
+
+        Reads one chunk ahead, so that the put is committed before the last chunk is
+        yielded: a reader that stops once it has every byte, without asking for more, still
+        leaves the object in the hot tier, and the next reader finds it there."""
         fill.started = True
         send, receive = anyio.create_memory_object_stream[bytes](1)
         writer = asyncio.get_running_loop().create_task(self._store(key, receive, fill))
         try:
-            async for chunk in stream:
+            chunk = await anext(stream, None)
+            while chunk is not None:
+                following = await anext(stream, None)
                 if not fill.dropped and await self._reserve(fill, len(chunk)):
                     try:
                         await send.send(chunk)
                     except anyio.BrokenResourceError:  # the hot tier's put failed
                         fill.dropped = True
+                if following is None:
+                    await self._commit(fill, send, writer)
                 yield chunk
-            fill.complete = not fill.dropped
+                chunk = following
+            if not fill.complete:  # an empty object
+                await self._commit(fill, send, writer)
         finally:
             with anyio.CancelScope(shield=True):
                 send.close()  # the put commits only if ``fill.complete``
@@ -230,6 +241,16 @@ class TieredStorage:
                 if closer is not None:
                     with contextlib.suppress(Exception):
                         await closer()
+
+    @staticmethod
+    async def _commit(
+        fill: _Fill, send: MemoryObjectSendStream[bytes], writer: asyncio.Task[None]
+    ) -> None:
+        """Every chunk has been sent: let the hot tier's put finish, and wait for it."""
+        fill.complete = not fill.dropped
+        send.close()
+        with contextlib.suppress(Exception):
+            await asyncio.shield(writer)
 
     def _end_fill(self, key: str, fill: _Fill) -> None:
         """Release what ``fill`` reserved, and the readers waiting for it."""
