@@ -6,11 +6,11 @@ the large-file benchmarks ``uploads_api.py --backends local`` and ``ranged_reads
 --backends local``, and ``small_requests.py`` with the embedded default, memory backends and
 ogx (it needs wrk and a Python >= 3.12 for ogx). The replicated shape (S3 + PostgreSQL):
 ``s3_transfer.py`` and ``tiered.py`` against a moto S3 server that each starts itself,
-``list_page.py --database postgresql`` against the PostgreSQL of ``--postgres-url``, ``uploads_api.py --backends s3`` and
-``ranged_reads.py --backends s3``, each with a moto of its own, and ``small_requests.py`` with
-local disk + PostgreSQL against memory backends. A benchmark whose service or tool is missing
-stops the run before anything is measured, unless ``--skip-unavailable`` says to skip it (the
-reason is printed); ``--shape`` runs one shape only.
+``list_page.py --database postgresql`` against the PostgreSQL of ``--postgres-url``,
+``uploads_api.py --backends s3`` and ``ranged_reads.py --backends s3``, each with a moto of
+its own, and ``small_requests.py`` with local disk + PostgreSQL against memory backends. A
+benchmark whose service or tool is missing stops the run before anything is measured, unless
+``--skip-unavailable`` says to skip it (the reason is printed); ``--shape`` runs one shape only.
 
 The results (figures, every sample, targets, settings and the machine) are written as JSON to
 ``benchmarks/results/``. The exit status is 1 when a target is missed, 2 when a service is
