@@ -5,7 +5,7 @@ Measured, side by side in one run, through uvicorn on loopback, on local disk + 
 
 - throughput (MiB per second, median of ``--repeat`` runs) of a ``--size`` MiB upload (default
   256 MiB, the same multipart body streamed from disk by curl) and of its download, for
-  **plain** (no encryption) and **encrypted** (AES-256-GCM in 256 KiB segments), each server in
+  **plain** (no encryption) and **encrypted** (AES-256-GCM in segments of 1 MiB sealed), each server in
   a process of its own; the runs alternate between the two in a rotating order and the disk is
   synced before each upload.
 - peak memory growth of the encrypted server during one upload and one download: the RSS

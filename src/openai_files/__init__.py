@@ -3,7 +3,8 @@
 Mount `create_app` in a gateway, use `FilesService` directly from Python, or run
 ``openai-files serve``. Bytes live in a `Storage` (memory, local disk, S3), records in a
 `MetadataStore` (memory, SQL). Optional backends (S3, PostgreSQL, MySQL drivers) are imported
-only when used: `S3Storage` is loaded on first use of the name.
+only when used: `S3Storage`, and `EncryptedStorage` with its `Keyring` and `MasterKey`
+(the ``cryptography`` package), are loaded on first use of the name.
 
 The public API is exactly ``__all__``. The layers are folders: the library at the top
 (`FilesService`, `Uploads`, `Policy`, errors, events, the sweeper), backends in
@@ -44,12 +45,21 @@ from .models import FileDeleted, FileList, FileObject
 from .policy import FileTypes, Policy
 from .service import FileContent, FilesService, FileStat, PendingUpload
 from .storage import LocalStorage, MemoryStorage, Storage, StoredBlob
+from .storage.tiered import TieredStorage
 from .sweeper import SweepReport
 from .uploads import Uploads
 from .validation import JSONLRules
 
 if _typing.TYPE_CHECKING:
+    from .storage.encrypted import EncryptedStorage, Keyring, MasterKey
     from .storage.s3 import S3Storage
+
+_LAZY = {
+    "S3Storage": "s3",  # the [s3] extra: obstore is imported on first use of the name
+    "EncryptedStorage": "encrypted",  # the [encryption] extra: cryptography, likewise
+    "Keyring": "encrypted",
+    "MasterKey": "encrypted",
+}
 
 __version__ = "0.1.0"
 
@@ -60,6 +70,7 @@ __all__ = [
     "BlobNotFound",
     "BlobUnreadable",
     "Conflict",
+    "EncryptedStorage",
     "EventHook",
     "FileContent",
     "FileDeleted",
@@ -75,9 +86,11 @@ __all__ = [
     "InvalidFile",
     "InvalidRequest",
     "JSONLRules",
+    "Keyring",
     "LocalStorage",
     "MalformedUpload",
     "ManualClock",
+    "MasterKey",
     "MemoryMetadataStore",
     "MemoryStorage",
     "MetadataStore",
@@ -94,6 +107,7 @@ __all__ = [
     "Storage",
     "StoredBlob",
     "SweepReport",
+    "TieredStorage",
     "UnsupportedFileType",
     "UploadNotFound",
     "Uploads",
@@ -111,12 +125,12 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    if name == "S3Storage":  # the [s3] extra: obstore is imported on first use of the name
-        from .storage.s3 import S3Storage
+    if name in _LAZY:
+        import importlib
 
-        return S3Storage
+        return getattr(importlib.import_module(f".storage.{_LAZY[name]}", __name__), name)
     return _moved_attribute(__name__, name)  # a name that moved warns; any other: AttributeError
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | {"S3Storage"})
+    return sorted(set(globals()) | set(_LAZY))

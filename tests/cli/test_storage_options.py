@@ -135,3 +135,15 @@ def test_rewrap_fails_clearly_without_a_key_file_or_for_a_key_that_is_gone(
     assert captured.out.strip() == "rewrapped 0, already under 'other' 0, failed 1"
     assert "failed: aa/bb/file: " in captured.err
     assert "master key 'old', which is not in the keyring" in captured.err
+
+
+def test_importing_the_package_or_serving_unencrypted_loads_no_cryptography() -> None:
+    code = (
+        "import sys, openai_files; from openai_files.cli import build_parser; "
+        "from openai_files.cli._storage_options import wrap_storage; "
+        "wrap_storage(openai_files.MemoryStorage(), build_parser().parse_args(['serve'])); "
+        "before = 'cryptography' in sys.modules; "
+        "from openai_files import EncryptedStorage; print(before, 'cryptography' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "True"]

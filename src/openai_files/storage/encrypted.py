@@ -48,7 +48,9 @@ log = logging.getLogger("openai_files")
 
 HEADER_SUFFIX = ".key"
 """The header of the object ``KEY`` is the object ``KEY.key`` of the wrapped storage."""
-DEFAULT_SEGMENT_SIZE = 256 * 1024
+DEFAULT_SEGMENT_SIZE = 1024 * 1024 - TAG_BYTES
+"""Sealed, a segment is exactly 1 MiB: the block `LocalStorage` reads, so that each block read
+is one segment to open, with no bytes copied to join pieces of segments."""
 _MAX_HEADER = 4096
 
 
