@@ -5,9 +5,9 @@ Measured, side by side in one run, through uvicorn on loopback, on local disk + 
 
 - throughput (MiB per second, median of ``--repeat`` runs) of a ``--size`` MiB upload (default
   256 MiB, the same multipart body streamed from disk by curl) and of its download, for
-  **plain** (no encryption) and **encrypted** (AES-256-GCM in segments of 1 MiB sealed), each server in
-  a process of its own; the runs alternate between the two in a rotating order and the disk is
-  synced before each upload.
+  **plain** (no encryption) and **encrypted** (AES-256-GCM in segments of 1 MiB sealed), each
+  server in a process of its own; the runs alternate between the two in a rotating order and
+  the disk is synced before each upload.
 - peak memory growth of the encrypted server during one upload and one download: the RSS
   high-water mark (VmHWM, reset just before) minus the RSS before.
 - re-wrapping on S3 (moto, started here): ``--objects`` objects of ``--object-mib`` MiB
