@@ -9,7 +9,8 @@ object larger than that is served from the cold tier and not kept. A fill that d
 finish (the reader went away, the cold tier failed, the hot tier is full of larger fills)
 is abandoned through the hot tier's own atomic `Storage.put`, so no later read is served a
 partial object. A range read is served by the hot tier when it holds the object, else by the
-cold tier alone (no fill).
+cold tier alone (no fill); a miss that names its end (as the service's downloads do) costs one
+``head`` of the cold tier first, to tell a whole read from a range.
 
 Objects are immutable and keys never reused (the service makes a fresh key for every file),
 so a copy in a hot tier is never stale: several replicas may each keep their own hot tier over
