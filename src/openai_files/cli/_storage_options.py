@@ -168,7 +168,7 @@ def run_rewrap(args: argparse.Namespace) -> int:
         f"{counts['current']}, failed {counts['failed']}"
     )
     status = 1 if counts["failed"] else 0
-    if "obstore" in sys.modules:
+    if url.startswith("s3:"):
         # After a write, obstore's runtime threads may crash the interpreter as it finalizes
         # (SIGABRT or SIGBUS, the work done and reported): end the process here instead.
         sys.stdout.flush()
