@@ -1,15 +1,16 @@
 """Run the benchmarks of both deployment shapes; print a summary with PASS/FAIL per target.
 
-The embedded shape (local disk + SQLite): ``upload.py``, ``download.py``, ``list_page.py``,
+The embedded shape (local disk + SQLite): ``upload.py``, ``download.py``, ``encryption.py``
+(whose re-wrap part starts a moto of its own), ``list_page.py``,
 the large-file benchmarks ``uploads_api.py --backends local`` and ``ranged_reads.py
 --backends local``, and ``small_requests.py`` with the embedded default, memory backends and
 ogx (it needs wrk and a Python >= 3.12 for ogx). The replicated shape (S3 + PostgreSQL):
-``s3_transfer.py`` against a moto S3 server that it starts itself, ``list_page.py --database
-postgresql`` against the PostgreSQL of ``--postgres-url``, ``uploads_api.py --backends s3`` and
-``ranged_reads.py --backends s3``, each with a moto of its own, and ``small_requests.py`` with
-local disk + PostgreSQL against memory backends. A benchmark whose service or tool is missing
-stops the run before anything is measured, unless ``--skip-unavailable`` says to skip it (the
-reason is printed); ``--shape`` runs one shape only.
+``s3_transfer.py`` and ``tiered.py`` against a moto S3 server that each starts itself,
+``list_page.py --database postgresql`` against the PostgreSQL of ``--postgres-url``,
+``uploads_api.py --backends s3`` and ``ranged_reads.py --backends s3``, each with a moto of
+its own, and ``small_requests.py`` with local disk + PostgreSQL against memory backends. A
+benchmark whose service or tool is missing stops the run before anything is measured, unless
+``--skip-unavailable`` says to skip it (the reason is printed); ``--shape`` runs one shape only.
 
 The results (figures, every sample, targets, settings and the machine) are written as JSON to
 ``benchmarks/results/bench-<time>.json`` (git-ignored), or with ``--results NAME`` to
@@ -32,10 +33,12 @@ from dataclasses import dataclass
 from types import ModuleType
 
 import download
+import encryption
 import list_page
 import ranged_reads
 import s3_transfer
 import small_requests
+import tiered
 import upload
 import uploads_api
 from harness.report import UNJUDGED, Report, print_table, save, target_rows
@@ -72,8 +75,10 @@ class Benchmark:
 BENCHMARKS = (
     Benchmark(upload, "embedded"),
     Benchmark(download, "embedded"),
+    Benchmark(encryption, "embedded", check=encryption.unavailable),
     Benchmark(list_page, "embedded"),
     Benchmark(s3_transfer, "replicated", check=s3_transfer.unavailable),
+    Benchmark(tiered, "replicated", check=tiered.unavailable),
     Benchmark(list_page, "replicated", ("--database", "postgresql"), list_page.unavailable),
     Benchmark(uploads_api, "embedded", ("--backends", "local")),
     Benchmark(uploads_api, "replicated", ("--backends", "s3"), uploads_api.unavailable),

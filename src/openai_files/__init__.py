@@ -4,7 +4,8 @@ Mount `create_app` in a gateway, use `FilesService` directly from Python, or run
 ``openai-files serve``. Bytes live in a `Storage` (memory, local disk, S3), records in a
 `MetadataStore` (memory, SQL). Every name is imported on first use, so ``import openai_files``
 is cheap and the command line's client commands never load the server stack; optional backends
-(S3, PostgreSQL, MySQL drivers) are imported only when used.
+(S3, PostgreSQL, MySQL drivers, ``cryptography`` for `EncryptedStorage`) are imported only when
+used.
 
 The public API is exactly ``__all__``. The layers are folders: the library at the top
 (`FilesService`, `Uploads`, `Policy`, errors, events, the sweeper), backends in
@@ -24,6 +25,7 @@ if _typing.TYPE_CHECKING:
         AuthenticationFailed,
         BackendUnavailable,
         BlobNotFound,
+        BlobUnreadable,
         Conflict,
         FileNotFound,
         FileTooLarge,
@@ -54,7 +56,9 @@ if _typing.TYPE_CHECKING:
     from .policy import FileTypes, Policy
     from .service import FileContent, FilesService, FileStat, PendingUpload
     from .storage import LocalStorage, MemoryStorage, Storage, StoredBlob
+    from .storage.encrypted import EncryptedStorage, Keyring, MasterKey
     from .storage.s3 import S3Storage
+    from .storage.tiered import TieredStorage
     from .sweeper import SweepReport
     from .uploads import Uploads
     from .validation import JSONLRules
@@ -66,7 +70,9 @@ __all__ = [
     "Authenticator",
     "BackendUnavailable",
     "BlobNotFound",
+    "BlobUnreadable",
     "Conflict",
+    "EncryptedStorage",
     "EventHook",
     "FileContent",
     "FileDeleted",
@@ -82,9 +88,11 @@ __all__ = [
     "InvalidFile",
     "InvalidRequest",
     "JSONLRules",
+    "Keyring",
     "LocalStorage",
     "MalformedUpload",
     "ManualClock",
+    "MasterKey",
     "MemoryMetadataStore",
     "MemoryStorage",
     "MetadataStore",
@@ -101,6 +109,7 @@ __all__ = [
     "Storage",
     "StoredBlob",
     "SweepReport",
+    "TieredStorage",
     "UnsupportedFileType",
     "UploadNotFound",
     "Uploads",
@@ -121,7 +130,9 @@ _MODULE_OF = {
     "Authenticator": "http",
     "BackendUnavailable": "errors",
     "BlobNotFound": "errors",
+    "BlobUnreadable": "errors",
     "Conflict": "errors",
+    "EncryptedStorage": "storage.encrypted",
     "EventHook": "events",
     "FileContent": "service",
     "FileDeleted": "models",
@@ -137,9 +148,11 @@ _MODULE_OF = {
     "InvalidFile": "errors",
     "InvalidRequest": "errors",
     "JSONLRules": "validation",
+    "Keyring": "storage.encrypted",
     "LocalStorage": "storage",
     "MalformedUpload": "errors",
     "ManualClock": "_clock",
+    "MasterKey": "storage.encrypted",
     "MemoryMetadataStore": "metadata",
     "MemoryStorage": "storage",
     "MetadataStore": "metadata",
@@ -156,6 +169,7 @@ _MODULE_OF = {
     "Storage": "storage",
     "StoredBlob": "storage",
     "SweepReport": "sweeper",
+    "TieredStorage": "storage.tiered",
     "UnsupportedFileType": "errors",
     "UploadNotFound": "errors",
     "Uploads": "uploads",

@@ -19,7 +19,12 @@ import pytest
 from ..support import free_port
 
 ROOT = Path(__file__).parents[2]
-DRIVERS = {"postgres": "asyncpg", "mysql": "aiomysql", "s3": "obstore"}
+DRIVERS = {
+    "postgres": "asyncpg",
+    "mysql": "aiomysql",
+    "s3": "obstore",
+    "encryption": "cryptography",
+}
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,12 @@ from ..policy import Policy
 from ._base_url import DEFAULT_BASE_URL
 from ._extras import missing_extra
 from ._serve_options import HTTP_CHOICES, LOOP_CHOICES, policy_from_args, server_settings
+from ._storage_options import (
+    add_rewrap_command,
+    add_storage_flags,
+    check_storage_flags,
+    run_rewrap,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -257,7 +263,9 @@ def build_parser(*, serve_flags: bool = True) -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default=_env("LOG_LEVEL", "info"), help="(OPENAI_FILES_LOG_LEVEL)"
     )
+    add_storage_flags(serve, os.environ)
     _add_client_commands(commands)
+    add_rewrap_command(commands)
     return parser
 
 
@@ -356,7 +364,8 @@ def serve(args: argparse.Namespace) -> int:
     try:
         storage, metadata, _ = server_settings(args)
         policy_from_args(args)
-    except ValueError as exc:
+        check_storage_flags(args)
+    except (ValueError, ImportError) as exc:
         print(f"openai-files serve: error: {exc}", file=sys.stderr)
         return 2
     if (missing := missing_extra(storage, metadata)) is not None:
@@ -389,6 +398,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(serve_flags=argv[:1] == ["serve"]).parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "storage":
+        return run_rewrap(args)
     # The client (and httpx) only for the client commands.
     from ._client_commands import run_client_command
 

@@ -20,11 +20,13 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from ..backends import open_service
+from ..backends import open_metadata, open_storage
 from ..http import FormLimits
 from ..http.app import create_app
 from ..http.auth import Authenticator, api_key_auth, open_auth
+from ..service import FilesService
 from ._serve_options import mask, owner_of_key, policy_from_args, server_settings
+from ._storage_options import describe_storage, wrap_storage
 
 __all__ = [
     "FACTORY",
@@ -80,7 +82,13 @@ def announce(args: argparse.Namespace) -> None:
         )
     if not metadata.startswith("memory:"):
         metadata = make_url(metadata).render_as_string(hide_password=True)
-    log.info("openai-files: storage %s, metadata %s", storage, metadata)
+    wrapped = describe_storage(args)
+    log.info(
+        "openai-files: storage %s%s, metadata %s",
+        storage,
+        f" ({wrapped})" * bool(wrapped),
+        metadata,
+    )
 
 
 def build_app(args: argparse.Namespace) -> ASGIApp:
@@ -91,7 +99,11 @@ def build_app(args: argparse.Namespace) -> ASGIApp:
     policy = policy_from_args(args)
     if args.storage is None or args.metadata is None:  # something is kept in the data dir
         Path(args.data_dir).mkdir(parents=True, exist_ok=True)
-    service = open_service(storage, metadata, policy=policy, table_prefix=args.table_prefix)
+    service = FilesService(
+        wrap_storage(open_storage(storage), args),
+        open_metadata(metadata, table_prefix=args.table_prefix),
+        policy=policy,
+    )
     auth: Authenticator = api_key_auth(keys) if keys else open_auth()
     return create_app(
         service,
