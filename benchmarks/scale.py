@@ -42,6 +42,7 @@ from pathlib import Path
 
 from harness.measure import rotated
 from harness.report import Figure, Report, Target, median
+from harness.results import add_results_option, run_and_finish
 from harness.stores import add_postgres_option, postgres_missing
 from sqlalchemy import text
 
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mariadb-url", default=MARIADB_URL)
     add_postgres_option(parser)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1,000 vs 20,000")
+    add_results_option(parser)
     return parser
 
 
@@ -411,20 +413,24 @@ def unavailable(database: str, options: argparse.Namespace) -> str | None:
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
+def run(options: argparse.Namespace) -> Report:
     databases = options.databases.split(",")
     settings = {"small": options.small, "repeat": options.repeat, "page": PAGE}
     settings.update({f"large {name}": getattr(options, f"large_{name}") for name in databases})
     report = Report("scale", settings)
     for database in databases:
+        asyncio.run(run_database(database, options, report))
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    for database in options.databases.split(","):
         missing = unavailable(database, options)
         if missing is not None:
-            print(f"scale: skipping {database}: {missing}")
-            continue
-        asyncio.run(run_database(database, options, report))
-    report.print()
-    return 0 if report.passed else 1
+            print(f"scale: cannot run: {database}: {missing}")
+            return 2
+    return run_and_finish(run, options)
 
 
 if __name__ == "__main__":
