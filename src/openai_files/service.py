@@ -34,11 +34,12 @@ from ._deferred import validate_stored
 from ._downloads import FileContent, FileStat, download_url, open_content, stat
 from ._listing import LIST_BATCH, ListedBatches, list_in_batches
 from ._pending_upload import PendingUpload, begin_upload
+from ._readiness import Readiness, check_backends
 from .errors import FileNotFound
 from .events import EventHook
 from .inputs import possible_id
-from .metadata.base import MetadataStore, OffsetPaging, StatusUpdates
-from .models import FileDeleted, FileList, FileObject
+from .metadata.base import MetadataStore, OffsetPaging, StatusUpdates, UsageListing
+from .models import FileDeleted, FileList, FileObject, OwnerUsage, UsageList
 from .policy import Policy
 from .storage.base import Storage
 from .sweeper import (
@@ -61,7 +62,11 @@ __all__ = [
     "FilesService",
     "ListedBatches",
     "PendingUpload",
+    "Readiness",
 ]
+
+USAGE_PAGE_MAX = 1000
+"""The most owners one page of `FilesService.list_usage` holds."""
 
 
 class FilesService:
@@ -333,6 +338,39 @@ class FilesService:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.release(owner, file_id, holder)
+
+    # -- operations ------------------------------------------------------------------------
+
+    async def check(self, *, within: float = 2.0, write: bool = False) -> Readiness:
+        """Whether both backends answer a cheap probe within ``within`` seconds each (a
+        readiness probe's question); with ``write``, storage must also take and remove a small
+        object (a start-up check: it also finds a missing bucket or a read-only directory).
+        Never raises for a backend's failure: the `Readiness` says which failed and why."""
+        return await check_backends(self.storage, self.metadata, within=within, write=write)
+
+    async def usage(self, owner: str) -> OwnerUsage:
+        """What ``owner`` stores now: files, bytes and open uploads (for billing, support)."""
+        found = await self.metadata.usage(checked_owner(owner))
+        return OwnerUsage(
+            owner=owner, files=found.files, bytes=found.bytes, open_uploads=found.open_uploads
+        )
+
+    async def list_usage(self, *, after: str | None = None, limit: int = 100) -> UsageList:
+        """A page of every owner's usage, by owner, starting after the owner ``after``: the
+        owners who store something (a file, bytes or an open upload). ``limit``: 1 to
+        `USAGE_PAGE_MAX`. `TypeError` when the metadata store cannot list usage (it is no
+        `UsageListing`; the built-in stores all can)."""
+        if not 1 <= limit <= USAGE_PAGE_MAX:
+            raise ValueError(f"limit is 1 to {USAGE_PAGE_MAX}, not {limit}")
+        store = self.metadata
+        if not isinstance(store, UsageListing):
+            raise TypeError(f"{store!r} cannot list usage (it is no UsageListing store)")
+        rows = await store.list_usage(after=after, limit=limit + 1)
+        data = [
+            OwnerUsage(owner=o, files=u.files, bytes=u.bytes, open_uploads=u.open_uploads)
+            for o, u in rows[:limit]
+        ]
+        return UsageList(data=data, has_more=len(rows) > limit)
 
     # -- sweeping -----------------------------------------------------------------------------
 
