@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -25,8 +24,9 @@ __all__ = ["BackendCheck", "Readiness", "check_backends", "driver_message", "mas
 
 PROBE_OWNER = "openai-files-readiness-probe"
 """The owner whose usage the metadata probe reads (reading creates nothing)."""
-PROBE_PREFIX = "openai-files-probe"
-"""The first segment of the keys the storage probe uses."""
+PROBE_KEY = "openai-files-probe"
+"""The key the storage probe asks for, writes and removes: at the top, so that removing it
+leaves no directory behind on local disk (real keys are sharded, two directories deep)."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ async def _probe_metadata(metadata: MetadataStore) -> None:
 
 
 async def _probe_storage(storage: Storage, *, write: bool) -> None:
-    key = f"{PROBE_PREFIX}/{secrets.token_hex(8)}"
+    key = PROBE_KEY
     if write:
         await storage.put(key, _one_chunk(b"openai-files start-up check\n"))
         await storage.delete(key)

@@ -20,6 +20,7 @@ from ..metadata.base import DEFAULT_TABLE_PREFIX
 from ..policy import Policy
 from ._serve_app import announce, build_app, configure_logging, worker_environment
 from ._serve_options import HTTP_CHOICES, LOOP_CHOICES, policy_from_args, server_settings
+from ._startup_checks import backends_answer
 
 __all__ = ["build_parser", "main"]
 
@@ -356,6 +357,8 @@ def serve(args: argparse.Namespace) -> int:
             )
             return 2
     announce(args)
+    if not backends_answer(args):
+        return 1
     if args.workers == 1:
         return run_server(args, build_app(args))
     os.environ.update(worker_environment(args))  # each worker builds its own app from them

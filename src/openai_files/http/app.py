@@ -16,7 +16,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import OpenAIFilesError
+from .._outage_log import OutageLog
+from ..errors import BackendUnavailable, OpenAIFilesError
 from ..service import FilesService
 from ..storage import PresignedURLs
 from ._files_api import FilesEndpoints
@@ -39,6 +40,8 @@ log = logging.getLogger("openai_files")
 DEFAULT_PREFIXES = ("", "/v1")
 SWEEP_SHUTDOWN_GRACE = 30.0
 """Seconds a sweep in progress at shutdown may take to finish before it is cancelled."""
+outages = OutageLog(log)
+"""Where the edge reports backends' failures (with the driver's message, once per burst)."""
 
 
 def files_routes(
@@ -102,6 +105,8 @@ def _with_scope(app: ASGIApp, key: str, value: object) -> ASGIApp:
 
 async def _library_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OpenAIFilesError)
+    if isinstance(exc, BackendUnavailable):
+        outages.failed(exc)
     status = request.scope.get(FILE_TOO_LARGE_STATUS_KEY)
     if status is None:
         # Deprecated, goes with `Policy.file_too_large_status`: routes given no status follow
