@@ -45,7 +45,8 @@ def test_a_burst_of_failures_is_one_line_then_one_line_per_period(
         log.failed(outage())
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2
-    assert "ConnectionRefusedError" in lines[0] and "more failure" not in lines[0]
+    assert "ConnectionRefusedError" in lines[0]
+    assert "more failure" not in lines[0]
     assert "(4 more failure(s) since the last line)" in lines[1]
 
 
