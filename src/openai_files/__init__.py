@@ -39,9 +39,9 @@ from .http import Authenticator, api_key_auth, create_app, files_routes, open_au
 from .metadata import FileRecord, MemoryMetadataStore, MetadataStore
 from .metadata.base import Quota
 from .metadata.sql import SQLMetadataStore
-from .models import FileDeleted, FileList, FileObject
+from .models import FileDeleted, FileList, FileObject, OwnerUsage, UsageList
 from .policy import FileTypes, Policy
-from .service import FileContent, FilesService, FileStat, PendingUpload
+from .service import FileContent, FilesService, FileStat, PendingUpload, Readiness
 from .storage import LocalStorage, MemoryStorage, Storage, StoredBlob
 from .sweeper import SweepReport
 from .uploads import Uploads
@@ -80,11 +80,13 @@ __all__ = [
     "MemoryStorage",
     "MetadataStore",
     "OpenAIFilesError",
+    "OwnerUsage",
     "PendingUpload",
     "Policy",
     "Quota",
     "QuotaExceeded",
     "RateLimited",
+    "Readiness",
     "RequestTimeout",
     "RequestTooLarge",
     "S3Storage",
@@ -95,6 +97,7 @@ __all__ = [
     "UnsupportedFileType",
     "UploadNotFound",
     "Uploads",
+    "UsageList",
     "__version__",
     "api_key_auth",
     "create_app",

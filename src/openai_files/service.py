@@ -17,7 +17,7 @@ The service owns the order of effects that keeps storage and metadata consistent
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Self
@@ -405,12 +405,14 @@ class FilesService:
         orphan_grace: int = ORPHAN_GRACE,
         orphans_every: int = ORPHANS_EVERY,
         stop: anyio.Event | None = None,
+        on_sweep: Callable[[SweepReport | None], None] | None = None,
     ) -> None:
         """Sweep every ``interval`` seconds until ``stop`` is set or the task is cancelled (run
         it in a task): each sweep as `sweep` with ``batch``, ``stale_after`` and
         ``max_batches``, and every ``orphans_every`` sweeps (the first included) as
         `sweep_orphans` with ``grace=orphan_grace``. Setting ``stop`` lets a sweep in progress
-        finish."""
+        finish. ``on_sweep`` is called after each sweep with its report (None for one that
+        failed), for metrics."""
         await run_sweeper(
             self._core,
             self._uploads,
@@ -421,6 +423,7 @@ class FilesService:
             orphan_grace=orphan_grace,
             orphans_every=orphans_every,
             stop=stop,
+            on_sweep=on_sweep,
         )
 
 

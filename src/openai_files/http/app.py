@@ -9,8 +9,10 @@ from functools import partial
 from urllib.parse import quote
 
 import anyio
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, Route, Router
@@ -20,9 +22,14 @@ from .._outage_log import OutageLog
 from ..errors import BackendUnavailable, OpenAIFilesError
 from ..service import FilesService
 from ..storage import PresignedURLs
+from ..sweeper import SweepReport
+from ._admin import admin_routes
 from ._files_api import FilesEndpoints
+from ._metrics import FilesMetrics, metrics_route
 from ._multipart import FormLimits
+from ._observer import ERROR_CODE_KEY, RequestObserver
 from ._openapi import openapi_document, openapi_route
+from ._probes import Probes
 from ._responses import (
     FILE_TOO_LARGE_STATUS_KEY,
     error_response,
@@ -105,6 +112,7 @@ def _with_scope(app: ASGIApp, key: str, value: object) -> ASGIApp:
 
 async def _library_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OpenAIFilesError)
+    request.scope[ERROR_CODE_KEY] = exc.code  # for the metrics and the access log
     if isinstance(exc, BackendUnavailable):
         outages.failed(exc)
     status = request.scope.get(FILE_TOO_LARGE_STATUS_KEY)
@@ -158,6 +166,9 @@ def create_app(
     openapi: bool = False,
     uploads_api: bool = True,
     file_too_large_status: int | None = None,
+    probes: bool = False,
+    metrics: CollectorRegistry | bool = False,
+    admin_key: str | None = None,
 ) -> Starlette:
     """An ASGI app serving the Files API for ``service``.
 
@@ -183,11 +194,29 @@ def create_app(
     - ``file_too_large_status``: the HTTP status of ``file_too_large`` errors: 413 (OpenAI's,
       the default) or 400, as some platforms answer; the OpenAPI document follows it. (Unset,
       the deprecated `Policy.file_too_large_status` still applies, for one release.)
+    - ``probes``: also serve ``GET /healthz`` (liveness) and ``GET /readyz`` (readiness of
+      both backends, cached for a second), without auth (see `Probes`).
+    - ``metrics``: count requests, bytes and refusals in Prometheus metrics (`FilesMetrics`)
+      and serve them at ``GET /metrics``: True for the default registry, or a registry of
+      the host's own. A host that serves its own ``/metrics`` wraps its app in
+      `RequestObserver` instead (see the mounting guide).
+    - ``admin_key``: also serve ``GET /admin/usage``, every owner's usage, to this key only
+      (see `admin_routes`); without it the route does not exist.
+
+    Every response carries an ``X-Request-ID`` (the client's, or a fresh one), which the
+    library's log records carry too; with the ``openai_files.access`` logger enabled for
+    INFO, every request writes one access record.
 
     The service is at ``app.state.service``. Mount the app in a host with
     ``Mount("/", app=create_app(...))`` after the host's own routes, or under a prefix. Every
     error is answered in OpenAI's error shape.
     """
+
+    counted = None if metrics is False else FilesMetrics.of(None if metrics is True else metrics)
+
+    def on_sweep(report: SweepReport | None) -> None:
+        if counted is not None:
+            counted.sweep(removed=None if report is None else report.removed)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -201,6 +230,7 @@ def create_app(
                             interval=sweep_interval,
                             stale_after=sweep_stale_after,
                             stop=stop,
+                            on_sweep=on_sweep,
                         )
                     )
                 yield
@@ -231,10 +261,17 @@ def create_app(
             file_too_large_status=status,
         )
         routes.append(openapi_route(document))
+    if probes:
+        routes += Probes(service).routes()
+    if admin_key is not None:
+        routes += admin_routes(service, admin_key=admin_key)
+    if counted is not None:
+        routes.append(metrics_route(counted.registry))
     app = Starlette(
         routes=routes,
         exception_handlers=exception_handlers,
         lifespan=lifespan,
+        middleware=[Middleware(RequestObserver, metrics=counted)],
     )
     app.state.service = service
     app.router.redirect_slashes = False  # Starlette's redirect names the client's Host
