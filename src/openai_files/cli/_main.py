@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from ..http import FormLimits
 from ..metadata.base import DEFAULT_TABLE_PREFIX
 from ..policy import Policy
+from ._operations import add_operations_options, options_problem, shared_metrics_directory
 from ._serve_app import announce, build_app, configure_logging, worker_environment
 from ._serve_options import HTTP_CHOICES, LOOP_CHOICES, policy_from_args, server_settings
 from ._startup_checks import backends_answer
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default=_env("LOG_LEVEL", "info"), help="(OPENAI_FILES_LOG_LEVEL)"
     )
+    add_operations_options(serve)
     _add_client_commands(commands)
     return parser
 
@@ -335,12 +337,15 @@ def _optional_int(value: str) -> int | None:
 def serve(args: argparse.Namespace) -> int:
     from ._server import run_server  # uvicorn, only to serve
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, log_format=args.log_format)
     try:
-        server_settings(args)
+        _, _, api_keys = server_settings(args)
         policy_from_args(args)
     except ValueError as exc:
         print(f"openai-files serve: error: {exc}", file=sys.stderr)
+        return 2
+    if (problem := options_problem(args, api_keys)) is not None:
+        print(f"openai-files serve: error: {problem}", file=sys.stderr)
         return 2
     if args.file_too_large_status not in (None, 400, 413):
         print("openai-files serve: error: the file too large status is 413 or 400", file=sys.stderr)
@@ -362,6 +367,8 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers == 1:
         return run_server(args, build_app(args))
     os.environ.update(worker_environment(args))  # each worker builds its own app from them
+    if args.metrics:
+        shared_metrics_directory()
     log.info("openai-files: %d worker processes share the port", args.workers)
     return run_server(args, None)
 

@@ -24,6 +24,8 @@ from ..backends import open_service
 from ..http import FormLimits
 from ..http.app import create_app
 from ..http.auth import Authenticator, api_key_auth, open_auth
+from ._log_format import configure_logging
+from ._operations import admin_key_from
 from ._serve_options import policy_from_args, server_settings
 
 __all__ = [
@@ -49,12 +51,6 @@ FACTORY = f"{__name__}:worker_app"
 """The import string of `worker_app`."""
 STARTUP_FAILURE = 3
 """The exit status of a worker that could not start: its server then stops them all."""
-
-
-def configure_logging(level: str, *, worker: bool = False) -> None:
-    """The ``openai_files`` log lines on stderr at ``level``; a worker's carry its pid."""
-    where = "[%(process)d] " if worker else ""
-    logging.basicConfig(level=level.upper(), format=f"%(levelname)s:  {where}%(message)s")
 
 
 def announce(args: argparse.Namespace) -> None:
@@ -94,6 +90,9 @@ def build_app(args: argparse.Namespace) -> ASGIApp:
         uploads_api=args.uploads_api,
         file_too_large_status=args.file_too_large_status,
         form_limits=FormLimits(body_timeout=args.body_timeout or None),
+        probes=True,
+        metrics=getattr(args, "metrics", True),
+        admin_key=admin_key_from(args, os.environ),
     )
 
 
@@ -118,7 +117,7 @@ def worker_app() -> ASGIApp:
         )
         sys.exit(STARTUP_FAILURE)
     args = argparse.Namespace(**settings)
-    configure_logging(args.log_level, worker=True)
+    configure_logging(args.log_level, worker=True, log_format=getattr(args, "log_format", "text"))
     try:
         return build_app(args)
     except ValueError as exc:

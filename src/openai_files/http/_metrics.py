@@ -9,6 +9,7 @@ apps given different registries count apart.
 
 from __future__ import annotations
 
+import os
 import threading
 from weakref import WeakKeyDictionary
 
@@ -139,8 +140,17 @@ class FilesMetrics:
 
 
 def metrics_route(registry: CollectorRegistry | None = None, path: str = "/metrics") -> Route:
-    """``GET /metrics``: ``registry`` (the default one when None) in Prometheus' text format."""
+    """``GET /metrics``: ``registry`` (the default one when None) in Prometheus' text format.
+
+    For the default registry in prometheus-client's multiprocess mode
+    (``PROMETHEUS_MULTIPROC_DIR`` set, as ``serve --workers N`` does), the metrics of every
+    process are added up, whichever process answers."""
     chosen = REGISTRY if registry is None else registry
+    if chosen is REGISTRY and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        chosen = CollectorRegistry()
+        multiprocess.MultiProcessCollector(chosen)  # type: ignore[no-untyped-call]
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(chosen), media_type=CONTENT_TYPE_LATEST)

@@ -29,6 +29,7 @@ __all__ = [
     "OWNER_KEY",
     "REQUEST_ID_HEADER",
     "UPLOADED_BYTES_KEY",
+    "InFlight",
     "RequestObserver",
     "access_log",
 ]
@@ -66,12 +67,30 @@ class _Exchange:
         self.bytes_out = 0
 
 
-class RequestObserver:
-    """Wraps ``app`` (see the module's text); ``metrics`` None records no metrics."""
+class InFlight:
+    """How many requests an app is serving now, so that its shutdown can wait for those a
+    server cancelled to finish cleaning up before the service closes."""
 
-    def __init__(self, app: ASGIApp, *, metrics: FilesMetrics | None = None) -> None:
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+class RequestObserver:
+    """Wraps ``app`` (see the module's text); ``metrics`` None records no metrics;
+    ``in_flight``, when given, counts the requests being served."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: FilesMetrics | None = None,
+        in_flight: InFlight | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.in_flight = in_flight or InFlight()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -105,12 +124,14 @@ class RequestObserver:
             await send(message)
 
         token = REQUEST_ID.set(request_id)
+        self.in_flight.count += 1
         upload = self.metrics is not None and _is_upload(scope)
         if upload:
             self.metrics.uploads_in_flight.inc()  # type: ignore[union-attr]
         try:
             await self.app(scope, counted_receive, observed_send)
         finally:
+            self.in_flight.count -= 1
             if upload:
                 self.metrics.uploads_in_flight.dec()  # type: ignore[union-attr]
             seconds = time.perf_counter() - started

@@ -27,7 +27,7 @@ from ._admin import admin_routes
 from ._files_api import FilesEndpoints
 from ._metrics import FilesMetrics, metrics_route
 from ._multipart import FormLimits
-from ._observer import ERROR_CODE_KEY, RequestObserver
+from ._observer import ERROR_CODE_KEY, InFlight, RequestObserver
 from ._openapi import openapi_document, openapi_route
 from ._probes import Probes
 from ._responses import (
@@ -47,6 +47,9 @@ log = logging.getLogger("openai_files")
 DEFAULT_PREFIXES = ("", "/v1")
 SWEEP_SHUTDOWN_GRACE = 30.0
 """Seconds a sweep in progress at shutdown may take to finish before it is cancelled."""
+CLEANUP_GRACE = 5.0
+"""Seconds the requests still in flight at shutdown (cancelled by a server whose graceful
+timeout passed) have to clean up what they wrote before the service closes."""
 outages = OutageLog(log)
 """Where the edge reports backends' failures (with the driver's message, once per burst)."""
 
@@ -213,6 +216,7 @@ def create_app(
     """
 
     counted = None if metrics is False else FilesMetrics.of(None if metrics is True else metrics)
+    in_flight = InFlight()
 
     def on_sweep(report: SweepReport | None) -> None:
         if counted is not None:
@@ -236,6 +240,10 @@ def create_app(
                 yield
                 stop.set()  # a sweep in progress finishes; one that hangs is cut off
                 tasks.cancel_scope.deadline = anyio.current_time() + SWEEP_SHUTDOWN_GRACE
+                with anyio.move_on_after(CLEANUP_GRACE):
+                    # Polled: an event set by the last request out would cost every request.
+                    while in_flight.count:  # noqa: ASYNC110
+                        await anyio.sleep(0.05)
         finally:
             if close_service:
                 await service.aclose()
@@ -271,7 +279,7 @@ def create_app(
         routes=routes,
         exception_handlers=exception_handlers,
         lifespan=lifespan,
-        middleware=[Middleware(RequestObserver, metrics=counted)],
+        middleware=[Middleware(RequestObserver, metrics=counted, in_flight=in_flight)],
     )
     app.state.service = service
     app.router.redirect_slashes = False  # Starlette's redirect names the client's Host
