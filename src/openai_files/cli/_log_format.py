@@ -1,9 +1,9 @@
 """How ``openai-files serve`` writes its log: text lines (the default) or one JSON object a
 line (``--log-format json``), both carrying the request id of the request being served.
 
-In JSON, every record is ``{"time", "level", "logger", "message", "request_id", ...}`` (``request_id`` null
-outside a request); an
-access record (logger ``openai_files.access``, one per request) adds ``method``, ``path`` (the
+In JSON, every record is ``{"time", "level", "logger", "message", "request_id", ...}``
+(``request_id`` null outside a request); an access record (logger ``openai_files.access``,
+one per request) adds ``method``, ``path`` (the
 route template, never a file id), ``status``, ``duration_ms``, ``owner``, ``bytes_in``,
 ``bytes_out``, and ``error`` (the error code) and ``client`` where there is one. uvicorn's own
 records go through the same handler, and its text access lines are off.
