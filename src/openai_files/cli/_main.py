@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from ..http import FormLimits
 from ..metadata.base import DEFAULT_TABLE_PREFIX
 from ..policy import Policy
+from ._admin_commands import add_admin_commands, run_admin_command
 from ._operations import add_operations_options, options_problem, shared_metrics_directory
 from ._serve_app import announce, build_app, configure_logging, worker_environment
 from ._serve_options import HTTP_CHOICES, LOOP_CHOICES, policy_from_args, server_settings
@@ -255,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_operations_options(serve)
     _add_client_commands(commands)
+    add_admin_commands(commands)
     return parser
 
 
@@ -377,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "admin":
+        return run_admin_command(args)
     # The client (and httpx) only for the client commands.
     from ._client_commands import run_client_command
 
