@@ -15,6 +15,7 @@ import typing as _typing
 
 from ._clock import ManualClock
 from ._deprecated import moved_attribute as _moved_attribute
+from ._instrumented import instrumented
 from .backends import open_embedded, open_metadata, open_service, open_storage
 from .errors import (
     AuthenticationFailed,
@@ -102,6 +103,7 @@ __all__ = [
     "api_key_auth",
     "create_app",
     "files_routes",
+    "instrumented",
     "open_auth",
     "open_embedded",
     "open_metadata",

@@ -20,10 +20,12 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from .._instrumented import instrumented
 from ..backends import open_service
-from ..http import FormLimits
+from ..http import FilesMetrics, FormLimits
 from ..http.app import create_app
 from ..http.auth import Authenticator, api_key_auth, open_auth
+from ..service import FilesService
 from ._log_format import configure_logging
 from ._operations import admin_key_from
 from ._serve_options import policy_from_args, server_settings
@@ -79,6 +81,8 @@ def build_app(args: argparse.Namespace) -> ASGIApp:
     if args.storage is None or args.metadata is None:  # something is kept in the data dir
         Path(args.data_dir).mkdir(parents=True, exist_ok=True)
     service = open_service(storage, metadata, policy=policy, table_prefix=args.table_prefix)
+    if getattr(args, "metrics", True):
+        service = measured(service)
     auth: Authenticator = api_key_auth(keys) if keys else open_auth()
     return create_app(
         service,
@@ -93,6 +97,17 @@ def build_app(args: argparse.Namespace) -> ASGIApp:
         probes=True,
         metrics=getattr(args, "metrics", True),
         admin_key=admin_key_from(args, os.environ),
+    )
+
+
+def measured(service: FilesService) -> FilesService:
+    """``service`` over the same backends, each operation of which the default registry's
+    `FilesMetrics` times (``openai_files_backend_operation_duration_seconds``)."""
+    observe = FilesMetrics.of().backend_operation
+    return FilesService(
+        instrumented(service.storage, observe, kind="storage"),
+        instrumented(service.metadata, observe, kind="metadata"),
+        policy=service.policy,
     )
 
 
