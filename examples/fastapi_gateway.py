@@ -5,6 +5,11 @@
 The gateway checks API keys in its own middleware and tells the files app who the caller is
 by putting the owner into the ASGI scope; `scope_owner_auth` reads it from there. Its own
 `/v1/chat/completions` route and the mounted `/v1/files` routes work side by side.
+
+Operations: the files app counts its metrics in Prometheus' default registry, which the
+gateway serves at its own `/metrics` beside its other metrics; `/healthz` and `/readyz` (the
+files backends' readiness) are the gateway's routes, open without a key so that a load
+balancer can probe them.
 """
 
 from __future__ import annotations
@@ -14,14 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openai_files import FilesService, LocalStorage, SQLMetadataStore, create_app
-from openai_files.http import SCOPE_OWNER_KEY, scope_owner_auth
+from openai_files.http import SCOPE_OWNER_KEY, Probes, scope_owner_auth
 
 # The gateway's own key -> tenant table (a database in a real gateway).
 TENANTS = {"sk-team-a": "team-a", "sk-team-b": "team-b"}
+# What a load balancer and Prometheus call without a key.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class GatewayAuth:
@@ -31,7 +39,7 @@ class GatewayAuth:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
             headers = dict(scope["headers"])
             token = headers.get(b"authorization", b"").decode().removeprefix("Bearer ").strip()
             tenant = TENANTS.get(token)
@@ -67,8 +75,20 @@ def build_gateway(service: FilesService) -> FastAPI:
             "tenant": request.scope[SCOPE_OWNER_KEY],
         }
 
+    # --8<-- [start:operations]
+    # Liveness and the readiness of the files backends, and every metric of the process,
+    # the files app's included (it counts them in the default registry: metrics=True).
+    probes = Probes(service)
+    gateway.add_route("/healthz", probes.liveness)
+    gateway.add_route("/readyz", probes.readiness)
+
+    @gateway.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
     # Mounted last, so the gateway's own routes match first.
-    gateway.mount("/", create_app(service, auth=scope_owner_auth()))
+    gateway.mount("/", create_app(service, auth=scope_owner_auth(), metrics=True))
+    # --8<-- [end:operations]
     gateway.add_middleware(GatewayAuth)
     return gateway
     # --8<-- [end:gateway]

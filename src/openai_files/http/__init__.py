@@ -11,11 +11,13 @@ Public: `create_app`, `files_routes` and `exception_handlers` (`openai_files.htt
 authenticators (`openai_files.http.auth`), the rate limiters (`openai_files.http.ratelimit`),
 `FormLimits`, and the operations pieces a host mounts or registers itself: `Probes` (liveness
 and readiness), `FilesMetrics` and `metrics_route` (Prometheus), `RequestObserver` (request
-ids, access log lines, metrics of each request) and `admin_routes` (the usage of every owner).
+ids, access log lines, metrics of each request), `RequestIdFilter` (the request id on log
+records) and `admin_routes` (the usage of every owner).
 The underscored modules (request handlers, multipart parsing, ranges, responses, the OpenAPI
 document) are not public API.
 """
 
+from .._request_context import RequestIdFilter
 from ._admin import admin_routes
 from ._metrics import FilesMetrics, metrics_route
 from ._multipart import FormLimits
@@ -33,6 +35,7 @@ __all__ = [
     "FormLimits",
     "Probes",
     "RateLimiter",
+    "RequestIdFilter",
     "RequestObserver",
     "TokenBucket",
     "admin_routes",

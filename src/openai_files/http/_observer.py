@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._request_context import REQUEST_ID
 from ._metrics import FilesMetrics
+from .auth import SCOPE_OWNER_KEY
 
 __all__ = [
     "ERROR_CODE_KEY",
@@ -35,8 +36,9 @@ __all__ = [
 ]
 
 REQUEST_ID_HEADER = b"x-request-id"
-OWNER_KEY = "openai_files.owner"
-"""Scope key: the authenticated owner of the request (set by the endpoints)."""
+OWNER_KEY = SCOPE_OWNER_KEY
+"""Scope key: the authenticated owner of the request (set by the endpoints once they know it,
+where `scope_owner_auth` reads a host's)."""
 ERROR_CODE_KEY = "openai_files.error_code"
 """Scope key: the code of the library error the request was answered with."""
 UPLOADED_BYTES_KEY = "openai_files.uploaded_bytes"
