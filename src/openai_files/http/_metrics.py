@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 from weakref import WeakKeyDictionary
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -39,6 +40,10 @@ class FilesMetrics:
 
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
         self.registry = registry
+        # The children of labelled metrics, looked up once per set of labels: ``labels()``
+        # takes a lock and builds a key each time, on the path of every request.
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._backend_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.requests = Counter(
             "openai_files_requests_total",
             "HTTP requests answered, by method, route template and status.",
@@ -132,11 +137,30 @@ class FilesMetrics:
         self.sweeps.labels("ok").inc()
         self.swept_files.inc(removed)
 
+    def request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Record one request answered."""
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.request_duration.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
     def backend_operation(self, backend: str, operation: str, seconds: float, failed: bool) -> None:
         """Record one backend operation (see `openai_files.instrumented`)."""
-        self.backend_duration.labels(backend, operation).observe(seconds)
+        key = (backend, operation)
+        children = self._backend_children.get(key)
+        if children is None:
+            children = self._backend_children[key] = (
+                self.backend_duration.labels(backend, operation),
+                self.backend_errors.labels(backend, operation),
+            )
+        children[0].observe(seconds)
         if failed:
-            self.backend_errors.labels(backend, operation).inc()
+            children[1].inc()
 
 
 def metrics_route(registry: CollectorRegistry | None = None, path: str = "/metrics") -> Route:

@@ -149,8 +149,7 @@ class RequestObserver:
         metrics = self.metrics
         assert metrics is not None
         method = scope["method"]
-        metrics.requests.labels(method, template, exchange.status).inc()
-        metrics.request_duration.labels(method, template).observe(seconds)
+        metrics.request(method, template, exchange.status, seconds)
         code = scope.get(ERROR_CODE_KEY)
         if code is not None:
             metrics.error(code)
