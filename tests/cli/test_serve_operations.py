@@ -199,3 +199,21 @@ def test_sigterm_cuts_an_upload_past_the_bound_cleans_it_and_exits_in_time(tmp_p
             await store.aclose()
 
     assert anyio.run(usage) == Usage(files=0, bytes=0)
+
+
+def test_metrics_of_every_worker_are_added_up_whichever_answers(tmp_path: Path) -> None:
+    args = ("--workers", "2", "--storage", "memory://", "--metadata", "sqlite+aiosqlite:///f.db")
+    with server_process(tmp_path, *args) as server:
+        for size in (5, 6, 7, 8):
+            created = httpx.post(
+                server.url + "/v1/files",
+                files={"file": ("a", b"w" * size)},
+                data={"purpose": "vision"},
+                headers={"Connection": "close"},  # a new connection each: any worker
+            )
+            assert created.status_code == 200
+        scrapes = [
+            httpx.get(server.url + "/metrics", headers={"Connection": "close"}).text
+            for _ in range(6)
+        ]
+    assert all("openai_files_uploaded_bytes_total 26.0" in text for text in scrapes)
