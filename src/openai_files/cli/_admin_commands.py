@@ -12,8 +12,10 @@ import argparse
 import json
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
-from ._api_client import ClientError, Connection, FilesClient, JSONObject
+if TYPE_CHECKING:
+    from ._api_client import FilesClient
 
 __all__ = ["DEFAULT_SERVER_URL", "add_admin_commands", "run_admin_command"]
 
@@ -50,6 +52,9 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 def run_admin_command(args: argparse.Namespace) -> int:
     """Run ``admin usage``; 0 when done, 1 for an error (reported on stderr)."""
+    # The client (httpx, which imports rich) only for the command itself.
+    from ._api_client import ClientError, Connection, FilesClient
+
     try:
         if not args.admin_key:
             raise ClientError("no admin key: pass --admin-key or set OPENAI_FILES_ADMIN_KEY")
@@ -67,14 +72,16 @@ def run_admin_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _usage_rows(client: FilesClient, args: argparse.Namespace) -> list[JSONObject]:
+def _usage_rows(client: FilesClient, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from ._api_client import ClientError
+
     query: dict[str, str | int] = {}
     if args.owner is not None:
         query["owner"] = args.owner
     if args.limit is not None:
         query["limit"] = args.limit
     after = args.after
-    rows: list[JSONObject] = []
+    rows: list[dict[str, Any]] = []
     while True:
         page = client._json(
             "GET", "admin/usage", params=query | ({"after": after} if after else {})
@@ -95,7 +102,7 @@ def _usage_rows(client: FilesClient, args: argparse.Namespace) -> list[JSONObjec
         after = last
 
 
-def usage_table(rows: list[JSONObject]) -> str:
+def usage_table(rows: list[dict[str, Any]]) -> str:
     """An aligned table of usage rows under a header of `COLUMNS`, numbers to the right."""
     cells = [COLUMNS, *(tuple(str(row.get(c, "")) for c in COLUMNS) for row in rows)]
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
