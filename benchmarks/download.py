@@ -23,6 +23,7 @@ from harness import MiB
 from harness.clients import curl, expect, make_file, read_json
 from harness.measure import rotated
 from harness.report import Figure, Report, Target, median
+from harness.results import add_results_option, run_and_finish
 from harness.servers import (
     add_allocator_option,
     allocator,
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=7, help="runs per server (7)")
     add_allocator_option(parser)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 16 MiB, 2 runs")
+    add_results_option(parser)
     return parser
 
 
@@ -111,9 +113,7 @@ def _throughput(urls: dict[str, str], size: int, repeat: int) -> dict[str, list[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    report = run(parse_args(argv))
-    report.print()
-    return 0 if report.passed else 1
+    return run_and_finish(run, parse_args(argv))
 
 
 if __name__ == "__main__":

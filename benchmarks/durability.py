@@ -43,8 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400, help="uploads per round (400)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds (5)")
     parser.add_argument("--two", action="store_true", help="only durable and --no-fsync")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 20 uploads, 1 round")
     add_allocator_option(parser)
     options = parser.parse_args(argv)
+    warm_up = 50
+    if options.quick:
+        options.requests, options.rounds, warm_up = 20, 1, 5
     names = list(CONTENDERS)[:2] if options.two else list(CONTENDERS)
     rates: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
@@ -52,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         servers = {name: start(Path(scratch), n, name, options) for n, name in enumerate(names)}
         try:
             for server in servers.values():  # warm up: tables, shard directories, imports
-                asyncio.run(upload_many(server.url, 50, options.clients, options.size))
+                asyncio.run(upload_many(server.url, warm_up, options.clients, options.size))
             for turn in range(options.rounds):
                 for name in rotated(names, turn):
                     server = servers[name]

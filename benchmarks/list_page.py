@@ -36,6 +36,7 @@ from pathlib import Path
 from harness.clients import curl, curl_many, expect, read_json
 from harness.measure import rotated
 from harness.report import Figure, Report, Target, median
+from harness.results import add_results_option, run_and_finish
 from harness.servers import Server, add_allocator_option, allocator, allocator_name, ours_server
 from harness.stores import add_postgres_option, postgres_missing, postgres_tables
 from sqlalchemy import MetaData, Table, insert, text
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_postgres_option(parser)
     add_allocator_option(parser)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 200 vs 2,000 files")
+    add_results_option(parser)
     return parser
 
 
@@ -217,9 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing is not None:
         print(f"list_page: cannot run: {missing}")
         return 2
-    report = run(options)
-    report.print()
-    return 0 if report.passed else 1
+    return run_and_finish(run, options)
 
 
 if __name__ == "__main__":

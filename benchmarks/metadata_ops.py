@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--before", type=Path, help="the src folder of the revision to compare")
     parser.add_argument("--postgres-url", default=POSTGRES_URL)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 20 operations, 1 round")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--backend", help=argparse.SUPPRESS)
     return parser
@@ -211,6 +212,8 @@ def _median(values: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.quick:
+        args.ops, args.rounds = 20, 1
     if args.worker:
         worker(args)
         return

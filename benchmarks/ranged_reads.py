@@ -47,6 +47,7 @@ from harness import MiB
 from harness.clients import CURL, curl, expect, read_json
 from harness.measure import rotated
 from harness.report import Figure, Report, median
+from harness.results import add_results_option, run_and_finish
 from harness.servers import (
     BENCH_BUCKET,
     OURS_PREFIX,
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run: 32 MiB, 60 and 30 requests, 1 run"
     )
+    add_results_option(parser)
     return parser
 
 
@@ -315,9 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing is not None:
         print(f"ranged_reads: cannot run: {missing}")
         return 2
-    report = run(options)
-    report.print()
-    return 0
+    return run_and_finish(run, options)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,24 @@
 """Run the benchmarks of both deployment shapes; print a summary with PASS/FAIL per target.
 
-The embedded shape (local disk + SQLite): ``upload.py``, ``download.py``, ``list_page.py``,
+The embedded shape (local disk + SQLite): ``upload.py``, ``download.py``, ``encryption.py``
+(whose re-wrap part starts a moto of its own), ``list_page.py``,
 the large-file benchmarks ``uploads_api.py --backends local`` and ``ranged_reads.py
 --backends local``, and ``small_requests.py`` with the embedded default, memory backends and
 ogx (it needs wrk and a Python >= 3.12 for ogx). The replicated shape (S3 + PostgreSQL):
-``s3_transfer.py`` against a moto S3 server that it starts itself, ``list_page.py --database
-postgresql`` against the PostgreSQL of ``--postgres-url``, ``uploads_api.py --backends s3`` and
-``ranged_reads.py --backends s3``, each with a moto of its own, and ``small_requests.py`` with
-local disk + PostgreSQL against memory backends. A benchmark whose service or tool is missing
-stops the run before anything is measured, unless ``--skip-unavailable`` says to skip it (the
-reason is printed); ``--shape`` runs one shape only.
+``s3_transfer.py`` and ``tiered.py`` against a moto S3 server that each starts itself,
+``list_page.py --database postgresql`` against the PostgreSQL of ``--postgres-url``,
+``uploads_api.py --backends s3`` and ``ranged_reads.py --backends s3``, each with a moto of
+its own, and ``small_requests.py`` with local disk + PostgreSQL against memory backends. A
+benchmark whose service or tool is missing stops the run before anything is measured, unless
+``--skip-unavailable`` says to skip it (the reason is printed); ``--shape`` runs one shape only.
 
 The results (figures, every sample, targets, settings and the machine) are written as JSON to
-``benchmarks/results/``. The exit status is 1 when a target is missed, 2 when a service is
-missing. ``--quick`` runs every benchmark at smoke-test sizes, whose figures say nothing about
-performance; ``--glibc-defaults`` runs the servers with glibc's adaptive malloc thresholds (see
+``benchmarks/results/bench-<time>.json`` (git-ignored), or with ``--results NAME`` to
+``benchmarks/results/NAME.json``, to be committed and shown in the docs (refused from a tree
+with uncommitted changes: `harness.results`). The exit status is 1 when a target is missed, 2
+when a service is missing. ``--quick`` runs every benchmark at smoke-test sizes, whose figures
+say nothing about performance: no target is judged, and the exit status is 0 unless something
+broke. ``--glibc-defaults`` runs the servers with glibc's adaptive malloc thresholds (see
 `harness.PINNED`).
 """
 
@@ -29,13 +33,16 @@ from dataclasses import dataclass
 from types import ModuleType
 
 import download
+import encryption
 import list_page
 import ranged_reads
 import s3_transfer
 import small_requests
+import tiered
 import upload
 import uploads_api
-from harness.report import Report, print_table, save, target_rows
+from harness.report import UNJUDGED, Report, print_table, save, target_rows
+from harness.results import CannotRecord, add_results_option, check_recordable, write_results
 from harness.servers import add_allocator_option
 from harness.stores import add_postgres_option
 
@@ -68,8 +75,10 @@ class Benchmark:
 BENCHMARKS = (
     Benchmark(upload, "embedded"),
     Benchmark(download, "embedded"),
+    Benchmark(encryption, "embedded", check=encryption.unavailable),
     Benchmark(list_page, "embedded"),
     Benchmark(s3_transfer, "replicated", check=s3_transfer.unavailable),
+    Benchmark(tiered, "replicated", check=tiered.unavailable),
     Benchmark(list_page, "replicated", ("--database", "postgresql"), list_page.unavailable),
     Benchmark(uploads_api, "embedded", ("--backends", "local")),
     Benchmark(uploads_api, "replicated", ("--backends", "s3"), uploads_api.unavailable),
@@ -114,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_postgres_option(parser)
     add_allocator_option(parser)
+    add_results_option(parser)
     return parser
 
 
@@ -129,6 +139,11 @@ def common_arguments(options: argparse.Namespace, benchmark: Benchmark) -> list[
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = build_parser().parse_args(argv)
+    try:
+        check_recordable(options)
+    except CannotRecord as exc:
+        print(f"cannot record results: {exc}")
+        return 3
     chosen = [b for b in BENCHMARKS if options.shape in ("all", b.shape)]
     planned: list[tuple[Benchmark, argparse.Namespace]] = []
     for benchmark in chosen:
@@ -148,16 +163,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     warn_if_busy()
     started = time.monotonic()
     reports: list[Report] = []
+    judged = not options.quick
     for benchmark, benchmark_options in planned:
         report = benchmark.module.run(benchmark_options)
-        report.print()
+        report.print(judged=judged)
         reports.append(report)
     print(f"\n== summary ({time.monotonic() - started:.0f} s{', quick' if options.quick else ''})")
     print_table(
         ["target", "measured", "bound", ""],
-        target_rows(target for report in reports for target in report.targets),
+        target_rows((target for report in reports for target in report.targets), judged=judged),
     )
-    print(f"\nresults: {save(reports, quick=options.quick)}")
+    if not judged:
+        print(UNJUDGED)
+    if options.results is not None:
+        command = ["benchmarks/run_all.py", *(sys.argv[1:] if argv is None else argv)]
+        print(f"\nresults: {write_results(options.results, reports, command)}")
+    else:
+        print(f"\nresults: {save(reports, quick=options.quick)}")
+    if not judged:
+        return 0
     return 0 if all(report.passed for report in reports) else 1
 
 

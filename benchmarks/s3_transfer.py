@@ -46,6 +46,7 @@ from harness import BENCHMARKS_DIR, MiB
 from harness.clients import curl, expect, make_file, make_multipart_body, post_file, read_json
 from harness.measure import ProcessCounters, peak_rss_bytes, reset_peak_rss, rotated, rss_bytes
 from harness.report import Figure, Report, Target, median
+from harness.results import add_results_option, run_and_finish
 from harness.servers import (
     BENCH_BUCKET,
     OURS_PREFIX,
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_s3_rig_options(parser, backends=False)
     add_allocator_option(parser)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 16 MiB, 64 MiB, 2")
+    add_results_option(parser)
     return parser
 
 
@@ -312,9 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing is not None:
         print(f"s3_transfer: cannot run: {missing}")
         return 2
-    report = run(options)
-    report.print()
-    return 0 if report.passed else 1
+    return run_and_finish(run, options)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ transfers on the chosen stack are ``upload.py`` and ``download.py``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,7 @@ import httpx
 from harness import BENCHMARKS_DIR
 from harness.measure import rotated, tree_cpu_seconds
 from harness.report import Figure, Report, median
+from harness.results import add_results_option, run_and_finish
 from harness.servers import Server
 from harness.wrk import upload_script, wrk, wrk_missing
 
@@ -49,7 +51,15 @@ def build_parser_() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=3, help="runs per stack and workload (3)")
     parser.add_argument("--connections", type=int, default=16, help="connections (16)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 s, 1 run")
+    add_results_option(parser)
     return parser
+
+
+def stack_missing(stacks: Sequence[str]) -> str | None:
+    """Why a stack asked for cannot run here, or None."""
+    if "granian" in stacks and importlib.util.find_spec("granian") is None:
+        return "granian is not installed (pip install granian; or --stacks without it)"
+    return None
 
 
 def command(stack: str, app: str, *, factory: bool) -> list[str]:
@@ -161,13 +171,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.quick:
         options.seconds, options.repeat = 2, 1
     options.stacks = [s.strip() for s in options.stacks.split(",") if s.strip()]
-    missing = wrk_missing()
+    if options.quick and stack_missing(options.stacks) is not None:
+        print(f"server_stack: leaving granian out: {stack_missing(options.stacks)}")
+        options.stacks = [stack for stack in options.stacks if stack != "granian"]
+    missing = wrk_missing() or stack_missing(options.stacks)
     if missing is not None:
-        print(f"server_stack: {missing}", file=sys.stderr)
+        print(f"server_stack: cannot run: {missing}", file=sys.stderr)
         return 2
-    report = run(options)
-    report.print()
-    return 0
+    return run_and_finish(run, options)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ import httpx
 from harness import BENCHMARKS_DIR
 from harness.measure import rotated, tree_cpu_seconds
 from harness.report import Figure, Report, Target, median, print_table
+from harness.results import add_results_option, run_and_finish
 from harness.servers import Server, add_allocator_option, allocator, allocator_name, ours_server
 from harness.stores import add_postgres_option, postgres_missing, postgres_tables
 from harness.wrk import spread_script, upload_script, wrk, wrk_missing
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_postgres_option(parser)
     add_allocator_option(parser)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 s, 1 round, 30 files")
+    add_results_option(parser)
     return parser
 
 
@@ -222,6 +224,8 @@ def unavailable(options: argparse.Namespace) -> str | None:
     missing = wrk_missing()
     if missing is None and "ogx" in options.only:
         missing = ogx_interpreter_missing(options)
+        if missing is not None:  # a contender to compare with, not a part of ours
+            missing += " (optional)"
     if missing is None and "ours-postgres" in options.only:
         missing = postgres_missing(options.postgres_url)
     return missing
@@ -415,9 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing is not None:
         print(f"small_requests: cannot run: {missing}", file=sys.stderr)
         return 2
-    report = run(options)
-    report.print()
-    return 0 if report.passed else 1
+    return run_and_finish(run, options)
 
 
 if __name__ == "__main__":

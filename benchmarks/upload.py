@@ -44,6 +44,7 @@ from harness.measure import (
     settle_disk,
 )
 from harness.report import Figure, Report, Target, median
+from harness.results import add_results_option, run_and_finish
 from harness.servers import (
     Server,
     add_allocator_option,
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=7, help="runs per server (7)")
     add_allocator_option(parser)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 16 MiB, 64 MiB, 2")
+    add_results_option(parser)
     return parser
 
 
@@ -213,9 +215,7 @@ def _upload(endpoint: Endpoint, body: Path, content_type: str, scratch: Path) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    report = run(parse_args(argv))
-    report.print()
-    return 0 if report.passed else 1
+    return run_and_finish(run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ from harness.measure import (
     settle_disk,
 )
 from harness.report import Figure, Report, Target, median
+from harness.results import add_results_option, run_and_finish
 from harness.servers import (
     BENCH_BUCKET,
     OURS_PREFIX,
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_s3_rig_options(parser, backends=True)
     add_allocator_option(parser)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 48 MiB, 16 MiB, 1")
+    add_results_option(parser)
     return parser
 
 
@@ -455,9 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing is not None:
         print(f"uploads_api: cannot run: {missing}")
         return 2
-    report = run(options)
-    report.print()
-    return 0 if report.passed else 1
+    return run_and_finish(run, options)
 
 
 if __name__ == "__main__":

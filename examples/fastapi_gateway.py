@@ -4,7 +4,9 @@
 
 The gateway checks API keys in its own middleware and tells the files app who the caller is
 by putting the owner into the ASGI scope; `scope_owner_auth` reads it from there. Its own
-`/v1/chat/completions` route and the mounted `/v1/files` routes work side by side.
+`/v1/chat/completions` route and the mounted `/v1/files` routes work side by side. FastAPI
+does not run a mounted app's lifespan, so the gateway's own runs the files service's: the
+sweeper while it serves, and the service closed when it stops.
 
 Operations: the files app counts its metrics in Prometheus' default registry, which the
 gateway serves at its own `/metrics` beside its other metrics; `/healthz` and `/readyz` (the
@@ -15,6 +17,10 @@ balancer can probe them.
 from __future__ import annotations
 
 import os
+
+# --8<-- [start:gateway]
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +67,13 @@ class GatewayAuth:
         await self.app(scope, receive, send)
 
 
-# --8<-- [start:gateway]
 def build_gateway(service: FilesService) -> FastAPI:
-    gateway = FastAPI(title="Example gateway")
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with service.running(sweep_interval=60):  # sweeper on, then closed at shutdown
+            yield
+
+    gateway = FastAPI(title="Example gateway", lifespan=lifespan)
 
     @gateway.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> dict[str, Any]:

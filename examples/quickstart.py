@@ -10,6 +10,7 @@ directory, where it writes the `requests.jsonl` it uploads.
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import contextlib
 import json
 import os
@@ -17,6 +18,8 @@ import tempfile
 from pathlib import Path
 
 from openai import OpenAI
+
+# --8<-- [end:imports]
 
 
 def write_requests(path: Path, count: int = 3) -> None:

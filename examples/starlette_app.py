@@ -4,7 +4,8 @@
 
 The files app is mounted at `/` after the host's own routes, so `/health` is the host's and
 everything else is the Files API's. Starlette does not run the lifespan of a mounted app, so
-the host closes the files service in its own lifespan.
+the host runs the service's lifecycle in its own: `service.running()` sweeps expired files
+every minute while the host runs, then closes the service.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def build_app(data_dir: Path) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with service:  # closed when the host shuts down
+        async with service.running(sweep_interval=60):  # sweeper on, then closed at shutdown
             yield
 
     routes = [Route("/health", health), Mount("/", app=files_app)]  # the files app last

@@ -14,6 +14,7 @@ Server and key come from OPENAI_BASE_URL and OPENAI_API_KEY, as in `quickstart.p
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import contextlib
 import json
 import os
@@ -21,6 +22,8 @@ import tempfile
 from pathlib import Path
 
 from openai import OpenAI
+
+# --8<-- [end:imports]
 
 MiB = 1024 * 1024
 

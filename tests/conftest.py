@@ -3,7 +3,7 @@ storage and metadata pairs of both deployment shapes. Helpers to import are in `
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,11 +20,31 @@ from openai_files import (
     Storage,
 )
 
-from .support import require_service
+from .support import IN_CI, expected_skip
 
 if TYPE_CHECKING:
     from .clusters import Cluster
     from .s3_servers import S3Server
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Under CI=true a skip is a failure, whatever skipped (a missing service, a missing tool,
+    a ``skipif``), unless its reason declares it expected (`expected_skip`)."""
+    report = yield
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        if not expected_skip(reason):
+            report.outcome = "failed"
+            report.longrepr = (
+                f"skipped under CI=true: {reason}\nCI=true requires every service and tool; "
+                "a skip that is expected ends its reason with '(optional)'"
+            )
+    return report
 
 
 @pytest.fixture
@@ -55,10 +75,10 @@ def cluster(tmp_path: Path, moto: S3Server) -> Iterator[Cluster]:
     """A bucket in moto and a table prefix in PostgreSQL for replicas to share, both removed
     afterwards."""
     from .clusters import Cluster
-    from .databases import POSTGRES_URL, drop_tables, unique_prefix
+    from .databases import POSTGRES_URL, drop_tables, require_database, unique_prefix
     from .s3_servers import ACCESS_KEY, REGION, SECRET_KEY
 
-    require_service("PostgreSQL", "127.0.0.1", 5432)
+    require_database("postgresql")
     bucket, prefix = moto.create_bucket(), unique_prefix()
     storage_url = f"s3://{bucket}/shared/?endpoint={moto.endpoint}&region={REGION}&allow_http=true"
     env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
@@ -96,9 +116,9 @@ def backends(
             SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}"),
         )
         return
-    from .databases import POSTGRES_URL, drop_tables, unique_prefix
+    from .databases import POSTGRES_URL, drop_tables, require_database, unique_prefix
 
-    require_service("PostgreSQL", "127.0.0.1", 5432)
+    require_database("postgresql")
     server: S3Server = request.getfixturevalue("moto")
     bucket, prefix = server.create_bucket(), unique_prefix()
     yield (

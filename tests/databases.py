@@ -10,8 +10,11 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from openai_files import SQLMetadataStore
+from sqlalchemy import make_url
+
+from openai_files import MemoryMetadataStore, MetadataStore, SQLMetadataStore
 
 from .support import require_service
 
@@ -22,10 +25,18 @@ MARIADB_URL = os.environ.get(
     "OPENAI_FILES_TEST_MARIADB", "mysql+aiomysql://root@127.0.0.1:3306/test"
 )
 
-SERVERS = {
-    "postgresql": (POSTGRES_URL, "PostgreSQL", 5432),
-    "mariadb": (MARIADB_URL, "MariaDB", 3306),
-}
+SERVERS = {"postgresql": (POSTGRES_URL, "PostgreSQL"), "mariadb": (MARIADB_URL, "MariaDB")}
+"""The configured URL and the name of each database server."""
+
+
+def require_database(server: str) -> str:
+    """The configured URL of ``server`` (``postgresql`` or ``mariadb``), once its host and port
+    answer: the test skips when they do not, and fails under CI=true."""
+    url, name = SERVERS[server]
+    parsed = make_url(url)
+    default_port = 5432 if server == "postgresql" else 3306
+    require_service(name, parsed.host or "127.0.0.1", parsed.port or default_port)
+    return url
 
 
 def unique_prefix() -> str:
@@ -42,11 +53,30 @@ async def drop_tables(url: str, prefix: str) -> None:
 @asynccontextmanager
 async def sql_store(server: str, prefix: str | None = None) -> AsyncIterator[SQLMetadataStore]:
     """A store on ``server`` with fresh tables, dropped afterwards; skips if the server is down."""
-    url, name, port = SERVERS[server]
-    require_service(name, "127.0.0.1", port)
+    url = require_database(server)
     store = SQLMetadataStore(url, table_prefix=prefix or unique_prefix())
     try:
         yield store
     finally:
         await store.drop_schema()
         await store.aclose()
+
+
+STORE_KINDS = ["memory", "sqlite", "postgresql", "mariadb"]
+"""Every built-in metadata store, for tests of the service that must hold on each."""
+
+
+@asynccontextmanager
+async def metadata_store(kind: str, tmp_path: Path) -> AsyncIterator[MetadataStore]:
+    """An empty store of ``kind`` (one of `STORE_KINDS`), closed (and dropped) afterwards."""
+    if kind == "memory":
+        memory = MemoryMetadataStore()
+        yield memory
+        await memory.aclose()
+    elif kind == "sqlite":
+        sqlite = SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}")
+        yield sqlite
+        await sqlite.aclose()
+    else:
+        async with sql_store(kind) as store:
+            yield store

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -54,6 +55,20 @@ def service_missing(reason: str) -> NoReturn:
     if IN_CI:
         pytest.fail(f"{reason}; CI=true requires every service")
     pytest.skip(reason)
+
+
+def requires_tool(name: str, why: str) -> pytest.MarkDecorator:
+    """Skip the test when the program ``name`` is not on ``PATH``; under CI=true the skip is a
+    failure that names it (``conftest.py``)."""
+    return pytest.mark.skipif(
+        shutil.which(name) is None, reason=f"{name} is not on PATH (needed {why})"
+    )
+
+
+def expected_skip(reason: str) -> bool:
+    """Whether a skip is declared as expected, also under CI=true: its reason ends with
+    ``(optional)``, as the conformance suites say of a capability a backend may lack."""
+    return reason.rstrip().endswith("(optional)")
 
 
 class ServerThread:

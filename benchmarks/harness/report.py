@@ -76,18 +76,30 @@ class Report:
     def passed(self) -> bool:
         return all(target.passed for target in self.targets)
 
-    def print(self) -> None:
+    def print(self, *, judged: bool = True) -> None:
+        """The figures, then the targets: with PASS or FAIL when ``judged``, else (figures at
+        smoke-test sizes) without a verdict."""
         settings = ", ".join(f"{key}={value}" for key, value in self.settings.items())
         print(f"\n== {self.benchmark} ({settings})")
         rows = [[figure.label, str(figure), str(figure.runs)] for figure in self.figures]
         print_table(["figure", "median", "runs"], rows)
         print()
-        print_table(["target", "measured", "bound", ""], target_rows(self.targets))
+        print_table(["target", "measured", "bound", ""], target_rows(self.targets, judged=judged))
+        if not judged and self.targets:
+            print(UNJUDGED)
 
 
-def target_rows(targets: Iterable[Target]) -> list[list[str]]:
+UNJUDGED = "(--quick: smoke-test sizes, the targets are not judged)"
+
+
+def target_rows(targets: Iterable[Target], *, judged: bool = True) -> list[list[str]]:
     return [
-        [target.name, f"{target.value:.2f}{target.unit}", target.bound, target.verdict]
+        [
+            target.name,
+            f"{target.value:.2f}{target.unit}",
+            target.bound,
+            target.verdict if judged else "-",
+        ]
         for target in targets
     ]
 
@@ -115,7 +127,8 @@ def machine() -> dict[str, Any]:
 
 
 def _source_revision() -> str:
-    """The commit measured, with ``+dirty`` when ``src/`` has uncommitted changes."""
+    """The commit measured, with ``+dirty`` when ``src/`` has uncommitted changes (a results
+    file for the docs needs the whole tree clean: `harness.results`)."""
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -144,7 +157,7 @@ def save(reports: Sequence[Report], *, quick: bool) -> Path:
         "quick": quick,
         "machine": machine(),
         "passed": all(report.passed for report in reports),
-        "reports": [_report_json(report) for report in reports],
+        "reports": [report_json(report) for report in reports],
     }
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / f"bench-{now:%Y%m%d-%H%M%S}{'-quick' if quick else ''}.json"
@@ -152,7 +165,7 @@ def save(reports: Sequence[Report], *, quick: bool) -> Path:
     return path
 
 
-def _report_json(report: Report) -> dict[str, Any]:
+def report_json(report: Report) -> dict[str, Any]:
     data = asdict(report)
     for target, source in zip(data["targets"], report.targets, strict=True):
         target["passed"] = source.passed

@@ -152,9 +152,11 @@ def ours_server(
     storage: str | None = None,
     metadata: str | None = None,
     table_prefix: str | None = None,
+    extra: Sequence[str] = (),
 ) -> Server:
     """``openai-files serve``, open to the owner ``default``: on local disk + SQLite under
-    ``data_dir`` unless ``storage`` or ``metadata`` (URLs) say otherwise.
+    ``data_dir`` unless ``storage`` or ``metadata`` (URLs) say otherwise; ``extra`` are more
+    flags (``--encryption-key-file``, ``--cache-dir``...).
 
     An S3 storage reads `S3_CREDENTIALS` from the environment, as any deployment would.
     """
@@ -169,6 +171,7 @@ def ours_server(
     ):
         if value is not None:
             argv += [flag, value]
+    argv += extra
     env = {**allocator, **(S3_CREDENTIALS if storage and storage.startswith("s3:") else {})}
     return Server("openai-files", argv, log=data_dir.with_suffix(".log"), env=env)
 
@@ -228,6 +231,7 @@ def ours_on_s3(
     label: str,
     max_file_size: int | None = None,
     storage_options: str = "",
+    extra: Sequence[str] = (),
 ) -> tuple[Server, Server]:
     """moto (in ``scratch/moto``) with `BENCH_BUCKET`, and ours in front of it (its data
     directory ``scratch/ours-s3``), its records in PostgreSQL under a fresh table prefix
@@ -248,6 +252,7 @@ def ours_on_s3(
         storage=s3_storage_url(moto.url, BENCH_BUCKET, OURS_PREFIX) + storage_options,
         metadata=metadata,
         table_prefix=table_prefix,
+        extra=extra,
     )
     return moto, stack.enter_context(ours)
 

@@ -54,7 +54,7 @@ def postgres_missing(url: str) -> str | None:
 
 def s3_client(endpoint: str) -> Any:
     """A boto3 S3 client of the server at ``endpoint``, with the benchmarks' credentials."""
-    import boto3  # type: ignore[import-untyped]  # only the S3 benchmarks need it
+    import boto3  # only the S3 benchmarks need it
 
     return boto3.client(
         "s3",

@@ -73,6 +73,7 @@ POLICY = Policy(
     list_limit_default=10_000,
     list_limit_max=10_000,
     list_offset=False,
+    list_offset_max=1_000,
     file_id_format="openai",
 )
 # --8<-- [end:policy]

@@ -14,8 +14,10 @@ Reproduced:
   lists and its content answers 404;
 - ``GET /v1/files`` pages 100 files by default and at most 1000 (``limit`` 1..1000);
 - files do not expire (seed 001's file object has no ``expires_at``); one owner per project;
-- ``offset`` pagination and the ``total`` count (``list_offset=True``); ``after=<file id>``
-  cursors work as well, and stay correct while files are added and deleted;
+- ``offset`` pagination and the ``total`` count (``list_offset=True``), offsets up to 1,000
+  (``list_offset_max``, the default: deeper ones cost more than a page should, and are
+  refused with a 400 that says to page on with ``after``); ``after=<file id>`` cursors work
+  as well, and stay correct while files are added and deleted;
 - UUID ids (``file_id_format="uuid7"``), which carry the creation time as ``file-`` ids do;
 - the platform has no Uploads API, so the app does not serve one
   (``create_app(uploads_api=False)``).
@@ -45,6 +47,7 @@ POLICY = Policy(
     list_limit_default=100,
     list_limit_max=1000,
     list_offset=True,  # offset=N pages, and every page carries total
+    list_offset_max=1_000,  # deeper offsets: 400, page on with after=<last_id>
     file_id_format="uuid7",  # UUIDs, which still carry the creation time for cursors
 )
 # --8<-- [end:policy]

@@ -180,6 +180,12 @@ def _check_offset(policy: Policy, offset: int | None, after: str | None) -> None
         raise InvalidRequest("Give after or offset, not both.", param="offset")
     if offset < 0:
         raise InvalidRequest(f"offset must be 0 or more; got {offset}.", param="offset")
+    if policy.list_offset_max is not None and offset > policy.list_offset_max:
+        raise InvalidRequest(
+            f"offset must be at most {policy.list_offset_max}; got {offset}. To read further, "
+            "page on with after=<the last_id of a page> (its order and purpose unchanged).",
+            param="offset",
+        )
 
 
 def _offset_paging(core: Core) -> OffsetPaging:

@@ -13,6 +13,7 @@ OpenAIFilesError
 ├── FileNotFound                 no such file for this owner (also a builtin FileNotFoundError)
 ├── UploadNotFound               no such upload for this owner
 ├── BlobNotFound                 storage has no bytes under a key (also a FileNotFoundError)
+├── BlobUnreadable               stored bytes fail their integrity check, or their key is gone
 ├── Conflict                     the file is in use and cannot be changed now
 ├── QuotaExceeded                an owner's quota of files, bytes or open uploads is full
 ├── RateLimited                  too many requests; retry after `retry_after` seconds
@@ -34,6 +35,7 @@ __all__ = [
     "AuthenticationFailed",
     "BackendUnavailable",
     "BlobNotFound",
+    "BlobUnreadable",
     "Conflict",
     "FileNotFound",
     "FileTooLarge",
@@ -123,15 +125,24 @@ class FileTooLarge(OpenAIFilesError):
 
 
 class RequestTooLarge(FileTooLarge):
-    """The request body as a whole passed its maximum: the file plus the form's allowance."""
+    """The request body as a whole passed its maximum: the file plus the form's allowance.
 
-    def __init__(self, limit: int) -> None:
-        OpenAIFilesError.__init__(
-            self,
-            f"The request body is too large: the maximum is {limit} bytes, including the form "
-            "fields around the file. Send a smaller file or fewer and shorter fields.",
-            param=None,
-        )
+    With ``file_limit`` (an upload's), the message names it, the limit the operator set, in
+    the words of `FileTooLarge`, and the allowance for the form fields beside it."""
+
+    def __init__(self, limit: int, *, file_limit: int | None = None) -> None:
+        if file_limit is None:
+            message = (
+                f"The request body is too large: the maximum is {limit} bytes, including the "
+                "form fields around the file. Send a smaller file or fewer and shorter fields."
+            )
+        else:
+            message = (
+                f"The request body is too large: the maximum size is {file_limit} bytes for "
+                f"the file, and the form fields around it may add {limit - file_limit} bytes. "
+                "Upload a smaller file, or use the Uploads API for large files."
+            )
+        OpenAIFilesError.__init__(self, message, param=None)
         self.limit = limit
 
 
@@ -185,6 +196,27 @@ class BlobNotFound(OpenAIFilesError, FileNotFoundError):
     def __init__(self, key: str) -> None:
         super().__init__(f"No stored object under key {shown(key)}")
         self.key = key
+
+
+class BlobUnreadable(OpenAIFilesError):
+    """The bytes stored under a key cannot be returned as they were written: an encrypted
+    object that fails its integrity check (altered, truncated, reordered, another object's
+    bytes) or whose master key is not in the keyring. Never retried: the bytes will not
+    change by themselves. The message a client sees says no more than that; ``str()`` of the
+    error, for the logs, names the key and the ``reason``."""
+
+    code = "blob_unreadable"
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(
+            "The stored content of this file cannot be read: it fails its integrity check or "
+            "its encryption key is not configured. The server's log says which."
+        )
+        self.key = key
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"the stored object under key {shown(self.key)} cannot be read: {self.reason}"
 
 
 class Conflict(OpenAIFilesError):

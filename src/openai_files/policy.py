@@ -130,6 +130,10 @@ class Policy:
       (a UUID version 7); both carry the creation time, which keeps ``after`` cursors valid.
     - ``list_offset``: ``GET /files`` also takes ``offset`` (skip that many files of the list,
       instead of a cursor) and every page carries ``total``; needs an `OffsetPaging` store.
+    - ``list_offset_max``: the largest ``offset`` taken (1,000); a deeper one is refused with a
+      400 that says to page on with ``after``. A database skips an offset's files one by one,
+      so a page costs more the deeper it starts (about twice a cursor page at 1,000 files, 5
+      times at 10,000); None takes any offset.
     """
 
     upload_purposes: tuple[str, ...] | None = OPENAI_UPLOAD_PURPOSES
@@ -158,6 +162,7 @@ class Policy:
     list_limit_default: int = 10_000
     list_limit_max: int = 10_000
     list_offset: bool = False
+    list_offset_max: int | None = 1_000
     file_id_format: FileIdFormat = "openai"
 
     def __post_init__(self) -> None:
@@ -185,6 +190,8 @@ class Policy:
             raise ValueError("max_open_uploads must be at least 1, or None for no bound")
         if not 1 <= self.list_limit_default <= self.list_limit_max:
             raise ValueError("list_limit_default must be between 1 and list_limit_max")
+        if self.list_offset_max is not None and self.list_offset_max < 0:
+            raise ValueError("list_offset_max must be 0 or more, or None for no bound")
         if self.file_id_format not in ("openai", "uuid7"):
             raise ValueError("file_id_format must be 'openai' or 'uuid7'")
         if self.file_too_large_status not in (400, 413):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Self
 
@@ -32,13 +32,15 @@ from ._clock import Clock
 from ._core import IDEMPOTENCY_WINDOW, Core, file_object
 from ._deferred import validate_stored
 from ._downloads import FileContent, FileStat, download_url, open_content, stat
+from ._lifecycle import running
 from ._listing import LIST_BATCH, ListedBatches, list_in_batches
 from ._pending_upload import PendingUpload, begin_upload
 from ._readiness import Readiness, check_backends
+from ._usage import USAGE_PAGE_MAX, list_usage, owner_usage
 from .errors import FileNotFound
 from .events import EventHook
 from .inputs import possible_id
-from .metadata.base import MetadataStore, OffsetPaging, StatusUpdates, UsageListing
+from .metadata.base import MetadataStore, OffsetPaging, StatusUpdates
 from .models import FileDeleted, FileList, FileObject, OwnerUsage, UsageList
 from .policy import Policy
 from .storage.base import Storage
@@ -57,6 +59,7 @@ from .uploads import Uploads
 
 __all__ = [
     "LIST_BATCH",
+    "USAGE_PAGE_MAX",
     "FileContent",
     "FileStat",
     "FilesService",
@@ -64,9 +67,6 @@ __all__ = [
     "PendingUpload",
     "Readiness",
 ]
-
-USAGE_PAGE_MAX = 1000
-"""The most owners one page of `FilesService.list_usage` holds."""
 
 
 class FilesService:
@@ -124,6 +124,20 @@ class FilesService:
         traceback: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def running(
+        self,
+        *,
+        sweep_interval: float | None = 60.0,
+        stale_after: int = STALE_AFTER,
+        close: bool = True,
+    ) -> AbstractAsyncContextManager[FilesService]:
+        """The service's lifecycle for a host's lifespan: ``async with service.running():``
+        runs the sweeper every ``sweep_interval`` seconds (None: no sweeper; ``stale_after`` as
+        in `sweep`) while the block runs, then lets a sweep in progress finish and, unless
+        ``close`` is False, closes the service. A host that mounts `create_app` (whose own
+        lifespan Starlette does not run) wraps its lifespan's ``yield`` in it."""
+        return running(self, sweep_interval=sweep_interval, stale_after=stale_after, close=close)
 
     async def aclose(self) -> None:
         """Close storage and the metadata store."""
@@ -350,27 +364,13 @@ class FilesService:
 
     async def usage(self, owner: str) -> OwnerUsage:
         """What ``owner`` stores now: files, bytes and open uploads (for billing, support)."""
-        found = await self.metadata.usage(checked_owner(owner))
-        return OwnerUsage(
-            owner=owner, files=found.files, bytes=found.bytes, open_uploads=found.open_uploads
-        )
+        return await owner_usage(self.metadata, owner)
 
     async def list_usage(self, *, after: str | None = None, limit: int = 100) -> UsageList:
         """A page of every owner's usage, by owner, starting after the owner ``after``: the
-        owners who store something (a file, bytes or an open upload). ``limit``: 1 to
-        `USAGE_PAGE_MAX`. `TypeError` when the metadata store cannot list usage (it is no
-        `UsageListing`; the built-in stores all can)."""
-        if not 1 <= limit <= USAGE_PAGE_MAX:
-            raise ValueError(f"limit is 1 to {USAGE_PAGE_MAX}, not {limit}")
-        store = self.metadata
-        if not isinstance(store, UsageListing):
-            raise TypeError(f"{store!r} cannot list usage (it is no UsageListing store)")
-        rows = await store.list_usage(after=after, limit=limit + 1)
-        data = [
-            OwnerUsage(owner=o, files=u.files, bytes=u.bytes, open_uploads=u.open_uploads)
-            for o, u in rows[:limit]
-        ]
-        return UsageList(data=data, has_more=len(rows) > limit)
+        owners who store something. ``limit``: 1 to `USAGE_PAGE_MAX`. `TypeError` for a
+        metadata store that is no `UsageListing` (the built-in stores all are)."""
+        return await list_usage(self.metadata, after=after, limit=limit)
 
     # -- sweeping -----------------------------------------------------------------------------
 

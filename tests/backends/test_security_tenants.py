@@ -49,10 +49,10 @@ from openai_files.metadata.sql_schema import (
 )
 from openai_files.testing import make_record
 
-from ..databases import SERVERS, drop_tables, unique_prefix
+from ..databases import drop_tables, require_database, unique_prefix
 from ..sql_schema_v1 import VERSION as V1
 from ..sql_schema_v1 import v1_metadata
-from ..support import BATCH_LINE, require_service, serve
+from ..support import BATCH_LINE, serve
 
 SQL_SERVERS = ["sqlite", "postgresql", "mariadb"]
 HOUR = 3600
@@ -73,9 +73,7 @@ def database_url(server: str, tmp_path: Path) -> str:
     """The URL of ``server`` (failing under CI=true, else skipping, when it is down)."""
     if server == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'files.db'}"
-    url, name, port = SERVERS[server]
-    require_service(name, "127.0.0.1", port)
-    return url
+    return require_database(server)
 
 
 class HostAuth:
@@ -144,7 +142,7 @@ def upload(
             ("expires_after[seconds]", (None, str(expires_after))),
         ]
     fields.append(("file", ("notes.txt", content)))
-    headers = {} if key is None else {"idempotency-key": key}
+    headers: dict[bytes, bytes] = {} if key is None else {b"idempotency-key": key}
     response = client.post("/files", files=fields, headers=headers)
     assert response.status_code == 200, response.text
     return response
@@ -318,6 +316,7 @@ async def test_a_version_1_database_is_upgraded_in_place_with_its_rows_intact(
         assert [r.id for r in await store.list("alice", now=now, limit=10)] == [alice.id]
         assert await store.usage("alice") == Usage(files=1, bytes=12)
         assert await store.usage("alice ") == Usage(files=1, bytes=12)
+        assert await store.count("alice", now=now) == 1  # version 4's counts
         assert await store.idempotent_file("alice", "Report-2024", since=0) == alice.id
         assert await store.idempotent_file("alice", "report-2024", since=0) is None
         async with store.engine.connect() as connection:  # a step run again changes nothing

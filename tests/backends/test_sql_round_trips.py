@@ -11,7 +11,7 @@ that adds a round trip fails here; no timing is asserted.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,7 +73,7 @@ def counted(store: SQLMetadataStore) -> Iterator[Tally]:
     def commit(_connection: Any) -> None:
         tally.commits += 1
 
-    listeners = [
+    listeners: list[tuple[str, Callable[..., None]]] = [
         ("before_cursor_execute", statement),
         ("after_cursor_execute", executed),
         ("commit", commit),
@@ -170,15 +170,16 @@ async def test_usage_is_one_statement(store: SQLMetadataStore) -> None:
     assert tally.begins == 0
 
 
-async def test_a_create_is_two_transactions_of_five_statements(store: SQLMetadataStore) -> None:
+async def test_a_create_is_two_transactions_of_six_statements(store: SQLMetadataStore) -> None:
     await created(store)  # the owner's usage row exists, as for every upload after the first
     record = pending(1)
     with counted(store) as tally:
         await store.insert(record, quota=QUOTA)
         await store.commit(record.replace(status="processed"))
     # insert: the usage row made sure of, counted under the quota, the file row; commit: the
-    # reservation read, the row made active (its size equal to what it reserved).
-    assert len(tally.statements) == 5
+    # reservation read, the row made active (its size equal to what it reserved), the owner's
+    # count of active files of its purpose grown.
+    assert len(tally.statements) == 6
     # MariaDB makes sure of the usage row in a transaction of its own (see `insert`).
     assert tally.transactions == (3 if is_mariadb(store) else 2)
 
@@ -194,14 +195,14 @@ async def test_a_reservation_is_one_transaction_of_two_statements(
     assert tally.transactions == 1
 
 
-async def test_a_delete_is_two_transactions_of_five_statements(store: SQLMetadataStore) -> None:
+async def test_a_delete_is_two_transactions_of_six_statements(store: SQLMetadataStore) -> None:
     record = await created(store)
     with counted(store) as tally:
         assert await store.begin_delete(OWNER, record.id, now=NOW) is not None
         await store.remove(OWNER, record.id)
-    # begin_delete: marked, read back, usage shrunk; remove: read, deleted (an unheld file has
-    # no holds rows to delete).
-    assert len(tally.statements) == 5
+    # begin_delete: marked, read back, usage shrunk, count of active files shrunk; remove: read,
+    # deleted (an unheld file has no holds rows to delete).
+    assert len(tally.statements) == 6
     assert tally.transactions == 2
 
 

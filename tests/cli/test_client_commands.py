@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openai_files.cli._client_commands import safe_filename
 
-from ..support import ServerThread, embedded_app, free_port, serve, server_process
+from ..support import ServerThread, embedded_app, free_port, requires_tool, serve, server_process
 
 KEY = "sk-test"
 SHELL = ("bash", "--norc", "--noprofile")
@@ -303,7 +302,7 @@ def test_a_server_that_ignores_ranges_sends_the_whole_file_again(tmp_path: Path)
     assert broken.stderr == "error: <html> <h1>Bad Gateway</h1> </html> (502)\n"
 
 
-@pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux script for a pty")
+@requires_tool("script", "from util-linux, for a pty")
 def test_the_progress_bar_shows_in_a_terminal_only(server: ServerThread, tmp_path: Path) -> None:
     (tmp_path / "shown.bin").write_bytes(os.urandom(2 * 1024 * 1024))
     command = [sys.executable, "-m", "openai_files.cli", "upload", str(tmp_path / "shown.bin")]
@@ -389,7 +388,7 @@ class Tmux:
         subprocess.run([*self.base, "kill-server"], capture_output=True)
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux for a real terminal")
+@requires_tool("tmux", "for a real terminal")
 def test_a_session_in_a_real_terminal_shows_progress_and_resumes_a_download(
     server: ServerThread, downloads: ContentRequests, tmp_path: Path
 ) -> None:

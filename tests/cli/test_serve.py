@@ -12,7 +12,7 @@ import pytest
 
 from openai_files import Policy
 from openai_files.cli import build_parser
-from openai_files.cli._serve_options import policy_from_args, server_settings
+from openai_files.cli._serve_options import owner_of_key, policy_from_args, server_settings
 from openai_files.metadata.base import Quota
 
 from ..support import server_process
@@ -31,7 +31,7 @@ def test_defaults_put_files_and_sqlite_under_the_data_dir(tmp_path: Path) -> Non
 
 def test_api_keys_come_from_flags_or_the_environment() -> None:
     environ = {"OPENAI_FILES_API_KEYS": "sk-a=alice, sk-b"}
-    assert settings([], environ)[2] == {"sk-a": "alice", "sk-b": "sk-b"}
+    assert settings([], environ)[2] == {"sk-a": "alice", "sk-b": owner_of_key("sk-b")}
     assert settings(["--api-key", "sk-c=carol"], environ)[2] == {"sk-c": "carol"}
 
 

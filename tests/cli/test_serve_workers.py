@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from openai_files.cli import build_parser
 from openai_files.metadata.base import DEFAULT_TABLE_PREFIX
 
-from ..databases import POSTGRES_URL, drop_tables, unique_prefix
-from ..support import ServerProcess, free_port, require_service
+from ..databases import POSTGRES_URL, drop_tables, require_database, unique_prefix
+from ..support import ServerProcess, free_port
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc")
 
@@ -46,7 +46,7 @@ class Workers:
         self.prefix = DEFAULT_TABLE_PREFIX
         options = ["--workers", "2", "--data-dir", str(workdir / "data"), *args]
         if backend == "postgresql":
-            require_service("PostgreSQL", "127.0.0.1", 5432)
+            require_database("postgresql")
             self.metadata_url, self.prefix = POSTGRES_URL, unique_prefix()
             options += ["--metadata", POSTGRES_URL, "--table-prefix", self.prefix]
         self.backend = backend

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import httpx2
 import openai
 import pytest
 from fastapi import FastAPI
@@ -36,12 +37,13 @@ KEYS = {"sk-alice": "alice", "sk-bob": "bob"}
 
 
 def sdk(app: ASGIApp, base_url: str, key: str = "sk-alice") -> openai.AsyncOpenAI:
-    transport = httpx.ASGITransport(app=app)
+    """The SDK in process: its own HTTP client (``httpx2``) over an ASGI transport."""
+    transport = httpx2.ASGITransport(app=app)
     return openai.AsyncOpenAI(
         base_url=base_url,
         api_key=key,
         max_retries=0,
-        http_client=httpx.AsyncClient(transport=transport, base_url=base_url),
+        http_client=httpx2.AsyncClient(transport=transport, base_url=base_url),
     )
 
 

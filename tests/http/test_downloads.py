@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -32,7 +31,7 @@ from openai_files import (
 from openai_files.http._ranges import http_date
 
 from ..s3_servers import S3Server
-from ..support import serve
+from ..support import requires_tool, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -467,7 +466,7 @@ def curl(*args: str | Path) -> list[str]:
     return done.stdout.split()
 
 
-@pytest.mark.skipif(shutil.which(CURL) is None, reason="needs /usr/bin/curl")
+@requires_tool(CURL, "to resume a download")
 def test_curl_resumes_an_interrupted_download_fetching_only_the_missing_half(
     tmp_path: Path, contents: dict[int, bytes]
 ) -> None:

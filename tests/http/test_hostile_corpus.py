@@ -31,6 +31,8 @@ A case is a JSON object:
   one file it creates, exactly.
 - ``same_as``: ``{"path": ...}``: the answer must be byte for byte the answer to this request
   (with ``{unknown_file_id}`` standing for ``{foreign_file_id}``).
+- ``expect_listed``: for a list request, the ids the page must hold, exactly and in order (the
+  placeholders above stand for real ids).
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ class Case:
     answered_by: str
     stored: tuple[str, bytes] | None
     same_as: str | None
+    expect_listed: list[str] | None
 
     @classmethod
     def load(cls, file: Path) -> Case:
@@ -171,6 +174,7 @@ class Case:
             answered_by=spec.get("answered_by", "app"),
             stored=None if stored is None else (stored["filename"], data(stored["content"])),
             same_as=spec.get("same_as", {}).get("path"),
+            expect_listed=spec.get("expect_listed"),
         )
 
 
@@ -450,6 +454,9 @@ async def test_hostile_request_gets_its_answer_and_leaves_nothing_behind(
         assert_nothing_leaks(api, path, answer)
         if case.same_as is not None:
             await assert_same_as_twin(api, case, answer)
+        if case.expect_listed is not None:
+            listed = [file["id"] for file in json.loads(answer.content)["data"]]
+            assert listed == [api.resolve(file_id) for file_id in case.expect_listed]
 
         after = await snapshot(api)
         if case.stored is not None:

@@ -258,6 +258,7 @@ def test_downloads_are_binary_and_the_requests_are_described() -> None:
     "policy", [Policy(), Policy(upload_purposes=("batch", "user_data", "reports"))]
 )
 def test_the_purposes_on_upload_are_the_policys(policy: Policy) -> None:
+    assert policy.upload_purposes is not None
     document = openapi_document(policy, ("", "/v1"))
     for prefix in ("", "/v1"):
         create = document["paths"][f"{prefix}/files"]["post"]["requestBody"]["content"]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from openai_files import FilesService, MemoryMetadataStore, MemoryStorage, create_app
 from openai_files.http import FormLimits
@@ -37,7 +38,7 @@ HEAD = (
 TAIL = f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
-def memory_app(limits: FormLimits | None = None) -> object:
+def memory_app(limits: FormLimits | None = None) -> Starlette:
     service = FilesService(MemoryStorage(), MemoryMetadataStore())
     return create_app(
         service, auth=api_key_auth({KEY_A: "team-a", KEY_B: "team-b"}), form_limits=limits

@@ -32,8 +32,8 @@ from openai_files.errors import BackendUnavailable, InvalidRequest
 from openai_files.metadata.base import FileRecord
 from openai_files.service import LIST_BATCH
 
-from ..databases import SERVERS, drop_tables, unique_prefix
-from ..support import require_service, serve, stored_files
+from ..databases import drop_tables, require_database, unique_prefix
+from ..support import serve, stored_files
 
 pytestmark = pytest.mark.anyio
 
@@ -73,9 +73,7 @@ class Deployment:
 def database_url(backend: str, root: Path) -> str:
     if backend == "sqlite":
         return f"sqlite+aiosqlite:///{root / 'files.db'}"
-    url, name, port = SERVERS[backend]
-    require_service(name, "127.0.0.1", port)
-    return url
+    return require_database(backend)
 
 
 @asynccontextmanager
@@ -135,7 +133,7 @@ def assert_refused(
 
 
 async def upload_form(
-    api: Deployment, file_headers: bytes, *, headers: dict[str, str | bytes] | None = None
+    api: Deployment, file_headers: bytes, *, headers: dict[str, bytes] | None = None
 ) -> httpx.Response:
     """A multipart upload whose file part has exactly ``file_headers``."""
     delimiter = f"--{BOUNDARY}".encode()
@@ -147,7 +145,10 @@ async def upload_form(
     return await api.client.post(
         "/v1/files",
         content=body,
-        headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}", **(headers or {})},
+        headers=[
+            (b"content-type", f"multipart/form-data; boundary={BOUNDARY}".encode()),
+            *((name.encode(), value) for name, value in (headers or {}).items()),
+        ],
     )
 
 

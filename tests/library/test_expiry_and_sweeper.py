@@ -44,9 +44,9 @@ from openai_files.storage.s3 import S3Storage
 from openai_files.sweeper import SweepReport
 from openai_files.testing import FaultyMetadataStore, ManualClock
 
-from ..databases import POSTGRES_URL, drop_tables, unique_prefix
+from ..databases import POSTGRES_URL, drop_tables, require_database, unique_prefix
 from ..s3_servers import S3Server
-from ..support import require_service, serve, stored_files
+from ..support import serve, stored_files
 
 pytestmark = pytest.mark.anyio
 
@@ -73,7 +73,7 @@ class Pair:
 def pair(request: pytest.FixtureRequest) -> Pair:
     storage, metadata = request.param.split("+")
     if metadata == "postgresql":
-        require_service("PostgreSQL", "127.0.0.1", 5432)
+        require_database("postgresql")
     s3 = request.getfixturevalue("moto") if storage == "s3" else None
     return Pair(storage, metadata, s3)
 
@@ -527,11 +527,11 @@ class OutrunStore(SQLMetadataStore):
     rival: SQLMetadataStore
     lost: list[FileRecord]
 
-    async def _claim(self, record: FileRecord, now: int) -> bool:
+    async def _claim(self, candidates: list[FileRecord], now: int) -> list[FileRecord]:
         if not self.lost:
-            assert await self.rival._claim(record, now)
-            self.lost.append(record)
-        return await super()._claim(record, now)
+            assert await self.rival._claim(candidates[:1], now) == candidates[:1]
+            self.lost.append(candidates[0])
+        return await super()._claim(candidates, now)
 
 
 @pytest.mark.parametrize("pair", ["local+sqlite", "s3+postgresql"], indirect=True)

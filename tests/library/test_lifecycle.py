@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
+import httpx2
 import openai
 import pytest
+from starlette.applications import Starlette
 
 from openai_files import (
     FilesService,
@@ -66,10 +68,21 @@ async def upload(
     purpose_first: bool = True,
     headers: dict[str, str] | None = None,
 ) -> httpx.Response:
-    fields = [("purpose", (None, purpose)), ("file", (filename, content))]
+    fields: list[tuple[str, tuple[str | None, str | bytes]]] = [
+        ("purpose", (None, purpose)),
+        ("file", (filename, content)),
+    ]
     return await client.post(
         "/files", files=fields if purpose_first else fields[::-1], headers=headers
     )
+
+
+def service_app(client: httpx.AsyncClient) -> Starlette:
+    """The files app behind a client that `build` made."""
+    transport = client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    assert isinstance(transport.app, Starlette)
+    return transport.app
 
 
 def error(response: httpx.Response) -> dict[str, object]:
@@ -147,7 +160,7 @@ async def test_a_held_file_is_409_without_retry_until_released(
 ) -> None:
     client = build()
     created = (await upload(client, BATCH_LINE)).json()
-    service: FilesService = client._transport.app.state.service  # type: ignore[attr-defined]
+    service: FilesService = service_app(client).state.service
     await service.hold("alice", created["id"], "batch_1")
     refused = await client.delete(f"/files/{created['id']}")
     assert refused.status_code == 409
@@ -161,11 +174,11 @@ async def test_a_held_file_is_409_without_retry_until_released(
 async def test_the_sdk_does_not_retry_a_delete_of_a_held_file(build: Build) -> None:
     client = build()
     created = (await upload(client, BATCH_LINE)).json()
-    service: FilesService = client._transport.app.state.service  # type: ignore[attr-defined]
+    service: FilesService = service_app(client).state.service
     await service.hold("alice", created["id"], "batch_1")
     attempts = 0
 
-    async def count(request: httpx.Request) -> None:
+    async def count(request: httpx2.Request) -> None:
         nonlocal attempts
         attempts += 1
 
@@ -173,8 +186,9 @@ async def test_the_sdk_does_not_retry_a_delete_of_a_held_file(build: Build) -> N
         base_url="http://t/v1",
         api_key="sk-a",
         max_retries=2,
-        http_client=httpx.AsyncClient(
-            transport=client._transport, event_hooks={"request": [count]}
+        http_client=httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=service_app(client)),
+            event_hooks={"request": [count]},
         ),
     )
     with pytest.raises(openai.ConflictError):
@@ -278,7 +292,7 @@ async def test_clients_cannot_upload_system_purposes_but_the_service_can(build: 
     client = build()
     refused = await upload(client, b"{}", purpose="batch_output", filename="o.jsonl")
     assert error(refused)["param"] == "purpose"
-    service: FilesService = client._transport.app.state.service  # type: ignore[attr-defined]
+    service: FilesService = service_app(client).state.service
     made = await service.create(
         "alice", file=b"{}\n", filename="out.jsonl", purpose="batch_output", system=True
     )

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Barrier
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import anyio
 import httpx
@@ -40,9 +40,9 @@ from openai_files.testing import FaultyMetadataStore
 from openai_files.testing.metadata import make_record
 
 from ..clusters import KEY, Cluster
-from ..databases import POSTGRES_URL, SERVERS, drop_tables, unique_prefix
+from ..databases import POSTGRES_URL, drop_tables, require_database, unique_prefix
 from ..s3_servers import S3Server
-from ..support import ServerProcess, require_service, serve, server_process, stored_files
+from ..support import ServerProcess, serve, server_process, stored_files
 
 _T = TypeVar("_T")
 
@@ -51,7 +51,17 @@ ALICE = {"authorization": "Bearer sk-alice"}
 BOB = {"authorization": "Bearer sk-bob"}
 T0 = 1_760_000_000.0
 QUOTA = 100_000
-UPLOAD = {"filename": "data.bin", "purpose": "assistants", "mime_type": "application/octet-stream"}
+
+
+class UploadFields(TypedDict):
+    filename: str
+    purpose: str
+    mime_type: str
+
+
+UPLOAD = UploadFields(
+    filename="data.bin", purpose="assistants", mime_type="application/octet-stream"
+)
 
 
 class Clock:
@@ -106,8 +116,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
     if request.param == "sqlite":
         yield Database(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}", "openai_files_")
         return
-    url, name, port = SERVERS[request.param]
-    require_service(name, "127.0.0.1", port)
+    url = require_database(request.param)
     found = Database(url, unique_prefix())
     yield found
     anyio.run(drop_tables, found.url, found.prefix)

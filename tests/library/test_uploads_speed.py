@@ -27,8 +27,8 @@ from openai_files.storage.base import StoredBlob, UnfinishedRange
 from openai_files.storage.local import UNFINISHED_SUFFIX
 from openai_files.testing import FaultyMetadataStore, FaultyStorage, ManualClock
 
-from ..databases import SERVERS, drop_tables, unique_prefix
-from ..support import require_service, serve, stored_files
+from ..databases import drop_tables, require_database, unique_prefix
+from ..support import serve, stored_files
 
 pytestmark = pytest.mark.anyio
 
@@ -117,9 +117,7 @@ def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tup
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'files.db'}", ""
         return
-    url, name, port = SERVERS[request.param]
-
-    require_service(name, "127.0.0.1", port)
+    url = require_database(request.param)
     prefix = unique_prefix()
     yield url, prefix
     anyio.run(drop_tables, url, prefix)

@@ -19,7 +19,12 @@ import pytest
 from ..support import free_port
 
 ROOT = Path(__file__).parents[2]
-DRIVERS = {"postgres": "asyncpg", "mysql": "aiomysql", "s3": "obstore"}
+DRIVERS = {
+    "postgres": "asyncpg",
+    "mysql": "aiomysql",
+    "s3": "obstore",
+    "encryption": "cryptography",
+}
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +150,74 @@ def test_a_clean_environment_serves_the_quickstart(clean_env: Path, tmp_path: Pa
     # A clean shutdown; uvicorn exits by the signal it handled.
     assert server.returncode in (0, -signal.SIGTERM), log.read_text()
     assert "Application shutdown complete." in log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("backend", "extra"),
+    [
+        (["--storage", "s3://bucket"], "s3"),
+        (["--metadata", "postgresql+asyncpg://postgres@127.0.0.1:5432/files"], "postgres"),
+        (["--metadata", "mysql+aiomysql://root@127.0.0.1:3306/files"], "mysql"),
+    ],
+)
+def test_a_base_install_names_the_missing_extra_in_one_line(
+    clean_env: Path, tmp_path: Path, backend: list[str], extra: str
+) -> None:
+    command = [str(clean_env / "openai-files"), "serve", "--port", str(free_port()), *backend]
+    command += ["--data-dir", str(tmp_path / "data")]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("openai-files serve: error: ")
+    assert f"pip install 'openai-files[{extra}]'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_base_install_runs_the_command_line_client_against_its_own_server(
+    clean_env: Path, tmp_path: Path
+) -> None:
+    """The README's client commands with the base install only: upload, list, get, download,
+    delete against an open ``openai-files serve``."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "VIRTUAL_ENV"))}
+    command = [str(clean_env / "openai-files"), "serve", "--port", str(port)]
+    command += ["--data-dir", str(tmp_path / "data")]
+    log = tmp_path / "serve.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    (tmp_path / "notes.txt").write_text("hello\n")
+
+    def client(*args: str) -> str:
+        done = subprocess.run(
+            [str(clean_env / "openai-files"), *args, "--base-url", f"http://127.0.0.1:{port}/v1"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr + log.read_text()
+        return done.stdout
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/v1/files", timeout=1)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        file_id = client("upload", "notes.txt", "--purpose", "assistants").strip()
+        assert file_id in client("list")
+        assert "notes.txt" in client("get", file_id)
+        client("download", file_id, "-o", "copy.txt")
+        assert (tmp_path / "copy.txt").read_text() == "hello\n"
+        assert client("delete", file_id) == f"deleted {file_id}\n"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    assert "the server is OPEN" in log.read_text()

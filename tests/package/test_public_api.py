@@ -95,7 +95,7 @@ def test_an_unknown_name_is_an_attribute_error_without_warning() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(AttributeError, match="no_such_name"):
-            _ = openai_files.no_such_name  # type: ignore[attr-defined]
+            _ = openai_files.no_such_name
 
 
 def test_the_command_line_runs_as_a_module() -> None:

@@ -13,6 +13,7 @@ ClientError            a local failure: unreadable file, unwritable path, unexpe
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import re
 import secrets
@@ -41,6 +42,7 @@ TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 """Long reads: a server may check a large upload (JSONL validation, S3 completion) before
 answering."""
 
+JSON_HEADERS = {"content-type": "application/json"}
 JSONObject = dict[str, Any]
 Advance = Callable[[int], None]
 """Told how many more bytes were sent or received."""
@@ -90,6 +92,8 @@ class MultipartBody:
     file: BinaryIO
     filename: str
     size: int
+    name: str = "file"
+    """The file part's field name: ``file`` for ``/files``, ``data`` for an upload's part."""
     boundary: str = field(default_factory=lambda: secrets.token_hex(16))
 
     @property
@@ -120,7 +124,7 @@ class MultipartBody:
             for name, value in self.fields.items()
         ]
         parts.append(
-            f'--{self.boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{self.name}"; '
             f'filename="{_header_quoted(self.filename)}"\r\nContent-Type: {media_type}\r\n\r\n'
         )
         return "".join(parts).encode()
@@ -182,6 +186,21 @@ class FilesClient:
 
     def create(self, body: MultipartBody, advance: Advance = lambda _: None) -> JSONObject:
         return self._json("POST", "files", content=body.chunks(advance), headers=body.headers)
+
+    def create_upload(self, fields: JSONObject) -> JSONObject:
+        """``POST /uploads``: an Uploads API upload of ``fields`` (filename, purpose, bytes,
+        mime_type)."""
+        body = json.dumps(fields).encode()
+        return self._json("POST", "uploads", content=iter([body]), headers=JSON_HEADERS)
+
+    def add_part(self, upload_id: str, body: MultipartBody, advance: Advance) -> JSONObject:
+        url = f"uploads/{quote(upload_id, safe='')}/parts"
+        return self._json("POST", url, content=body.chunks(advance), headers=body.headers)
+
+    def complete_upload(self, upload_id: str, part_ids: list[str]) -> JSONObject:
+        url = f"uploads/{quote(upload_id, safe='')}/complete"
+        body = json.dumps({"part_ids": part_ids}).encode()
+        return self._json("POST", url, content=iter([body]), headers=JSON_HEADERS)
 
     def list_page(
         self,

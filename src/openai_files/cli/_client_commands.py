@@ -18,12 +18,13 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from ._api_client import (
     Advance,
+    APIError,
     ClientError,
     Connection,
     ConnectionFailed,
@@ -34,7 +35,9 @@ from ._api_client import (
     files_of,
     printable,
 )
+from ._base_url import DEFAULT_BASE_URL, START_HINT
 from ._download_target import RECORD_SUFFIX, DownloadTarget, Resume
+from ._upload_parts_client import AUTO_THRESHOLD, DEFAULT_PART_SIZE, upload_in_parts
 
 __all__ = ["COMMANDS", "run_client_command", "safe_filename"]
 
@@ -111,6 +114,48 @@ def _print_json(obj: JSONObject) -> None:
 
 def upload(client: FilesClient, args: argparse.Namespace) -> None:
     path = Path(args.file)
+    if args.uploads_api or args.part_size or _size_of(path) > AUTO_THRESHOLD:
+        created = _upload_in_parts(client, args, path)
+    else:
+        try:
+            created = _upload_whole(client, args, path)
+        except APIError as exc:
+            if exc.status != 413:
+                raise
+            _note(f"{exc.message}: sending it through the Uploads API instead")
+            created = _upload_in_parts(client, args, path)
+    if args.json:
+        _print_json(created)
+    else:
+        print(printable(str(created.get("id"))))
+
+
+def _upload_in_parts(client: FilesClient, args: argparse.Namespace, path: Path) -> JSONObject:
+    shown = _progress_shown(args)
+    with ExitStack() as bars:
+
+        def progress(total: int, done: int) -> Advance:
+            return bars.enter_context(progress_bar(shown, path.name, total, completed=done))
+
+        try:
+            return upload_in_parts(
+                client,
+                path,
+                args.purpose,
+                expires_after=args.expires_after,
+                part_size=args.part_size or DEFAULT_PART_SIZE,
+                progress=progress,
+                note=_note,
+            )
+        except ConnectionFailed as exc:
+            raise ConnectionFailed(f"{exc}; run the command again to resume") from exc
+        except APIError as exc:
+            if exc.status < 500:
+                raise
+            raise APIError(f"{exc.message}; run the command again to resume", exc.status) from exc
+
+
+def _upload_whole(client: FilesClient, args: argparse.Namespace, path: Path) -> JSONObject:
     fields = {"purpose": args.purpose}
     if args.expires_after is not None:
         fields["expires_after[anchor]"] = "created_at"
@@ -121,11 +166,7 @@ def upload(client: FilesClient, args: argparse.Namespace) -> None:
     except OSError as exc:
         raise ClientError(f"cannot read {path}: {exc.strerror or exc}") from exc
     with file, progress_bar(_progress_shown(args), path.name, size) as advance:
-        created = client.create(MultipartBody(fields, file, path.name, size), advance)
-    if args.json:
-        _print_json(created)
-    else:
-        print(printable(str(created.get("id"))))
+        return client.create(MultipartBody(fields, file, path.name, size), advance)
 
 
 def list_files(client: FilesClient, args: argparse.Namespace) -> None:
@@ -261,8 +302,22 @@ COMMANDS: Mapping[str, Callable[[FilesClient, argparse.Namespace], None]] = {
 
 
 def connection_from_args(args: argparse.Namespace) -> Connection:
-    """``--base-url`` and ``--api-key``, which default to the SDKs' environment variables."""
+    """``--base-url`` and ``--api-key``, which default to the SDKs' environment variables,
+    and then to the local server, `DEFAULT_BASE_URL`."""
     return Connection.to(args.base_url, args.api_key)
+
+
+def _named_server(connection: Connection) -> None:
+    """Say which server the command talks to when it is not the local default, on stderr
+    when that is a terminal (a script's stderr keeps only errors)."""
+    if connection.base_url != DEFAULT_BASE_URL and sys.stderr.isatty():
+        _note(f"server: {printable(connection.base_url)}")
+
+
+def _with_hint(exc: ClientError, connection: Connection) -> str:
+    if isinstance(exc, ConnectionFailed) and connection.base_url == DEFAULT_BASE_URL:
+        return f"{exc} ({START_HINT})"
+    return str(exc)
 
 
 def run_client_command(args: argparse.Namespace) -> int:
@@ -274,10 +329,16 @@ def run_client_command(args: argparse.Namespace) -> int:
     - 130: interrupted (Ctrl-C).
     """
     try:
-        with FilesClient(connection_from_args(args)) as client:
-            COMMANDS[args.command](client, args)
+        connection = connection_from_args(args)
     except ClientError as exc:
         _note(f"error: {exc}")
+        return 1
+    _named_server(connection)
+    try:
+        with FilesClient(connection) as client:
+            COMMANDS[args.command](client, args)
+    except ClientError as exc:
+        _note(f"error: {_with_hint(exc, connection)}")
         return 1
     except KeyboardInterrupt:
         _note("error: interrupted")

@@ -15,14 +15,19 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ..http import FormLimits
 from ..metadata.base import DEFAULT_TABLE_PREFIX
 from ..policy import Policy
 from ._admin_commands import add_admin_commands, run_admin_command
+from ._base_url import DEFAULT_BASE_URL
+from ._extras import missing_extra
 from ._operations import add_operations_options, options_problem, shared_metrics_directory
-from ._serve_app import announce, build_app, configure_logging, worker_environment
 from ._serve_options import HTTP_CHOICES, LOOP_CHOICES, policy_from_args, server_settings
-from ._startup_checks import backends_answer
+from ._storage_options import (
+    add_rewrap_command,
+    add_storage_flags,
+    check_storage_flags,
+    run_rewrap,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -32,16 +37,15 @@ DEFAULT_MAX_FILE_SIZE = Policy().max_file_size
 DEFAULT_MAX_UPLOAD_SIZE = Policy().upload_limit
 DEFAULT_MAX_OPEN_UPLOADS = Policy().max_open_uploads
 DEFAULT_HEADER_TIMEOUT = 10.0
-DEFAULT_BODY_TIMEOUT = FormLimits().body_timeout or 0.0
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-"""Where the client commands go without ``--base-url`` or ``OPENAI_BASE_URL``, as the SDKs do."""
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"OPENAI_FILES_{name}", default)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, serve_flags: bool = True) -> argparse.ArgumentParser:
+    """The command line; without ``serve_flags``, ``serve`` takes no flags and the server's
+    modules stay unimported (what the client commands and ``--help`` need)."""
     parser = argparse.ArgumentParser(
         prog="openai-files",
         description="An OpenAI-compatible Files API server, and a client for any such API.",
@@ -52,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the Files API server",
         description="Serve /files and /v1/files. Each flag also reads OPENAI_FILES_<FLAG>.",
     )
+    if not serve_flags:
+        _add_client_commands(commands)
+        return parser
+    from ..http import FormLimits
+
+    body_timeout = FormLimits().body_timeout or 0.0
     serve.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="(OPENAI_FILES_HOST)")
     serve.add_argument(
         "--port", type=int, default=int(_env("PORT", "8000")), help="(OPENAI_FILES_PORT)"
@@ -85,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY[=OWNER]",
         help="accept this API key, for OWNER; repeatable (OPENAI_FILES_API_KEYS, "
         "comma-separated). The owner follows the LAST '=' (owners have no '=', no spaces, "
-        "1-255 characters); a KEY alone or ending in '=' (base64 padding) is its own owner. "
+        "1-255 characters); a KEY alone or ending in '=' (base64 padding) stands for the "
+        "owner 'key-' + 16 hex digits of its SHA-256, shown at start (keys are never stored). "
         "Keys are printable ASCII without spaces. With no key option at all the server is "
         "open; one that gives no valid key stops it from starting.",
     )
@@ -222,12 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--body-timeout",
         type=float,
-        default=float(_env("BODY_TIMEOUT", str(DEFAULT_BODY_TIMEOUT))),
+        default=float(_env("BODY_TIMEOUT", str(body_timeout))),
         metavar="SECONDS",
         help="end with 408 a request body that takes longer than SECONDS in all (a body "
         "slower than 1 KiB/s or that pauses 60 s ends sooner); the largest file must fit in it "
         "at your slowest clients' rate, and keep it at or below --stale-after; 0 turns it off "
-        f"(default: {DEFAULT_BODY_TIMEOUT:g}; OPENAI_FILES_BODY_TIMEOUT)",
+        f"(default: {body_timeout:g}; OPENAI_FILES_BODY_TIMEOUT)",
     )
     serve.add_argument(
         "--workers",
@@ -254,8 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default=_env("LOG_LEVEL", "info"), help="(OPENAI_FILES_LOG_LEVEL)"
     )
+    add_storage_flags(serve, os.environ)
     add_operations_options(serve)
     _add_client_commands(commands)
+    add_rewrap_command(commands)
     add_admin_commands(commands)
     return parser
 
@@ -275,7 +288,8 @@ def _add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         "--base-url",
         metavar="URL",
         default=os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
-        help=f"the API's base URL, ending in /v1 (OPENAI_BASE_URL; default {DEFAULT_BASE_URL})",
+        help=f"the API's base URL, ending in /v1 (OPENAI_BASE_URL; default {DEFAULT_BASE_URL}, "
+        "the local 'openai-files serve'); another server is named on stderr",
     )
     group.add_argument(
         "--api-key",
@@ -299,6 +313,16 @@ def _add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     up.add_argument("--purpose", required=True, help="assistants, batch, fine-tune, ...")
     up.add_argument(
         "--expires-after", type=_positive, metavar="SECONDS", help="expire SECONDS after creation"
+    )
+    up.add_argument(
+        "--uploads-api",
+        action="store_true",
+        help="send the file in parts through the Uploads API, several at once; an interrupted "
+        "upload resumes from the parts sent (kept in FILE.upload.json). Automatic for files "
+        "over 512 MiB or over the server's single-request limit",
+    )
+    up.add_argument(
+        "--part-size", type=_positive, metavar="BYTES", help="bytes per part (default: 64 MiB)"
     )
 
     ls = commands.add_parser("list", parents=[connection, as_json], help="list files")
@@ -337,15 +361,21 @@ def _optional_int(value: str) -> int | None:
 
 
 def serve(args: argparse.Namespace) -> int:
+    from ._serve_app import announce, build_app, configure_logging, worker_environment
     from ._server import run_server  # uvicorn, only to serve
+    from ._startup_checks import backends_answer
 
     configure_logging(args.log_level, log_format=args.log_format)
     try:
-        _, _, api_keys = server_settings(args)
+        storage, metadata, api_keys = server_settings(args)
         policy_from_args(args)
-    except ValueError as exc:
+        check_storage_flags(args)
+    except (ValueError, ImportError) as exc:
         print(f"openai-files serve: error: {exc}", file=sys.stderr)
         return 2
+    if (missing := missing_extra(storage, metadata)) is not None:
+        print(f"openai-files serve: error: {missing}", file=sys.stderr)
+        return 1
     if (problem := options_problem(args, api_keys)) is not None:
         print(f"openai-files serve: error: {problem}", file=sys.stderr)
         return 2
@@ -376,9 +406,12 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(serve_flags=argv[:1] == ["serve"]).parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "storage":
+        return run_rewrap(args)
     if args.command == "admin":
         return run_admin_command(args)
     # The client (and httpx) only for the client commands.

@@ -21,14 +21,15 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from .._instrumented import instrumented
-from ..backends import open_service
+from ..backends import open_metadata, open_storage
 from ..http import FilesMetrics, FormLimits
 from ..http.app import create_app
 from ..http.auth import Authenticator, api_key_auth, open_auth
 from ..service import FilesService
 from ._log_format import configure_logging
 from ._operations import admin_key_from
-from ._serve_options import policy_from_args, server_settings
+from ._serve_options import mask, owner_of_key, policy_from_args, server_settings
+from ._storage_options import describe_storage, wrap_storage
 
 __all__ = [
     "FACTORY",
@@ -56,12 +57,21 @@ STARTUP_FAILURE = 3
 
 
 def announce(args: argparse.Namespace) -> None:
-    """Log what the server built from ``args`` will serve: its keys (how many, never which)
-    or a warning that it is open, and its storage and metadata (without passwords)."""
+    """Log what the server built from ``args`` will serve: its keys (how many, never which;
+    the owner of each key given without one, with the key masked) or a warning that it is
+    open, and its storage and metadata (without passwords)."""
     storage, metadata, keys = server_settings(args)
     if keys:
         owners = len(set(keys.values()))
         log.info("openai-files: %d API key(s) configured for %d owner(s)", len(keys), owners)
+        for key, owner in keys.items():
+            if owner == owner_of_key(key):
+                log.info(
+                    "openai-files: the key %s, given without an owner, is the owner %s "
+                    "(KEY=OWNER names it)",
+                    mask(key),
+                    owner,
+                )
     else:
         log.warning(
             "openai-files: no API key configured: the server is OPEN and every caller is "
@@ -69,7 +79,13 @@ def announce(args: argparse.Namespace) -> None:
         )
     if not metadata.startswith("memory:"):
         metadata = make_url(metadata).render_as_string(hide_password=True)
-    log.info("openai-files: storage %s, metadata %s", storage, metadata)
+    wrapped = describe_storage(args)
+    log.info(
+        "openai-files: storage %s%s, metadata %s",
+        storage,
+        f" ({wrapped})" * bool(wrapped),
+        metadata,
+    )
 
 
 def build_app(args: argparse.Namespace) -> ASGIApp:
@@ -80,7 +96,11 @@ def build_app(args: argparse.Namespace) -> ASGIApp:
     policy = policy_from_args(args)
     if args.storage is None or args.metadata is None:  # something is kept in the data dir
         Path(args.data_dir).mkdir(parents=True, exist_ok=True)
-    service = open_service(storage, metadata, policy=policy, table_prefix=args.table_prefix)
+    service = FilesService(
+        wrap_storage(open_storage(storage), args),
+        open_metadata(metadata, table_prefix=args.table_prefix),
+        policy=policy,
+    )
     if getattr(args, "metrics", True):
         service = measured(service)
     auth: Authenticator = api_key_auth(keys) if keys else open_auth()
@@ -91,6 +111,7 @@ def build_app(args: argparse.Namespace) -> ASGIApp:
         sweep_interval=args.sweep_interval or None,
         sweep_stale_after=args.stale_after,
         close_service=True,
+        openapi=True,
         uploads_api=args.uploads_api,
         file_too_large_status=args.file_too_large_status,
         form_limits=FormLimits(body_timeout=args.body_timeout or None),

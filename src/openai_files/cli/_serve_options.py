@@ -5,6 +5,7 @@ or loaded whole with ``--policy FILE.py:NAME``)."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import unicodedata
@@ -22,6 +23,7 @@ __all__ = [
     "load_policy",
     "mask",
     "merge_api_keys",
+    "owner_of_key",
     "owner_problem",
     "parse_api_key",
     "parse_api_keys",
@@ -127,7 +129,15 @@ def load_policy(reference: str) -> Policy:
 API_KEYS_VARIABLE = "OPENAI_FILES_API_KEYS"
 API_KEYS_FILE_VARIABLE = "OPENAI_FILES_API_KEYS_FILE"
 MAX_OWNER_LENGTH = 255
-"""The longest owner the service accepts, and so the longest key that may stand alone."""
+"""The longest owner the service accepts."""
+KEY_OWNER_PREFIX = "key-"
+
+
+def owner_of_key(key: str) -> str:
+    """The owner of a key given without one (``--api-key KEY``): ``key-`` and the first 16 hex
+    digits of the key's SHA-256, a stable id that does not reveal the key. The key itself is
+    never stored: the owner is what the records hold."""
+    return KEY_OWNER_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def owner_problem(owner: str) -> str | None:
@@ -173,7 +183,8 @@ def parse_api_key(value: str, where: str) -> tuple[str, str]:
     """One ``KEY`` or ``KEY=OWNER`` value as ``(key, owner)``; `ValueError` saying why not.
 
     The owner is what follows the LAST ``=``, since owners never contain one; a value ending
-    in ``=`` (base64 padding) has no owner and is the key whole. A key alone is its own owner.
+    in ``=`` (base64 padding) has no owner and is the key whole. A key alone stands for the
+    owner `owner_of_key` derives from it.
     ``where`` names the value in messages, which never show a key.
     """
     key, separator, owner = value.rpartition("=")
@@ -187,14 +198,7 @@ def parse_api_key(value: str, where: str) -> tuple[str, str]:
     if (problem := key_problem(key)) is not None:
         hint = " (an unset shell variable?)" if problem == "is empty" else ""
         raise ValueError(f"{where}: the key {problem}{hint}.")
-    if not owner:
-        if len(key) > MAX_OWNER_LENGTH:
-            raise ValueError(
-                f"{where}: the key {mask(key)} is longer than {MAX_OWNER_LENGTH} characters "
-                "and cannot be its own owner: give it one (KEY=OWNER)."
-            )
-        owner = key
-    return key, owner
+    return key, owner or owner_of_key(key)
 
 
 def parse_api_keys(values: Sequence[str], source: str = "--api-key") -> dict[str, str]:

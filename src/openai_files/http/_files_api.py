@@ -82,13 +82,15 @@ class FilesEndpoints:
                 return JSONResponse(earlier.model_dump(mode="json"))
         max_body = self.service.policy.max_file_size + FORM_OVERHEAD
         declared = _integer(request.headers.get("content-length", ""))
+        file_limit = self.service.policy.max_file_size
         if declared is not None and declared > max_body:
-            raise RequestTooLarge(max_body)
+            raise RequestTooLarge(max_body, file_limit=file_limit)
         reader = MultipartReader(
             request_body(request, self.form_limits),
             boundary_from_content_type(request.headers.get("content-type")),
             max_body=max_body,
             limits=self.form_limits,
+            file_limit=file_limit,
         )
         fields: dict[str, str] = {}
         async with AsyncExitStack() as stack:

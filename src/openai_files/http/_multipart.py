@@ -85,7 +85,8 @@ class MultipartReader:
 
     Call `next_part` to get the next part's headers (None after the closing boundary), then
     consume its content with `iter_data` or `read_text`; content not consumed is skipped.
-    ``max_body`` bounds the whole body: past it, `RequestTooLarge` is raised at once.
+    ``max_body`` bounds the whole body: past it, `RequestTooLarge` is raised at once, naming
+    ``file_limit`` when the form carries a file of at most that size.
     """
 
     def __init__(
@@ -95,8 +96,10 @@ class MultipartReader:
         *,
         max_body: int,
         limits: FormLimits | None = None,
+        file_limit: int | None = None,
     ) -> None:
         self._body = body
+        self._file_limit = file_limit
         self._limits = limits or FormLimits()
         self._max_body = max_body
         self._received = 0
@@ -187,7 +190,7 @@ class MultipartReader:
             ) from None
         self._received += len(chunk)
         if self._received > self._max_body:
-            raise RequestTooLarge(self._max_body)
+            raise RequestTooLarge(self._max_body, file_limit=self._file_limit)
         try:
             self._parser.write(chunk)
         except MultipartParseError as exc:

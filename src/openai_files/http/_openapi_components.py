@@ -252,8 +252,10 @@ def parameters(policy: Policy) -> dict[str, JSON]:
         "ListOffset": param(
             "query",
             "offset",
-            {"type": "integer", "minimum": 0, "default": 0},
-            "How many files of the list to skip, instead of `after` (not with it).",
+            {"type": "integer", "minimum": 0, "default": 0}
+            | ({} if policy.list_offset_max is None else {"maximum": policy.list_offset_max}),
+            "How many files of the list to skip, instead of `after` (not with it)"
+            + ("." if policy.list_offset_max is None else "; past the maximum, page with `after`."),
         ),
         "Range": param(
             "header",

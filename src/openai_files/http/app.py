@@ -18,6 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .._lifecycle import running
 from .._outage_log import OutageLog
 from ..errors import BackendUnavailable, OpenAIFilesError
 from ..service import FilesService
@@ -45,8 +46,6 @@ __all__ = ["create_app", "files_routes"]
 log = logging.getLogger("openai_files")
 
 DEFAULT_PREFIXES = ("", "/v1")
-SWEEP_SHUTDOWN_GRACE = 30.0
-"""Seconds a sweep in progress at shutdown may take to finish before it is cancelled."""
 CLEANUP_GRACE = 5.0
 """Seconds the requests still in flight at shutdown (cancelled by a server whose graceful
 timeout passed) have to clean up what they wrote before the service closes."""
@@ -184,7 +183,8 @@ def create_app(
       `openai_files.ratelimit`); a refusal is 429 with ``Retry-After``.
     - ``sweep_interval``: run the sweeper (expired files, dead uploads, failed deletes) every
       so many seconds while the app runs. Starlette does not run a mounted app's lifespan: a
-      host that mounts this app runs ``service.run_sweeper(interval=...)`` in its own.
+      host that mounts this app runs ``async with service.running(sweep_interval=...)`` in its
+      own (see `FilesService.running`).
       ``sweep_stale_after``: seconds after which an unfinished upload or delete counts as dead
       (see `FilesService.sweep`); keep it above the time your largest upload takes.
     - ``close_service``: close the service when the app shuts down (for a standalone server
@@ -224,29 +224,19 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        try:
-            async with anyio.create_task_group() as tasks:
-                stop = anyio.Event()
-                if sweep_interval:
-                    tasks.start_soon(
-                        partial(
-                            service.run_sweeper,
-                            interval=sweep_interval,
-                            stale_after=sweep_stale_after,
-                            stop=stop,
-                            on_sweep=on_sweep,
-                        )
-                    )
-                yield
-                stop.set()  # a sweep in progress finishes; one that hangs is cut off
-                tasks.cancel_scope.deadline = anyio.current_time() + SWEEP_SHUTDOWN_GRACE
-                with anyio.move_on_after(CLEANUP_GRACE):
-                    # Polled: an event set by the last request out would cost every request.
-                    while in_flight.count:  # noqa: ASYNC110
-                        await anyio.sleep(0.05)
-        finally:
-            if close_service:
-                await service.aclose()
+        stale_after, close = sweep_stale_after, close_service
+        async with running(
+            service,
+            sweep_interval=sweep_interval,
+            stale_after=stale_after,
+            close=close,
+            on_sweep=on_sweep,
+        ):
+            yield
+            with anyio.move_on_after(CLEANUP_GRACE):
+                # Polled: an event set by the last request out would cost every request.
+                while in_flight.count:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
 
     status = too_large_status(file_too_large_status, service.policy)
     routes = files_routes(

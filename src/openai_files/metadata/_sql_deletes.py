@@ -4,6 +4,7 @@ whose row count says who won, so that a delete, a hold and a sweeper contend for
 from __future__ import annotations
 
 import builtins
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
@@ -38,6 +39,7 @@ class SQLFileDeletes(SQLFileRecords):
                 return None
             record = file_record(connection.execute(statements.owned(), mine).one())
             self._add_usage(connection, owner, -1, -record.bytes, None)
+            self._count_active(connection, record, -1)
             return record
 
         return await self._write(mark)
@@ -70,6 +72,8 @@ class SQLFileDeletes(SQLFileRecords):
                 raise Rollback(None)  # it changed under us; whoever changed it carries on
             if record.counts_against_quota:
                 self._add_usage(connection, owner, -1, -record.bytes, None)
+            if record.state == "active":
+                self._count_active(connection, record, -1)
             if not keep_record and record.hold_count:
                 connection.execute(delete(holds).where(holds.c.file_id == file_id))
 
@@ -122,9 +126,11 @@ class SQLFileDeletes(SQLFileRecords):
     async def claim_for_sweep(
         self, *, now: int, stale_before: int, limit: int
     ) -> builtins.list[FileRecord]:
-        """Read up to ``limit`` candidates (expired first, then stale), then claim each with a
-        conditional UPDATE on its state and ``changed_at``: a candidate another sweeper took first
-        is skipped."""
+        """Read up to ``limit`` candidates (expired first, then stale), then claim them in one
+        transaction, each with a conditional UPDATE on its state and ``changed_at`` (a candidate
+        another sweeper took or changed first is skipped), in the order of their ids so that
+        concurrent sweepers take the rows' locks in one order; the usage and the counts of
+        active files shrink once per owner (and purpose) in the same transaction."""
         files = self._files
         expired = and_(
             files.c.state == "active",
@@ -140,31 +146,49 @@ class SQLFileDeletes(SQLFileRecords):
             return rows
 
         rows = await self._read(candidates)
-        claimed = []
-        for candidate in (file_record(row) for row in rows):
-            if await self._claim(candidate, now):
-                claimed.append(candidate)
-        return claimed
+        if not rows:
+            return []
+        return await self._claim([file_record(row) for row in rows], now)
 
-    async def _claim(self, record: FileRecord, now: int) -> bool:
-        """Take one candidate for this sweeper, unless another took or changed it first."""
-        files = self._files
+    async def _claim(
+        self, candidates: builtins.list[FileRecord], now: int
+    ) -> builtins.list[FileRecord]:
+        """Take the candidates no other sweeper took or changed first, in one transaction."""
+        ordered = sorted(candidates, key=lambda record: record.id)
+        return await self._write(partial(self._take, ordered, now))
 
-        def take(connection: Connection) -> bool:
-            taken = connection.execute(
-                update(files)
-                .where(
-                    files.c.id == record.id,
-                    files.c.state == record.state,
-                    files.c.changed_at == record.changed_at,
-                    files.c.hold_count == 0,
-                )
-                .values(state="deleting", changed_at=now)
-            )
-            if taken.rowcount != 1:
-                return False
+    def _take(
+        self, candidates: builtins.list[FileRecord], now: int, connection: Connection
+    ) -> builtins.list[FileRecord]:
+        claim = self._statements.claim()
+        claimed = [
+            record
+            for record in candidates
+            if connection.execute(
+                claim,
+                {
+                    "b_id": record.id,
+                    "b_state": record.state,
+                    "b_changed_at": record.changed_at,
+                    "now": now,
+                },
+            ).rowcount
+            == 1
+        ]
+        usage: dict[str, tuple[int, int]] = {}
+        active: dict[tuple[str, str], int] = {}
+        for record in claimed:
             if record.counts_against_quota:
-                self._add_usage(connection, record.owner, -1, -record.bytes, None)
-            return True
-
-        return await self._write(take)
+                files, size = usage.get(record.owner, (0, 0))
+                usage[record.owner] = (files + 1, size + record.bytes)
+            if record.state == "active":
+                key = (record.owner, record.purpose)
+                active[key] = active.get(key, 0) + 1
+        for owner, (files, size) in sorted(usage.items()):
+            self._add_usage(connection, owner, -files, -size, None)
+        for (owner, purpose), count in sorted(active.items()):
+            connection.execute(
+                self._statements.count_active(),
+                {"owner": owner, "purpose": purpose, "d_files": -count},
+            )
+        return claimed

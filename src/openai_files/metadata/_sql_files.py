@@ -6,7 +6,7 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Select, and_, delete, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
@@ -48,6 +48,8 @@ class SQLFileRecords(SQLEngine):
                 connection.execute(statements.insert_file(), file_row(record))
             except IntegrityError as exc:
                 raise Conflict(f"A file with id {record.id} exists already.") from exc
+            if record.state == "active":
+                self._count_active(connection, record, 1)
 
         await self._write(create)
 
@@ -110,6 +112,7 @@ class SQLFileRecords(SQLEngine):
                 raise Conflict("The upload changed while it was completing; upload it again.")
             if record.bytes != reserved:
                 self._add_usage(connection, record.owner, 0, record.bytes - reserved, None)
+            self._count_active(connection, record, 1)
             if key is not None:
                 # Free the key only from a stale row (past the window, or whose file is no longer
                 # visible: expired, deleted or gone): a fresh row another replica just wrote
@@ -208,9 +211,12 @@ class SQLFileRecords(SQLEngine):
         return [file_record(row) for row in rows]
 
     async def count(self, owner: str, *, now: int, purpose: str | None = None) -> int:
-        """``SELECT count(*)`` over the owner's visible rows (of ``purpose``)."""
-        query = self._listing(select(func.count()), owner, now, purpose)
-        return int(await self._read(lambda connection: connection.execute(query).scalar_one()))
+        """The owner's counts of active files (of ``purpose``), less their files expired and
+        not yet swept: one statement that counts no more rows than the sweeper's backlog."""
+        query = self._statements.active_total(purpose is not None)
+        parameters = {"owner": owner, "now": now, "purpose": purpose}
+        total = await self._read(lambda connection: connection.execute(query, parameters).scalar())
+        return int(total or 0)
 
     async def list_at(
         self,
@@ -232,7 +238,9 @@ class SQLFileRecords(SQLEngine):
         """``query`` narrowed to the owner's files visible at ``now`` (of ``purpose``)."""
         files = self._files
         query = query.where(files.c.owner == owner, self._visible(now))
-        return query if purpose is None else query.where(files.c.purpose == purpose)
+        if purpose is not None:
+            query = query.where(files.c.purpose == purpose)
+        return self._statements.on_owner_index(query, purpose is not None)
 
     async def _page(
         self, query: Select[Any], order: Order, *, offset: int, limit: int
@@ -283,6 +291,12 @@ class SQLFileRecords(SQLEngine):
             return found
 
         return await self._read(look_up)
+
+    def _count_active(self, connection: Connection, record: FileRecord, change: int) -> None:
+        """Move the count of the owner's active files of the record's purpose by ``change``,
+        in the transaction that makes the record active or takes it out of that state."""
+        parameters = {"owner": record.owner, "purpose": record.purpose, "d_files": change}
+        connection.execute(self._statements.count_active(), parameters)
 
     def _visible(self, now: int) -> ColumnElement[bool]:
         return visible(self._files, now)

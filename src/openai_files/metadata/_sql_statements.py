@@ -4,13 +4,18 @@ one then costs a lookup in SQLAlchemy's compiled cache, not a new statement to b
 
 - `Statements.get`: one file by ``file_id`` and ``owner``, visible at ``now``;
 - `Statements.page`: a keyset page of an owner's visible files, ``limit`` of them past
-  ``(after_us, after_id)`` (when paging on) and of ``purpose`` (when filtered);
+  ``(after_us, after_id)`` (when paging on) and of ``purpose`` (when filtered), read from the
+  owner's index as a range that starts at the cursor on every database (`_beyond`,
+  `Statements.on_owner_index`);
 - `Statements.usage_row` and `Statements.add_usage`: an owner's usage row made sure of, and
   grown by ``d_files``, ``d_bytes`` (and ``d_open``) under ``max_files``/``max_bytes``;
+- `Statements.count_active` and `Statements.active_total`: an owner's count of active files of
+  a purpose moved by ``d_files``, and the count of their files visible at ``now`` (of
+  ``purpose``) read from those counts;
 - `Statements.insert_file`, `Statements.reserved`, `Statements.activate`: a file row written,
   and, at the commit of an upload, the bytes it reserved read and the row made active;
 - `Statements.mark_deleting`, `Statements.owned`, `Statements.by_id`, `Statements.drop`: the
-  delete of a file.
+  delete of a file; `Statements.claim`: a sweeper's claim of one.
 
 Parameters named like a column are the values the statement writes to that column; the others
 (``b_id``, ``b_owner``, ...) are what it matches.
@@ -32,6 +37,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    func,
     insert,
     or_,
     select,
@@ -40,7 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from .base import Order
-from .sql_schema import Tables, insert_ignoring_duplicates
+from .sql_schema import Tables, insert_adding, insert_ignoring_duplicates
 
 __all__ = ["Statements", "visible"]
 
@@ -59,7 +65,9 @@ class Statements:
     def __init__(self, tables: Tables, dialect: str) -> None:
         self._files = tables.files
         self._usage = tables.usage
+        self._counts = tables.counts
         self._dialect = dialect
+        self._prefix = tables.files.name.removesuffix("files")
 
     @cache  # noqa: B019 (one instance per store, living as long as it)
     def get(self, include_deleted: bool) -> Select[Any]:
@@ -81,11 +89,25 @@ class Statements:
             query = query.where(files.c.purpose == bindparam("purpose"))
         if after:
             query = query.where(_beyond(files, order))
+        query = self.on_owner_index(query, by_purpose)
         if order == "asc":
             query = query.order_by(files.c.created_us.asc(), files.c.id.asc())
         else:
             query = query.order_by(files.c.created_us.desc(), files.c.id.desc())
         return query.limit(bindparam("limit", type_=Integer))
+
+    def on_owner_index(self, query: Select[Any], by_purpose: bool) -> Select[Any]:
+        """``query`` of an owner's files (of one purpose, ``by_purpose``), made to read the
+        ``(owner, [purpose,] created_us, id)`` index as a range on every database.
+
+        MariaDB's optimizer reads the owner's whole ``(owner, created_us, id)`` range (``ref``
+        access) rather than the range from a cursor, and takes that index for a purpose page
+        too: there the index is named.
+        """
+        if self._dialect not in ("mysql", "mariadb"):
+            return query
+        index = "files_by_owner_purpose" if by_purpose else "files_by_owner"
+        return query.with_hint(self._files, f"FORCE INDEX ({self._prefix}{index})")
 
     @cache  # noqa: B019
     def usage_row(self) -> Insert:
@@ -113,6 +135,40 @@ class Statements:
         if open_uploads:
             values["open_uploads"] = usage.c.open_uploads + bindparam("d_open", type_=BigInteger)
         return change.values(values)
+
+    @cache  # noqa: B019
+    def count_active(self) -> Insert:
+        values = {
+            "owner": bindparam("owner"),
+            "purpose": bindparam("purpose"),
+            "files": bindparam("d_files", type_=BigInteger),
+        }
+        return insert_adding(self._dialect, self._counts, values, "files")
+
+    @cache  # noqa: B019
+    def active_total(self, by_purpose: bool) -> Select[Any]:
+        """The owner's active files (of ``purpose``) from their counts, less those of them
+        expired at ``now`` and unheld, which the sweeper has not claimed yet: those are found
+        through the ``(state, expires_at)`` index, so the total costs what the sweeper's backlog
+        holds, not what the owner has."""
+        counts, files = self._counts, self._files
+        now = bindparam("now", type_=BigInteger)
+        counted = select(func.coalesce(func.sum(counts.c.files), 0)).where(
+            counts.c.owner == bindparam("owner")
+        )
+        hidden = select(func.count()).where(
+            files.c.state == "active",
+            files.c.expires_at.is_not(None),
+            files.c.expires_at <= now,
+            files.c.hold_count == 0,
+            files.c.owner == bindparam("owner"),
+        )
+        if by_purpose:
+            counted = counted.where(counts.c.purpose == bindparam("purpose"))
+            hidden = hidden.where(files.c.purpose == bindparam("purpose"))
+        if self._dialect in ("mysql", "mariadb"):
+            hidden = hidden.with_hint(files, f"FORCE INDEX ({self._prefix}files_by_state_expiry)")
+        return select(counted.scalar_subquery() - hidden.scalar_subquery())
 
     @cache  # noqa: B019
     def insert_file(self) -> Insert:
@@ -144,6 +200,22 @@ class Statements:
         )
 
     @cache  # noqa: B019
+    def claim(self) -> Update:
+        """Claim the row for a sweeper while it has the ``b_state`` and ``b_changed_at`` it was
+        read with and no hold."""
+        files = self._files
+        return (
+            update(files)
+            .where(
+                files.c.id == bindparam("b_id"),
+                files.c.state == bindparam("b_state"),
+                files.c.changed_at == bindparam("b_changed_at", type_=BigInteger),
+                files.c.hold_count == 0,
+            )
+            .values(state="deleting", changed_at=bindparam("now", type_=BigInteger))
+        )
+
+    @cache  # noqa: B019
     def owned(self) -> Select[Any]:
         return select(self._files).where(_mine(self._files))
 
@@ -172,9 +244,14 @@ def _beyond(files: Table, order: Order) -> ColumnElement[bool]:
         bindparam("after_id", type_=files.c.id.type),
     )
     column_time, column_id = files.c.created_us, files.c.id
+    # Written so that every planner bounds the index range by the cursor's time (``created_us
+    # <= X`` is a range condition of the ``(owner, [purpose,] created_us, id)`` indexes) and
+    # filters only the rows of the cursor's own microsecond by id. ``A < X OR (A = X AND
+    # B < Y)`` is not a range to any of them (each scanned the index from the start of the
+    # owner's files), and row values ``(A, B) < (X, Y)`` are a range to PostgreSQL only.
     if order == "asc":
-        return or_(column_time > created_us, and_(column_time == created_us, column_id > file_id))
-    return or_(column_time < created_us, and_(column_time == created_us, column_id < file_id))
+        return and_(column_time >= created_us, or_(column_time > created_us, column_id > file_id))
+    return and_(column_time <= created_us, or_(column_time < created_us, column_id < file_id))
 
 
 def _mine(files: Table) -> ColumnElement[bool]:

@@ -23,7 +23,8 @@ __all__ = ["MemoryMetadataStore"]
 
 
 class MemoryMetadataStore:
-    """Keeps records in dicts, with each owner's cursors in a sorted list for listing.
+    """Keeps records in dicts, with each owner's cursors in a sorted list for listing (and
+    in one per owner and purpose, for a purpose's pages).
 
     Every method runs without awaiting anything, so on one event loop each is atomic.
     """
@@ -31,6 +32,7 @@ class MemoryMetadataStore:
     def __init__(self) -> None:
         self._records: dict[str, FileRecord] = {}
         self._order: dict[str, list[Cursor]] = {}
+        self._by_purpose: dict[tuple[str, str], list[Cursor]] = {}
         self._holds: dict[str, set[str]] = {}
         self._keys: dict[tuple[str, str], tuple[str, int]] = {}
         self._uploads: dict[str, UploadRecord] = {}
@@ -50,6 +52,7 @@ class MemoryMetadataStore:
                 raise QuotaExceeded.for_usage(quota.max_files, quota.max_bytes, usage.files)
         self._records[record.id] = record
         bisect.insort(self._order.setdefault(record.owner, []), record.cursor)
+        bisect.insort(self._by_purpose.setdefault(_listed_as(record), []), record.cursor)
 
     async def reserve(self, owner: str, file_id: str, size: int, *, quota: Quota | None) -> bool:
         """Grow the pending record's ``bytes`` in place; the usage follows, being counted."""
@@ -126,9 +129,12 @@ class MemoryMetadataStore:
         limit: int,
         order: Order = "desc",
     ) -> list[FileRecord]:
-        """Bisect the owner's sorted cursors to ``after`` and walk them in ``order``, skipping
-        records that are not visible or of another purpose."""
-        cursors = self._order.get(owner, [])
+        """Bisect the owner's sorted cursors (of ``purpose``) to ``after`` and walk them in
+        ``order``, skipping records that are not visible."""
+        if purpose is None:
+            cursors = self._order.get(owner, [])
+        else:
+            cursors = self._by_purpose.get((owner, purpose), [])
         if order == "asc":
             start = 0 if after is None else bisect.bisect_right(cursors, after)
             positions = range(start, len(cursors))
@@ -138,7 +144,7 @@ class MemoryMetadataStore:
         page: list[FileRecord] = []
         for position in positions:
             record = self._records[cursors[position][1]]
-            if record.visible_at(now) and (purpose is None or record.purpose == purpose):
+            if record.visible_at(now):
                 page.append(record)
                 if len(page) == limit:
                     break
@@ -215,8 +221,8 @@ class MemoryMetadataStore:
             return
         del self._records[file_id]
         self._holds.pop(file_id, None)
-        cursors = self._order[owner]
-        del cursors[bisect.bisect_left(cursors, record.cursor)]
+        for cursors in (self._order[owner], self._by_purpose[_listed_as(record)]):
+            del cursors[bisect.bisect_left(cursors, record.cursor)]
 
     async def hold(self, owner: str, file_id: str, holder: str, *, now: int) -> bool:
         """Add ``holder`` to the file's set of holders; ``hold_count`` is its size."""
@@ -376,7 +382,8 @@ class MemoryMetadataStore:
         return None
 
     def _usage(self, owner: str) -> Usage:
-        counted = [r for r in self._records.values() if r.owner == owner and r.counts_against_quota]
+        records = (self._records[file_id] for _, file_id in self._order.get(owner, []))
+        counted = [record for record in records if record.counts_against_quota]
         uploads = [u for u in self._uploads.values() if u.owner == owner]
         return Usage(
             files=len(counted),
@@ -393,3 +400,8 @@ def _needs_sweeping(record: FileRecord, now: int, stale_before: int) -> bool:
     if record.state == "active":
         return record.hold_count == 0 and record.expired_at(now)
     return record.state in ("pending", "deleting") and record.changed_at < stale_before
+
+
+def _listed_as(record: FileRecord) -> tuple[str, str]:
+    """The key of the record's cursor in the lists by owner and purpose."""
+    return (record.owner, record.purpose)

@@ -128,9 +128,23 @@ def _upload_accounting(connection: Connection, tables: Tables) -> None:
     )
 
 
+def _active_counts(connection: Connection, tables: Tables) -> None:
+    """Count each owner's active files by purpose into ``file_counts`` (which `Tables` has
+    just created, empty): recounted from the files, so it may run again."""
+    files, counts = tables.files, tables.counts
+    counted = (
+        select(files.c.owner, files.c.purpose, func.count())
+        .where(files.c.state == "active")
+        .group_by(files.c.owner, files.c.purpose)
+    )
+    connection.execute(delete(counts))
+    connection.execute(insert(counts).from_select(["owner", "purpose", "files"], counted))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "identifiers compared byte for byte on MySQL and MariaDB", _exact_identifiers),
     Migration(3, "Uploads-API parts and open uploads counted in the usage", _upload_accounting),
+    Migration(4, "active files counted per owner and purpose, for offset totals", _active_counts),
 )
 assert [step.version for step in MIGRATIONS] == list(range(2, SCHEMA_VERSION + 1))
 

@@ -1,6 +1,6 @@
 """The SQL store's tables, named with a prefix, and the dialect-specific statements it needs.
 
-Schema version 3 (`openai_files.metadata.sql_migrations` upgrades older tables):
+Schema version 4 (`openai_files.metadata.sql_migrations` upgrades older tables):
 
 - ``<prefix>files``: one row per file, in any state; ``hold_count`` mirrors the rows of
   ``holds`` so that visibility and delete protection are one row's columns.
@@ -8,6 +8,9 @@ Schema version 3 (`openai_files.metadata.sql_migrations` upgrades older tables):
 - ``<prefix>usage``: per owner, the count and bytes of pending and active files (plus the bytes
   their uploads reserve) and the count of open uploads, kept equal to them by every write, so
   that quotas are checked with one conditional update.
+- ``<prefix>file_counts``: per owner and purpose, the count of ``active`` files, kept equal to
+  them by every write that makes a file active or takes it out of that state, so that the
+  ``total`` of an offset page (`OffsetPaging.count`) is read, not counted.
 - ``<prefix>idempotency``: which file an owner's ``Idempotency-Key`` created, and when.
 - ``<prefix>uploads`` and ``<prefix>upload_parts``: the Uploads API's uploads and their parts;
   each upload keeps running totals of its parts (``received``, ``part_count``) and the bytes it
@@ -40,9 +43,15 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["SCHEMA_VERSION", "ExactString", "Tables", "insert_ignoring_duplicates"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "ExactString",
+    "Tables",
+    "insert_adding",
+    "insert_ignoring_duplicates",
+]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _CHARSET = "utf8mb4"
 MARIADB_EXACT_COLLATION = "utf8mb4_nopad_bin"
@@ -109,6 +118,7 @@ class Tables:
     uploads: Table
     parts: Table
     version: Table
+    counts: Table
 
     @classmethod
     def named(cls, prefix: str) -> Tables:
@@ -204,7 +214,15 @@ class Tables:
             Column("version", Integer, nullable=False),
             mysql_charset=_CHARSET,
         )
-        return cls(metadata, files, holds, usage, idempotency, uploads, parts, version)
+        counts = Table(
+            f"{prefix}file_counts",
+            metadata,
+            Column("owner", _name(), primary_key=True),
+            Column("purpose", ExactString(64), primary_key=True),
+            _counter("files"),
+            mysql_charset=_CHARSET,
+        )
+        return cls(metadata, files, holds, usage, idempotency, uploads, parts, version, counts)
 
 
 def insert_ignoring_duplicates(dialect: str, table: Table, values: dict[str, Any]) -> Insert:
@@ -215,4 +233,27 @@ def insert_ignoring_duplicates(dialect: str, table: Table, values: dict[str, Any
         return sqlite.insert(table).values(**values).on_conflict_do_nothing()
     if dialect in ("mysql", "mariadb"):
         return mysql.insert(table).values(**values).prefix_with("IGNORE")
+    raise NotImplementedError(f"SQLMetadataStore does not support the {dialect} dialect")
+
+
+def insert_adding(dialect: str, table: Table, values: dict[str, Any], column: str) -> Insert:
+    """An INSERT of ``values`` that, when the row's primary key exists already, adds the
+    value given for ``column`` to that row's instead (one statement, no read first)."""
+    key = [part.name for part in table.primary_key]
+    if dialect == "postgresql":
+        upsert = postgresql.insert(table).values(**values)
+        return upsert.on_conflict_do_update(
+            index_elements=key, set_={column: table.c[column] + upsert.excluded[column]}
+        )
+    if dialect == "sqlite":
+        lite = sqlite.insert(table).values(**values)
+        return lite.on_conflict_do_update(
+            index_elements=key, set_={column: table.c[column] + lite.excluded[column]}
+        )
+    if dialect in ("mysql", "mariadb"):
+        added = mysql.insert(table).values(**values)
+        adding: Insert = added.on_duplicate_key_update(
+            {column: table.c[column] + added.inserted[column]}
+        )
+        return adding
     raise NotImplementedError(f"SQLMetadataStore does not support the {dialect} dialect")

@@ -153,6 +153,41 @@ class FileLifecycleConformance:
         assert await metadata.idempotent_file("alice", "k", since=NOW + 1) is None
         assert await metadata.idempotent_file("bob", "k", since=0) is None
 
+    async def test_a_key_holds_from_the_second_it_was_remembered(
+        self, metadata: MetadataStore
+    ) -> None:
+        """``since`` is inclusive: a key remembered at ``NOW`` is found with ``since=NOW``, at
+        commit as on lookup, and not one second later."""
+        first = make_record(state="pending").replace(changed_at=NOW)
+        second = make_record(created_us=T0 + 1, state="pending").replace(changed_at=NOW)
+        await metadata.insert(first)
+        await metadata.insert(second)
+        assert await metadata.commit(first, idempotency_key="k", key_since=NOW) == first.id
+        assert await metadata.idempotent_file("alice", "k", since=NOW) == first.id
+        assert await metadata.idempotent_file("alice", "k", since=NOW + 1) is None
+        assert await metadata.commit(second, idempotency_key="k", key_since=NOW) == first.id
+        assert await metadata.get("alice", second.id, now=NOW) is None
+
+    async def test_a_key_past_its_window_goes_to_the_next_file_without_a_conflict(
+        self, metadata: MetadataStore
+    ) -> None:
+        """A key remembered before ``key_since`` is stale even though its file is still
+        visible: the next commit with it makes its own file and takes the key over (a store
+        with a unique key row must replace the stale row, not refuse the new one)."""
+        first = make_record(state="pending").replace(changed_at=NOW)
+        await metadata.insert(first)
+        assert await metadata.commit(first, idempotency_key="k", key_since=0) == first.id
+        later = NOW + 86_401
+        second = make_record(created_us=T0 + 1, state="pending").replace(changed_at=later)
+        await metadata.insert(second)
+        assert await metadata.commit(second, idempotency_key="k", key_since=NOW + 1) == second.id
+        assert await metadata.idempotent_file("alice", "k", since=NOW + 1) == second.id
+        visible = await metadata.list("alice", now=later, limit=10, order="asc")
+        assert [record.id for record in visible] == [first.id, second.id]
+        third = make_record(created_us=T0 + 2, state="pending").replace(changed_at=later)
+        await metadata.insert(third)
+        assert await metadata.commit(third, idempotency_key="k", key_since=NOW + 1) == second.id
+
     async def test_idempotency_keys_are_compared_exactly(self, metadata: MetadataStore) -> None:
         """Keys that differ by case, by an accent or by a trailing space are different keys:
         each commits a file of its own."""

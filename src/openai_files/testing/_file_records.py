@@ -8,7 +8,15 @@ import anyio
 import pytest
 
 from ..errors import Conflict
-from ..metadata.base import FileRecord, MetadataStore, OffsetPaging, Quota, StatusUpdates, Usage
+from ..metadata.base import (
+    FileRecord,
+    MetadataStore,
+    OffsetPaging,
+    Order,
+    Quota,
+    StatusUpdates,
+    Usage,
+)
 from ._records import NOW, T0, make_record, make_upload, page_through
 
 __all__ = ["FileRecordConformance"]
@@ -144,6 +152,24 @@ class FileRecordConformance:
             want = [r.id for r in expected] if order == "asc" else [r.id for r in expected][::-1]
             assert seen == want
 
+    async def test_records_of_one_microsecond_list_by_id_whatever_order_they_came_in(
+        self, metadata: MetadataStore
+    ) -> None:
+        """Ties on the creation time are broken by id, both ways, whatever order the records
+        were written in (here neither ascending nor descending)."""
+        records = [make_record(created_us=T0 + index // 6) for index in range(18)]
+        written = sorted(records, key=lambda record: record.id[-5:])
+        for record in written:
+            await metadata.insert(record)
+        expected = [record.id for record in sorted(records, key=lambda record: record.cursor)]
+        assert [record.id for record in written] != expected
+        orders: tuple[Order, ...] = ("asc", "desc")
+        for order in orders:
+            want = expected if order == "asc" else expected[::-1]
+            page = await metadata.list("alice", now=NOW, limit=18, order=order)
+            assert [record.id for record in page] == want
+            assert await page_through(metadata, "alice", limit=5, order=order) == want
+
     async def test_a_cursor_stays_valid_after_its_record_is_removed(
         self, metadata: MetadataStore
     ) -> None:
@@ -188,6 +214,43 @@ class FileRecordConformance:
                 assert [r.id for r in pages] == [r.id for r in whole]
         beyond = await metadata.list_at("alice", now=NOW, offset=11, limit=4)
         assert beyond == []
+
+    async def test_counts_follow_every_change_of_a_files_state(
+        self, metadata: MetadataStore
+    ) -> None:
+        if not isinstance(metadata, OffsetPaging):
+            pytest.skip(f"{type(metadata).__name__} does not page by offset (optional)")
+        later = NOW + 60
+
+        async def counts() -> tuple[int, int, int]:
+            return (
+                await metadata.count("alice", now=later),
+                await metadata.count("alice", now=later, purpose="batch"),
+                await metadata.count("alice", now=later, purpose="vision"),
+            )
+
+        pending = make_record(state="pending")
+        vision = make_record(created_us=T0 + 1, purpose="vision")
+        held = make_record(created_us=T0 + 2, expires_at=later)
+        expiring = make_record(created_us=T0 + 3, expires_at=later)
+        swept = make_record(created_us=T0 + 4, expires_at=NOW + 1)
+        for record in (pending, vision, held, expiring, swept):
+            await metadata.insert(record)
+        assert await metadata.hold("alice", held.id, "batch_1", now=NOW)
+        assert await counts() == (2, 1, 1)  # the held one counts, the expired ones do not
+        await metadata.commit(pending.replace(state="active"))
+        assert await counts() == (3, 2, 1)
+        claimed = await metadata.claim_for_sweep(now=later, stale_before=0, limit=10)
+        assert {record.id for record in claimed} == {expiring.id, swept.id}
+        assert await counts() == (3, 2, 1)
+        assert await metadata.release("alice", held.id, "batch_1")
+        assert await counts() == (2, 1, 1)  # released after its expiry: gone at once
+        assert await metadata.begin_delete("alice", pending.id, now=NOW) is not None
+        await metadata.remove("alice", pending.id, keep_record=True)
+        assert await counts() == (1, 0, 1)
+        await metadata.remove("alice", vision.id)  # removed while still active
+        assert await counts() == (0, 0, 0)
+        assert await metadata.count("bob", now=later) == 0
 
     async def test_a_status_is_recorded_on_a_visible_file_of_its_owner_only(
         self, metadata: MetadataStore

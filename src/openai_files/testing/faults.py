@@ -263,8 +263,8 @@ class FaultyMetadataStore(_Switchboard):
     """A `MetadataStore` that forwards to ``inner`` and fails where it is told to.
 
     Switches (see `Trigger`): ``fail_insert``, ``fail_commit``, ``fail_get``, ``fail_list``,
-    ``fail_begin_delete`` and ``fail_remove``. ``down`` fails every call but `aclose`, and
-    `RandomFaults` may fail any call by its method's name.
+    ``fail_begin_delete``, ``fail_remove`` and ``fail_claim_for_sweep``. ``down`` fails every
+    call but `aclose`, and `RandomFaults` may fail any call by its method's name.
     """
 
     def __init__(self, inner: MetadataStore, *, random_faults: RandomFaults | None = None) -> None:
@@ -279,6 +279,7 @@ class FaultyMetadataStore(_Switchboard):
         self.fail_list: Trigger = False
         self.fail_begin_delete: Trigger = False
         self.fail_remove: Trigger = False
+        self.fail_claim_for_sweep: Trigger = False
 
     def __repr__(self) -> str:
         return f"FaultyMetadataStore({self.inner!r})"
