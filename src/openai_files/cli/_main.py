@@ -58,6 +58,8 @@ def build_parser(*, serve_flags: bool = True) -> argparse.ArgumentParser:
     )
     if not serve_flags:
         _add_client_commands(commands)
+        add_rewrap_command(commands)
+        add_admin_commands(commands)
         return parser
     from ..http import FormLimits
 
