@@ -22,11 +22,10 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.abc
 
-from ..backends import open_storage
 from ..errors import BlobNotFound, OpenAIFilesError
-from ..storage.base import ListableStorage, Storage
 
 if TYPE_CHECKING:
+    from ..storage.base import Storage
     from ..storage.encrypted import EncryptedStorage
 
 __all__ = [
@@ -151,6 +150,8 @@ def run_rewrap(args: argparse.Namespace) -> int:
         if args.encryption_key_file is None:
             raise ValueError(f"give the key file: --encryption-key-file or {KEY_FILE_VARIABLE}")
         url = args.storage or (Path(args.data_dir).resolve() / "files").as_uri()
+        from ..backends import open_storage
+        from ..storage.base import ListableStorage
         from ..storage.encrypted import EncryptedStorage, Keyring
 
         keyring = Keyring.from_file(args.encryption_key_file)
