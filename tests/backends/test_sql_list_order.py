@@ -1,9 +1,11 @@
 """The SQL store's list order is its ``ORDER BY``, not the order an index happens to return.
 
 The listing indexes hold ``(owner, created_us, id)``, so a planner that walks one returns ties
-on the creation time in id order even if the query forgot to ask for it. Here those indexes are
-dropped and the records written in neither id order nor its reverse: only an ``ORDER BY`` on
-both columns lists them right, by cursor and by offset, both ways, with and without a purpose.
+on the creation time in id order even if the query forgot to ask for it. Here each of those
+indexes is made again under its own name (MariaDB's queries name it) with ``id`` descending, and
+the records are written in neither id order nor its reverse: whichever way a planner reads, only
+an ``ORDER BY`` on both columns lists them right, by cursor and by offset, both ways, with and
+without a purpose.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.schema import DropIndex
 
 from openai_files import SQLMetadataStore
@@ -29,19 +32,19 @@ ORDERS: tuple[Order, ...] = ("asc", "desc")
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SQLMetadataStore]:
-    """A store whose listing indexes are dropped."""
+    """A store whose listing indexes hold ``id`` descending."""
     if request.param == "sqlite":
         sqlite = SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}")
-        await _without_listing_indexes(sqlite)
+        await _with_listing_ids_reversed(sqlite)
         yield sqlite
         await sqlite.aclose()
         return
     async with sql_store(request.param) as server_store:
-        await _without_listing_indexes(server_store)
+        await _with_listing_ids_reversed(server_store)
         yield server_store
 
 
-async def _without_listing_indexes(store: SQLMetadataStore) -> None:
+async def _with_listing_ids_reversed(store: SQLMetadataStore) -> None:
     await store.create_schema()
     files = store.tables.files
     listing = [index for index in files.indexes if "created_us" in index.columns]
@@ -49,6 +52,10 @@ async def _without_listing_indexes(store: SQLMetadataStore) -> None:
     async with store.engine.begin() as connection:
         for index in listing:
             await connection.execute(DropIndex(index))
+            columns = ", ".join(
+                f"{c.name} DESC" if c.name == "id" else c.name for c in index.columns
+            )
+            await connection.execute(text(f"CREATE INDEX {index.name} ON {files.name} ({columns})"))
 
 
 async def _write_shuffled(store: SQLMetadataStore) -> list[FileRecord]:
@@ -66,7 +73,7 @@ async def _write_shuffled(store: SQLMetadataStore) -> list[FileRecord]:
     return expected
 
 
-async def test_the_list_breaks_ties_by_id_without_an_index_to_lean_on(
+async def test_the_list_breaks_ties_by_id_whatever_order_its_index_holds(
     store: SQLMetadataStore,
 ) -> None:
     expected = await _write_shuffled(store)
@@ -86,7 +93,7 @@ async def test_the_list_breaks_ties_by_id_without_an_index_to_lean_on(
             assert seen == want
 
 
-async def test_offset_pages_break_ties_by_id_without_an_index_to_lean_on(
+async def test_offset_pages_break_ties_by_id_whatever_order_its_index_holds(
     store: SQLMetadataStore,
 ) -> None:
     expected = await _write_shuffled(store)
