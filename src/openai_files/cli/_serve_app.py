@@ -96,12 +96,14 @@ def build_app(args: argparse.Namespace) -> ASGIApp:
     policy = policy_from_args(args)
     if args.storage is None or args.metadata is None:  # something is kept in the data dir
         Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+    metrics = getattr(args, "metrics", True)
+    observe_tier = FilesMetrics.of().hot_tier if metrics else None
     service = FilesService(
-        wrap_storage(open_storage(storage), args),
+        wrap_storage(open_storage(storage), args, observe_tier),
         open_metadata(metadata, table_prefix=args.table_prefix),
         policy=policy,
     )
-    if getattr(args, "metrics", True):
+    if metrics:
         service = measured(service)
     auth: Authenticator = api_key_auth(keys) if keys else open_auth()
     return create_app(
@@ -116,7 +118,7 @@ def build_app(args: argparse.Namespace) -> ASGIApp:
         file_too_large_status=args.file_too_large_status,
         form_limits=FormLimits(body_timeout=args.body_timeout or None),
         probes=True,
-        metrics=getattr(args, "metrics", True),
+        metrics=metrics,
         admin_key=admin_key_from(args, os.environ),
     )
 

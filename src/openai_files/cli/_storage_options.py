@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ from ..errors import BlobNotFound, OpenAIFilesError
 if TYPE_CHECKING:
     from ..storage.base import Storage
     from ..storage.encrypted import EncryptedStorage
+    from ..storage.tiered import TierStats
 
 __all__ = [
     "DEFAULT_CACHE_SIZE",
@@ -72,10 +73,15 @@ def add_storage_flags(serve: argparse.ArgumentParser, environ: Mapping[str, str]
     )
 
 
-def wrap_storage(storage: Storage, args: argparse.Namespace) -> Storage:
+def wrap_storage(
+    storage: Storage,
+    args: argparse.Namespace,
+    observe_tier: Callable[[str, TierStats], None] | None = None,
+) -> Storage:
     """``storage`` behind the hot tier and the encryption ``args`` ask for (either, both or
-    none); `ValueError` for a key file or cache setting that cannot be used, `ImportError`
-    (one line naming the extra) without the ``cryptography`` package."""
+    none), the hot tier's events told to ``observe_tier``; `ValueError` for a key file or
+    cache setting that cannot be used, `ImportError` (one line naming the extra) without the
+    ``cryptography`` package."""
     cache_dir = getattr(args, "cache_dir", None)
     key_file = getattr(args, "encryption_key_file", None)
     if cache_dir is not None:
@@ -84,7 +90,9 @@ def wrap_storage(storage: Storage, args: argparse.Namespace) -> Storage:
 
         check_storage_flags(args)
         hot = LocalStorage(Path(cache_dir), fsync=False)  # a cache: the cold tier is durable
-        storage = TieredStorage(hot, storage, max_bytes=args.cache_size)
+        storage = tiers = TieredStorage(hot, storage, max_bytes=args.cache_size)
+        if observe_tier is not None:
+            tiers.observe(observe_tier)
     if key_file is not None:
         from ..storage.encrypted import EncryptedStorage, Keyring
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -19,6 +19,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+if TYPE_CHECKING:
+    from ..storage.tiered import TierStats
 
 __all__ = ["REFUSALS", "VALIDATION_FAILURES", "FilesMetrics", "metrics_route"]
 
@@ -104,6 +107,19 @@ class FilesMetrics:
             ("reason",),
             registry=registry,
         )
+        self.hot_tier_events = Counter(
+            "openai_files_hot_tier_events_total",
+            "What a hot tier (serve --cache-dir) did: hit, miss, fill, abandoned_fill, "
+            "eviction, removal.",
+            ("event",),
+            registry=registry,
+        )
+        self.hot_tier_bytes = Gauge(
+            "openai_files_hot_tier_bytes",
+            "Bytes a hot tier (serve --cache-dir) holds now.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.validation_failures = Counter(
             "openai_files_validation_failures_total",
             "Uploads refused because their content or type breaks their purpose's rules.",
@@ -121,6 +137,11 @@ class FilesMetrics:
             if found is None:
                 found = _sets[registry] = cls(registry)
             return found
+
+    def hot_tier(self, event: str, stats: TierStats) -> None:
+        """A `TieredStorage` observer (``tiers.observe(metrics.hot_tier)``)."""
+        self.hot_tier_events.labels(event).inc()
+        self.hot_tier_bytes.set(stats.bytes)
 
     def error(self, code: str) -> None:
         """Count a request answered with the library error ``code``, where it is counted."""

@@ -28,7 +28,7 @@ import logging
 import math
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -85,11 +85,23 @@ class TieredStorage:
         self.cold = cold
         self.max_bytes = max_bytes
         self.stats = TierStats()
+        self._observers: list[Callable[[str, TierStats], None]] = []
         self._held: OrderedDict[str, int] = OrderedDict()  # key -> size, least recent first
         self._fills: dict[str, _Fill] = {}
         self._reserved = 0
         self._loaded = False
         self._loading = anyio.Lock()
+
+    def observe(self, observer: Callable[[str, TierStats], None]) -> None:
+        """Call ``observer(event, stats)`` after each ``hit``, ``miss``, ``fill``,
+        ``abandoned_fill`` and ``eviction``, and after each ``removal`` of an object from the
+        hot tier (evicted, deleted, or dropped by a put): metrics keep up with `stats` this
+        way. It must not block."""
+        self._observers.append(observer)
+
+    def _count(self, event: str) -> None:
+        for observer in self._observers:
+            observer(event, self.stats)
 
     def __repr__(self) -> str:
         return f"TieredStorage(hot={self.hot!r}, cold={self.cold!r}, max_bytes={self.max_bytes})"
@@ -117,8 +129,10 @@ class TieredStorage:
             else:
                 self._held.move_to_end(key)
                 self.stats.hits += 1
+                self._count("hit")
                 return stream
         self.stats.misses += 1
+        self._count("miss")
         if start > 0 or key in self._fills:
             return await self.cold.get(key, start=start, end=end)
         # Registered before the first await, so that a reader arriving meanwhile waits.
@@ -176,6 +190,7 @@ class TieredStorage:
         if size is not None:
             self.stats.bytes -= size
             self.stats.objects -= 1
+            self._count("removal")
 
     async def _load(self) -> None:
         """Take stock, once, of what the hot tier holds from before (a cache directory kept
@@ -203,6 +218,7 @@ class TieredStorage:
             key, _ = next(iter(self._held.items()))
             await self.evict(key)
             self.stats.evictions += 1
+            self._count("eviction")
         return self.stats.bytes + self._reserved + needed <= self.max_bytes
 
     async def _filling(
@@ -290,6 +306,7 @@ class TieredStorage:
             blob = await self.hot.put(key, chunks())
         except (_FillAbandoned, OpenAIFilesError, OSError) as exc:
             self.stats.abandoned_fills += 1
+            self._count("abandoned_fill")
             if not isinstance(exc, _FillAbandoned):
                 log.warning("openai-files: the hot tier could not keep an object: %s", exc)
             return
@@ -297,3 +314,4 @@ class TieredStorage:
         self.stats.bytes += blob.size
         self.stats.objects += 1
         self.stats.fills += 1
+        self._count("fill")
