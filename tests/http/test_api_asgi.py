@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -111,17 +109,6 @@ async def test_two_owners_are_isolated_through_the_transport(local_service: File
     with pytest.raises(openai.NotFoundError):
         await bob.files.delete(mine.id)
     assert (await alice.files.retrieve(mine.id)).id == mine.id
-
-
-@pytest.fixture
-async def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FastAPI]:
-    monkeypatch.setenv("OPENAI_FILES_DATA_DIR", str(tmp_path))
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "examples"))
-    sys.modules.pop("fastapi_gateway", None)
-    import fastapi_gateway
-
-    yield fastapi_gateway.app
-    sys.modules.pop("fastapi_gateway", None)
 
 
 async def test_fastapi_gateway_example_serves_chat_and_files_per_tenant(gateway: FastAPI) -> None:

@@ -3,27 +3,12 @@ example serves probes without a key and the files app's metrics at its own ``/me
 
 from __future__ import annotations
 
-import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FastAPI]:
-    monkeypatch.setenv("OPENAI_FILES_DATA_DIR", str(tmp_path))
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "examples"))
-    sys.modules.pop("fastapi_gateway", None)
-    import fastapi_gateway
-
-    yield fastapi_gateway.app
-    sys.modules.pop("fastapi_gateway", None)
 
 
 def uploads_counted() -> float:
