@@ -37,6 +37,7 @@ from harness import MiB
 from harness.clients import curl, expect, make_multipart_body, post_file, read_json
 from harness.measure import peak_rss_bytes, reset_peak_rss, rotated, rss_bytes, settle_disk
 from harness.report import Figure, Report, Target, median
+from harness.results import add_results_option, run_and_finish
 from harness.servers import (
     Server,
     add_allocator_option,
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--object-mib", type=int, default=4, help="their size in MiB (4)")
     add_allocator_option(parser)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 16 MiB, 2 runs")
+    add_results_option(parser)
     return parser
 
 
@@ -258,9 +260,12 @@ def _rewrap_on_s3(stack: ExitStack, scratch: Path, count: int, mib: int) -> tupl
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    report = run(parse_args(argv))
-    report.print()
-    return 0 if report.passed else 1
+    options = parse_args(argv)
+    missing = unavailable(options)
+    if missing is not None:
+        print(f"encryption: cannot run: {missing}")
+        return 2
+    return run_and_finish(run, options)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from harness import MiB
 from harness.clients import curl, expect, make_multipart_body, post_file, read_json
 from harness.measure import rotated
 from harness.report import Figure, Report, Target, median
+from harness.results import add_results_option, run_and_finish
 from harness.servers import (
     Server,
     add_allocator_option,
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_s3_rig_options(parser, backends=False)
     add_allocator_option(parser)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 16 MiB, 2 runs")
+    add_results_option(parser)
     return parser
 
 
@@ -124,9 +126,12 @@ def _runs(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    report = run(parse_args(argv))
-    report.print()
-    return 0 if report.passed else 1
+    options = parse_args(argv)
+    missing = unavailable(options)
+    if missing is not None:
+        print(f"tiered: cannot run: {missing}")
+        return 2
+    return run_and_finish(run, options)
 
 
 if __name__ == "__main__":
