@@ -20,6 +20,7 @@ from ._deprecated import moved_attribute as _moved_attribute
 
 if _typing.TYPE_CHECKING:
     from ._clock import ManualClock
+    from ._instrumented import instrumented
     from .backends import open_embedded, open_metadata, open_service, open_storage
     from .errors import (
         AuthenticationFailed,
@@ -52,9 +53,9 @@ if _typing.TYPE_CHECKING:
     from .metadata import FileRecord, MemoryMetadataStore, MetadataStore
     from .metadata.base import Quota
     from .metadata.sql import SQLMetadataStore
-    from .models import FileDeleted, FileList, FileObject
+    from .models import FileDeleted, FileList, FileObject, OwnerUsage, UsageList
     from .policy import FileTypes, Policy
-    from .service import FileContent, FilesService, FileStat, PendingUpload
+    from .service import FileContent, FilesService, FileStat, PendingUpload, Readiness
     from .storage import LocalStorage, MemoryStorage, Storage, StoredBlob
     from .storage.encrypted import EncryptedStorage, Keyring, MasterKey
     from .storage.s3 import S3Storage
@@ -97,11 +98,13 @@ __all__ = [
     "MemoryStorage",
     "MetadataStore",
     "OpenAIFilesError",
+    "OwnerUsage",
     "PendingUpload",
     "Policy",
     "Quota",
     "QuotaExceeded",
     "RateLimited",
+    "Readiness",
     "RequestTimeout",
     "RequestTooLarge",
     "S3Storage",
@@ -113,10 +116,12 @@ __all__ = [
     "UnsupportedFileType",
     "UploadNotFound",
     "Uploads",
+    "UsageList",
     "__version__",
     "api_key_auth",
     "create_app",
     "files_routes",
+    "instrumented",
     "open_auth",
     "open_embedded",
     "open_metadata",
@@ -157,11 +162,13 @@ _MODULE_OF = {
     "MemoryStorage": "storage",
     "MetadataStore": "metadata",
     "OpenAIFilesError": "errors",
+    "OwnerUsage": "models",
     "PendingUpload": "service",
     "Policy": "policy",
     "Quota": "metadata.base",
     "QuotaExceeded": "errors",
     "RateLimited": "errors",
+    "Readiness": "service",
     "RequestTimeout": "errors",
     "RequestTooLarge": "errors",
     "S3Storage": "storage.s3",
@@ -173,9 +180,11 @@ _MODULE_OF = {
     "UnsupportedFileType": "errors",
     "UploadNotFound": "errors",
     "Uploads": "uploads",
+    "UsageList": "models",
     "api_key_auth": "http",
     "create_app": "http",
     "files_routes": "http",
+    "instrumented": "_instrumented",
     "open_auth": "http",
     "open_embedded": "backends",
     "open_metadata": "backends",

@@ -5,12 +5,15 @@ then the sweeper stopped and the service closed. `FilesService.running` is the p
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import anyio
+
+if TYPE_CHECKING:
+    from .sweeper import SweepReport
 
 __all__ = ["SWEEP_SHUTDOWN_GRACE", "running"]
 
@@ -22,7 +25,12 @@ class Sweepable(Protocol):
     """What `running` needs of a service: `FilesService.run_sweeper` and ``aclose``."""
 
     async def run_sweeper(
-        self, *, interval: float, stale_after: int, stop: anyio.Event | None
+        self,
+        *,
+        interval: float,
+        stale_after: int,
+        stop: anyio.Event | None,
+        on_sweep: Callable[[SweepReport | None], None] | None,
     ) -> None: ...
 
     async def aclose(self) -> None: ...
@@ -38,16 +46,22 @@ async def running(
     sweep_interval: float | None,
     stale_after: int,
     close: bool,
+    on_sweep: Callable[[SweepReport | None], None] | None = None,
 ) -> AsyncIterator[S]:
     """The service, with its sweeper running every ``sweep_interval`` seconds (None: no
     sweeper) until the block ends; then a sweep in progress finishes (within
-    `SWEEP_SHUTDOWN_GRACE`) and, when ``close``, the service is closed."""
+    `SWEEP_SHUTDOWN_GRACE`) and, when ``close``, the service is closed. ``on_sweep`` gets
+    each sweep's report (None for one that failed), for metrics."""
     try:
         async with anyio.create_task_group() as tasks:
             stop = anyio.Event()
             if sweep_interval:
                 sweeper = partial(
-                    service.run_sweeper, interval=sweep_interval, stale_after=stale_after, stop=stop
+                    service.run_sweeper,
+                    interval=sweep_interval,
+                    stale_after=stale_after,
+                    stop=stop,
+                    on_sweep=on_sweep,
                 )
                 tasks.start_soon(sweeper)
             yield service

@@ -13,9 +13,11 @@ __all__ = [
     "FileList",
     "FileObject",
     "FileStatus",
+    "OwnerUsage",
     "UploadObject",
     "UploadPartObject",
     "UploadStatus",
+    "UsageList",
 ]
 
 FileStatus = Literal["uploaded", "processed", "error", "deleted"]
@@ -58,6 +60,25 @@ class FileDeleted(_Wire):
     id: str
     object: Literal["file"] = "file"
     deleted: bool
+
+
+class OwnerUsage(_Wire):
+    """What one owner stores now, as the admin view of usage shows it: ``files`` and
+    ``bytes`` that count against a quota (files being uploaded included), and ``open_uploads``
+    of the Uploads API."""
+
+    owner: str
+    files: int
+    bytes: int
+    open_uploads: int = 0
+
+
+class UsageList(_Wire):
+    """A page of owners' usage, in ascending order of owner: ``GET /admin/usage``."""
+
+    object: Literal["list"] = "list"
+    data: list[OwnerUsage]
+    has_more: bool
 
 
 class UploadObject(_Wire):

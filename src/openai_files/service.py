@@ -17,7 +17,7 @@ The service owns the order of effects that keeps storage and metadata consistent
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Self
@@ -35,11 +35,13 @@ from ._downloads import FileContent, FileStat, download_url, open_content, stat
 from ._lifecycle import running
 from ._listing import LIST_BATCH, ListedBatches, list_in_batches
 from ._pending_upload import PendingUpload, begin_upload
+from ._readiness import Readiness, check_backends
+from ._usage import USAGE_PAGE_MAX, list_usage, owner_usage
 from .errors import FileNotFound
 from .events import EventHook
 from .inputs import possible_id
 from .metadata.base import MetadataStore, OffsetPaging, StatusUpdates
-from .models import FileDeleted, FileList, FileObject
+from .models import FileDeleted, FileList, FileObject, OwnerUsage, UsageList
 from .policy import Policy
 from .storage.base import Storage
 from .sweeper import (
@@ -57,11 +59,13 @@ from .uploads import Uploads
 
 __all__ = [
     "LIST_BATCH",
+    "USAGE_PAGE_MAX",
     "FileContent",
     "FileStat",
     "FilesService",
     "ListedBatches",
     "PendingUpload",
+    "Readiness",
 ]
 
 
@@ -349,6 +353,25 @@ class FilesService:
             with anyio.CancelScope(shield=True):
                 await self.release(owner, file_id, holder)
 
+    # -- operations ------------------------------------------------------------------------
+
+    async def check(self, *, within: float = 2.0, write: bool = False) -> Readiness:
+        """Whether both backends answer a cheap probe within ``within`` seconds each (a
+        readiness probe's question); with ``write``, storage must also take and remove a small
+        object (a start-up check: it also finds a missing bucket or a read-only directory).
+        Never raises for a backend's failure: the `Readiness` says which failed and why."""
+        return await check_backends(self.storage, self.metadata, within=within, write=write)
+
+    async def usage(self, owner: str) -> OwnerUsage:
+        """What ``owner`` stores now: files, bytes and open uploads (for billing, support)."""
+        return await owner_usage(self.metadata, owner)
+
+    async def list_usage(self, *, after: str | None = None, limit: int = 100) -> UsageList:
+        """A page of every owner's usage, by owner, starting after the owner ``after``: the
+        owners who store something. ``limit``: 1 to `USAGE_PAGE_MAX`. `TypeError` for a
+        metadata store that is no `UsageListing` (the built-in stores all are)."""
+        return await list_usage(self.metadata, after=after, limit=limit)
+
     # -- sweeping -----------------------------------------------------------------------------
 
     async def sweep(
@@ -382,12 +405,14 @@ class FilesService:
         orphan_grace: int = ORPHAN_GRACE,
         orphans_every: int = ORPHANS_EVERY,
         stop: anyio.Event | None = None,
+        on_sweep: Callable[[SweepReport | None], None] | None = None,
     ) -> None:
         """Sweep every ``interval`` seconds until ``stop`` is set or the task is cancelled (run
         it in a task): each sweep as `sweep` with ``batch``, ``stale_after`` and
         ``max_batches``, and every ``orphans_every`` sweeps (the first included) as
         `sweep_orphans` with ``grace=orphan_grace``. Setting ``stop`` lets a sweep in progress
-        finish."""
+        finish. ``on_sweep`` is called after each sweep with its report (None for one that
+        failed), for metrics."""
         await run_sweeper(
             self._core,
             self._uploads,
@@ -398,6 +423,7 @@ class FilesService:
             orphan_grace=orphan_grace,
             orphans_every=orphans_every,
             stop=stop,
+            on_sweep=on_sweep,
         )
 
 

@@ -17,6 +17,7 @@ Hosts run these through `FilesService.sweep`, `FilesService.sweep_orphans` and
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -143,6 +144,7 @@ async def run_sweeper(
     orphan_grace: int = ORPHAN_GRACE,
     orphans_every: int = ORPHANS_EVERY,
     stop: anyio.Event | None = None,
+    on_sweep: Callable[[SweepReport | None], None] | None = None,
 ) -> None:
     """Sweep every ``interval`` seconds until ``stop`` is set (or the task is cancelled), each
     sweep as `sweep` with ``batch``, ``stale_after`` and ``max_batches``; orphans older than
@@ -163,9 +165,13 @@ async def run_sweeper(
             if report != SweepReport():
                 log.info("sweep: %s", report)
         except BackendUnavailable as exc:  # an outage: its message says all there is to say
+            report = None
             log.warning("a sweep failed: %s; the next one runs in %s s", exc, interval)
         except Exception:
+            report = None
             log.exception("a sweep failed; the next one runs in %s s", interval)
+        if on_sweep is not None:
+            on_sweep(report)
         rounds += 1
         with anyio.move_on_after(interval):
             await stop.wait()

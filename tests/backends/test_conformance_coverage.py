@@ -15,10 +15,15 @@ from typing import Any
 import pytest
 
 from openai_files import MemoryMetadataStore, MemoryStorage
-from openai_files.metadata.base import MetadataStore, OffsetPaging, StatusUpdates
+from openai_files.metadata.base import MetadataStore, OffsetPaging, StatusUpdates, UsageListing
 from openai_files.storage.base import ComposableStorage, ListableStorage, PresignedURLs, Storage
 
-METADATA_PROTOCOLS: tuple[type, ...] = (MetadataStore, OffsetPaging, StatusUpdates)
+METADATA_PROTOCOLS: tuple[type, ...] = (
+    MetadataStore,
+    OffsetPaging,
+    StatusUpdates,
+    UsageListing,
+)
 STORAGE_PROTOCOLS: tuple[type, ...] = (Storage, PresignedURLs, ListableStorage, ComposableStorage)
 
 

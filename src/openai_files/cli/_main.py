@@ -17,8 +17,10 @@ from collections.abc import Sequence
 
 from ..metadata.base import DEFAULT_TABLE_PREFIX
 from ..policy import Policy
+from ._admin_commands import add_admin_commands, run_admin_command
 from ._base_url import DEFAULT_BASE_URL
 from ._extras import missing_extra
+from ._operations import add_operations_options, options_problem, shared_metrics_directory
 from ._serve_options import HTTP_CHOICES, LOOP_CHOICES, policy_from_args, server_settings
 from ._storage_options import (
     add_rewrap_command,
@@ -56,6 +58,8 @@ def build_parser(*, serve_flags: bool = True) -> argparse.ArgumentParser:
     )
     if not serve_flags:
         _add_client_commands(commands)
+        add_rewrap_command(commands)
+        add_admin_commands(commands)
         return parser
     from ..http import FormLimits
 
@@ -264,8 +268,10 @@ def build_parser(*, serve_flags: bool = True) -> argparse.ArgumentParser:
         "--log-level", default=_env("LOG_LEVEL", "info"), help="(OPENAI_FILES_LOG_LEVEL)"
     )
     add_storage_flags(serve, os.environ)
+    add_operations_options(serve)
     _add_client_commands(commands)
     add_rewrap_command(commands)
+    add_admin_commands(commands)
     return parser
 
 
@@ -359,10 +365,11 @@ def _optional_int(value: str) -> int | None:
 def serve(args: argparse.Namespace) -> int:
     from ._serve_app import announce, build_app, configure_logging, worker_environment
     from ._server import run_server  # uvicorn, only to serve
+    from ._startup_checks import backends_answer
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, log_format=args.log_format)
     try:
-        storage, metadata, _ = server_settings(args)
+        storage, metadata, api_keys = server_settings(args)
         policy_from_args(args)
         check_storage_flags(args)
     except (ValueError, ImportError) as exc:
@@ -371,6 +378,9 @@ def serve(args: argparse.Namespace) -> int:
     if (missing := missing_extra(storage, metadata)) is not None:
         print(f"openai-files serve: error: {missing}", file=sys.stderr)
         return 1
+    if (problem := options_problem(args, api_keys)) is not None:
+        print(f"openai-files serve: error: {problem}", file=sys.stderr)
+        return 2
     if args.file_too_large_status not in (None, 400, 413):
         print("openai-files serve: error: the file too large status is 413 or 400", file=sys.stderr)
         return 2
@@ -386,9 +396,13 @@ def serve(args: argparse.Namespace) -> int:
             )
             return 2
     announce(args)
+    if not backends_answer(args):
+        return 1
     if args.workers == 1:
         return run_server(args, build_app(args))
     os.environ.update(worker_environment(args))  # each worker builds its own app from them
+    if args.metrics:
+        shared_metrics_directory()
     log.info("openai-files: %d worker processes share the port", args.workers)
     return run_server(args, None)
 
@@ -400,6 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(args)
     if args.command == "storage":
         return run_rewrap(args)
+    if args.command == "admin":
+        return run_admin_command(args)
     # The client (and httpx) only for the client commands.
     from ._client_commands import run_client_command
 

@@ -20,11 +20,14 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from .._instrumented import instrumented
 from ..backends import open_metadata, open_storage
-from ..http import FormLimits
+from ..http import FilesMetrics, FormLimits
 from ..http.app import create_app
 from ..http.auth import Authenticator, api_key_auth, open_auth
 from ..service import FilesService
+from ._log_format import configure_logging
+from ._operations import admin_key_from
 from ._serve_options import mask, owner_of_key, policy_from_args, server_settings
 from ._storage_options import describe_storage, wrap_storage
 
@@ -51,12 +54,6 @@ FACTORY = f"{__name__}:worker_app"
 """The import string of `worker_app`."""
 STARTUP_FAILURE = 3
 """The exit status of a worker that could not start: its server then stops them all."""
-
-
-def configure_logging(level: str, *, worker: bool = False) -> None:
-    """The ``openai_files`` log lines on stderr at ``level``; a worker's carry its pid."""
-    where = "[%(process)d] " if worker else ""
-    logging.basicConfig(level=level.upper(), format=f"%(levelname)s:  {where}%(message)s")
 
 
 def announce(args: argparse.Namespace) -> None:
@@ -104,6 +101,8 @@ def build_app(args: argparse.Namespace) -> ASGIApp:
         open_metadata(metadata, table_prefix=args.table_prefix),
         policy=policy,
     )
+    if getattr(args, "metrics", True):
+        service = measured(service)
     auth: Authenticator = api_key_auth(keys) if keys else open_auth()
     return create_app(
         service,
@@ -116,6 +115,20 @@ def build_app(args: argparse.Namespace) -> ASGIApp:
         uploads_api=args.uploads_api,
         file_too_large_status=args.file_too_large_status,
         form_limits=FormLimits(body_timeout=args.body_timeout or None),
+        probes=True,
+        metrics=getattr(args, "metrics", True),
+        admin_key=admin_key_from(args, os.environ),
+    )
+
+
+def measured(service: FilesService) -> FilesService:
+    """``service`` over the same backends, each operation of which the default registry's
+    `FilesMetrics` times (``openai_files_backend_operation_duration_seconds``)."""
+    observe = FilesMetrics.of().backend_operation
+    return FilesService(
+        instrumented(service.storage, observe, kind="storage"),
+        instrumented(service.metadata, observe, kind="metadata"),
+        policy=service.policy,
     )
 
 
@@ -140,7 +153,7 @@ def worker_app() -> ASGIApp:
         )
         sys.exit(STARTUP_FAILURE)
     args = argparse.Namespace(**settings)
-    configure_logging(args.log_level, worker=True)
+    configure_logging(args.log_level, worker=True, log_format=getattr(args, "log_format", "text"))
     try:
         return build_app(args)
     except ValueError as exc:

@@ -1,5 +1,9 @@
 """The HTTP server of ``openai-files serve``: uvicorn, in one process or in ``--workers N``.
 
+After SIGTERM (or SIGINT) the server accepts no new connection, and the requests in flight get
+``--graceful-timeout`` seconds to finish; then they are cancelled, and each removes what it
+wrote, as for a client that disconnected.
+
 uvicorn runs on uvloop with httptools by default (``--loop auto``, ``--http auto`` pick them,
 as they are installed with openai-files; asyncio and h11 where they are missing), with the
 header deadline of `with_header_timeout` on whichever HTTP protocol it runs.
@@ -46,6 +50,15 @@ class ServeConfig(uvicorn.Config):
         self.http_protocol_class = with_header_timeout(protocol, self.header_timeout)
 
 
+def json_logging(args: argparse.Namespace) -> dict[str, Any]:
+    """With ``--log-format json``: uvicorn's records go to the JSON handler ``serve`` set up
+    (no logging configuration of its own) and its text access lines are off (the app writes
+    its own, in JSON)."""
+    if getattr(args, "log_format", "text") != "json":
+        return {}
+    return {"log_config": None, "access_log": False}
+
+
 def run_server(args: argparse.Namespace, app: ASGIApp | None) -> int:
     """Serve ``app`` in this process, or with ``app`` None, ``args.workers`` processes that
     each build their own (`worker_app`, whose settings must be in the environment). The exit
@@ -61,6 +74,8 @@ def run_server(args: argparse.Namespace, app: ASGIApp | None) -> int:
         http=args.http,
         loop=args.loop,
         header_timeout=args.header_timeout,
+        timeout_graceful_shutdown=args.graceful_timeout,
+        **json_logging(args),
     )
     if app is not None:
         server = uvicorn.Server(config)

@@ -27,6 +27,7 @@ from ..errors import (
 from ..inputs import MAX_IDEMPOTENCY_KEY_LENGTH, MAX_OWNER_LENGTH, unsafe_character
 from ..service import FilesService
 from ._multipart import FormLimits, MultipartReader, boundary_from_content_type
+from ._observer import OWNER_KEY, UPLOADED_BYTES_KEY
 from ._ranges import Unsatisfiable, http_date, not_modified, range_applies, requested_range
 from ._responses import FileDownloadResponse, FileListResponse, content_disposition, openai_error
 from .auth import Authenticator
@@ -56,6 +57,7 @@ class FilesEndpoints:
             # The authenticator's own mistake, perhaps fed by a client's header: no store can
             # hold or tell apart such an owner, so the caller is nobody.
             raise AuthenticationFailed("The request is not authenticated.")
+        request.scope[OWNER_KEY] = owner  # for the access log
         if self.rate_limiter is not None:
             verdict = self.rate_limiter(owner, request)
             wait = await verdict if inspect.isawaitable(verdict) else verdict
@@ -126,6 +128,7 @@ class FilesEndpoints:
                 expires_after=parse_expires_after(fields),
                 idempotency_key=idempotency_key,
             )
+        request.scope[UPLOADED_BYTES_KEY] = created.bytes
         return JSONResponse(created.model_dump(mode="json"))
 
     async def list(self, request: Request) -> Response:

@@ -19,6 +19,7 @@ from ..service import FilesService
 from ..uploads import PART_ID_PREFIX
 from ._files_api import FilesEndpoints, parse_expires_after, request_body
 from ._multipart import FormLimits, MultipartReader, boundary_from_content_type
+from ._observer import UPLOADED_BYTES_KEY
 
 __all__ = ["UploadsEndpoints"]
 
@@ -90,7 +91,9 @@ class UploadsEndpoints:
                     continue
                 if part is not None:
                     raise InvalidRequest("Send exactly one 'data' part.", param="data")
-                part = await self.service.uploads.add_part(owner, upload_id, reader.iter_data())
+                data = _Counted(reader.iter_data())
+                part = await self.service.uploads.add_part(owner, upload_id, data)
+                request.scope[UPLOADED_BYTES_KEY] = data.total
         except BaseException:
             if part is not None:
                 with anyio.CancelScope(shield=True):
@@ -171,3 +174,20 @@ def _holds_lone_surrogate(value: object) -> bool:
         elif isinstance(item, list):
             pending.extend(item)
     return False
+
+
+class _Counted:
+    """An async iterator over ``chunks`` that adds up their sizes in ``total`` (for the
+    metrics); a plain iterator, not a generator, so nothing is left to finalize."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+        self.total = 0
+
+    def __aiter__(self) -> _Counted:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await anext(self._chunks)
+        self.total += len(chunk)
+        return chunk

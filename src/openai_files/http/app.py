@@ -8,19 +8,29 @@ from contextlib import asynccontextmanager
 from functools import partial
 from urllib.parse import quote
 
+import anyio
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import OpenAIFilesError
+from .._lifecycle import running
+from .._outage_log import OutageLog
+from ..errors import BackendUnavailable, OpenAIFilesError
 from ..service import FilesService
 from ..storage import PresignedURLs
+from ..sweeper import SweepReport
+from ._admin import admin_routes
 from ._files_api import FilesEndpoints
+from ._metrics import FilesMetrics, metrics_route
 from ._multipart import FormLimits
+from ._observer import ERROR_CODE_KEY, InFlight, RequestObserver
 from ._openapi import openapi_document, openapi_route
+from ._probes import Probes
 from ._responses import (
     FILE_TOO_LARGE_STATUS_KEY,
     error_response,
@@ -36,6 +46,11 @@ __all__ = ["create_app", "files_routes"]
 log = logging.getLogger("openai_files")
 
 DEFAULT_PREFIXES = ("", "/v1")
+CLEANUP_GRACE = 5.0
+"""Seconds the requests still in flight at shutdown (cancelled by a server whose graceful
+timeout passed) have to clean up what they wrote before the service closes."""
+outages = OutageLog(log)
+"""Where the edge reports backends' failures (with the driver's message, once per burst)."""
 
 
 def files_routes(
@@ -99,6 +114,9 @@ def _with_scope(app: ASGIApp, key: str, value: object) -> ASGIApp:
 
 async def _library_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OpenAIFilesError)
+    request.scope[ERROR_CODE_KEY] = exc.code  # for the metrics and the access log
+    if isinstance(exc, BackendUnavailable):
+        outages.failed(exc)
     status = request.scope.get(FILE_TOO_LARGE_STATUS_KEY)
     if status is None:
         # Deprecated, goes with `Policy.file_too_large_status`: routes given no status follow
@@ -150,6 +168,9 @@ def create_app(
     openapi: bool = False,
     uploads_api: bool = True,
     file_too_large_status: int | None = None,
+    probes: bool = False,
+    metrics: CollectorRegistry | bool = False,
+    admin_key: str | None = None,
 ) -> Starlette:
     """An ASGI app serving the Files API for ``service``.
 
@@ -176,19 +197,46 @@ def create_app(
     - ``file_too_large_status``: the HTTP status of ``file_too_large`` errors: 413 (OpenAI's,
       the default) or 400, as some platforms answer; the OpenAPI document follows it. (Unset,
       the deprecated `Policy.file_too_large_status` still applies, for one release.)
+    - ``probes``: also serve ``GET /healthz`` (liveness) and ``GET /readyz`` (readiness of
+      both backends, cached for a second), without auth (see `Probes`).
+    - ``metrics``: count requests, bytes and refusals in Prometheus metrics (`FilesMetrics`)
+      and serve them at ``GET /metrics``: True for the default registry, or a registry of
+      the host's own. A host that serves its own ``/metrics`` wraps its app in
+      `RequestObserver` instead (see the mounting guide).
+    - ``admin_key``: also serve ``GET /admin/usage``, every owner's usage, to this key only
+      (see `admin_routes`); without it the route does not exist.
+
+    Every response carries an ``X-Request-ID`` (the client's, or a fresh one), which the
+    library's log records carry too; with the ``openai_files.access`` logger enabled for
+    INFO, every request writes one access record.
 
     The service is at ``app.state.service``. Mount the app in a host with
     ``Mount("/", app=create_app(...))`` after the host's own routes, or under a prefix. Every
     error is answered in OpenAI's error shape.
     """
 
+    counted = None if metrics is False else FilesMetrics.of(None if metrics is True else metrics)
+    in_flight = InFlight()
+
+    def on_sweep(report: SweepReport | None) -> None:
+        if counted is not None:
+            counted.sweep(removed=None if report is None else report.removed)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         stale_after, close = sweep_stale_after, close_service
-        async with service.running(
-            sweep_interval=sweep_interval, stale_after=stale_after, close=close
+        async with running(
+            service,
+            sweep_interval=sweep_interval,
+            stale_after=stale_after,
+            close=close,
+            on_sweep=on_sweep,
         ):
             yield
+            with anyio.move_on_after(CLEANUP_GRACE):
+                # Polled: an event set by the last request out would cost every request.
+                while in_flight.count:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
 
     status = too_large_status(file_too_large_status, service.policy)
     routes = files_routes(
@@ -211,10 +259,17 @@ def create_app(
             file_too_large_status=status,
         )
         routes.append(openapi_route(document))
+    if probes:
+        routes += Probes(service).routes()
+    if admin_key is not None:
+        routes += admin_routes(service, admin_key=admin_key)
+    if counted is not None:
+        routes.append(metrics_route(counted.registry))
     app = Starlette(
         routes=routes,
         exception_handlers=exception_handlers,
         lifespan=lifespan,
+        middleware=[Middleware(RequestObserver, metrics=counted, in_flight=in_flight)],
     )
     app.state.service = service
     app.router.redirect_slashes = False  # Starlette's redirect names the client's Host

@@ -259,6 +259,23 @@ class SQLFileRecords(SQLEngine):
         """The owner's usage row (zeros if there is none)."""
         return await self._read(lambda connection: self._read_usage(connection, owner))
 
+    async def list_usage(
+        self, *, after: str | None = None, limit: int
+    ) -> builtins.list[tuple[str, Usage]]:
+        """A keyset page of the usage rows that are not all zero, by owner (the primary key)."""
+        usage = self.tables.usage
+        query = select(usage.c.owner, usage.c.files, usage.c.bytes, usage.c.open_uploads).where(
+            or_(usage.c.files != 0, usage.c.bytes != 0, usage.c.open_uploads != 0)
+        )
+        if after is not None:
+            query = query.where(usage.c.owner > after)
+        query = query.order_by(usage.c.owner.asc()).limit(limit)
+        rows = await self._read(lambda connection: connection.execute(query).all())
+        return [
+            (row.owner, Usage(files=row.files, bytes=row.bytes, open_uploads=row.open_uploads))
+            for row in rows
+        ]
+
     async def existing_keys(self, keys: builtins.list[str]) -> set[str]:
         """``IN`` queries over files and parts, 500 keys at a time."""
         files, parts = self._files, self.tables.parts

@@ -23,6 +23,7 @@ __all__ = [
     "UploadRecord",
     "UploadState",
     "Usage",
+    "UsageListing",
 ]
 
 DEFAULT_TABLE_PREFIX = "openai_files_"
@@ -425,4 +426,19 @@ class StatusUpdates(Protocol):
     ) -> FileRecord | None:
         """Record ``status`` and ``details`` on the owner's file visible at ``now``, and return
         the record as it now is; None, changing nothing, when there is no such file."""
+        ...
+
+
+@runtime_checkable
+class UsageListing(Protocol):
+    """A metadata store that can list every owner's usage, for billing and support (a
+    capability: `FilesService.list_usage` and the admin view need it)."""
+
+    async def list_usage(
+        self, *, after: str | None = None, limit: int
+    ) -> builtins.list[tuple[str, Usage]]:
+        """Up to ``limit`` ``(owner, usage)`` pairs of the owners that store something (a
+        file, bytes or an open upload), in ascending order of owner, starting strictly after
+        the owner ``after``; the order is the store's own (a database's collation), the same
+        from page to page, so paging with the last owner never skips or repeats one."""
         ...

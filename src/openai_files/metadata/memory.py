@@ -184,6 +184,22 @@ class MemoryMetadataStore:
         their uploads hold."""
         return self._usage(owner)
 
+    async def list_usage(
+        self, *, after: str | None = None, limit: int
+    ) -> builtins.list[tuple[str, Usage]]:
+        """Counted on each call, over every owner with records or uploads (`UsageListing`)."""
+        owners = {r.owner for r in self._records.values()} | {
+            u.owner for u in self._uploads.values()
+        }
+        found = []
+        for owner in sorted(o for o in owners if after is None or o > after):
+            usage = self._usage(owner)
+            if usage.files or usage.bytes or usage.open_uploads:
+                found.append((owner, usage))
+                if len(found) == limit:
+                    break
+        return found
+
     async def begin_delete(self, owner: str, file_id: str, *, now: int) -> FileRecord | None:
         """Turn the visible, unheld record ``deleting``; atomic, since nothing is awaited."""
         record = await self.get(owner, file_id, now=now)

@@ -9,6 +9,7 @@ from ._file_records import FileRecordConformance
 from ._records import make_part, make_record, make_upload
 from ._upload_records import UploadRecordConformance
 from ._upload_states import UploadStateConformance
+from ._usage_listing import UsageListingConformance
 
 __all__ = ["MetadataConformance", "make_part", "make_record", "make_upload"]
 
@@ -18,12 +19,14 @@ class MetadataConformance(
     FileLifecycleConformance,
     UploadRecordConformance,
     UploadStateConformance,
+    UsageListingConformance,
 ):
     """Subclass with a ``metadata`` fixture that yields an empty store.
 
-    The cases cover every method of `MetadataStore` and of its capabilities `OffsetPaging` and
-    `StatusUpdates` (a case for a capability the store lacks is skipped); they are grouped by
-    concern: file records, what they count, what uploads count, and each upload-record method.
+    The cases cover every method of `MetadataStore` and of its capabilities `OffsetPaging`,
+    `StatusUpdates` and `UsageListing` (a case for a capability the store lacks is skipped);
+    they are grouped by concern: file records, what they count, what uploads count, each
+    upload-record method, and the usage of every owner.
     """
 
     pytestmark = pytest.mark.anyio
