@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 from harness.measure import ProcessCounters, rotated
-from harness.servers import Server, add_allocator_option, allocator, ours_server
+from harness.report import Figure, Report, median
+from harness.results import add_results_option, run_and_finish
+from harness.servers import Server, add_allocator_option, allocator, allocator_name, ours_server
 
 CONTENDERS = {
     "durable (default)": (None, None),
@@ -36,7 +38,7 @@ CONTENDERS = {
 """Each server's name, and the options added to its storage and SQLite URLs."""
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024, help="bytes per file (1024)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (8)")
@@ -45,10 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--two", action="store_true", help="only durable and --no-fsync")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 20 uploads, 1 round")
     add_allocator_option(parser)
-    options = parser.parse_args(argv)
-    warm_up = 50
+    add_results_option(parser)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    options = build_parser().parse_args(argv)
+    options.warm_up = 50
     if options.quick:
-        options.requests, options.rounds, warm_up = 20, 1, 5
+        options.requests, options.rounds, options.warm_up = 20, 1, 5
+    return options
+
+
+def run(options: argparse.Namespace) -> Report:
     names = list(CONTENDERS)[:2] if options.two else list(CONTENDERS)
     rates: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
@@ -56,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         servers = {name: start(Path(scratch), n, name, options) for n, name in enumerate(names)}
         try:
             for server in servers.values():  # warm up: tables, shard directories, imports
-                asyncio.run(upload_many(server.url, warm_up, options.clients, options.size))
+                asyncio.run(upload_many(server.url, options.warm_up, options.clients, options.size))
             for turn in range(options.rounds):
                 for name in rotated(names, turn):
                     server = servers[name]
@@ -70,8 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for server in servers.values():
                 server.__exit__(None, None, None)
-    report(rates, cpu, options)
-    return 0
+    return report(rates, cpu, options)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_and_finish(run, parse_args(argv))
 
 
 def start(scratch: Path, number: int, name: str, options: argparse.Namespace) -> Server:
@@ -109,19 +123,23 @@ async def upload_many(url: str, requests: int, clients: int, size: int) -> float
 
 def report(
     rates: dict[str, list[float]], cpu: dict[str, list[float]], options: argparse.Namespace
-) -> None:
-    durable = statistics.median(rates["durable (default)"])
-    print(
-        f"{options.size} B uploads, {options.clients} clients, {options.requests} per round, "
-        f"{options.rounds} rounds (medians)"
-    )
-    print(f"{'server':<20} {'uploads/s':>10} {'vs durable':>11} {'CPU s / 1000':>13}")
-    for name, values in rates.items():
-        rate = statistics.median(values)
-        print(
-            f"{name:<20} {rate:>10.0f} {rate / durable:>10.2f}x "
-            f"{statistics.median(cpu[name]):>13.2f}"
+) -> Report:
+    """Uploads per second of each server, its ratio to the durable default and its CPU per
+    1,000 uploads (medians); no target."""
+    settings = {"size": options.size, "clients": options.clients, "requests": options.requests}
+    settings |= {"rounds": options.rounds, "malloc": allocator_name(options)}
+    result = Report("durability", settings)
+    durable = median(rates["durable (default)"])
+    for name, samples in rates.items():
+        result.figures.append(Figure(name, median(samples), "uploads/s", samples))
+        if name != "durable (default)":
+            ratio = median(samples) / durable
+            result.figures.append(Figure(f"{name} / durable", ratio, "x"))
+        per_thousand = cpu[name]
+        result.figures.append(
+            Figure(f"{name}: server CPU per 1,000", median(per_thousand), "s", per_thousand)
         )
+    return result
 
 
 if __name__ == "__main__":

@@ -31,9 +31,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from harness.report import Figure, Report
+from harness.results import add_results_option, run_and_finish
 
 BENCHMARKS_DIR = Path(__file__).resolve().parent
 SRC = BENCHMARKS_DIR.parent / "src"
@@ -52,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--postgres-url", default=POSTGRES_URL)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 20 operations, 1 round")
+    add_results_option(parser)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--backend", help=argparse.SUPPRESS)
     return parser
@@ -210,17 +214,23 @@ def _median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    if args.quick:
-        args.ops, args.rounds = 20, 1
-    if args.worker:
-        worker(args)
-        return
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    options = build_parser().parse_args(argv)
+    if options.quick:
+        options.ops, options.rounds = 20, 1
+    return options
+
+
+def run(args: argparse.Namespace) -> Report:
+    """Rounds of workers, then per operation and backend (and revision) the medians over
+    rounds: a table printed, the figures reported (no target: the statement counts are held by
+    the test suite)."""
     revisions = {"after": SRC}
     if args.before is not None:
         revisions = {"before": args.before.resolve(), **revisions}
     backends = args.backends.split(",")
+    settings = {"backends": args.backends, "ops": args.ops, "rounds": args.rounds}
+    report = Report("metadata ops", settings | ({"before": "yes"} if args.before else {}))
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for round_ in range(args.rounds):
         for backend in backends:
@@ -246,11 +256,29 @@ def main(argv: list[str] | None = None) -> None:
                     "statements": statements,
                     "commits": commits,
                 }
+                label = f"{operation}, {backend}" + (f", {name}" if len(revisions) == 2 else "")
+                counted = f"{statements:g} st, {commits:g} tx"
+                report.figures += [
+                    Figure(f"{label}: wall", us, "µs", [f["us"] for f in series]),
+                    Figure(f"{label}: CPU ({counted})", cpu, "µs", [f["cpu_us"] for f in series]),
+                ]
             ratio = f"  {medians[1] / medians[0]:10.2f}" if len(medians) == 2 else ""
+            if len(medians) == 2:
+                label = f"{operation}, {backend}: CPU after / before"
+                report.figures.append(Figure(label, medians[1] / medians[0], "x"))
             print(f"{operation:<8} {backend:<11} " + " ".join(f"{c:>29}" for c in cells) + ratio)
     if args.json is not None:
         args.json.write_text(json.dumps(table, indent=2))
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        worker(args)
+        return 0
+    return run_and_finish(run, args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -83,8 +83,11 @@ class Report:
         print(f"\n== {self.benchmark} ({settings})")
         rows = [[figure.label, str(figure), str(figure.runs)] for figure in self.figures]
         print_table(["figure", "median", "runs"], rows)
-        print()
-        print_table(["target", "measured", "bound", ""], target_rows(self.targets, judged=judged))
+        if self.targets:
+            print()
+            print_table(
+                ["target", "measured", "bound", ""], target_rows(self.targets, judged=judged)
+            )
         if not judged and self.targets:
             print(UNJUDGED)
 
