@@ -36,7 +36,7 @@ from pathlib import Path
 from harness.clients import curl, curl_many, expect, read_json
 from harness.measure import rotated
 from harness.report import Figure, Report, Target, median
-from harness.results import add_results_option, run_and_finish
+from harness.results import add_results_option, run_script
 from harness.servers import Server, add_allocator_option, allocator, allocator_name, ours_server
 from harness.stores import add_postgres_option, postgres_missing, postgres_tables
 from sqlalchemy import MetaData, Table, insert, text
@@ -214,12 +214,7 @@ def _page_times(servers: dict[str, Server], rounds: int, requests: int) -> dict[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
-    missing = unavailable(options)
-    if missing is not None:
-        print(f"list_page: cannot run: {missing}")
-        return 2
-    return run_and_finish(run, options)
+    return run_script("list_page", parse_args(argv), unavailable, run)
 
 
 if __name__ == "__main__":

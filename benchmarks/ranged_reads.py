@@ -47,7 +47,7 @@ from harness import MiB
 from harness.clients import CURL, curl, expect, read_json
 from harness.measure import rotated
 from harness.report import Figure, Report, median
-from harness.results import add_results_option, run_and_finish
+from harness.results import add_results_option, run_script
 from harness.servers import (
     BENCH_BUCKET,
     OURS_PREFIX,
@@ -312,12 +312,7 @@ def _compare(label: str, starts: Sequence[int], length: int, scratch: Path, sour
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
-    missing = unavailable(options)
-    if missing is not None:
-        print(f"ranged_reads: cannot run: {missing}")
-        return 2
-    return run_and_finish(run, options)
+    return run_script("ranged_reads", parse_args(argv), unavailable, run)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from harness import BENCHMARKS_DIR, MiB
 from harness.clients import curl, expect, make_file, make_multipart_body, post_file, read_json
 from harness.measure import ProcessCounters, peak_rss_bytes, reset_peak_rss, rotated, rss_bytes
 from harness.report import Figure, Report, Target, median
-from harness.results import add_results_option, run_and_finish
+from harness.results import add_results_option, run_script
 from harness.servers import (
     BENCH_BUCKET,
     OURS_PREFIX,
@@ -309,12 +309,7 @@ def _memory_growth(rig: Rig, size: int) -> dict[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
-    missing = unavailable(options)
-    if missing is not None:
-        print(f"s3_transfer: cannot run: {missing}")
-        return 2
-    return run_and_finish(run, options)
+    return run_script("s3_transfer", parse_args(argv), unavailable, run)
 
 
 if __name__ == "__main__":

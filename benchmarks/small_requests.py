@@ -60,7 +60,7 @@ import httpx
 from harness import BENCHMARKS_DIR
 from harness.measure import rotated, tree_cpu_seconds
 from harness.report import Figure, Report, Target, median, print_table
-from harness.results import add_results_option, run_and_finish
+from harness.results import add_results_option, run_script
 from harness.servers import Server, add_allocator_option, allocator, allocator_name, ours_server
 from harness.stores import add_postgres_option, postgres_missing, postgres_tables
 from harness.wrk import spread_script, upload_script, wrk, wrk_missing
@@ -414,12 +414,7 @@ def print_matrix(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
-    missing = unavailable(options)
-    if missing is not None:
-        print(f"small_requests: cannot run: {missing}", file=sys.stderr)
-        return 2
-    return run_and_finish(run, options)
+    return run_script("small_requests", parse_args(argv), unavailable, run)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from harness import MiB
 from harness.clients import curl, expect, make_multipart_body, post_file, read_json
 from harness.measure import rotated
 from harness.report import Figure, Report, Target, median
-from harness.results import add_results_option, run_and_finish
+from harness.results import add_results_option, run_script
 from harness.servers import (
     Server,
     add_allocator_option,
@@ -126,12 +126,7 @@ def _runs(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
-    missing = unavailable(options)
-    if missing is not None:
-        print(f"tiered: cannot run: {missing}")
-        return 2
-    return run_and_finish(run, options)
+    return run_script("tiered", parse_args(argv), unavailable, run)
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ from harness.measure import (
     settle_disk,
 )
 from harness.report import Figure, Report, Target, median
-from harness.results import add_results_option, run_and_finish
+from harness.results import add_results_option, run_script
 from harness.servers import (
     BENCH_BUCKET,
     OURS_PREFIX,
@@ -452,12 +452,7 @@ def _report(report: Report, backend: str, size: int, runs: dict[str, list[Run]])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
-    missing = unavailable(options)
-    if missing is not None:
-        print(f"uploads_api: cannot run: {missing}")
-        return 2
-    return run_and_finish(run, options)
+    return run_script("uploads_api", parse_args(argv), unavailable, run)
 
 
 if __name__ == "__main__":

@@ -134,3 +134,19 @@ def run_and_finish(
         print(f"cannot record results: {exc}", file=sys.stderr)
         return 3
     return finish(run(options), options)
+
+
+def run_script(
+    name: str,
+    options: argparse.Namespace,
+    unavailable: Callable[[argparse.Namespace], str | None],
+    run: Callable[[argparse.Namespace], Report | Sequence[Report]],
+) -> int:
+    """A benchmark script's ``main`` after parsing: exit status 2 with ``NAME: cannot run:
+    <why>`` on its last line when ``unavailable`` names what is missing, else
+    `run_and_finish`."""
+    missing = unavailable(options)
+    if missing is not None:
+        print(f"{name}: cannot run: {missing}", file=sys.stderr)
+        return 2
+    return run_and_finish(run, options)
