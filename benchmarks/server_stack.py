@@ -31,7 +31,7 @@ import httpx
 from harness import BENCHMARKS_DIR
 from harness.measure import rotated, tree_cpu_seconds
 from harness.report import Figure, Report, median
-from harness.results import add_results_option, run_and_finish
+from harness.results import add_results_option, run_script
 from harness.servers import Server
 from harness.wrk import upload_script, wrk, wrk_missing
 
@@ -53,6 +53,11 @@ def build_parser_() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 s, 1 run")
     add_results_option(parser)
     return parser
+
+
+def unavailable(options: argparse.Namespace) -> str | None:
+    """Why this benchmark cannot run here (wrk, or a stack asked for), or None."""
+    return wrk_missing() or stack_missing(options.stacks)
 
 
 def stack_missing(stacks: Sequence[str]) -> str | None:
@@ -174,11 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.quick and stack_missing(options.stacks) is not None:
         print(f"server_stack: leaving granian out: {stack_missing(options.stacks)}")
         options.stacks = [stack for stack in options.stacks if stack != "granian"]
-    missing = wrk_missing() or stack_missing(options.stacks)
-    if missing is not None:
-        print(f"server_stack: cannot run: {missing}", file=sys.stderr)
-        return 2
-    return run_and_finish(run, options)
+    return run_script("server_stack", options, unavailable, run)
 
 
 if __name__ == "__main__":

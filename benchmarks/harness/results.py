@@ -128,12 +128,18 @@ def run_and_finish(
 ) -> int:
     """``finish(run(options), options)``, but a ``--results`` that cannot be honoured stops the
     script before anything is measured (exit status 3)."""
+    refused = refusal(options)
+    return refused if refused is not None else finish(run(options), options)
+
+
+def refusal(options: argparse.Namespace) -> int | None:
+    """Exit status 3, said on stderr, when ``--results`` cannot be honoured; else None."""
     try:
         check_recordable(options)
     except CannotRecord as exc:
         print(f"cannot record results: {exc}", file=sys.stderr)
         return 3
-    return finish(run(options), options)
+    return None
 
 
 def run_script(
@@ -144,7 +150,10 @@ def run_script(
 ) -> int:
     """A benchmark script's ``main`` after parsing: exit status 2 with ``NAME: cannot run:
     <why>`` on its last line when ``unavailable`` names what is missing, else
-    `run_and_finish`."""
+    `run_and_finish`. A ``--results`` that cannot be honoured is refused first (status 3)."""
+    refused = refusal(options)
+    if refused is not None:
+        return refused
     missing = unavailable(options)
     if missing is not None:
         print(f"{name}: cannot run: {missing}", file=sys.stderr)
