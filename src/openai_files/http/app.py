@@ -224,12 +224,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        stale_after, close = sweep_stale_after, close_service
         async with running(
             service,
             sweep_interval=sweep_interval,
-            stale_after=stale_after,
-            close=close,
+            stale_after=sweep_stale_after,
+            close=close_service,
             on_sweep=on_sweep,
         ):
             yield
