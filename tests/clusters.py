@@ -3,6 +3,8 @@ the tests that run several (the `cluster` fixture in conftest)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,3 +41,17 @@ class Cluster:
         server = ServerProcess(self.workdir, *self.args(), env=self.env)
         server.wait_until_serving()
         return server
+
+    @contextmanager
+    def two_replicas(self, *flags: str) -> Iterator[tuple[str, str]]:
+        """The URLs of two replicas started side by side with ``flags`` added, stopped after."""
+        servers = [
+            ServerProcess(self.workdir, *self.args(), *flags, env=self.env) for _ in range(2)
+        ]
+        try:
+            for server in servers:
+                server.wait_until_serving()
+            yield servers[0].url, servers[1].url
+        finally:
+            for server in servers:
+                server.stop()

@@ -42,7 +42,7 @@ from openai_files.testing.metadata import make_record
 from ..clusters import KEY, Cluster
 from ..databases import POSTGRES_URL, drop_tables, require_database, unique_prefix
 from ..s3_servers import S3Server
-from ..support import ServerProcess, serve, server_process, stored_files
+from ..support import serve, server_process, stored_files
 
 _T = TypeVar("_T")
 
@@ -316,19 +316,6 @@ def test_serve_bounds_open_uploads_by_default_and_by_flag(tmp_path: Path) -> Non
 # -- races through two replicas sharing PostgreSQL ---------------------------------------
 
 
-@contextmanager
-def replicas(cluster: Cluster, *flags: str) -> Iterator[tuple[str, str]]:
-    servers = [ServerProcess(cluster.workdir, *cluster.args(), *flags, env=cluster.env)]
-    servers.append(ServerProcess(cluster.workdir, *cluster.args(), *flags, env=cluster.env))
-    try:
-        for server in servers:
-            server.wait_until_serving()
-        yield servers[0].url, servers[1].url
-    finally:
-        for server in servers:
-            server.stop()
-
-
 def all_at_once(
     count: int, request: Callable[[httpx.Client, int], httpx.Response], urls: tuple[str, str]
 ) -> list[httpx.Response]:
@@ -356,7 +343,7 @@ def test_exactly_the_bound_of_concurrent_creates_succeeds_through_two_replicas(
     def create(client: httpx.Client, _: int) -> httpx.Response:
         return client.post("/v1/uploads", json={**UPLOAD, "bytes": 10})
 
-    with replicas(cluster, "--max-open-uploads", "5") as urls:
+    with cluster.two_replicas("--max-open-uploads", "5") as urls:
         responses = all_at_once(24, create, urls)
         created = [r for r in responses if r.status_code == 200]
         for refused in (r for r in responses if r.status_code != 200):
@@ -370,7 +357,7 @@ def test_concurrent_parts_through_two_replicas_never_pass_the_byte_quota(
 ) -> None:
     quota, size = 1024 * 1024, 100 * 1024
     bucket = cluster.storage_url.removeprefix("s3://").split("/", 1)[0]
-    with replicas(cluster, "--max-bytes", str(quota)) as urls:
+    with cluster.two_replicas("--max-bytes", str(quota)) as urls:
         uploads = all_at_once(
             4, lambda client, _: client.post("/v1/uploads", json={**UPLOAD, "bytes": quota}), urls
         )

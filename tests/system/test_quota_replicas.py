@@ -8,9 +8,7 @@ owner's files or bytes allow, and what is counted always equals what is listed a
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from threading import Barrier
 from typing import Any
 
@@ -23,25 +21,10 @@ from openai_files import SQLMetadataStore
 from ..clusters import KEY, Cluster
 from ..databases import POSTGRES_URL
 from ..s3_servers import S3Server
-from ..support import ServerProcess
 
 MAX_FILES = 10
 MAX_BYTES = 1024 * 1024
 UPLOADS = 32
-
-
-@contextmanager
-def replicas(cluster: Cluster, *quota: str) -> Iterator[tuple[str, str]]:
-    """Two replicas with the quota flags ``quota``, started side by side."""
-    servers = [ServerProcess(cluster.workdir, *cluster.args(), *quota, env=cluster.env)]
-    servers.append(ServerProcess(cluster.workdir, *cluster.args(), *quota, env=cluster.env))
-    try:
-        for server in servers:
-            server.wait_until_serving()
-        yield servers[0].url, servers[1].url
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def upload_all(urls: tuple[str, str], sizes: list[int]) -> list[httpx.Response]:
@@ -130,7 +113,7 @@ def check_outcome(
 def test_the_file_quota_holds_under_32_concurrent_uploads_through_two_replicas(
     cluster: Cluster, moto: S3Server
 ) -> None:
-    with replicas(cluster, "--max-files", str(MAX_FILES)) as urls:
+    with cluster.two_replicas("--max-files", str(MAX_FILES)) as urls:
         responses = upload_all(urls, [1024] * UPLOADS)
         created = check_outcome(cluster, moto, urls, responses)
     assert len(created) == MAX_FILES
@@ -142,7 +125,7 @@ def test_the_byte_quota_holds_under_32_concurrent_uploads_through_two_replicas(
 ) -> None:
     size = 200 * 1024  # five fit in the byte quota; the file quota would allow ten
     flags = ("--max-files", str(MAX_FILES), "--max-bytes", str(MAX_BYTES))
-    with replicas(cluster, *flags) as urls:
+    with cluster.two_replicas(*flags) as urls:
         responses = upload_all(urls, [size] * UPLOADS)
         created = check_outcome(cluster, moto, urls, responses)
         fit = MAX_BYTES // size
