@@ -132,17 +132,21 @@ class S3Multipart:
         return _text(answer, "UploadId")
 
     async def copy_part(
-        self, name: str, upload_id: str, number: int, source: str, start: int, end: int
+        self, name: str, upload_id: str, number: int, source: str, window: tuple[int, int] | None
     ) -> str:
-        """UploadPartCopy of the bytes ``[start, end)`` of the object ``source`` as part
+        """UploadPartCopy of the object ``source`` (or of its bytes ``[start, end)``) as part
         ``number``: the part's ETag. `PartCopyUnsupported` where the server does not copy."""
         copied = f"/{uri_encode(self._bucket)}/{uri_encode(source, keep_slash=True)}"
-        headers = {
-            "x-amz-copy-source": copied,
-            "x-amz-copy-source-range": f"bytes={start}-{end - 1}",
-        }
+        headers = {"x-amz-copy-source": copied}
+        if window is not None:
+            headers["x-amz-copy-source-range"] = f"bytes={window[0]}-{window[1] - 1}"
         query = {"partNumber": str(number), "uploadId": upload_id}
-        answer = await self._request("PUT", name, query, headers=headers)
+        try:
+            answer = await self._request("PUT", name, query, headers=headers)
+        except S3RequestError as exc:
+            if exc.status == 404 and exc.code in {"", "NoSuchKey"}:  # moto sends no body
+                raise S3RequestError(str(exc), status=404, code="NoSuchKey") from exc
+            raise
         etag = _find(answer, "ETag")
         if etag is None or not etag.strip():
             raise PartCopyUnsupported("the S3 server does not copy parts (UploadPartCopy)")
@@ -279,6 +283,8 @@ class Piece:
     source: str
     start: int
     end: int
+    whole: bool
+    """The piece is the whole object (the copy names no range)."""
 
 
 def plan_copies(sources: Sequence[str], sizes: Sequence[int]) -> list[Piece] | None:
@@ -293,7 +299,10 @@ def plan_copies(sources: Sequence[str], sizes: Sequence[int]) -> list[Piece] | N
             return None
         count = -(-size // MAX_PART_SIZE)
         step = -(-size // count)
-        pieces += [Piece(source, start, min(start + step, size)) for start in range(0, size, step)]
+        pieces += [
+            Piece(source, start, min(start + step, size), whole=count == 1)
+            for start in range(0, size, step)
+        ]
     if not pieces or len(pieces) > MAX_PARTS:
         return None
     return pieces
@@ -312,8 +321,9 @@ async def assemble(
 
         async def copy(number: int, piece: Piece) -> None:
             async with limiter:
+                window = None if piece.whole else (piece.start, piece.end)
                 etags[number] = await client.copy_part(
-                    name, upload_id, number + 1, piece.source, piece.start, piece.end
+                    name, upload_id, number + 1, piece.source, window
                 )
 
         try:
