@@ -1,4 +1,5 @@
-"""`S3Storage`: objects in an S3 bucket (Amazon S3 or any S3-compatible server), via obstore.
+"""`S3Storage`: objects in an S3 bucket (Amazon S3 or any S3-compatible server), via obstore,
+and S3's multipart API signed here for what obstore cannot do (`._s3_multipart`).
 
 Needs the ``[s3]`` extra. Each key is stored as the object ``prefix + key``.
 
@@ -14,8 +15,12 @@ How the `Storage` contract is kept, and where S3 makes it bend:
   the server's CPU. On any error (from ``chunks``, from S3, or cancellation) the multipart
   upload is aborted, so no object and no incomplete upload is left. Two cases cannot be
   cleaned up from here: the process dying mid-upload, and a failure of the final
-  CompleteMultipartUpload request itself (obstore does not expose the upload id). Give the
-  bucket a lifecycle rule that aborts incomplete multipart uploads after a day or so.
+  CompleteMultipartUpload request itself (obstore does not expose the upload id). The orphan
+  sweep's `remove_partials` aborts such uploads once a day old; where it cannot (no static
+  credentials), give the bucket a lifecycle rule that does.
+- **compose** has S3 copy the sources into one multipart upload (``UploadPartCopy``), so no
+  byte passes through this process; where S3 cannot (a source but the last under 5 MiB, no
+  static credentials, a server that does not copy parts), the sources stream through once.
 - **Cancellation** takes effect between network requests: a part upload or the final commit
   in flight is finished (within the client timeouts) before the upload is aborted, because
   dropping obstore's request half-way could orphan an upload. If the commit completed, the
@@ -95,11 +100,16 @@ class S3Storage:
     Arguments left as None come from the standard AWS environment variables, as obstore reads
     them (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
     ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``...), and ``allow_http`` from
-    ``AWS_ALLOW_HTTP``. ``part_size`` (at least 5 MiB) is both the size from which a put
-    becomes a multipart upload and the size of its parts; an object can have at most 10,000
-    parts. ``parts_in_flight`` (2) parts of a put are sent at once, so a put in progress holds
-    up to ``(parts_in_flight + 1) * part_size`` bytes. ``read_chunk_size`` (4 MiB) is the
-    least a downloaded chunk holds (except the last): memory per download in progress.
+    ``AWS_ALLOW_HTTP``. The requests obstore does not make (part copies for `compose`,
+    incomplete uploads for `remove_partials`) are signed here, which needs static credentials:
+    the arguments, else ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``; credentials that
+    only obstore resolves (an instance profile, web identity) leave those two without them.
+
+    ``part_size`` (at least 5 MiB) is both the size from which a put becomes a multipart upload
+    and the size of its parts; an object can have at most 10,000 parts. ``parts_in_flight`` (2)
+    parts of a put are sent at once, so a put in progress holds up to ``(parts_in_flight + 1) *
+    part_size`` bytes. ``read_chunk_size`` (4 MiB) is the least a downloaded chunk holds (except
+    the last): memory per download in progress.
 
     Timeouts are in seconds. ``connect_timeout`` and ``max_retries`` (and no retry starts more
     than 15 seconds after the first attempt) are low, so an unreachable endpoint fails within
