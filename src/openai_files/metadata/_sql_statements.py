@@ -7,8 +7,11 @@ one then costs a lookup in SQLAlchemy's compiled cache, not a new statement to b
   ``(after_us, after_id)`` (when paging on) and of ``purpose`` (when filtered), read from the
   owner's index as a range that starts at the cursor on every database (`_beyond`,
   `Statements.on_owner_index`);
-- `Statements.usage_row` and `Statements.add_usage`: an owner's usage row made sure of, and
-  grown by ``d_files``, ``d_bytes`` (and ``d_open``) under ``max_files``/``max_bytes``;
+- `Statements.key_file`: the file an owner's idempotency ``key`` made since ``since``, if it is
+  still active (and visible at ``now``, when asked at a time);
+- `Statements.usage`, `Statements.usage_row` and `Statements.add_usage`: an owner's usage row
+  read, made sure of, and grown by ``d_files``, ``d_bytes`` (and ``d_open``) under
+  ``max_files``/``max_bytes``;
 - `Statements.count_active` and `Statements.active_total`: an owner's count of active files of
   a purpose moved by ``d_files``, and the count of their files visible at ``now`` (of
   ``purpose``) read from those counts;
@@ -64,6 +67,7 @@ class Statements:
 
     def __init__(self, tables: Tables, dialect: str) -> None:
         self._files = tables.files
+        self._keys = tables.idempotency
         self._usage = tables.usage
         self._counts = tables.counts
         self._dialect = dialect
@@ -108,6 +112,31 @@ class Statements:
             return query
         index = "files_by_owner_purpose" if by_purpose else "files_by_owner"
         return query.with_hint(self._files, f"FORCE INDEX ({self._prefix}{index})")
+
+    @cache  # noqa: B019
+    def key_file(self, at_now: bool) -> Select[Any]:
+        keys, files = self._keys, self._files
+        there = (
+            visible(files, bindparam("now", type_=BigInteger))
+            if at_now
+            else files.c.state == "active"
+        )
+        return (
+            select(keys.c.file_id)
+            .join(files, and_(files.c.id == keys.c.file_id, there))
+            .where(
+                keys.c.owner == bindparam("owner"),
+                keys.c.key == bindparam("key"),
+                keys.c.created_at >= bindparam("since", type_=BigInteger),
+            )
+        )
+
+    @cache  # noqa: B019
+    def usage(self) -> Select[Any]:
+        usage = self._usage
+        return select(usage.c.files, usage.c.bytes, usage.c.open_uploads).where(
+            usage.c.owner == bindparam("owner")
+        )
 
     @cache  # noqa: B019
     def usage_row(self) -> Insert:
