@@ -151,8 +151,11 @@ class SQLEngine:
         """The rows of one of the store's `Statements`, run as a read with ``parameters``."""
         if not self._ready:
             await self.create_schema()
-        async with self._translate():
+        try:  # not `_translate`, whose context manager costs ~1.7 µs a call
             return await self._runner.rows(statement, parameters)
+        except (SQLAlchemyError, OSError, UnicodeError) as exc:
+            _raise_translated(exc)
+            raise
 
     async def _write(self, body: Body[T], *, translate_integrity: bool = True) -> T:
         """Run ``body`` in one transaction; `Rollback` raised in it undoes the transaction and
@@ -197,22 +200,9 @@ class SQLEngine:
     async def _translate(self, translate_integrity: bool = True) -> AsyncIterator[None]:
         try:
             yield
-        except OpenAIFilesError:
-            raise
-        except IntegrityError:
-            if not translate_integrity:
-                raise
-            raise BackendUnavailable("The metadata database refused a write; retry.") from None
         except (SQLAlchemyError, OSError, UnicodeError) as exc:
-            if _refused_value(exc):
-                raise InvalidRequest(
-                    "A value in the request cannot be stored: it holds a character the "
-                    "database refuses (such as NUL or an unpaired surrogate) or is longer than "
-                    "its field allows. Correct the value; retrying it unchanged will fail again."
-                ) from exc
-            raise BackendUnavailable(
-                f"The metadata database failed: {type(exc).__name__}. Retry the request."
-            ) from exc
+            _raise_translated(exc, translate_integrity)
+            raise
 
 
 def usage_of(row: Sequence[Any] | None) -> Usage:
@@ -221,6 +211,26 @@ def usage_of(row: Sequence[Any] | None) -> Usage:
         return Usage(files=0, bytes=0)
     files, size, open_uploads = row
     return Usage(files=files, bytes=size, open_uploads=open_uploads)
+
+
+def _raise_translated(exc: BaseException, translate_integrity: bool = True) -> None:
+    """Raise the library's error for the database's ``exc``; return (to re-raise ``exc``) for
+    an error of the library itself, or an integrity error left untranslated."""
+    if isinstance(exc, OpenAIFilesError):
+        return  # FileNotFound is an OSError too
+    if isinstance(exc, IntegrityError):
+        if not translate_integrity:
+            return
+        raise BackendUnavailable("The metadata database refused a write; retry.") from None
+    if _refused_value(exc):
+        raise InvalidRequest(
+            "A value in the request cannot be stored: it holds a character the database "
+            "refuses (such as NUL or an unpaired surrogate) or is longer than its field allows. "
+            "Correct the value; retrying it unchanged will fail again."
+        ) from exc
+    raise BackendUnavailable(
+        f"The metadata database failed: {type(exc).__name__}. Retry the request."
+    ) from exc
 
 
 _MYSQL_REFUSED_VALUE = frozenset({1264, 1292, 1300, 1366, 1406})

@@ -323,10 +323,21 @@ def file_row(record: FileRecord) -> dict[str, Any]:
 
 
 def file_record(row: Sequence[Any]) -> FileRecord:
-    """The record of a row of every column of the files table, in the table's order (which is
-    `FileRecord`'s: checked when this module is imported)."""
-    return FileRecord(*row)
+    """The record of a row of every column of the files table, in the table's order.
+
+    Made as the dataclass's own ``__init__`` would, without its cost: a frozen dataclass sets
+    each field through ``object.__setattr__``, six times slower than filling the instance's
+    dictionary, which is what it amounts to for `FileRecord` (no slots, no ``__post_init__``;
+    both checked when this module is imported, with the order of the fields).
+    """
+    record = object.__new__(FileRecord)
+    record.__dict__.update(zip(_COLUMNS, row, strict=True))
+    return record
 
 
-if tuple(field.name for field in dataclasses.fields(FileRecord)) != _COLUMNS:
-    raise AssertionError("FileRecord's fields are not the files table's columns, in order")
+if (
+    tuple(field.name for field in dataclasses.fields(FileRecord)) != _COLUMNS
+    or hasattr(FileRecord, "__slots__")
+    or hasattr(FileRecord, "__post_init__")
+):
+    raise AssertionError("FileRecord is not made of the files table's columns, in order")
