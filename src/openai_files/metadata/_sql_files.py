@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
@@ -224,31 +224,11 @@ class SQLFileRecords(SQLEngine):
         order: Order = "desc",
     ) -> builtins.list[FileRecord]:
         """``OFFSET``/``LIMIT`` over the owner's visible rows, in ``(created_us, id)`` order."""
-        query = self._listing(select(self._files), owner, now, purpose)
-        return await self._page(query, order, offset=offset, limit=limit)
-
-    def _listing(
-        self, query: Select[Any], owner: str, now: int, purpose: str | None
-    ) -> Select[Any]:
-        """``query`` narrowed to the owner's files visible at ``now`` (of ``purpose``)."""
-        files = self._files
-        query = query.where(files.c.owner == owner, self._visible(now))
+        query = self._statements.page_at(order, purpose is not None)
+        parameters: dict[str, Any] = {"owner": owner, "now": now, "offset": offset, "limit": limit}
         if purpose is not None:
-            query = query.where(files.c.purpose == purpose)
-        return self._statements.on_owner_index(query, purpose is not None)
-
-    async def _page(
-        self, query: Select[Any], order: Order, *, offset: int, limit: int
-    ) -> builtins.list[FileRecord]:
-        """The records of ``query`` in ``order`` of creation, ``limit`` of them from ``offset``."""
-        files = self._files
-        if order == "asc":
-            query = query.order_by(files.c.created_us.asc(), files.c.id.asc())
-        else:
-            query = query.order_by(files.c.created_us.desc(), files.c.id.desc())
-        query = query.offset(offset).limit(limit)
-        rows = await self._read(lambda connection: connection.execute(query).all())
-        return [file_record(row) for row in rows]
+            parameters["purpose"] = purpose
+        return [file_record(row) for row in await self._rows(query, parameters)]
 
     async def usage(self, owner: str) -> Usage:
         """The owner's usage row (zeros if there is none)."""
