@@ -8,6 +8,7 @@ answer the next, the driver's errors are the library's, and closing the store en
 from __future__ import annotations
 
 import datetime
+import gc
 import sqlite3
 import threading
 import uuid
@@ -182,15 +183,40 @@ async def test_a_failed_read_is_the_librarys_error_and_the_next_read_is_answered
 async def test_closing_the_store_ends_its_threads_and_closes_their_connections(
     sqlite_url: str, tmp_path: Path
 ) -> None:
+    earlier = set(threading.enumerate())
     store = SQLMetadataStore(sqlite_url)
     kept = await created(store)
     assert await store.get(OWNER, kept.id, now=NOW) == kept
-    mine = [t for t in threading.enumerate() if t.name.startswith("openai-files-sqlite")]
+    mine = started_since(earlier)
     assert len(mine) == 5  # 4 readers, 1 writer
     await store.aclose()
     assert not any(thread.is_alive() for thread in mine)
     # The last connection closed checkpoints the write-ahead log and removes it.
     assert not (tmp_path / "files.db-wal").exists()
+
+
+async def test_a_store_dropped_without_closing_ends_its_threads(sqlite_url: str) -> None:
+    earlier = set(threading.enumerate())
+    store = SQLMetadataStore(sqlite_url)
+    kept = await created(store)
+    assert await store.get(OWNER, kept.id, now=NOW) == kept
+    mine = started_since(earlier)
+    assert len(mine) == 5
+    await store.engine.dispose()  # the async engine's connection (tables made ready) alone
+    del store
+    gc.collect()
+    for thread in mine:
+        thread.join(5)
+    assert not any(thread.is_alive() for thread in mine)
+
+
+def started_since(earlier: set[threading.Thread]) -> list[threading.Thread]:
+    """The store threads started since ``earlier`` was taken."""
+    return [
+        thread
+        for thread in threading.enumerate()
+        if thread not in earlier and thread.name.startswith("openai-files-sqlite")
+    ]
 
 
 def test_a_prepared_statement_applies_the_types_processors(tmp_path: Path) -> None:

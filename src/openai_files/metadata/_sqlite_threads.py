@@ -15,7 +15,9 @@ caller is cancelled (a write, whose outcome the caller must know before it goes 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+import weakref
 from collections.abc import Callable
 from queue import SimpleQueue
 from typing import Any, TypeVar
@@ -28,7 +30,8 @@ __all__ = ["ConnectionThreads", "Job"]
 T = TypeVar("T")
 Job = Callable[[Connection], T]
 
-_Queued = tuple[Job[Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+_Queued = tuple[Job[Any], "asyncio.Future[Any] | None", asyncio.AbstractEventLoop | None]
+"""A job, the future of its caller and the caller's loop (no caller: a store let go, `_abandon`)."""
 
 
 class ConnectionThreads:
@@ -41,6 +44,8 @@ class ConnectionThreads:
         self._jobs: SimpleQueue[_Queued] = SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
+        # A store dropped without `aclose` ends its threads when it is collected.
+        weakref.finalize(self, _abandon, self._jobs, self._threads)
 
     async def run(self, job: Job[T]) -> T:
         """``job`` run on one thread's connection; a cancelled caller stops waiting."""
@@ -56,7 +61,8 @@ class ConnectionThreads:
     async def aclose(self) -> None:
         """Let the queued jobs run, then close every connection and end the threads."""
         with self._start_lock:
-            threads, self._threads = self._threads, []
+            threads = [*self._threads]
+            self._threads.clear()
         loop = asyncio.get_running_loop()
         ended = [loop.create_future() for _ in threads]
         for future in ended:
@@ -100,21 +106,52 @@ def _serve(engine: Engine, jobs: SimpleQueue[_Queued]) -> None:
         if job is _stop:
             if connection is not None:
                 connection.close()
-            loop.call_soon_threadsafe(_settle, future, None, None)
+            _answer(loop, future, None, None)
             return
-        if future.cancelled():
-            continue  # its caller stopped waiting before it started
-        try:
-            if connection is None:
-                connection = engine.connect()
-            result = job(connection)
-        except BaseException as exc:  # handed to the caller
-            loop.call_soon_threadsafe(_settle, future, None, exc)
-            if connection is not None and connection.invalidated:
-                connection.close()
-                connection = None
-        else:
-            loop.call_soon_threadsafe(_settle, future, result, None)
+        if future is not None and not future.cancelled():  # else its caller stopped waiting
+            connection = _run(engine, connection, job, future, loop)
+        # Waiting for the next job, the thread holds nothing of this one (nor its store).
+        del job, future, loop
+
+
+def _run(
+    engine: Engine,
+    connection: Connection | None,
+    job: Job[Any],
+    future: asyncio.Future[Any],
+    loop: asyncio.AbstractEventLoop | None,
+) -> Connection | None:
+    """Run ``job`` and answer its caller; the connection for the next job."""
+    try:
+        if connection is None:
+            connection = engine.connect()
+        result = job(connection)
+    except BaseException as exc:  # handed to the caller
+        _answer(loop, future, None, exc)
+        if connection is not None and connection.invalidated:
+            connection.close()
+            return None
+    else:
+        _answer(loop, future, result, None)
+    return connection
+
+
+def _abandon(jobs: SimpleQueue[_Queued], threads: list[threading.Thread]) -> None:
+    for _ in threads:
+        jobs.put((_stop, None, None))
+
+
+def _answer(
+    loop: asyncio.AbstractEventLoop | None,
+    future: asyncio.Future[Any] | None,
+    result: Any,
+    error: BaseException | None,
+) -> None:
+    """Hand the outcome to the caller's loop, unless the caller or its loop is gone."""
+    if loop is None or future is None:
+        return
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        loop.call_soon_threadsafe(_settle, future, result, error)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
