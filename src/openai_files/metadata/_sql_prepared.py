@@ -16,8 +16,8 @@ What SQLAlchemy would do that still matters is done here too:
   the store translates in one place.
 
 Only drivers with positional ``?`` parameters are supported (``sqlite3``), and statements with
-no expanding (``IN``) or literal-execute parameters: `Prepared` refuses any other when built,
-at the store's start, not at a request.
+no expanding (``IN``) or literal-execute parameters: `Prepared` refuses any other when it is
+built, at the statement's first use, with a `ValueError`.
 """
 
 from __future__ import annotations
