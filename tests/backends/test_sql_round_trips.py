@@ -4,7 +4,8 @@
 
 A read (``get``, a ``list`` page, ``usage``) is one statement and no transaction (on MariaDB,
 whose driver is not in autocommit mode, the pool's ROLLBACK follows it); a create (``insert`` +
-``commit``) and a delete (``begin_delete`` + ``remove``) are two transactions each. A regression
+``commit``) and a delete (``begin_delete`` + ``remove``) are two transactions each (a small
+file's one-step create: tests/backends/test_sql_one_step_writes.py). A regression
 that adds a round trip fails here; no timing is asserted.
 """
 
@@ -195,14 +196,14 @@ async def test_a_reservation_is_one_transaction_of_two_statements(
     assert tally.transactions == 1
 
 
-async def test_a_delete_is_two_transactions_of_six_statements(store: SQLMetadataStore) -> None:
+async def test_a_delete_is_two_transactions_of_five_statements(store: SQLMetadataStore) -> None:
     record = await created(store)
     with counted(store) as tally:
         assert await store.begin_delete(OWNER, record.id, now=NOW) is not None
         await store.remove(OWNER, record.id)
-    # begin_delete: marked, read back, usage shrunk, count of active files shrunk; remove: read,
-    # deleted (an unheld file has no holds rows to delete).
-    assert len(tally.statements) == 6
+    # begin_delete: marked, read back, usage shrunk, count of active files shrunk; remove: the
+    # row deleted while ``deleting`` (it holds no usage, no count and no hold any more).
+    assert len(tally.statements) == 5
     assert tally.transactions == 2
 
 

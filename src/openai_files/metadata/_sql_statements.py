@@ -14,8 +14,9 @@ one then costs a lookup in SQLAlchemy's compiled cache, not a new statement to b
   ``purpose``) read from those counts;
 - `Statements.insert_file`, `Statements.reserved`, `Statements.activate`: a file row written,
   and, at the commit of an upload, the bytes it reserved read and the row made active;
-- `Statements.mark_deleting`, `Statements.owned`, `Statements.by_id`, `Statements.drop`: the
-  delete of a file; `Statements.claim`: a sweeper's claim of one.
+- `Statements.mark_deleting`, `Statements.owned`, `Statements.visible_id`, `Statements.drop`,
+  `Statements.finish_deleting`: the delete of a file; `Statements.claim`: a sweeper's claim of
+  one.
 
 Parameters named like a column are the values the statement writes to that column; the others
 (``b_id``, ``b_owner``, ...) are what it matches.
@@ -225,6 +226,15 @@ class Statements:
         return select(files.c.id).where(
             _mine(files), visible(files, bindparam("now", type_=BigInteger))
         )
+
+    @cache  # noqa: B019
+    def finish_deleting(self, keep_record: bool) -> Delete | Update:
+        """Delete the row (or, ``keep_record``, mark it ``deleted``) only while ``deleting``."""
+        files = self._files
+        deleting = and_(_mine(files), files.c.state == "deleting")
+        if keep_record:
+            return update(files).where(deleting).values(state="deleted", status="deleted")
+        return delete(files).where(deleting)
 
     @cache  # noqa: B019
     def drop(self) -> Delete:
