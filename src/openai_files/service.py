@@ -204,6 +204,7 @@ class FilesService:
             purpose=purpose,
             system=system,
             max_size=max_size,
+            bytes_counted=bytes_counted,
         )
 
     # -- read -------------------------------------------------------------------------------
