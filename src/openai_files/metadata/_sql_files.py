@@ -33,11 +33,11 @@ class SQLFileRecords(SQLEngine):
         idempotency_key: str | None = None,
         key_since: int = 0,
     ) -> str:
-        """In one transaction: the key looked up (if any), the owner's usage row made sure of,
-        grown by one file under ``quota`` (a conditional update), the row inserted, the key
-        remembered. On MariaDB the usage row is made in a transaction of its own: the shared
-        lock an ``INSERT IGNORE`` takes on an existing row, held into the update, deadlocks
-        concurrent uploads. A concurrent insert or commit under the same key makes the key's
+        """In one transaction: the key looked up (if any), the owner's usage row grown by one
+        file under ``quota`` (a conditional update; only when it changes nothing is the row made
+        sure of and the update tried again), the row inserted, the key remembered. On MariaDB
+        the usage row is made first, in a transaction of its own: the shared lock an ``INSERT
+        IGNORE`` takes on an existing row, held into the update, deadlocks concurrent uploads. A concurrent insert or commit under the same key makes the key's
         primary key refuse the second row; that caller answers with the winner's file."""
         check_keyed(record, idempotency_key)
         statements, owner = self._statements, {"owner": record.owner}
@@ -53,9 +53,11 @@ class SQLFileRecords(SQLEngine):
                 )
                 if earlier is not None:
                     return earlier
-            if not apart:
+            counted = self._add_usage(connection, record.owner, 1, record.bytes, quota)
+            if not counted and not apart:  # refused by the quota, or the owner's first file
                 connection.execute(statements.usage_row(), owner)
-            if not self._add_usage(connection, record.owner, 1, record.bytes, quota):
+                counted = self._add_usage(connection, record.owner, 1, record.bytes, quota)
+            if not counted:
                 usage = self._read_usage(connection, record.owner)
                 raise QuotaExceeded.for_usage(
                     quota.max_files if quota else None,
