@@ -37,8 +37,9 @@ class SQLFileRecords(SQLEngine):
         file under ``quota`` (a conditional update; only when it changes nothing is the row made
         sure of and the update tried again), the row inserted, the key remembered. On MariaDB
         the usage row is made first, in a transaction of its own: the shared lock an ``INSERT
-        IGNORE`` takes on an existing row, held into the update, deadlocks concurrent uploads. A concurrent insert or commit under the same key makes the key's
-        primary key refuse the second row; that caller answers with the winner's file."""
+        IGNORE`` takes on an existing row, held into the update, deadlocks concurrent uploads.
+        A concurrent insert or commit under the same key makes the key's primary key refuse the
+        second row; that caller answers with the winner's file."""
         check_keyed(record, idempotency_key)
         statements, owner = self._statements, {"owner": record.owner}
         apart = self._dialect in ("mysql", "mariadb")

@@ -191,14 +191,16 @@ class Statements:
         )
 
     @cache  # noqa: B019
-    def mark_deleting(self) -> Update:
+    def mark_deleting(self, returning: bool) -> Update:
+        """Mark the visible, unheld row ``deleting``; with ``returning``, return it so."""
         files = self._files
         now = bindparam("now", type_=BigInteger)
-        return (
+        mark = (
             update(files)
             .where(_mine(files), visible(files, now), files.c.hold_count == 0)
             .values(state="deleting", changed_at=now)
         )
+        return mark.returning(*files.c) if returning else mark
 
     @cache  # noqa: B019
     def claim(self) -> Update:
