@@ -367,7 +367,7 @@ class PendingUpload:
                 try:
                     await core.storage.delete(record.storage_key)
                 except Exception:
-                    log.warning("removing the bytes of %s failed; the orphan sweep will", record.id)
+                    log.warning("removing the unrecorded bytes of %s failed; kept", record.id)
 
 
 def _refusal(message: str | None) -> str:
