@@ -7,7 +7,11 @@ PostgreSQL not the server's), and the SQL statements and transactions of
 
 - ``get``: `MetadataStore.get` of an existing file (what ``retrieve`` and ``content`` cost);
 - ``list``: one page of 20 of an owner's 100 files (``GET /v1/files?limit=20``);
-- ``create``: `insert` + `reserve` + `commit` of a 1 KB file under a byte quota (an upload);
+- ``create``: what the store is asked for a 1 KB upload under a byte quota: one `insert` of an
+  ``active`` record (a small file recorded in one step), or, for a revision whose store has no
+  such insert (its `insert` takes no ``idempotency_key``), `insert` + `reserve` + `commit`;
+- ``stream``: `insert` + `reserve` + `commit` of a 1 KB file under a byte quota (what a file
+  past ``RECORD_AFTER`` bytes, streamed with a pending record, asks for);
 - ``delete``: `begin_delete` + `remove` (``DELETE /v1/files/{id}``).
 
 ``--before PATH`` measures, side by side in the same run, the package found under ``PATH``
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import subprocess
@@ -41,7 +46,7 @@ from harness.results import add_results_option, run_and_finish
 BENCHMARKS_DIR = Path(__file__).resolve().parent
 SRC = BENCHMARKS_DIR.parent / "src"
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-OPERATIONS = ("get", "list", "create", "delete")
+OPERATIONS = ("get", "list", "create", "stream", "delete")
 BACKENDS = ("memory", "sqlite", "postgresql")
 OWNER = "bench"
 
@@ -149,13 +154,20 @@ async def _measure(backend: str, ops: int, postgres_url: str) -> dict[str, dict[
         counts = Counts()
         try:
             quota = Quota(max_files=10**9, max_bytes=10**15)
+            one_step = "idempotency_key" in inspect.signature(store.insert).parameters
 
-            async def create(index: int) -> str:
+            async def streamed(index: int) -> str:
                 record = _record(index)
                 await store.insert(record, quota=quota)
                 await store.reserve(OWNER, record.id, 1024, quota=quota)
                 done = record.replace(bytes=1024, status="processed", changed_at=record.changed_at)
                 return str(await store.commit(done))
+
+            async def create(index: int) -> str:
+                if not one_step:
+                    return await streamed(index)
+                record = _record(index).replace(bytes=1024, status="processed", state="active")
+                return str(await store.insert(record, quota=quota))
 
             kept = [await create(index) for index in range(100)]
             now = 1_700_000_000
@@ -173,6 +185,9 @@ async def _measure(backend: str, ops: int, postgres_url: str) -> dict[str, dict[
             async def make(index: int) -> None:
                 created.append(await create(1_000 + index))
 
+            async def stream(index: int) -> None:
+                created.append(await streamed(1_000 + ops + index))
+
             async def delete(index: int) -> None:
                 file_id = created[index]
                 assert await store.begin_delete(OWNER, file_id, now=now) is not None
@@ -181,6 +196,7 @@ async def _measure(backend: str, ops: int, postgres_url: str) -> dict[str, dict[
             figures["get"] = await _timed(ops, counts, get)
             figures["list"] = await _timed(ops, counts, page)
             figures["create"] = await _timed(ops, counts, make)
+            figures["stream"] = await _timed(ops, counts, stream)
             figures["delete"] = await _timed(ops, counts, delete)
             return figures
         finally:

@@ -4,6 +4,14 @@ The bytes stream through one pass that counts them against the size limit, reser
 against the owner's quota, and feeds the JSONL validators, on their way to storage. Nothing is
 visible until `PendingUpload.finish`; leaving the upload's context any other way removes what
 it stored.
+
+A small file is recorded in one step: its bytes are stored, then its record is inserted
+``active`` in one transaction that checks the quota and the idempotency key. A larger one
+(past `RECORD_AFTER` bytes) gets a ``pending`` record while it streams, which reserves its
+bytes against the quota as they come and leads the sweeper to them if the upload dies, and is
+committed at the end. Either way a record is visible only once its bytes are stored (durably,
+where the storage flushes); a crash between storing a small file and recording it leaves bytes
+that no record knows, which the orphan sweep removes.
 """
 
 from __future__ import annotations
@@ -23,10 +31,10 @@ from ._checks import (
     checked_owner,
 )
 from ._core import IDEMPOTENCY_WINDOW, Core, file_object
-from .errors import FileTooLarge, InvalidFile, InvalidRequest, QuotaExceeded
+from .errors import Conflict, FileTooLarge, InvalidFile, InvalidRequest, QuotaExceeded
 from .ids import new_file_id, new_storage_key
 from .inputs import check_media_type
-from .metadata.base import FileRecord
+from .metadata.base import FileRecord, Quota
 from .models import FileObject
 from .storage.base import (
     AppendableStorage,
@@ -37,12 +45,15 @@ from .storage.base import (
 )
 from .validation import JSONLRules, JSONLValidator
 
-__all__ = ["QUOTA_STEP", "PendingUpload", "begin_upload"]
+__all__ = ["QUOTA_STEP", "RECORD_AFTER", "PendingUpload", "begin_upload"]
 
 log = logging.getLogger("openai_files")
 
 QUOTA_STEP = 8 * 1024 * 1024
 """Bytes reserved against a byte quota at a time while an upload streams in."""
+RECORD_AFTER = 256 * 1024
+"""Bytes an upload streams before its ``pending`` record is written; a file that ends sooner
+is recorded in one step, after its bytes are stored (`PendingUpload.finish`)."""
 
 
 async def begin_upload(
@@ -56,10 +67,10 @@ async def begin_upload(
     max_size: int | None = None,
     bytes_counted: bool = False,
 ) -> PendingUpload:
-    """Check the request, record the upload ``pending`` and return it (see
-    `FilesService.begin_upload`). ``bytes_counted``: its bytes count against the owner's byte
-    quota already (the parts of an upload of the Uploads API), so they are not reserved again
-    while they stream."""
+    """Check the request and return the upload (see `FilesService.begin_upload`); nothing
+    is written yet. ``bytes_counted``: its bytes count against the owner's byte quota already
+    (the parts of an upload of the Uploads API), so they are not reserved again while they
+    stream."""
     check_filename(core.policy, filename)
     if media_type is not None:
         check_media_type(media_type, param="file", name="The file part's Content-Type")
@@ -83,7 +94,6 @@ async def begin_upload(
         state="pending",
         changed_at=created_us // 1_000_000,
     )
-    await core.metadata.insert(record, quota=core.policy.quota)
     return PendingUpload(
         core,
         record,
@@ -127,6 +137,12 @@ class PendingUpload:
         self._metered_bytes = (
             not bytes_counted and quota is not None and quota.max_bytes is not None
         )
+        # The quota a record inserted ``active`` (a small file, in one step) is checked
+        # against: without the byte limit when its bytes are counted already.
+        self._quota = quota
+        if bytes_counted and quota is not None:
+            self._quota = Quota(max_files=quota.max_files)
+        self._recorded = False  # a pending record is in the store
         self._blob: StoredBlob | None = None
         self._etag: str | None = None
         self._finished = False
@@ -205,6 +221,7 @@ class PendingUpload:
         its etag), or with no content to check, its ``size`` reserved."""
         if size > self._max_size:
             raise FileTooLarge(self._max_size)
+        await self._record_pending()
         if content is None:
             if self._metered_bytes:
                 await self._reserve(size)
@@ -231,13 +248,21 @@ class PendingUpload:
             total += len(chunk)
             if total > limit:
                 raise FileTooLarge(limit)
-            if metered_bytes and total > self._reserved:
+            if not self._recorded and total > RECORD_AFTER:
+                await self._record_pending()
+            if metered_bytes and self._recorded and total > self._reserved:
                 await self._reserve(total)
             for validator in self._validators.values():
                 validator.feed(chunk)
                 if strict and validator.failed:
                     raise InvalidFile(_refusal(validator.finish().message), param="file")
             yield chunk
+
+    async def _record_pending(self) -> None:
+        """Write the upload's ``pending`` record (counted against the quota), once."""
+        if not self._recorded:
+            await self._core.metadata.insert(self.record, quota=self._core.policy.quota)
+            self._recorded = True
 
     async def _reserve(self, total: int) -> None:
         """Reserve quota for ``total`` bytes: a step ahead if the quota allows, else exactly."""
@@ -287,11 +312,21 @@ class PendingUpload:
             changed_at=now,
         )
         try:
-            created_id = await core.metadata.commit(
-                record, idempotency_key=idempotency_key, key_since=now - IDEMPOTENCY_WINDOW
-            )
+            if self._recorded:
+                created_id = await core.metadata.commit(
+                    record, idempotency_key=idempotency_key, key_since=now - IDEMPOTENCY_WINDOW
+                )
+            else:  # a small file, stored already: recorded active in one step
+                created_id = await core.metadata.insert(
+                    record.replace(state="active"),
+                    quota=self._quota,
+                    idempotency_key=idempotency_key,
+                    key_since=now - IDEMPOTENCY_WINDOW,
+                )
+        except (QuotaExceeded, Conflict):
+            raise  # refused: nothing changed
         except BaseException:
-            # The commit may have taken effect even though its reply was lost: the file may
+            # The write may have taken effect even though its reply was lost: the file may
             # be visible. `abort` must hide it before its bytes go.
             self._maybe_committed = True
             raise
@@ -328,11 +363,18 @@ class PendingUpload:
                 try:
                     await core.metadata.begin_delete(record.owner, record.id, now=core.now())
                 except Exception:
-                    # Unknown whether the file is visible: keep its bytes. If the commit did
-                    # not happen, the pending record leads the sweeper to them.
+                    # Unknown whether the file is visible: keep its bytes. If the write did
+                    # not happen, the pending record (or, for a small file, the orphan sweep)
+                    # leads the sweeper to them.
                     log.warning("could not hide %s after a failed commit; kept", record.id)
                     return
-            await core.purge(record)
+            if self._recorded or self._maybe_committed:
+                await core.purge(record)
+            elif self._blob is not None:  # stored, never recorded: no record to remove
+                try:
+                    await core.storage.delete(record.storage_key)
+                except Exception:
+                    log.warning("removing the unrecorded bytes of %s failed; kept", record.id)
 
 
 def _refusal(message: str | None) -> str:

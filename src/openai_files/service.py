@@ -2,10 +2,13 @@
 
 The service owns the order of effects that keeps storage and metadata consistent:
 
-- create: a ``pending`` record (invisible, counted against the owner's quota) -> the bytes
-  streamed to storage under a fresh key, counted, limited and validated on the fly -> the
-  record committed as ``active``. On any failure the bytes and the record are removed; a crash
-  between the steps leaves only a pending record, which the sweeper removes with its bytes.
+- create: the bytes streamed to storage under a fresh key, counted, limited and validated on
+  the fly -> a small file's record inserted ``active`` in one transaction that checks the
+  quota and the idempotency key; a larger one's ``pending`` record (invisible, counted against
+  the owner's quota) is written once its first ``RECORD_AFTER`` bytes have streamed and
+  committed ``active`` at the end. On any failure the bytes and the record are removed; a
+  crash between the steps leaves a pending record, which the sweeper removes with its bytes,
+  or a small file's bytes that no record knows, which the orphan sweep removes.
 - delete: refused while a batch holds the file -> the record turns ``deleting`` (clients see
   404 at once) -> the bytes are removed -> the record is removed (or, with soft delete, kept
   as ``deleted``). If removing the bytes fails, the ``deleting`` record stays behind and the
@@ -193,8 +196,11 @@ class FilesService:
         ``bytes_counted``: its bytes count against the owner's byte quota already (the parts
         of an upload of the Uploads API), so they are not reserved again while they stream.
 
-        Use the result as an async context manager: leaving it without `PendingUpload.finish`
-        (or with an exception) removes everything the upload wrote.
+        Nothing is recorded yet: a file past ``RECORD_AFTER`` bytes gets its ``pending``
+        record (and its quota checked) while it streams, a smaller one is recorded by
+        `PendingUpload.finish`, in one transaction. Use the result as an async context
+        manager: leaving it without `PendingUpload.finish` (or with an exception) removes
+        everything the upload wrote.
         """
         return await begin_upload(
             self._core,
@@ -204,6 +210,7 @@ class FilesService:
             purpose=purpose,
             system=system,
             max_size=max_size,
+            bytes_counted=bytes_counted,
         )
 
     # -- read -------------------------------------------------------------------------------

@@ -5,10 +5,10 @@ several replicas can sweep at once without claiming the same record twice), dele
 bytes, then their records. A record whose bytes could not be deleted stays claimed and is
 retried by a later sweep once ``stale_after`` has passed: no blob is ever forgotten.
 
-The orphan pass removes bytes that no record knows (a crash between writing bytes and
-recording them cannot leave any, since the record is written first, but a pending record swept
-while its upload still ran can), once they are older than a grace period, and the temporary
-files of interrupted writes, for storages that can list their keys.
+The orphan pass removes bytes that no record knows (a crash between storing a small file and
+recording it leaves some, since such a file is recorded once its bytes are stored; so can a
+pending record swept while its upload still ran), once they are older than a grace period, and
+the temporary files of interrupted writes, for storages that can list their keys.
 
 Hosts run these through `FilesService.sweep`, `FilesService.sweep_orphans` and
 `FilesService.run_sweeper`, which take the same options.

@@ -35,6 +35,9 @@ METADATA_FILES = ("files.db", "files.db-journal", "files.db-wal", "files.db-shm"
 async def service(tmp_path: Path) -> AsyncIterator[FilesService]:
     storage = LocalStorage(tmp_path / "blobs")
     metadata = SQLMetadataStore(f"sqlite+aiosqlite:///{tmp_path / 'files.db'}")
+    # The tables exist before any request: `record_count` reads them even when a refused
+    # upload never reached the store (a small file is recorded only once stored).
+    await metadata.create_schema()
     # The edge's own checks, apart from what purposes' content rules refuse: batch files here
     # are any bytes, with any name.
     policy = Policy(max_file_size=MAX_FILE_SIZE, validation="off", file_types={})

@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from openai_files import FilesService, MemoryMetadataStore, MemoryStorage
+from openai_files._pending_upload import RECORD_AFTER
 from openai_files.testing import ManualClock
 
 pytestmark = pytest.mark.anyio
@@ -131,7 +132,8 @@ async def test_run_sweeper_sweeps_with_its_batch_and_max_batches() -> None:
 
 async def test_run_sweeper_sweeps_with_its_stale_after() -> None:
     env = rig()
-    await env.service.begin_upload(OWNER, filename="dead.txt", purpose="assistants")
+    upload = await env.service.begin_upload(OWNER, filename="dead.txt", purpose="assistants")
+    await upload.write(one_chunk(b"x" * (RECORD_AFTER + 1)))  # streams with a pending record
     env.clock.advance(60)
     await env.run_sweeper()
     assert (await env.metadata.usage(OWNER)).files == 1  # not an hour old: still running

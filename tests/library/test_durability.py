@@ -19,10 +19,17 @@ import pytest
 from sqlalchemy import text
 
 from openai_files import FilesService, LocalStorage, SQLMetadataStore, create_app, open_embedded
+from openai_files._pending_upload import RECORD_AFTER
 from openai_files.backends import open_metadata, open_service, open_storage
 from openai_files.cli import build_parser
 from openai_files.cli._serve_options import server_settings
-from openai_files.metadata.base import FileRecord, MetadataStore, PartOutcome, PartRecord
+from openai_files.metadata.base import (
+    FileRecord,
+    MetadataStore,
+    PartOutcome,
+    PartRecord,
+    Quota,
+)
 from openai_files.storage.local import FLUSH_STEP
 from openai_files.testing.faults import FaultyMetadataStore
 
@@ -77,11 +84,27 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
 
 class RecordingMetadata(FaultyMetadataStore):
     """The fault-injection wrapper, with no fault switched on, recording each commit of a file
-    record and of an Uploads API part when it has taken effect."""
+    record (a pending record's commit, or the insert of an ``active`` one: a small file
+    recorded in one step) and of an Uploads API part when it has taken effect."""
 
     def __init__(self, inner: MetadataStore, recorder: Recorder) -> None:
         super().__init__(inner)
         self.recorder = recorder
+
+    async def insert(
+        self,
+        record: FileRecord,
+        *,
+        quota: Quota | None = None,
+        idempotency_key: str | None = None,
+        key_since: int = 0,
+    ) -> str:
+        created = await super().insert(
+            record, quota=quota, idempotency_key=idempotency_key, key_since=key_since
+        )
+        if record.state == "active":
+            self.recorder.add("commit", record.storage_key)
+        return created
 
     async def commit(
         self, record: FileRecord, *, idempotency_key: str | None = None, key_since: int = 0
@@ -133,10 +156,15 @@ def assert_flushed_before(
     assert ("fsync", str(path.parent)) in recorder.events[renamed:committed], recorder.events
 
 
+@pytest.mark.parametrize(
+    "size",
+    [900, RECORD_AFTER + 900],
+    ids=["small, recorded in one step", "larger, streamed with a pending record"],
+)
 def test_a_created_file_is_flushed_renamed_and_its_directories_flushed_before_it_commits(
-    durable_server: httpx.Client, recorder: Recorder, tmp_path: Path
+    durable_server: httpx.Client, recorder: Recorder, tmp_path: Path, size: int
 ) -> None:
-    data = b'{"a": 1}\n' * 100
+    data = b'{"a": 1}\n' * (size // 9)
     response = durable_server.post(
         "/v1/files", files={"file": ("a.jsonl", data)}, data={"purpose": "user_data"}
     )

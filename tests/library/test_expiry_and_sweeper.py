@@ -36,6 +36,7 @@ from openai_files import (
     api_key_auth,
     create_app,
 )
+from openai_files._pending_upload import RECORD_AFTER
 from openai_files.errors import QuotaExceeded
 from openai_files.events import FileEvent
 from openai_files.ids import new_storage_key
@@ -345,7 +346,9 @@ async def test_a_crashed_upload_is_invisible_and_swept_with_its_bytes_once_stale
     service = env.service(policy=Policy(quota=Quota(max_files=1, max_bytes=64 * 1024 * 1024)))
     started = env.clock()
     upload = await service.begin_upload(OWNER, filename="crash.bin", purpose="user_data")
-    await upload.write(chunks(os.urandom(200_000)))
+    # Past RECORD_AFTER, an upload streams with a pending record (a smaller one is recorded
+    # only once stored: tests/library/test_one_step_create.py).
+    await upload.write(chunks(os.urandom(RECORD_AFTER + 200_000)))
     # The process "dies" here: neither finish nor abort, the context is never left.
     key = upload.record.storage_key
     assert await env.stored(key)
@@ -355,7 +358,7 @@ async def test_a_crashed_upload_is_invisible_and_swept_with_its_bytes_once_stale
     assert await listed(service) == []
     usage = await service.metadata.usage(OWNER)
     assert usage.files == 1
-    assert usage.bytes >= 200_000
+    assert usage.bytes >= RECORD_AFTER + 200_000
     with pytest.raises(QuotaExceeded):  # the dead upload still counts against the quota
         await create(service, b"blocked")
 
@@ -567,7 +570,7 @@ async def test_an_event_hook_gets_one_expired_event_per_swept_visible_file(env: 
     expiring = [await create(service, b"x" * n, expires_after=HOUR) for n in (1, 2, 3)]
     await create(service, b"stays")
     upload = await service.begin_upload(OWNER, filename="dead.bin", purpose="user_data")
-    await upload.write(chunks(b"dead"))
+    await upload.write(chunks(b"dead" * RECORD_AFTER))
     events.clear()
 
     env.clock.advance(HOUR + 1)
@@ -635,7 +638,7 @@ async def test_the_apps_sweeper_counts_an_upload_as_dead_after_sweep_stale_after
 ) -> None:
     service = env.service()
     upload = await service.begin_upload(OWNER, filename="dead.bin", purpose="user_data")
-    await upload.write(chunks(b"half of it"))  # and the process dies
+    await upload.write(chunks(b"half of it" * RECORD_AFTER))  # and the process dies
     key = upload.record.storage_key
     env.clock.advance(10 * 60 + 1)  # past a 10-minute stale_after, not the default hour
     app = create_app(service, sweep_interval=0.05, sweep_stale_after=10 * 60)

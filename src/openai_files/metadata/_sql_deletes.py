@@ -23,21 +23,28 @@ class SQLFileDeletes(SQLFileRecords):
     # -- deletes and holds -------------------------------------------------------------------
 
     async def begin_delete(self, owner: str, file_id: str, *, now: int) -> FileRecord | None:
-        """A conditional UPDATE first (visible and unheld), so concurrent deleters and holders
-        serialise on the row's lock; the usage row shrinks in the same transaction."""
+        """A conditional UPDATE first (visible and unheld), returning the row where the database
+        can (else read back), so concurrent deleters and holders serialise on the row's lock;
+        the usage row shrinks in the same transaction."""
         statements = self._statements
         mine = {"b_id": file_id, "b_owner": owner, "now": now}
+        returning = self.engine.dialect.update_returning  # not on MariaDB: read it back
 
         def mark(connection: Connection) -> FileRecord | None:
             # Write first: the conditional update takes the row's lock before anything is read,
             # so concurrent deleters and holders serialise on it instead of racing.
-            if connection.execute(statements.mark_deleting(), mine).rowcount != 1:
+            marked = connection.execute(statements.mark_deleting(returning), mine)
+            row = marked.first() if returning else None
+            done = row is not None if returning else marked.rowcount == 1
+            if not done:
                 if connection.execute(statements.visible_id(), mine).first():
                     raise Conflict(
                         f"The file {file_id} is in use by a batch and cannot be deleted now."
                     )
                 return None
-            record = file_record(connection.execute(statements.owned(), mine).one())
+            if row is None:
+                row = connection.execute(statements.owned(), mine).one()
+            record = file_record(row)
             self._add_usage(connection, owner, -1, -record.bytes, None)
             self._count_active(connection, record, -1)
             return record
@@ -46,11 +53,16 @@ class SQLFileDeletes(SQLFileRecords):
 
     async def remove(self, owner: str, file_id: str, *, keep_record: bool = False) -> None:
         """Delete (or mark ``deleted``) the row only if it is still as read, its holds and its
-        share of the usage with it, in one transaction."""
+        share of the usage with it, in one transaction. A ``deleting`` row (a delete's or a
+        sweeper's) holds no share of the usage, no count of active files and no hold: it goes
+        in one conditional statement, and only another state is read first."""
         files, holds, statements = self._files, self.tables.holds, self._statements
         mine = {"b_id": file_id, "b_owner": owner}
 
         def drop(connection: Connection) -> None:
+            finish = statements.finish_deleting(keep_record)
+            if connection.execute(finish, mine).rowcount == 1:
+                return
             row = connection.execute(statements.owned(), mine).first()
             if row is None:
                 return

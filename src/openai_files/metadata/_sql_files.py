@@ -13,10 +13,11 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..errors import Conflict, QuotaExceeded
+from ..errors import BackendUnavailable, Conflict, QuotaExceeded
 from ._sql_engine import Rollback, SQLEngine, usage_of
+from ._sql_runners import Body
 from ._sql_statements import visible
-from .base import Cursor, FileRecord, Order, Quota, Usage
+from .base import Cursor, FileRecord, Order, Quota, Usage, check_keyed
 
 __all__ = ["SQLFileRecords", "file_record", "file_row"]
 
@@ -26,20 +27,40 @@ class SQLFileRecords(SQLEngine):
 
     # -- creating files -------------------------------------------------------------------------
 
-    async def insert(self, record: FileRecord, *, quota: Quota | None = None) -> None:
-        """In one transaction: make sure the owner has a usage row, grow it by one file under
-        ``quota`` (a conditional update) and insert the row. On MariaDB the usage row is made
-        in a transaction of its own: the shared lock an ``INSERT IGNORE`` takes on an existing
-        row, held into the update, deadlocks concurrent uploads."""
+    async def insert(
+        self,
+        record: FileRecord,
+        *,
+        quota: Quota | None = None,
+        idempotency_key: str | None = None,
+        key_since: int = 0,
+    ) -> str:
+        """In one transaction: the key looked up (if any), the owner's usage row grown by one
+        file under ``quota`` (a conditional update; only when it changes nothing is the row made
+        sure of and the update tried again), the row inserted, the key remembered. On MariaDB
+        the usage row is made first, in a transaction of its own: the shared lock an ``INSERT
+        IGNORE`` takes on an existing row, held into the update, deadlocks concurrent uploads.
+        A concurrent insert or commit under the same key makes the key's primary key refuse the
+        second row; that caller answers with the winner's file."""
+        check_keyed(record, idempotency_key)
         statements, owner = self._statements, {"owner": record.owner}
         apart = self._dialect in ("mysql", "mariadb")
         if apart:
             await self._write(lambda connection: connection.execute(statements.usage_row(), owner))
 
-        def create(connection: Connection) -> None:
-            if not apart:
+        def create(connection: Connection) -> str:
+            key = idempotency_key
+            if key is not None:
+                earlier = self._key_file(
+                    connection, record.owner, key, key_since, now=record.changed_at
+                )
+                if earlier is not None:
+                    return earlier
+            counted = self._add_usage(connection, record.owner, 1, record.bytes, quota)
+            if not counted and not apart:  # refused by the quota, or the owner's first file
                 connection.execute(statements.usage_row(), owner)
-            if not self._add_usage(connection, record.owner, 1, record.bytes, quota):
+                counted = self._add_usage(connection, record.owner, 1, record.bytes, quota)
+            if not counted:
                 usage = self._read_usage(connection, record.owner)
                 raise QuotaExceeded.for_usage(
                     quota.max_files if quota else None,
@@ -52,8 +73,13 @@ class SQLFileRecords(SQLEngine):
                 raise Conflict(f"A file with id {record.id} exists already.") from exc
             if record.state == "active":
                 self._count_active(connection, record, 1)
+            if key is not None:
+                self._remember_key(connection, record, key, key_since)
+            return record.id
 
-        await self._write(create)
+        if idempotency_key is None:
+            return await self._write(create)
+        return await self._keyed(create, record.owner, idempotency_key, key_since)
 
     async def reserve(self, owner: str, file_id: str, size: int, *, quota: Quota | None) -> bool:
         """Grow the usage row under ``quota`` and the pending row's ``bytes`` in one transaction,
@@ -82,18 +108,8 @@ class SQLFileRecords(SQLEngine):
         the bytes it reserved, the usage corrected, the key row written. A concurrent commit under
         the same key makes the key's primary key refuse the second row; that caller answers with
         the winner's file."""
-        try:
-            return await self._commit(record, idempotency_key, key_since)
-        except IntegrityError:
-            # A concurrent upload with the same key committed first: answer with its file.
-            assert idempotency_key is not None
-            earlier = await self.idempotent_file(record.owner, idempotency_key, since=key_since)
-            if earlier is None:
-                raise
-            return earlier
-
-    async def _commit(self, record: FileRecord, key: str | None, key_since: int) -> str:
-        files, keys = self._files, self.tables.idempotency
+        key = idempotency_key
+        statements = self._statements
 
         def activate(connection: Connection) -> str:
             now = record.changed_at
@@ -101,7 +117,6 @@ class SQLFileRecords(SQLEngine):
                 earlier = self._key_file(connection, record.owner, key, key_since, now=now)
                 if earlier is not None:
                     return earlier
-            statements = self._statements
             mine = {"b_id": record.id, "b_owner": record.owner}
             reserved = connection.execute(statements.reserved(), mine).scalar()
             if reserved is None:
@@ -116,30 +131,46 @@ class SQLFileRecords(SQLEngine):
                 self._add_usage(connection, record.owner, 0, record.bytes - reserved, None)
             self._count_active(connection, record, 1)
             if key is not None:
-                # Free the key only from a stale row (past the window, or whose file is no longer
-                # visible: expired, deleted or gone): a fresh row another replica just wrote
-                # makes the insert below fail, and the caller answers with that replica's file.
-                live_file = select(files.c.id).where(
-                    files.c.id == keys.c.file_id, self._visible(now)
-                )
-                connection.execute(
-                    delete(keys).where(
-                        keys.c.owner == record.owner,
-                        keys.c.key == key,
-                        or_(keys.c.created_at < key_since, ~live_file.exists()),
-                    )
-                )
-                connection.execute(
-                    insert(keys).values(
-                        owner=record.owner,
-                        key=key,
-                        file_id=record.id,
-                        created_at=record.changed_at,
-                    )
-                )
+                self._remember_key(connection, record, key, key_since)
             return record.id
 
-        return await self._write(activate, translate_integrity=False)
+        if key is None:
+            return await self._write(activate)
+        return await self._keyed(activate, record.owner, key, key_since)
+
+    async def _keyed(self, body: Body[str], owner: str, key: str, key_since: int) -> str:
+        """Run ``body``, which remembers ``key``, as one write; when a concurrent write under
+        the same key won (the key's primary key refused this one), the id of its file."""
+        try:
+            return await self._write(body, translate_integrity=False)
+        except IntegrityError:
+            earlier = await self.idempotent_file(owner, key, since=key_since)
+            if earlier is None:
+                raise BackendUnavailable("The metadata database refused a write; retry.") from None
+            return earlier
+
+    def _remember_key(
+        self, connection: Connection, record: FileRecord, key: str, key_since: int
+    ) -> None:
+        """Remember ``key`` for the record's file, in place of a stale row: past the window,
+        or whose file is no longer visible (expired, deleted or gone). A fresh row another
+        replica just wrote makes the insert fail, and the caller answers with that file."""
+        files, keys = self._files, self.tables.idempotency
+        live_file = select(files.c.id).where(
+            files.c.id == keys.c.file_id, self._visible(record.changed_at)
+        )
+        connection.execute(
+            delete(keys).where(
+                keys.c.owner == record.owner,
+                keys.c.key == key,
+                or_(keys.c.created_at < key_since, ~live_file.exists()),
+            )
+        )
+        connection.execute(
+            insert(keys).values(
+                owner=record.owner, key=key, file_id=record.id, created_at=record.changed_at
+            )
+        )
 
     async def idempotent_file(self, owner: str, key: str, *, since: int) -> str | None:
         """A join of the key row and its ``active`` file row."""

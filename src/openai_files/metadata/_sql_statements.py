@@ -19,8 +19,9 @@ one then costs a lookup in SQLAlchemy's compiled cache, not a new statement to b
   its parts;
 - `Statements.insert_file`, `Statements.reserved`, `Statements.activate`: a file row written,
   and, at the commit of an upload, the bytes it reserved read and the row made active;
-- `Statements.mark_deleting`, `Statements.owned`, `Statements.by_id`, `Statements.drop`: the
-  delete of a file; `Statements.claim`: a sweeper's claim of one.
+- `Statements.mark_deleting`, `Statements.owned`, `Statements.visible_id`, `Statements.drop`,
+  `Statements.finish_deleting`: the delete of a file; `Statements.claim`: a sweeper's claim of
+  one.
 
 Parameters named like a column are the values the statement writes to that column; the others
 (``b_id``, ``b_owner``, ...) are what it matches.
@@ -245,14 +246,16 @@ class Statements:
         )
 
     @cache  # noqa: B019
-    def mark_deleting(self) -> Update:
+    def mark_deleting(self, returning: bool) -> Update:
+        """Mark the visible, unheld row ``deleting``; with ``returning``, return it so."""
         files = self._files
         now = bindparam("now", type_=BigInteger)
-        return (
+        mark = (
             update(files)
             .where(_mine(files), visible(files, now), files.c.hold_count == 0)
             .values(state="deleting", changed_at=now)
         )
+        return mark.returning(*files.c) if returning else mark
 
     @cache  # noqa: B019
     def claim(self) -> Update:
@@ -280,6 +283,15 @@ class Statements:
         return select(files.c.id).where(
             _mine(files), visible(files, bindparam("now", type_=BigInteger))
         )
+
+    @cache  # noqa: B019
+    def finish_deleting(self, keep_record: bool) -> Delete | Update:
+        """Delete the row (or, ``keep_record``, mark it ``deleted``) only while ``deleting``."""
+        files = self._files
+        deleting = and_(_mine(files), files.c.state == "deleting")
+        if keep_record:
+            return update(files).where(deleting).values(state="deleted", status="deleted")
+        return delete(files).where(deleting)
 
     @cache  # noqa: B019
     def drop(self) -> Delete:

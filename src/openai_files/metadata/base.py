@@ -177,6 +177,13 @@ class PartRecord:
     created_at: int
 
 
+def check_keyed(record: FileRecord, idempotency_key: str | None) -> None:
+    """`ValueError` unless ``record`` may be inserted under ``idempotency_key`` (see
+    `MetadataStore.insert`): a key goes with an ``active`` record only."""
+    if idempotency_key is not None and record.state != "active":
+        raise ValueError(f"an idempotency key goes with an active record, not a {record.state} one")
+
+
 @runtime_checkable
 class MetadataStore(Protocol):
     """File records by owner and id.
@@ -194,11 +201,27 @@ class MetadataStore(Protocol):
     be reached.
     """
 
-    async def insert(self, record: FileRecord, *, quota: Quota | None = None) -> None:
-        """Add a new ``pending`` record, counting it and its ``bytes`` in the owner's usage.
+    async def insert(
+        self,
+        record: FileRecord,
+        *,
+        quota: Quota | None = None,
+        idempotency_key: str | None = None,
+        key_since: int = 0,
+    ) -> str:
+        """Add a new record, counting it and its ``bytes`` in the owner's usage, in one
+        transaction; return its id.
 
-        `QuotaExceeded` (and nothing added) if that would pass ``quota``; `Conflict` if the
-        id exists already.
+        A ``pending`` record is an upload whose bytes are on their way (`reserve`, then
+        `commit`); an ``active`` record is a file whose bytes are stored already, visible at
+        once (a small upload, recorded in one step). `QuotaExceeded` (and nothing added) if
+        that would pass ``quota``; `Conflict` if the id exists already.
+
+        With ``idempotency_key`` (for an ``active`` record only; `ValueError` for another), the
+        key is looked up first and remembered in the same transaction, as `commit` does at
+        ``record.changed_at``: if the owner has a file under it, nothing is added (and no quota
+        checked) and that file's id is returned. Of concurrent inserts and commits with one
+        key, exactly one makes its file visible and the others return its id.
         """
         ...
 

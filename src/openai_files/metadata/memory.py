@@ -17,6 +17,7 @@ from .base import (
     UploadRecord,
     UploadState,
     Usage,
+    check_keyed,
 )
 
 __all__ = ["MemoryMetadataStore"]
@@ -41,9 +42,22 @@ class MemoryMetadataStore:
     def __repr__(self) -> str:
         return f"MemoryMetadataStore(records={len(self._records)})"
 
-    async def insert(self, record: FileRecord, *, quota: Quota | None = None) -> None:
+    async def insert(
+        self,
+        record: FileRecord,
+        *,
+        quota: Quota | None = None,
+        idempotency_key: str | None = None,
+        key_since: int = 0,
+    ) -> str:
         """Add the record to the dict and its cursor to the owner's sorted list; the usage is
-        counted from the records, so the quota check sees every pending and active one."""
+        counted from the records, so the quota check sees every pending and active one. A key
+        is looked up and remembered as `commit` does."""
+        check_keyed(record, idempotency_key)
+        if idempotency_key is not None:
+            earlier = self._key_file(record.owner, idempotency_key, key_since, record.changed_at)
+            if earlier is not None:
+                return earlier
         if record.id in self._records:
             raise Conflict(f"A file with id {record.id} exists already.")
         if quota is not None:
@@ -53,6 +67,9 @@ class MemoryMetadataStore:
         self._records[record.id] = record
         bisect.insort(self._order.setdefault(record.owner, []), record.cursor)
         bisect.insort(self._by_purpose.setdefault(_listed_as(record), []), record.cursor)
+        if idempotency_key is not None:
+            self._keys[(record.owner, idempotency_key)] = (record.id, record.changed_at)
+        return record.id
 
     async def reserve(self, owner: str, file_id: str, size: int, *, quota: Quota | None) -> bool:
         """Grow the pending record's ``bytes`` in place; the usage follows, being counted."""

@@ -16,7 +16,7 @@ from typing import BinaryIO, TypeVar, TypeVarTuple
 import anyio.to_thread
 
 from ..errors import BackendUnavailable, BlobNotFound
-from .base import BlobHasher
+from .base import BlobHasher, StoredBlob
 
 _LOCK_TRIES = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
 """Seconds between the tries of a seal or cut to lock an unfinished file held by an append."""
@@ -36,8 +36,11 @@ async def _io(function: Callable[[*_Ts], _T], *args: *_Ts) -> _T:
 
 
 def _open_exclusive(path: Path) -> BinaryIO:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "xb")
+    try:
+        return open(path, "xb")
+    except FileNotFoundError:  # the first object of its shard: make the directories
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "xb")
 
 
 def _open_for_reading(path: Path, key: str) -> BinaryIO:
@@ -64,6 +67,24 @@ def _finish(
     os.replace(temp, path)
     if directories is not None:
         directories.flush(path.parent)
+
+
+def _put_whole(
+    temp: Path, path: Path, data: bytes, directories: _DurableDirectories | None
+) -> StoredBlob:
+    """Write ``data`` to ``temp`` and rename it to ``path`` as `_finish` does (flushed with
+    ``directories``): a whole small object in one trip to a worker thread."""
+    hasher = BlobHasher()
+    hasher.update(data)
+    handle = _open_exclusive(temp)
+    try:
+        handle.write(data)
+        _finish(handle, temp, path, directories)
+    except BaseException:
+        handle.close()
+        temp.unlink(missing_ok=True)
+        raise
+    return hasher.result()
 
 
 class _DurableDirectories:

@@ -36,6 +36,7 @@ from ._local_files import (
     _open_exclusive,
     _open_for_reading,
     _open_unfinished,
+    _put_whole,
     _read_range,
     _seal,
     _write_block,
@@ -89,12 +90,18 @@ class LocalStorage:
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
         """Write to a hidden temporary file beside the target, then rename it into place
         (flushed before and after with ``fsync``): a reader sees the old object or the whole
-        new one."""
+        new one. An object of at most one block is written, flushed and renamed in one trip
+        to a worker thread once all of it has arrived."""
         path = self.path_for(key)
         temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        blocks = join_blocks(chunks, self.block_size)
+        first = await anext(blocks, b"")
+        second = await anext(blocks, None) if first else None
+        if second is None:
+            return await _io(_put_whole, temp, path, first, self._directories)
         handle = await _io(_open_exclusive, temp)
         try:
-            blob = await self._write_all(handle, chunks)
+            blob = await self._write_all(handle, _chained((first, second), blocks))
             await _io(_finish, handle, temp, path, self._directories)
         except BaseException:
             # Synchronous on purpose: it must run even when the task is being cancelled.
@@ -278,3 +285,11 @@ class LocalStorage:
                 if modified_before is None or _modified(path) < modified_before:
                     found.append(path)
         return sorted(found)
+
+
+async def _chained(first: Sequence[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The blocks ``first``, then those of ``rest``."""
+    for block in first:
+        yield block
+    async for block in rest:
+        yield block

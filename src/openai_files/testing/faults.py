@@ -284,8 +284,20 @@ class FaultyMetadataStore(_Switchboard):
     def __repr__(self) -> str:
         return f"FaultyMetadataStore({self.inner!r})"
 
-    async def insert(self, record: FileRecord, *, quota: Quota | None = None) -> None:
-        await self._call("insert", lambda: self.inner.insert(record, quota=quota))
+    async def insert(
+        self,
+        record: FileRecord,
+        *,
+        quota: Quota | None = None,
+        idempotency_key: str | None = None,
+        key_since: int = 0,
+    ) -> str:
+        return await self._call(
+            "insert",
+            lambda: self.inner.insert(
+                record, quota=quota, idempotency_key=idempotency_key, key_since=key_since
+            ),
+        )
 
     async def reserve(self, owner: str, file_id: str, size: int, *, quota: Quota | None) -> bool:
         return await self._call(

@@ -6,6 +6,7 @@ import pytest
 
 from ._file_lifecycle import FileLifecycleConformance
 from ._file_records import FileRecordConformance
+from ._one_step_inserts import OneStepInsertConformance
 from ._records import make_part, make_record, make_upload
 from ._upload_records import UploadRecordConformance
 from ._upload_states import UploadStateConformance
@@ -17,6 +18,7 @@ __all__ = ["MetadataConformance", "make_part", "make_record", "make_upload"]
 class MetadataConformance(
     FileRecordConformance,
     FileLifecycleConformance,
+    OneStepInsertConformance,
     UploadRecordConformance,
     UploadStateConformance,
     UsageListingConformance,
@@ -25,8 +27,8 @@ class MetadataConformance(
 
     The cases cover every method of `MetadataStore` and of its capabilities `OffsetPaging`,
     `StatusUpdates` and `UsageListing` (a case for a capability the store lacks is skipped);
-    they are grouped by concern: file records, what they count, what uploads count, each
-    upload-record method, and the usage of every owner.
+    they are grouped by concern: file records, what they count, files recorded in one step,
+    what uploads count, each upload-record method, and the usage of every owner.
     """
 
     pytestmark = pytest.mark.anyio

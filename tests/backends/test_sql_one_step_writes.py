@@ -1,0 +1,77 @@
+"""What a small file's create and a delete's last step cost the database, on every SQL backend
+(counted as in test_sql_round_trips): a file recorded in one step is one transaction, with its
+quota and its idempotency key checked inside it; the removal of a ``deleting`` row is one
+statement."""
+
+from __future__ import annotations
+
+import pytest
+
+from openai_files import SQLMetadataStore
+
+from .test_sql_round_trips import NOW, OWNER, QUOTA, counted, created, is_mariadb, pending
+from .test_sql_round_trips import store as store  # the fixture: every SQL backend
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_small_files_create_is_one_transaction_of_three_statements(
+    store: SQLMetadataStore,
+) -> None:
+    await created(store)  # the owner's usage row exists, as for every upload after the first
+    record = pending(1).replace(state="active", bytes=1024, status="processed")
+    with counted(store) as tally:
+        assert await store.insert(record, quota=QUOTA) == record.id
+    # The owner's usage row counted under the quota (files and bytes), the file row, the
+    # owner's count of active files of its purpose grown. MariaDB makes sure of the usage row
+    # first, in a transaction of its own (see `insert`).
+    assert len(tally.statements) == (4 if is_mariadb(store) else 3)
+    assert tally.transactions == (2 if is_mariadb(store) else 1)
+    assert await store.get(OWNER, record.id, now=NOW) == record
+
+
+async def test_a_small_files_create_under_a_key_is_still_one_transaction(
+    store: SQLMetadataStore,
+) -> None:
+    await created(store)
+    record = pending(1).replace(state="active", status="processed")
+    with counted(store) as tally:
+        assert await store.insert(record, quota=QUOTA, idempotency_key="k") == record.id
+    # The key looked up, then the three statements, then a stale key row dropped and the key
+    # row written.
+    assert len(tally.statements) == (7 if is_mariadb(store) else 6)
+    assert tally.transactions == (2 if is_mariadb(store) else 1)
+    again = pending(2).replace(state="active", status="processed")
+    with counted(store) as tally:
+        assert await store.insert(again, quota=QUOTA, idempotency_key="k") == record.id
+    # The key answers: nothing else is done (on MariaDB, after its usage row made sure of).
+    assert len(tally.statements) == (2 if is_mariadb(store) else 1)
+    assert await store.get(OWNER, again.id, now=NOW) is None
+
+
+async def test_an_owners_first_file_makes_their_usage_row(store: SQLMetadataStore) -> None:
+    record = pending(1).replace(state="active", bytes=10, status="processed")
+    assert await store.insert(record, quota=QUOTA) == record.id
+    usage = await store.usage(OWNER)
+    assert (usage.files, usage.bytes) == (1, 10)
+
+
+async def test_removing_a_deleting_row_is_one_statement(store: SQLMetadataStore) -> None:
+    record = await created(store)
+    assert await store.begin_delete(OWNER, record.id, now=NOW) is not None
+    with counted(store) as tally:
+        await store.remove(OWNER, record.id)
+    assert len(tally.statements) == 1
+    assert tally.transactions == 1
+    assert (await store.usage(OWNER)).files == 0
+
+
+async def test_removing_a_pending_row_reads_it_to_give_back_its_usage(
+    store: SQLMetadataStore,
+) -> None:
+    record = pending(1)
+    await store.insert(record, quota=QUOTA)
+    assert await store.reserve(OWNER, record.id, 1000, quota=QUOTA)
+    await store.remove(OWNER, record.id)
+    usage = await store.usage(OWNER)
+    assert (usage.files, usage.bytes) == (0, 0)
