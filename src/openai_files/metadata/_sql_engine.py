@@ -4,18 +4,19 @@ library's, and the owners' usage rows, which file records and upload records bot
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any, TypeVar
 
 import anyio
-from sqlalchemy import Connection, Engine, event, insert, select
+from sqlalchemy import Connection, Engine, Select, event, insert, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import BackendUnavailable, InvalidRequest, OpenAIFilesError
+from ._sql_direct import DirectReads
 from ._sql_runners import AsyncRunner, Body, Rollback, Runner, ThreadedSQLite, threaded_sqlite_url
 from ._sql_statements import Statements
 from .base import DEFAULT_TABLE_PREFIX, Quota, Usage
@@ -46,6 +47,7 @@ class SQLEngine:
             self.engine, self._sqlite_synchronous = make_engine(url_or_engine, engine_options)
             self._owns_engine = True
         self._runner = self._make_runner(engine_options)
+        self._direct = DirectReads.of(self.engine)
         self.table_prefix = table_prefix
         self.tables = Tables.named(table_prefix)
         self._files = self.tables.files
@@ -131,6 +133,21 @@ class SQLEngine:
             await self.create_schema()
         async with self._translate():
             return await self._runner.read(body)
+
+    async def _rows(
+        self, query: Select[Any], parameters: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        """The rows of ``query`` (one of the statements built once, ``_sql_statements``), each
+        as its values in the order of the query's columns: straight from the driver where
+        `DirectReads` takes the read, through the runner as `_read` otherwise."""
+        if not self._ready:
+            await self.create_schema()
+        if self._direct is not None:
+            async with self._translate():
+                rows = await self._direct.rows(query, parameters)
+            if rows is not None:
+                return rows
+        return await self._read(lambda connection: connection.execute(query, parameters).all())
 
     async def _write(self, body: Body[T], *, translate_integrity: bool = True) -> T:
         """Run ``body`` in one transaction; `Rollback` raised in it undoes the transaction and

@@ -4,6 +4,7 @@ reading and listing them, and the conditions and row conversions the file record
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Select, and_, delete, insert, or_, select, update
@@ -16,7 +17,7 @@ from ._sql_engine import Rollback, SQLEngine
 from ._sql_statements import visible
 from .base import Cursor, FileRecord, Order, Quota, Usage
 
-__all__ = ["SQLFileRecords", "file_record", "file_row"]
+__all__ = ["SQLFileRecords", "file_record", "file_record_of", "file_row"]
 
 
 class SQLFileRecords(SQLEngine):
@@ -141,9 +142,9 @@ class SQLFileRecords(SQLEngine):
 
     async def idempotent_file(self, owner: str, key: str, *, since: int) -> str | None:
         """A join of the key row and its ``active`` file row."""
-        return await self._read(
-            lambda connection: self._key_file(connection, owner, key, since, now=None)
-        )
+        parameters = {"owner": owner, "key": key, "since": since}
+        rows = await self._rows(self._statements.key_file(), parameters)
+        return str(rows[0][0]) if rows else None
 
     def _key_file(
         self, connection: Connection, owner: str, key: str, since: int, *, now: int | None
@@ -168,9 +169,8 @@ class SQLFileRecords(SQLEngine):
     ) -> FileRecord | None:
         """One SELECT by id and owner, with visibility in the WHERE clause."""
         query = self._statements.get(include_deleted)
-        parameters = {"file_id": file_id, "owner": owner, "now": now}
-        row = await self._read(lambda connection: connection.execute(query, parameters).first())
-        return None if row is None else file_record(row)
+        rows = await self._rows(query, {"file_id": file_id, "owner": owner, "now": now})
+        return file_record_of(rows[0]) if rows else None
 
     async def set_status(
         self, owner: str, file_id: str, *, status: str, details: str | None, now: int
@@ -207,16 +207,15 @@ class SQLFileRecords(SQLEngine):
             parameters["purpose"] = purpose
         if after is not None:
             parameters["after_us"], parameters["after_id"] = after
-        rows = await self._read(lambda connection: connection.execute(query, parameters).all())
-        return [file_record(row) for row in rows]
+        return [file_record_of(row) for row in await self._rows(query, parameters)]
 
     async def count(self, owner: str, *, now: int, purpose: str | None = None) -> int:
         """The owner's counts of active files (of ``purpose``), less their files expired and
         not yet swept: one statement that counts no more rows than the sweeper's backlog."""
         query = self._statements.active_total(purpose is not None)
         parameters = {"owner": owner, "now": now, "purpose": purpose}
-        total = await self._read(lambda connection: connection.execute(query, parameters).scalar())
-        return int(total or 0)
+        rows = await self._rows(query, parameters)
+        return int(rows[0][0] or 0) if rows else 0
 
     async def list_at(
         self,
@@ -329,3 +328,10 @@ def file_row(record: FileRecord) -> dict[str, Any]:
 def file_record(row: Row[Any]) -> FileRecord:
     mapping = row._mapping
     return FileRecord(**{name: mapping[name] for name in _COLUMNS})
+
+
+def file_record_of(values: Sequence[Any]) -> FileRecord:
+    """The record of a files row read whole (``select(files)``): its values are in the order of
+    the table's columns, which is the order of `FileRecord`'s fields (a test holds them
+    equal)."""
+    return FileRecord(*values)

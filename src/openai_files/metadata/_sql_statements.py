@@ -12,6 +12,7 @@ one then costs a lookup in SQLAlchemy's compiled cache, not a new statement to b
 - `Statements.count_active` and `Statements.active_total`: an owner's count of active files of
   a purpose moved by ``d_files``, and the count of their files visible at ``now`` (of
   ``purpose``) read from those counts;
+- `Statements.key_file`: the active file of an owner's idempotency ``key`` made since ``since``;
 - `Statements.insert_file`, `Statements.reserved`, `Statements.activate`: a file row written,
   and, at the commit of an upload, the bytes it reserved read and the row made active;
 - `Statements.mark_deleting`, `Statements.owned`, `Statements.by_id`, `Statements.drop`: the
@@ -66,6 +67,7 @@ class Statements:
         self._files = tables.files
         self._usage = tables.usage
         self._counts = tables.counts
+        self._keys = tables.idempotency
         self._dialect = dialect
         self._prefix = tables.files.name.removesuffix("files")
 
@@ -169,6 +171,21 @@ class Statements:
         if self._dialect in ("mysql", "mariadb"):
             hidden = hidden.with_hint(files, f"FORCE INDEX ({self._prefix}files_by_state_expiry)")
         return select(counted.scalar_subquery() - hidden.scalar_subquery())
+
+    @cache  # noqa: B019
+    def key_file(self) -> Select[Any]:
+        """The ``active`` file an owner's idempotency ``key`` made since ``since``."""
+        keys, files = self._keys, self._files
+        there = and_(files.c.id == keys.c.file_id, files.c.state == "active")
+        return (
+            select(keys.c.file_id)
+            .join(files, there)
+            .where(
+                keys.c.owner == bindparam("owner"),
+                keys.c.key == bindparam("key"),
+                keys.c.created_at >= bindparam("since", type_=BigInteger),
+            )
+        )
 
     @cache  # noqa: B019
     def insert_file(self) -> Insert:

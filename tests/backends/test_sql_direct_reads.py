@@ -1,0 +1,184 @@
+"""The SQL store's hot reads on PostgreSQL and MariaDB go straight to the driver
+(``_sql_direct``): a file, a list page, a count and an idempotency key are read without
+SQLAlchemy's execution layer, on connections of the engine's own pool, while the engine's
+cursor events still see each statement; a failure, a cancellation or a full pool leaves the
+pool as sound as SQLAlchemy's own path does."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import anyio
+import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from openai_files import SQLMetadataStore
+from openai_files.errors import InvalidRequest
+from openai_files.metadata.base import FileRecord, Quota
+from openai_files.metadata.sql_schema import Tables
+
+from ..databases import require_database, sql_store, unique_prefix
+
+pytestmark = pytest.mark.anyio
+
+OWNER = "alice"
+NOW = 1_700_000_000
+SERVERS = ["postgresql", "mariadb"]
+
+
+def test_file_records_take_their_fields_in_the_order_of_the_files_tables_columns() -> None:
+    """Rows read whole are turned into records by position (``file_record_of``)."""
+    columns = [column.name for column in Tables.named("x_").files.columns]
+    assert columns == [field.name for field in dataclasses.fields(FileRecord)]
+
+
+@pytest.fixture(params=SERVERS)
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[SQLMetadataStore]:
+    async with sql_store(request.param) as server:
+        yield server
+
+
+async def created(store: SQLMetadataStore, index: int = 0, key: str | None = None) -> FileRecord:
+    created_us = NOW * 1_000_000 + index
+    record = FileRecord(
+        id=f"file-{uuid.uuid4().hex}",
+        owner=OWNER,
+        purpose="batch",
+        filename="data.jsonl",
+        bytes=0,
+        created_us=created_us,
+        expires_at=None,
+        status="uploaded",
+        status_details=None,
+        storage_key=uuid.uuid4().hex,
+        sha256=None,
+        media_type=None,
+        state="pending",
+        changed_at=NOW,
+    )
+    await store.insert(record, quota=Quota(max_files=1_000, max_bytes=10**9))
+    done = record.replace(status="processed")
+    assert await store.commit(done, idempotency_key=key) == record.id
+    return done.replace(state="active")
+
+
+@contextmanager
+def watched(engine: AsyncEngine) -> Iterator[dict[str, list[str]]]:
+    """What SQLAlchemy executed (``before_execute``: its execution layer) and what reached a
+    cursor or the driver (``before_cursor_execute``) on ``engine``."""
+    seen: dict[str, list[str]] = {"executed": [], "sent": []}
+
+    def executed(_connection: Any, clause: Any, *_args: Any) -> None:
+        seen["executed"].append(str(clause))
+
+    def sent(_connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen["sent"].append(statement)
+
+    sync = engine.sync_engine
+    event.listen(sync, "before_execute", executed)
+    event.listen(sync, "before_cursor_execute", sent)
+    try:
+        yield seen
+    finally:
+        event.remove(sync, "before_execute", executed)
+        event.remove(sync, "before_cursor_execute", sent)
+
+
+async def test_hot_reads_reach_the_driver_without_sqlalchemys_execution_layer(
+    store: SQLMetadataStore,
+) -> None:
+    first = await created(store, 0, key="key-1")
+    second = await created(store, 1)
+    with watched(store.engine) as seen:
+        assert await store.get(OWNER, first.id, now=NOW) == first
+        assert await store.get(OWNER, "file-missing", now=NOW) is None
+        assert await store.list(OWNER, now=NOW, limit=10) == [second, first]
+        assert await store.list(OWNER, now=NOW, limit=10, after=second.cursor) == [first]
+        assert await store.count(OWNER, now=NOW, purpose="batch") == 2
+        assert await store.idempotent_file(OWNER, "key-1", since=0) == first.id
+        assert await store.idempotent_file(OWNER, "key-2", since=0) is None
+    assert seen["executed"] == []
+    assert len(seen["sent"]) == 7
+    assert all(statement.lstrip().startswith("SELECT") for statement in seen["sent"])
+
+
+async def test_a_value_the_driver_cannot_send_is_an_invalid_request_on_the_same_connection(
+    store: SQLMetadataStore,
+) -> None:
+    record = await created(store)
+    assert await store.get(OWNER, record.id, now=NOW) == record  # the pool has its connection
+    connects: list[object] = []
+    pool = store.engine.sync_engine.pool
+    event.listen(pool, "connect", lambda *_args: connects.append(_args))
+    with pytest.raises(InvalidRequest):
+        await store.get("alice\ud800", record.id, now=NOW)
+    assert await store.get(OWNER, record.id, now=NOW) == record
+    assert connects == []
+
+
+async def test_a_read_cancelled_while_the_database_holds_it_leaves_the_pool_sound(
+    store: SQLMetadataStore,
+) -> None:
+    record = await created(store)
+    table = store.tables.files.name
+    locker = create_async_engine(store.engine.url)
+    try:
+        async with locker.connect() as connection:
+            if store.engine.dialect.name == "postgresql":
+                await connection.exec_driver_sql(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            else:
+                await connection.exec_driver_sql(f"LOCK TABLES {table} WRITE")
+            with anyio.move_on_after(0.5) as scope:
+                await store.get(OWNER, record.id, now=NOW)
+            assert scope.cancelled_caught  # the read waited for the lock until cancelled
+            if store.engine.dialect.name != "postgresql":
+                await connection.exec_driver_sql("UNLOCK TABLES")
+            await connection.rollback()
+    finally:
+        await locker.dispose()
+    assert await store.get(OWNER, record.id, now=NOW) == record
+    assert store.engine.sync_engine.pool.checkedout() == 0
+
+
+@pytest.mark.parametrize("server", SERVERS)
+async def test_reads_wait_their_turn_for_a_host_engines_one_connection(server: str) -> None:
+    engine = create_async_engine(require_database(server), pool_size=1, max_overflow=0)
+    store = SQLMetadataStore(engine, table_prefix=unique_prefix())
+    try:
+        records = [await created(store, index) for index in range(5)]
+        found: list[FileRecord | None] = [None] * 40
+
+        async def read(slot: int) -> None:
+            found[slot] = await store.get(OWNER, records[slot % 5].id, now=NOW)
+
+        async with anyio.create_task_group() as group:
+            for slot in range(40):
+                group.start_soon(read, slot)
+        assert found == [records[slot % 5] for slot in range(40)]
+        assert engine.sync_engine.pool.checkedout() == 0
+    finally:
+        await store.drop_schema()
+        await store.aclose()
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+async def test_an_engine_that_echoes_reads_through_sqlalchemy_so_each_read_is_logged(
+    server: str,
+) -> None:
+    engine = create_async_engine(require_database(server), echo=True)
+    store = SQLMetadataStore(engine, table_prefix=unique_prefix())
+    try:
+        record = await created(store)
+        with watched(engine) as seen:
+            assert await store.get(OWNER, record.id, now=NOW) == record
+        assert len(seen["executed"]) == 1
+    finally:
+        await store.drop_schema()
+        await store.aclose()
+        await engine.dispose()
