@@ -16,6 +16,7 @@ import anyio
 import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import QueuePool
 
 from openai_files import SQLMetadataStore
 from openai_files.errors import InvalidRequest
@@ -65,6 +66,12 @@ async def created(store: SQLMetadataStore, index: int = 0, key: str | None = Non
     done = record.replace(status="processed")
     assert await store.commit(done, idempotency_key=key) == record.id
     return done.replace(state="active")
+
+
+def checked_out(engine: AsyncEngine) -> int:
+    pool = engine.sync_engine.pool
+    assert isinstance(pool, QueuePool)
+    return pool.checkedout()
 
 
 @contextmanager
@@ -142,7 +149,7 @@ async def test_a_read_cancelled_while_the_database_holds_it_leaves_the_pool_soun
     finally:
         await locker.dispose()
     assert await store.get(OWNER, record.id, now=NOW) == record
-    assert store.engine.sync_engine.pool.checkedout() == 0
+    assert checked_out(store.engine) == 0
 
 
 @pytest.mark.parametrize("server", SERVERS)
@@ -160,7 +167,7 @@ async def test_reads_wait_their_turn_for_a_host_engines_one_connection(server: s
             for slot in range(40):
                 group.start_soon(read, slot)
         assert found == [records[slot % 5] for slot in range(40)]
-        assert engine.sync_engine.pool.checkedout() == 0
+        assert checked_out(engine) == 0
     finally:
         await store.drop_schema()
         await store.aclose()

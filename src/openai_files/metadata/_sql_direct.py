@@ -28,7 +28,7 @@ the failure as it always does (and reconnects after a restart of the database, `
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Select
@@ -136,7 +136,7 @@ class _Aiomysql:
         return isinstance(error, self._harmless) and not connection.closed
 
 
-_DRIVERS = {"asyncpg": _Asyncpg, "aiomysql": _Aiomysql}
+_DRIVERS: dict[str, Callable[[], _Driver]] = {"asyncpg": _Asyncpg, "aiomysql": _Aiomysql}
 
 
 class DirectReads:
@@ -189,7 +189,9 @@ class DirectReads:
         finally:
             pooled.close()
 
-    def _fetch(self, pooled: PoolProxiedConnection, sql: str, arguments: tuple[Any, ...]) -> Rows | None:
+    def _fetch(
+        self, pooled: PoolProxiedConnection, sql: str, arguments: tuple[Any, ...]
+    ) -> Rows | None:
         engine = self._engine
         dispatch = engine.dispatch
         connection: Connection | None = None
