@@ -189,3 +189,68 @@ async def test_an_engine_that_echoes_reads_through_sqlalchemy_so_each_read_is_lo
         await store.drop_schema()
         await store.aclose()
         await engine.dispose()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+@pytest.mark.parametrize("pool", [{"pool_pre_ping": True}, {"pool_recycle": 3600}])
+async def test_a_pool_that_pings_or_recycles_still_serves_direct_reads(
+    server: str, pool: dict[str, Any]
+) -> None:
+    engine = create_async_engine(require_database(server), **pool)
+    store = SQLMetadataStore(engine, table_prefix=unique_prefix())
+    try:
+        record = await created(store)
+        with watched(engine) as seen:
+            for _ in range(3):
+                assert await store.get(OWNER, record.id, now=NOW) == record
+        assert seen["executed"] == []
+        assert checked_out(engine) == 0
+    finally:
+        await store.drop_schema()
+        await store.aclose()
+        await engine.dispose()
+
+
+async def test_reads_after_the_database_dropped_every_pooled_connection_reconnect_quietly(
+    store: SQLMetadataStore, recwarn: pytest.WarningsRecorder
+) -> None:
+    """Each of the pool's connections found dead (or left stale by the pool's invalidation)
+    is replaced in a greenlet: no read fails, and no connection attempt is cut short."""
+    records = [await created(store, index) for index in range(3)]
+    own_id = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
+    kill = {"postgresql": "SELECT pg_terminate_backend({})", "mysql": "KILL {}"}
+    dialect = store.engine.dialect.name
+    ids: set[int] = set()
+
+    async def note_id() -> None:
+        async with store.engine.connect() as connection:
+            ids.add(int((await connection.exec_driver_sql(own_id[dialect])).scalar_one()))
+            await anyio.sleep(0.1)  # held, so the three take three connections
+
+    async with anyio.create_task_group() as group:
+        for _ in range(3):
+            group.start_soon(note_id)
+    killer = create_async_engine(store.engine.url)
+    try:
+        async with killer.connect() as connection:
+            for backend in ids:
+                await connection.exec_driver_sql(kill[dialect].format(backend))
+    finally:
+        await killer.dispose()
+    await anyio.sleep(0.2)
+    for _ in range(2):
+        for record in records:
+            assert await store.get(OWNER, record.id, now=NOW) == record
+    assert checked_out(store.engine) == 0
+    assert [str(warning.message) for warning in recwarn.list] == []
+
+
+async def test_a_read_after_a_soft_invalidation_reconnects_quietly(
+    store: SQLMetadataStore, recwarn: pytest.WarningsRecorder
+) -> None:
+    record = await created(store)
+    async with store.engine.connect() as connection:
+        (await connection.get_raw_connection()).invalidate(soft=True)
+    assert await store.get(OWNER, record.id, now=NOW) == record
+    assert await store.get(OWNER, record.id, now=NOW) == record
+    assert [str(warning.message) for warning in recwarn.list] == []

@@ -31,10 +31,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Select
+from sqlalchemy import Connection, Select, event
 from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.exc import MissingGreenlet
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.pool import AsyncAdaptedQueuePool, Pool, PoolProxiedConnection
 from sqlalchemy.util import await_, greenlet_spawn
 
 __all__ = ["DirectReads", "DirectStatement"]
@@ -87,9 +88,17 @@ class _Driver(Protocol):
         """True if ``connection`` is fit for the next statement after ``error``."""
         ...
 
+    @property
+    def quiet_reset(self) -> bool:
+        """True if the pool's reset of a connection that ran only these reads sends nothing."""
+        ...
+
 
 class _Asyncpg:
-    """asyncpg outside a transaction: the statement alone, committed by the server."""
+    """asyncpg outside a transaction: the statement alone, committed by the server (and no
+    transaction for the pool's reset to roll back)."""
+
+    quiet_reset = True
 
     def __init__(self) -> None:
         import asyncpg
@@ -108,7 +117,9 @@ class _Asyncpg:
 
 class _Aiomysql:
     """aiomysql as SQLAlchemy leaves it (not in autocommit mode): the pool's reset on return
-    ends the transaction the statement began."""
+    ends the transaction the statement began, with a ROLLBACK sent in a greenlet."""
+
+    quiet_reset = False
 
     def __init__(self) -> None:
         from pymysql import err
@@ -147,6 +158,11 @@ class DirectReads:
         self._dialect = engine.dialect
         self._driver = driver
         self._compiled: dict[Select[Any], DirectStatement | None] = {}
+        self._pool: Pool | None = None
+        self._queue: AsyncAdaptedQueuePool | None = None
+        self._listener = self._invalidated
+        self._in_greenlet = 0  # checkouts left to make in a greenlet (`_invalidated`)
+        self._idle_queue()  # listening to the pool from the start
 
     @classmethod
     def of(cls, engine: AsyncEngine) -> DirectReads | None:
@@ -170,43 +186,117 @@ class DirectReads:
         if statement is None:
             return None
         arguments = statement.arguments(parameters)
-        return await greenlet_spawn(self._run, statement.sql, arguments)
+        queue = self._idle_queue()
+        pooled = None
+        if queue is not None and self._in_greenlet == 0:
+            pooled = _take_at_once(queue)
+        elif self._in_greenlet:
+            self._in_greenlet -= 1
+        if queue is None or pooled is None:
+            return await greenlet_spawn(self._run, statement.sql, arguments)
+        try:
+            return await self._on(pooled, statement.sql, arguments)
+        finally:
+            if _gives_back_at_once(queue):
+                pooled.close()
+            else:
+                await greenlet_spawn(pooled.close)
 
     def _run(self, sql: str, arguments: tuple[Any, ...]) -> Rows | None:
-        """Check a connection out, run the statement on its driver, check it back in."""
+        """In a greenlet: check a connection out, run the statement, check it back in."""
         try:
             pooled = self._engine.pool.connect()
         except self._dialect.loaded_dbapi.Error:
             return None  # SQLAlchemy's path connects again and reports it
         try:
-            return self._fetch(pooled, sql, arguments)
-        except Exception:
-            raise
-        except BaseException:
-            # Cancelled while the statement was out: what the connection holds is unknown.
-            pooled.invalidate()
-            raise
+            return await_(self._on(pooled, sql, arguments))
         finally:
             pooled.close()
 
-    def _fetch(
+    async def _on(
         self, pooled: PoolProxiedConnection, sql: str, arguments: tuple[Any, ...]
     ) -> Rows | None:
-        engine = self._engine
-        dispatch = engine.dispatch
+        """The rows of ``sql`` on ``pooled``'s driver, between the engine's cursor events; None
+        if the driver failed (``pooled`` invalidated if that may have broken it)."""
+        dispatch = self._engine.dispatch
         connection: Connection | None = None
         if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
-            connection = Connection(engine, pooled)
+            connection = Connection(self._engine, pooled)
             for before in connection.dispatch.before_cursor_execute:
                 sql, arguments = before(connection, None, sql, arguments, None, False)
         driver_connection = pooled.driver_connection
         try:
-            rows = await_(self._driver.fetch(driver_connection, sql, arguments))
+            rows = await self._driver.fetch(driver_connection, sql, arguments)
         except Exception as error:
             if not self._driver.usable_after(error, driver_connection):
                 pooled.invalidate(error)
             return None
+        except BaseException:
+            # Cancelled while the statement was out: what the connection holds is unknown.
+            pooled.invalidate()
+            raise
         if connection is not None:
             for after in connection.dispatch.after_cursor_execute:
                 after(connection, None, sql, arguments, None, False)
         return rows
+
+    def _idle_queue(self) -> AsyncAdaptedQueuePool | None:
+        """The engine's pool, if a connection can be taken from it and given back without a
+        greenlet when no I/O is due: SQLAlchemy's own asyncio queue pool with no ping before a
+        checkout and no recycling by age, on a driver whose reset on return sends nothing."""
+        pool = self._engine.pool
+        if pool is not self._pool:  # a new engine, or the pool recreated by dispose()
+            self.close()
+            quiet = (
+                self._driver.quiet_reset
+                and type(pool) is AsyncAdaptedQueuePool
+                and getattr(pool, "_pre_ping", True) is False
+                and getattr(pool, "_recycle", 0) < 0
+            )
+            self._pool = pool
+            self._queue = pool if quiet and isinstance(pool, AsyncAdaptedQueuePool) else None
+            if self._queue is not None:
+                for name in _INVALIDATIONS:
+                    event.listen(self._queue, name, self._listener)
+        return self._queue
+
+    def _invalidated(self, *_args: Any) -> None:
+        """A connection of the pool was invalidated, maybe with the whole pool: until as many
+        checkouts as the pool has connections have gone through a greenlet, the connection
+        taken may need a new one to the database (I/O, which a checkout outside a greenlet
+        cannot do)."""
+        if self._queue is not None:
+            self._in_greenlet = self._queue.checkedin() + self._queue.checkedout() + 1
+
+    def close(self) -> None:
+        """Stop listening to the pool (the host's, for an engine it passed)."""
+        if self._queue is not None:
+            for name in _INVALIDATIONS:
+                event.remove(self._queue, name, self._listener)
+        self._pool = self._queue = None
+
+
+_INVALIDATIONS = ("invalidate", "soft_invalidate")
+"""The pool's events after which a pooled connection may need a new one to the database."""
+
+
+def _take_at_once(queue: AsyncAdaptedQueuePool) -> PoolProxiedConnection | None:
+    """A connection from ``queue`` if one is waiting there and taking it needs no I/O; None if
+    there is none or a listener is called at checkout. Should the one taken need a new
+    connection to the database all the same (an invalidation `DirectReads` was not told of),
+    SQLAlchemy refuses the I/O outside a greenlet, puts it back unconnected, and the read
+    checks out in a greenlet."""
+    if queue.checkedin() == 0 or queue.dispatch.checkout:
+        return None
+    try:
+        return queue.connect()
+    except MissingGreenlet:
+        return None
+
+
+def _gives_back_at_once(queue: AsyncAdaptedQueuePool) -> bool:
+    """True if a connection goes back to ``queue`` with no I/O: no listener at reset or
+    checkin, and room in the pool so the connection is not closed."""
+    return not (queue.dispatch.reset or queue.dispatch.checkin) and (
+        queue.checkedin() < queue.size()
+    )

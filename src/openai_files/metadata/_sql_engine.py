@@ -103,6 +103,8 @@ class SQLEngine:
 
     async def aclose(self) -> None:
         """Dispose of the engine if the store created it; a host's engine is left open."""
+        if self._direct is not None:
+            self._direct.close()
         if self._owns_engine:
             self._runner.dispose()
             await self.engine.dispose()
