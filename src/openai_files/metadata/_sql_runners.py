@@ -9,7 +9,10 @@ one statement is atomic on its own) or as a write (one transaction).
   other in SQLite's busy handler; the busy timeout remains for writers in other processes.
 - `AsyncRunner`, for every other database (and for an `AsyncEngine` the host passes): the body
   runs through `AsyncConnection.run_sync`. On PostgreSQL a read runs in autocommit mode, so it
-  is one round trip with no ``BEGIN``/``COMMIT`` around it.
+  is one round trip with no ``BEGIN``/``COMMIT`` around it. The hottest reads on asyncpg and
+  aiomysql (a file, a list page, a count, an idempotency key) skip it: they go to the driver
+  of a pooled connection (``_sql_direct``), and come here only when that path cannot take
+  them or the driver failed.
 
 A body that raises `Rollback` has its transaction rolled back and the runner returns the
 exception's ``result``. A read that finds its pooled connection dead (the database restarted)

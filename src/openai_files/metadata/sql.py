@@ -16,7 +16,8 @@ through the async engine (``_sql_runners``).
 
 The store is put together from private modules, one concern each: the engine, its SQLite
 set-up, reads, writes and usage rows (``_sql_engine``), how a body is run (``_sql_runners``),
-the hottest statements, built once (``_sql_statements``), the file records (``_sql_files``),
+the hottest statements, built once (``_sql_statements``), the hottest reads sent straight to
+the driver on PostgreSQL and MariaDB (``_sql_direct``), the file records (``_sql_files``),
 their deletes, holds and sweep claims (``_sql_deletes``) and the upload records
 (``_sql_uploads``).
 """
