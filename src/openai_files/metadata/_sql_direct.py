@@ -10,8 +10,11 @@ result rows. `DirectReads` keeps what matters of that and skips the rest:
   compiled once per statement, so the tables' names and prefix, the dialect's casts and
   MariaDB's ``FORCE INDEX`` stay where they are written;
 - the connection is taken from and returned to the engine's own pool (the host's pool, for an
-  `AsyncEngine` it passes), with the pool's checkout, reset and invalidation rules, in one
-  greenlet per read;
+  `AsyncEngine` it passes), with the pool's checkout, reset and invalidation rules. On
+  asyncpg, while a connection waits in the pool and handing it over needs no I/O (no ping,
+  no recycling, no listeners at checkout, reset or checkin, no reconnect due after an
+  invalidation), that takes no greenlet at all; otherwise the read runs in one greenlet,
+  where the pool may connect, wait or close as it needs (SQLAlchemy's own path takes five);
 - the statement runs on the pooled connection's driver connection (asyncpg's statement cache
   prepares it once per connection), outside any transaction on PostgreSQL;
 - the engine's ``before_cursor_execute`` and ``after_cursor_execute`` listeners are called
