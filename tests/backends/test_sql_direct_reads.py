@@ -14,12 +14,15 @@ from typing import Any
 
 import anyio
 import pytest
-from sqlalchemy import event
+from sqlalchemy import String, TypeDecorator, bindparam, event, select, type_coerce
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
 
 from openai_files import SQLMetadataStore
 from openai_files.errors import InvalidRequest
+from openai_files.metadata._sql_direct import DirectReads, DirectStatement
+from openai_files.metadata._sql_engine import SERVER_POOL
 from openai_files.metadata.base import FileRecord, Quota
 from openai_files.metadata.sql_schema import Tables
 
@@ -36,6 +39,54 @@ def test_file_records_take_their_fields_in_the_order_of_the_files_tables_columns
     """Rows read whole are turned into records by position (``file_record_of``)."""
     columns = [column.name for column in Tables.named("x_").files.columns]
     assert columns == [field.name for field in dataclasses.fields(FileRecord)]
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql+asyncpg://u@h/db", "mysql+aiomysql://u@h/db"], ids=["asyncpg", "aiomysql"]
+)
+def test_a_statement_is_compiled_once_with_its_own_values_filled_in_by_position(url: str) -> None:
+    dialect = create_async_engine(url).dialect
+    files = Tables.named("x_").files
+    query = select(files.c.id).where(
+        files.c.owner == bindparam("owner"), files.c.state == "active", files.c.bytes > 5
+    )
+    statement = DirectStatement.compile(query, dialect)
+    assert statement is not None
+    assert "x_files" in statement.sql
+    assert statement.arguments({"owner": "alice"}) == ("alice", "active", 5)
+
+
+def test_statements_that_need_sqlalchemy_to_process_values_are_left_to_it() -> None:
+    dialect = create_async_engine("postgresql+asyncpg://u@h/db").dialect
+    files = Tables.named("x_").files
+    expanding = select(files.c.id).where(files.c.id.in_(bindparam("ids", expanding=True)))
+    assert DirectStatement.compile(expanding, dialect) is None
+    sent = select(files.c.id).where(files.c.owner == bindparam("owner", type_=Lowered()))
+    assert DirectStatement.compile(sent, dialect) is None
+    read = select(type_coerce(files.c.owner, Lowered()))
+    assert DirectStatement.compile(read, dialect) is None
+
+
+class Lowered(TypeDecorator[str]):
+    """A string lowered on its way to the database and back."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else value.lower()
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else value.lower()
+
+
+def test_only_asyncpg_and_aiomysql_engines_have_direct_reads() -> None:
+    assert DirectReads.of(create_async_engine("sqlite+aiosqlite://")) is None
+    assert DirectReads.of(create_async_engine("postgresql+asyncpg://u@h/db")) is not None
+    translated = create_async_engine("postgresql+asyncpg://u@h/db").execution_options(
+        schema_translate_map={None: "elsewhere"}
+    )
+    assert DirectReads.of(translated) is None
 
 
 @pytest.fixture(params=SERVERS)
@@ -254,3 +305,43 @@ async def test_a_read_after_a_soft_invalidation_reconnects_quietly(
     assert await store.get(OWNER, record.id, now=NOW) == record
     assert await store.get(OWNER, record.id, now=NOW) == record
     assert [str(warning.message) for warning in recwarn.list] == []
+
+
+async def test_bursts_of_reads_beyond_the_pool_wait_for_its_connections_instead_of_opening_more(
+    store: SQLMetadataStore,
+) -> None:
+    """A store's own engine keeps every connection it opens (`SERVER_POOL`): a second burst of
+    reads, each held by the database, opens none."""
+    record = await created(store)
+    connects: list[object] = []
+    event.listen(store.engine.sync_engine.pool, "connect", lambda *args: connects.append(args))
+    table = store.tables.files.name
+    locker = create_async_engine(store.engine.url)
+
+    async def burst() -> None:
+        async with locker.connect() as connection:
+            if store.engine.dialect.name == "postgresql":
+                await connection.exec_driver_sql(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            else:
+                await connection.exec_driver_sql(f"LOCK TABLES {table} WRITE")
+            found: list[FileRecord | None] = []
+            async with anyio.create_task_group() as group:
+                for _ in range(SERVER_POOL["pool_size"] + 5):
+                    group.start_soon(lambda: read(found))
+                await anyio.sleep(0.5)  # every read is in the database or waits for the pool
+                if store.engine.dialect.name != "postgresql":
+                    await connection.exec_driver_sql("UNLOCK TABLES")
+                await connection.rollback()
+            assert found == [record] * (SERVER_POOL["pool_size"] + 5)
+
+    async def read(found: list[FileRecord | None]) -> None:
+        found.append(await store.get(OWNER, record.id, now=NOW))
+
+    try:
+        await burst()
+        assert len(connects) <= SERVER_POOL["pool_size"]
+        opened = len(connects)
+        await burst()
+        assert len(connects) == opened
+    finally:
+        await locker.dispose()
