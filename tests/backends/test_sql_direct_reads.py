@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import String, TypeDecorator, bindparam, event, select, type_coerce
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import NullPool, QueuePool
 
 from openai_files import SQLMetadataStore
 from openai_files.errors import InvalidRequest
@@ -345,3 +345,21 @@ async def test_bursts_of_reads_beyond_the_pool_wait_for_its_connections_instead_
         assert len(connects) == opened
     finally:
         await locker.dispose()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+async def test_a_store_given_a_pool_class_of_its_own_reads_through_it(server: str) -> None:
+    """No pool at all (NullPool, as behind pgbouncer): each read connects in its greenlet."""
+    store = SQLMetadataStore(
+        require_database(server),
+        table_prefix=unique_prefix(),
+        engine_options={"poolclass": NullPool},
+    )
+    try:
+        record = await created(store)
+        for _ in range(3):
+            assert await store.get(OWNER, record.id, now=NOW) == record
+        assert await store.list(OWNER, now=NOW, limit=5) == [record]
+    finally:
+        await store.drop_schema()
+        await store.aclose()

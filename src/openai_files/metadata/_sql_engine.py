@@ -269,7 +269,9 @@ def make_engine(url: str, options: Mapping[str, Any] | None) -> tuple[AsyncEngin
         parsed, synchronous = sqlite_synchronous(parsed)
         settings = _sqlite_settings(None)
     else:
-        settings = dict(SERVER_POOL)
+        # Another pool class (NullPool, say) takes neither setting.
+        chosen = {"poolclass", "pool"} & set(options or {})
+        settings = {} if chosen else dict(SERVER_POOL)
         if parsed.get_backend_name() in {"mysql", "mariadb"} and "charset" not in parsed.query:
             parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     settings.update(options or {})
@@ -286,7 +288,8 @@ SERVER_POOL: Mapping[str, Any] = {"pool_size": 15, "max_overflow": 0}
 SQLAlchemy's default pool opens (5, and 10 more under load), each kept once opened. With the
 default, more than 5 requests at once opened a connection for each read past the fifth and
 closed it after (a connection costs milliseconds of CPU on both sides, more than the read);
-now a 16th waits for one of 15 to be free. ``engine_options`` override it."""
+now a 16th waits for one of 15 to be free. ``engine_options`` override it, and one that names
+its own ``poolclass`` (or ``pool``) goes without it."""
 
 
 def _sqlite_settings(options: Mapping[str, Any] | None) -> dict[str, Any]:
