@@ -22,8 +22,9 @@ above the file's size:
   ``POST``): its VmHWM, reset just before, minus its RSS before; the largest of the runs.
 - for context: how the Uploads API's time splits between sending the parts and ``complete``
   (which assembles them: on local disk, parts sent one after another are appended to one file
-  that ``complete`` links into place, moving no byte; on S3 the parts stream through the
-  server once into a multipart upload), and the CPU
+  that ``complete`` links into place, moving no byte; on S3 the service copies the part objects
+  into one multipart upload, ``UploadPartCopy``, and no byte passes through the server), and
+  the CPU
   seconds each upload cost the server (and moto).
 
 The purpose is ``assistants``, which has no content rules: with ``batch`` or ``fine-tune``

@@ -161,20 +161,23 @@ class PendingUpload:
         return self._blob
 
     async def compose(
-        self, sources: Sequence[str | UnfinishedRange], *, size: int, etag: str
+        self,
+        sources: Sequence[str | UnfinishedRange],
+        *,
+        size: int,
+        etag: str,
+        content: AsyncIterable[bytes] | None = None,
     ) -> None:
         """Assemble the file from stored objects inside the storage (`ComposableStorage`),
         instead of `write`; ``size`` is what they add up to, ``etag`` identifies the content.
-        Only for purposes whose content is not validated."""
+        ``content``, when the bytes must be checked, is those bytes, read once before the
+        composition, as for `seal`."""
         storage = self._core.storage
         assert isinstance(storage, ComposableStorage)
-        if size > self._max_size:
-            raise FileTooLarge(self._max_size)
-        if self._metered_bytes:
-            await self._reserve(size)
+        blob = await self._checked(content, size)
         composed = await storage.compose(self.record.storage_key, sources)
-        self._blob = StoredBlob(size=composed, sha256="")
-        self._etag = etag
+        self._blob = StoredBlob(size=composed, sha256=blob.sha256)
+        self._etag = blob.sha256 or etag
 
     async def seal(
         self,
@@ -191,21 +194,26 @@ class PendingUpload:
         on the way (the file's SHA-256 is its etag, as after `write`)."""
         storage = self._core.storage
         assert isinstance(storage, AppendableStorage)
-        if size > self._max_size:
-            raise FileTooLarge(self._max_size)
-        blob = StoredBlob(size=size, sha256="")
-        if content is not None:
-            self._start_validators()
-            hasher = BlobHasher()
-            async for chunk in self._metered(content, self._max_size):
-                hasher.update(chunk)
-            blob = hasher.result()
-            etag = blob.sha256
-        elif self._metered_bytes:
-            await self._reserve(size)
+        blob = await self._checked(content, size)
         await storage.seal(unfinished, self.record.storage_key, size=size)
         self._blob = blob
-        self._etag = etag
+        self._etag = blob.sha256 or etag
+
+    async def _checked(self, content: AsyncIterable[bytes] | None, size: int) -> StoredBlob:
+        """For a file assembled inside the storage (`seal`, `compose`): its ``content`` read
+        through the size limit, the validators and a hash (the file's SHA-256, which becomes
+        its etag), or with no content to check, its ``size`` reserved."""
+        if size > self._max_size:
+            raise FileTooLarge(self._max_size)
+        if content is None:
+            if self._metered_bytes:
+                await self._reserve(size)
+            return StoredBlob(size=size, sha256="")
+        self._start_validators()
+        hasher = BlobHasher()
+        async for chunk in self._metered(content, self._max_size):
+            hasher.update(chunk)
+        return hasher.result()
 
     def _start_validators(self) -> None:
         policy = self._core.policy

@@ -106,8 +106,9 @@ async def sweep(
 async def sweep_orphans(core: Core, *, grace: int = ORPHAN_GRACE) -> int:
     """Remove bytes older than ``grace`` seconds that belong to no record; how many went.
 
-    A no-op for storages that cannot list their keys (`ListableStorage`); for S3, give the
-    bucket a lifecycle rule for incomplete multipart uploads instead.
+    A no-op for storages that cannot list their keys (`ListableStorage`). On S3 it also
+    aborts incomplete multipart uploads older than ``grace`` where the storage can list them
+    (static credentials); give the bucket a lifecycle rule for them as well.
     """
     storage = core.storage
     if not isinstance(storage, ListableStorage):

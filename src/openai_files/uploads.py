@@ -8,9 +8,10 @@ through the same rules as any upload (policy, quota, validation, owner).
 Parts sent one after another on local disk are appended to one unfinished file
 (`AppendableStorage`, see `openai_files._upload_parts`), which completion seals into the
 file without copying a byte. Otherwise assembly happens inside the storage where it can
-(`ComposableStorage`: on local disk the kernel copies the part files), or the parts stream
-through once in bounded memory. Whenever the content must be read (an ``md5`` to check, JSONL
-to validate), it is read once, in bounded memory.
+(`ComposableStorage`: on local disk the kernel copies the part files, on S3 the service copies
+them into one multipart upload), or the parts stream through once in bounded memory. Whenever
+the content must be read (an ``md5`` to check, JSONL to validate), it is read once, in bounded
+memory, before the storage assembles it.
 """
 
 from __future__ import annotations
@@ -307,10 +308,10 @@ class Uploads:
             content = self._read_parts(parts, md5) if reads_content else None
             if (unfinished := sealable(storage, parts)) is not None:
                 await pending.seal(unfinished, size=upload.bytes, etag=etag, content=content)
-            elif content is not None or not isinstance(storage, ComposableStorage):
-                await pending.write(content or self._read_parts(parts, None))
+            elif isinstance(storage, ComposableStorage):
+                await pending.compose(sources(parts), size=upload.bytes, etag=etag, content=content)
             else:
-                await pending.compose(sources(parts), size=upload.bytes, etag=etag)
+                await pending.write(content or self._read_parts(parts, None))
             return await pending.finish(
                 purpose=upload.purpose,
                 expires_after=upload.expires_after,

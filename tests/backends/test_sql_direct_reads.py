@@ -36,7 +36,7 @@ SERVERS = ["postgresql", "mariadb"]
 
 
 def test_file_records_take_their_fields_in_the_order_of_the_files_tables_columns() -> None:
-    """Rows read whole are turned into records by position (``file_record_of``)."""
+    """Rows read whole are turned into records by position (``file_record``)."""
     columns = [column.name for column in Tables.named("x_").files.columns]
     assert columns == [field.name for field in dataclasses.fields(FileRecord)]
 

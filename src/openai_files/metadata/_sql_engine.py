@@ -16,8 +16,15 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError, Statemen
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import BackendUnavailable, InvalidRequest, OpenAIFilesError
-from ._sql_direct import DirectReads
-from ._sql_runners import AsyncRunner, Body, Rollback, Runner, ThreadedSQLite, threaded_sqlite_url
+from ._sql_runners import (
+    AsyncRunner,
+    Body,
+    Rollback,
+    Rows,
+    Runner,
+    ThreadedSQLite,
+    threaded_sqlite_url,
+)
 from ._sql_statements import Statements
 from .base import DEFAULT_TABLE_PREFIX, Quota, Usage
 from .sql_migrations import upgrade
@@ -30,6 +37,7 @@ __all__ = [
     "SQLEngine",
     "make_engine",
     "sqlite_synchronous",
+    "usage_of",
 ]
 
 T = TypeVar("T")
@@ -54,7 +62,6 @@ class SQLEngine:
             self.engine, self._sqlite_synchronous = make_engine(url_or_engine, engine_options)
             self._owns_engine = True
         self._runner = self._make_runner(engine_options)
-        self._direct = DirectReads.of(self.engine)
         self.table_prefix = table_prefix
         self.tables = Tables.named(table_prefix)
         self._files = self.tables.files
@@ -109,11 +116,10 @@ class SQLEngine:
         self._ready = False
 
     async def aclose(self) -> None:
-        """Dispose of the engine if the store created it; a host's engine is left open."""
-        if self._direct is not None:
-            self._direct.close()
+        """Close the runner, and dispose of the engine if the store created it; a host's engine
+        is left open."""
+        await self._runner.aclose()
         if self._owns_engine:
-            self._runner.dispose()
             await self.engine.dispose()
 
     @property
@@ -143,20 +149,15 @@ class SQLEngine:
         async with self._translate():
             return await self._runner.read(body)
 
-    async def _rows(
-        self, query: Select[Any], parameters: Mapping[str, Any]
-    ) -> Sequence[Sequence[Any]]:
-        """The rows of ``query`` (one of the statements built once, ``_sql_statements``), each
-        as its values in the order of the query's columns: straight from the driver where
-        `DirectReads` takes the read, through the runner as `_read` otherwise."""
+    async def _rows(self, statement: Select[Any], parameters: Mapping[str, Any]) -> Rows:
+        """The rows of one of the store's `Statements`, run as a read with ``parameters``."""
         if not self._ready:
             await self.create_schema()
-        if self._direct is not None:
-            async with self._translate():
-                rows = await self._direct.rows(query, parameters)
-            if rows is not None:
-                return rows
-        return await self._read(lambda connection: connection.execute(query, parameters).all())
+        try:  # not `_translate`, whose context manager costs ~1.7 µs a call
+            return await self._runner.rows(statement, parameters)
+        except (SQLAlchemyError, OSError, UnicodeError) as exc:
+            _raise_translated(exc)
+            raise
 
     async def _write(self, body: Body[T], *, translate_integrity: bool = True) -> T:
         """Run ``body`` in one transaction; `Rollback` raised in it undoes the transaction and
@@ -195,35 +196,43 @@ class SQLEngine:
         return bool(result.rowcount == 1)
 
     def _read_usage(self, connection: Connection, owner: str) -> Usage:
-        usage = self.tables.usage
-        query = select(usage.c.files, usage.c.bytes, usage.c.open_uploads).where(
-            usage.c.owner == owner
-        )
-        row = connection.execute(query).first()
-        if row is None:
-            return Usage(files=0, bytes=0)
-        return Usage(files=row.files, bytes=row.bytes, open_uploads=row.open_uploads)
+        return usage_of(connection.execute(self._statements.usage(), {"owner": owner}).first())
 
     @asynccontextmanager
     async def _translate(self, translate_integrity: bool = True) -> AsyncIterator[None]:
         try:
             yield
-        except OpenAIFilesError:
-            raise
-        except IntegrityError:
-            if not translate_integrity:
-                raise
-            raise BackendUnavailable("The metadata database refused a write; retry.") from None
         except (SQLAlchemyError, OSError, UnicodeError) as exc:
-            if _refused_value(exc):
-                raise InvalidRequest(
-                    "A value in the request cannot be stored: it holds a character the "
-                    "database refuses (such as NUL or an unpaired surrogate) or is longer than "
-                    "its field allows. Correct the value; retrying it unchanged will fail again."
-                ) from exc
-            raise BackendUnavailable(
-                f"The metadata database failed: {type(exc).__name__}. Retry the request."
-            ) from exc
+            _raise_translated(exc, translate_integrity)
+            raise
+
+
+def usage_of(row: Sequence[Any] | None) -> Usage:
+    """The usage of a row of `Statements.usage` (zeros for no row)."""
+    if row is None:
+        return Usage(files=0, bytes=0)
+    files, size, open_uploads = row
+    return Usage(files=files, bytes=size, open_uploads=open_uploads)
+
+
+def _raise_translated(exc: BaseException, translate_integrity: bool = True) -> None:
+    """Raise the library's error for the database's ``exc``; return (to re-raise ``exc``) for
+    an error of the library itself, or an integrity error left untranslated."""
+    if isinstance(exc, OpenAIFilesError):
+        return  # FileNotFound is an OSError too
+    if isinstance(exc, IntegrityError):
+        if not translate_integrity:
+            return
+        raise BackendUnavailable("The metadata database refused a write; retry.") from None
+    if _refused_value(exc):
+        raise InvalidRequest(
+            "A value in the request cannot be stored: it holds a character the database "
+            "refuses (such as NUL or an unpaired surrogate) or is longer than its field allows. "
+            "Correct the value; retrying it unchanged will fail again."
+        ) from exc
+    raise BackendUnavailable(
+        f"The metadata database failed: {type(exc).__name__}. Retry the request."
+    ) from exc
 
 
 _MYSQL_REFUSED_VALUE = frozenset({1264, 1292, 1300, 1366, 1406})

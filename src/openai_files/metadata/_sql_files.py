@@ -4,20 +4,21 @@ reading and listing them, and the conditions and row conversions the file record
 from __future__ import annotations
 
 import builtins
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import Conflict, QuotaExceeded
-from ._sql_engine import Rollback, SQLEngine
+from ._sql_engine import Rollback, SQLEngine, usage_of
 from ._sql_statements import visible
 from .base import Cursor, FileRecord, Order, Quota, Usage
 
-__all__ = ["SQLFileRecords", "file_record", "file_record_of", "file_row"]
+__all__ = ["SQLFileRecords", "file_record", "file_row"]
 
 
 class SQLFileRecords(SQLEngine):
@@ -143,7 +144,7 @@ class SQLFileRecords(SQLEngine):
     async def idempotent_file(self, owner: str, key: str, *, since: int) -> str | None:
         """A join of the key row and its ``active`` file row."""
         parameters = {"owner": owner, "key": key, "since": since}
-        rows = await self._rows(self._statements.key_file(), parameters)
+        rows = await self._rows(self._statements.key_file(False), parameters)
         return str(rows[0][0]) if rows else None
 
     def _key_file(
@@ -151,15 +152,9 @@ class SQLFileRecords(SQLEngine):
     ) -> str | None:
         """The file of the owner's key, if it is still there (and visible at ``now``, if
         given): after a failed, deleted or expired upload the key is free again."""
-        keys = self.tables.idempotency
-        files = self._files
-        there = files.c.state == "active" if now is None else self._visible(now)
-        query = (
-            select(keys.c.file_id)
-            .join(files, and_(files.c.id == keys.c.file_id, there))
-            .where(keys.c.owner == owner, keys.c.key == key, keys.c.created_at >= since)
-        )
-        found: str | None = connection.execute(query).scalar()
+        query = self._statements.key_file(now is not None)
+        parameters = {"owner": owner, "key": key, "since": since, "now": now}
+        found: str | None = connection.execute(query, parameters).scalar()
         return found
 
     # -- reads ------------------------------------------------------------------------------
@@ -168,9 +163,9 @@ class SQLFileRecords(SQLEngine):
         self, owner: str, file_id: str, *, now: int, include_deleted: bool = False
     ) -> FileRecord | None:
         """One SELECT by id and owner, with visibility in the WHERE clause."""
-        query = self._statements.get(include_deleted)
-        rows = await self._rows(query, {"file_id": file_id, "owner": owner, "now": now})
-        return file_record_of(rows[0]) if rows else None
+        parameters = {"file_id": file_id, "owner": owner, "now": now}
+        rows = await self._rows(self._statements.get(include_deleted), parameters)
+        return file_record(rows[0]) if rows else None
 
     async def set_status(
         self, owner: str, file_id: str, *, status: str, details: str | None, now: int
@@ -207,7 +202,8 @@ class SQLFileRecords(SQLEngine):
             parameters["purpose"] = purpose
         if after is not None:
             parameters["after_us"], parameters["after_id"] = after
-        return [file_record_of(row) for row in await self._rows(query, parameters)]
+        rows = await self._rows(query, parameters)
+        return [file_record(row) for row in rows]
 
     async def count(self, owner: str, *, now: int, purpose: str | None = None) -> int:
         """The owner's counts of active files (of ``purpose``), less their files expired and
@@ -215,7 +211,7 @@ class SQLFileRecords(SQLEngine):
         query = self._statements.active_total(purpose is not None)
         parameters = {"owner": owner, "now": now, "purpose": purpose}
         rows = await self._rows(query, parameters)
-        return int(rows[0][0] or 0) if rows else 0
+        return int(rows[0][0] or 0)
 
     async def list_at(
         self,
@@ -228,35 +224,16 @@ class SQLFileRecords(SQLEngine):
         order: Order = "desc",
     ) -> builtins.list[FileRecord]:
         """``OFFSET``/``LIMIT`` over the owner's visible rows, in ``(created_us, id)`` order."""
-        query = self._listing(select(self._files), owner, now, purpose)
-        return await self._page(query, order, offset=offset, limit=limit)
-
-    def _listing(
-        self, query: Select[Any], owner: str, now: int, purpose: str | None
-    ) -> Select[Any]:
-        """``query`` narrowed to the owner's files visible at ``now`` (of ``purpose``)."""
-        files = self._files
-        query = query.where(files.c.owner == owner, self._visible(now))
+        query = self._statements.page_at(order, purpose is not None)
+        parameters: dict[str, Any] = {"owner": owner, "now": now, "offset": offset, "limit": limit}
         if purpose is not None:
-            query = query.where(files.c.purpose == purpose)
-        return self._statements.on_owner_index(query, purpose is not None)
-
-    async def _page(
-        self, query: Select[Any], order: Order, *, offset: int, limit: int
-    ) -> builtins.list[FileRecord]:
-        """The records of ``query`` in ``order`` of creation, ``limit`` of them from ``offset``."""
-        files = self._files
-        if order == "asc":
-            query = query.order_by(files.c.created_us.asc(), files.c.id.asc())
-        else:
-            query = query.order_by(files.c.created_us.desc(), files.c.id.desc())
-        query = query.offset(offset).limit(limit)
-        rows = await self._read(lambda connection: connection.execute(query).all())
-        return [file_record(row) for row in rows]
+            parameters["purpose"] = purpose
+        return [file_record(row) for row in await self._rows(query, parameters)]
 
     async def usage(self, owner: str) -> Usage:
         """The owner's usage row (zeros if there is none)."""
-        return await self._read(lambda connection: self._read_usage(connection, owner))
+        rows = await self._rows(self._statements.usage(), {"owner": owner})
+        return usage_of(rows[0] if rows else None)
 
     async def list_usage(
         self, *, after: str | None = None, limit: int
@@ -325,13 +302,22 @@ def file_row(record: FileRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in _COLUMNS}
 
 
-def file_record(row: Row[Any]) -> FileRecord:
-    mapping = row._mapping
-    return FileRecord(**{name: mapping[name] for name in _COLUMNS})
+def file_record(row: Sequence[Any]) -> FileRecord:
+    """The record of a row of every column of the files table, in the table's order.
+
+    Made as the dataclass's own ``__init__`` would, without its cost: a frozen dataclass sets
+    each field through ``object.__setattr__``, six times slower than filling the instance's
+    dictionary, which is what it amounts to for `FileRecord` (no slots, no ``__post_init__``;
+    both checked when this module is imported, with the order of the fields).
+    """
+    record = object.__new__(FileRecord)
+    record.__dict__.update(zip(_COLUMNS, row, strict=True))
+    return record
 
 
-def file_record_of(values: Sequence[Any]) -> FileRecord:
-    """The record of a files row read whole (``select(files)``): its values are in the order of
-    the table's columns, which is the order of `FileRecord`'s fields (a test holds them
-    equal)."""
-    return FileRecord(*values)
+if (
+    tuple(field.name for field in dataclasses.fields(FileRecord)) != _COLUMNS
+    or hasattr(FileRecord, "__slots__")
+    or hasattr(FileRecord, "__post_init__")
+):
+    raise AssertionError("FileRecord is not made of the files table's columns, in order")

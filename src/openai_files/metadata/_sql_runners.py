@@ -1,12 +1,15 @@
 """How the SQL store runs an operation: each operation is one synchronous function over a
 SQLAlchemy `Connection` (its "body"), run in one go, either as a read (no explicit transaction:
-one statement is atomic on its own) or as a write (one transaction).
+one statement is atomic on its own) or as a write (one transaction); a read of one statement's
+rows may be given as the statement itself (`Runner.rows`), which a runner may run more cheaply.
 
 - `ThreadedSQLite`, for a SQLite file named by URL: SQLAlchemy's synchronous engine over the
-  standard ``sqlite3`` module, each body run whole in a worker thread (a limiter of its own), so
-  an operation costs the event loop one hand-off instead of one per driver call. Writers in this
-  process take turns on a lock and start with ``BEGIN IMMEDIATE``, so they never wait on each
-  other in SQLite's busy handler; the busy timeout remains for writers in other processes.
+  standard ``sqlite3`` module, in threads that each keep one connection (``_sqlite_threads``):
+  reads on `SQLITE_READERS` threads side by side, writes on one writer thread, one after
+  another, each starting with ``BEGIN IMMEDIATE``, so writers in this process never wait on
+  each other in SQLite's busy handler (the busy timeout remains for writers in other
+  processes). An operation costs the event loop one hand-off each way. `Runner.rows` runs the
+  statement compiled once on the driver's connection directly (``_sql_prepared``).
 - `AsyncRunner`, for every other database (and for an `AsyncEngine` the host passes): the body
   runs through `AsyncConnection.run_sync`. On PostgreSQL a read runs in autocommit mode, so it
   is one round trip with no ``BEGIN``/``COMMIT`` around it. The hottest reads on asyncpg and
@@ -21,23 +24,35 @@ is run once more on a fresh one; a write is not, since it may have taken effect.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
-import anyio
-import anyio.to_thread
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Select, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-__all__ = ["AsyncRunner", "Body", "Rollback", "Runner", "ThreadedSQLite", "threaded_sqlite_url"]
+from ._sql_direct import DirectReads
+from ._sql_prepared import Prepared
+from ._sqlite_threads import ConnectionThreads
+
+__all__ = [
+    "AsyncRunner",
+    "Body",
+    "Rollback",
+    "Rows",
+    "Runner",
+    "ThreadedSQLite",
+    "threaded_sqlite_url",
+]
 
 T = TypeVar("T")
 Body = Callable[[Connection], T]
+Rows = Sequence[Sequence[Any]]
 
-SQLITE_THREADS = 4
-"""Worker threads one SQLite store uses at most (reads run side by side; writes take turns)."""
+SQLITE_READERS = 4
+"""Reader threads of one SQLite store (each with its connection); writes have one more."""
 
 
 class Rollback(Exception, Generic[T]):
@@ -58,7 +73,13 @@ class Runner(Protocol):
         """Run ``body`` in one transaction, committed unless it raises."""
         ...
 
-    def dispose(self) -> None:
+    async def rows(self, statement: Select[Any], parameters: Mapping[str, Any]) -> Rows:
+        """The rows of ``statement`` run as a read with ``parameters`` (by name), each in the
+        statement's column order. ``statement`` is one the store keeps (`Statements`): a
+        runner may compile it once."""
+        ...
+
+    async def aclose(self) -> None:
         """Close the runner's own connections, if it has any."""
         ...
 
@@ -93,12 +114,13 @@ def threaded_sqlite_url(url: URL) -> bool:
 
 
 class ThreadedSQLite:
-    """Bodies run whole in worker threads on a synchronous ``sqlite3`` engine."""
+    """Bodies run whole in threads that keep their ``sqlite3`` connection (see the module)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._writer = anyio.Lock()
-        self._threads = anyio.CapacityLimiter(SQLITE_THREADS)
+        self._readers = ConnectionThreads(engine, SQLITE_READERS, "openai-files-sqlite-reader")
+        self._writer = ConnectionThreads(engine, 1, "openai-files-sqlite-writer")
+        self._prepared: dict[int, tuple[Select[Any], Prepared]] = {}
 
     @classmethod
     def open(
@@ -120,23 +142,50 @@ class ThreadedSQLite:
         return cls(engine)
 
     async def read(self, body: Body[T]) -> T:
-        return await anyio.to_thread.run_sync(self._read, body, limiter=self._threads)
+        return await self._readers.run(partial(_read_alone, body))
 
     async def write(self, body: Body[T]) -> T:
-        async with self._writer:
-            return await anyio.to_thread.run_sync(self._write, body, limiter=self._threads)
+        # One writer thread: a write begins only once the one before it has ended.
+        return await self._writer.run_to_end(partial(_write_immediate, body))
 
-    def dispose(self) -> None:
+    async def rows(self, statement: Select[Any], parameters: Mapping[str, Any]) -> Rows:
+        kept = self._prepared.get(id(statement))
+        if kept is None:
+            # The statement is kept with its compiled form, so its id is not reused.
+            kept = (statement, Prepared(statement, self.engine.dialect))
+            self._prepared[id(statement)] = kept
+        return await self._readers.run(partial(kept[1].rows, parameters=parameters))
+
+    async def aclose(self) -> None:
+        await self._readers.aclose()
+        await self._writer.aclose()
         self.engine.dispose()
 
-    def _read(self, body: Body[T]) -> T:
-        with self.engine.connect() as connection:
-            return body(connection)
 
-    def _write(self, body: Body[T]) -> T:
-        with self.engine.connect() as connection:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-            return _in_transaction(connection, body)
+def _read_alone(body: Body[T], connection: Connection) -> T:
+    """``body`` on a connection kept by its thread, which it leaves with no transaction."""
+    try:
+        return body(connection)
+    finally:
+        _end_transaction(connection)
+
+
+def _write_immediate(body: Body[T], connection: Connection) -> T:
+    try:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        return _in_transaction(connection, body)
+    finally:
+        _end_transaction(connection)  # after a failed BEGIN or COMMIT
+
+
+def _end_transaction(connection: Connection) -> None:
+    """Roll back what is still open on the connection, in SQLAlchemy or in the driver: the
+    connection is kept for the thread's next job."""
+    if connection.in_transaction():
+        connection.rollback()
+    driver = connection.connection.dbapi_connection
+    if driver is not None and driver.in_transaction:
+        driver.rollback()
 
 
 # -- every other database: the async engine --------------------------------------------------------
@@ -150,6 +199,7 @@ class AsyncRunner:
         # asyncpg switches a connection to autocommit without a round trip; other drivers
         # would pay one each way, more than the COMMIT they save.
         self._autocommit_reads = engine.dialect.name == "postgresql"
+        self._direct = DirectReads.of(engine)
 
     async def read(self, body: Body[T]) -> T:
         try:
@@ -163,8 +213,18 @@ class AsyncRunner:
         async with self.engine.connect() as connection:
             return await connection.run_sync(_in_transaction, body)
 
-    def dispose(self) -> None:
-        pass
+    async def rows(self, statement: Select[Any], parameters: Mapping[str, Any]) -> Rows:
+        """On the driver of a pooled connection (`DirectReads`) where it takes the statement,
+        through SQLAlchemy otherwise or when the driver failed (the failure reported as usual)."""
+        if self._direct is not None:
+            rows = await self._direct.rows(statement, parameters)
+            if rows is not None:
+                return rows
+        return await self.read(lambda connection: connection.execute(statement, parameters).all())
+
+    async def aclose(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
 
     async def _read(self, body: Body[T]) -> T:
         async with self.engine.connect() as connection:

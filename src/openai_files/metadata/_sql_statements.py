@@ -6,13 +6,17 @@ one then costs a lookup in SQLAlchemy's compiled cache, not a new statement to b
 - `Statements.page`: a keyset page of an owner's visible files, ``limit`` of them past
   ``(after_us, after_id)`` (when paging on) and of ``purpose`` (when filtered), read from the
   owner's index as a range that starts at the cursor on every database (`_beyond`,
-  `Statements.on_owner_index`);
-- `Statements.usage_row` and `Statements.add_usage`: an owner's usage row made sure of, and
-  grown by ``d_files``, ``d_bytes`` (and ``d_open``) under ``max_files``/``max_bytes``;
+  `Statements.on_owner_index`); `Statements.page_at`: ``limit`` of them from ``offset``;
+- `Statements.key_file`: the file an owner's idempotency ``key`` made since ``since``, if it is
+  still active (and visible at ``now``, when asked at a time);
+- `Statements.usage`, `Statements.usage_row` and `Statements.add_usage`: an owner's usage row
+  read, made sure of, and grown by ``d_files``, ``d_bytes`` (and ``d_open``) under
+  ``max_files``/``max_bytes``;
 - `Statements.count_active` and `Statements.active_total`: an owner's count of active files of
   a purpose moved by ``d_files``, and the count of their files visible at ``now`` (of
   ``purpose``) read from those counts;
-- `Statements.key_file`: the active file of an owner's idempotency ``key`` made since ``since``;
+- `Statements.upload` and `Statements.upload_parts`: an owner's upload by ``upload_id``, and
+  its parts;
 - `Statements.insert_file`, `Statements.reserved`, `Statements.activate`: a file row written,
   and, at the commit of an upload, the bytes it reserved read and the row made active;
 - `Statements.mark_deleting`, `Statements.owned`, `Statements.by_id`, `Statements.drop`: the
@@ -65,9 +69,11 @@ class Statements:
 
     def __init__(self, tables: Tables, dialect: str) -> None:
         self._files = tables.files
+        self._keys = tables.idempotency
+        self._uploads = tables.uploads
+        self._parts = tables.parts
         self._usage = tables.usage
         self._counts = tables.counts
-        self._keys = tables.idempotency
         self._dialect = dialect
         self._prefix = tables.files.name.removesuffix("files")
 
@@ -83,20 +89,28 @@ class Statements:
 
     @cache  # noqa: B019
     def page(self, order: Order, by_purpose: bool, after: bool) -> Select[Any]:
+        query = self._owners_files(order, by_purpose)
+        if after:
+            query = query.where(_beyond(self._files, order))
+        return query.limit(bindparam("limit", type_=Integer))
+
+    @cache  # noqa: B019
+    def page_at(self, order: Order, by_purpose: bool) -> Select[Any]:
+        query = self._owners_files(order, by_purpose).limit(bindparam("limit", type_=Integer))
+        return query.offset(bindparam("offset", type_=Integer))
+
+    def _owners_files(self, order: Order, by_purpose: bool) -> Select[Any]:
+        """The owner's files visible at ``now`` (of ``purpose``) in ``order`` of creation."""
         files = self._files
         query = select(files).where(
             files.c.owner == bindparam("owner"), visible(files, bindparam("now", type_=BigInteger))
         )
         if by_purpose:
             query = query.where(files.c.purpose == bindparam("purpose"))
-        if after:
-            query = query.where(_beyond(files, order))
         query = self.on_owner_index(query, by_purpose)
         if order == "asc":
-            query = query.order_by(files.c.created_us.asc(), files.c.id.asc())
-        else:
-            query = query.order_by(files.c.created_us.desc(), files.c.id.desc())
-        return query.limit(bindparam("limit", type_=Integer))
+            return query.order_by(files.c.created_us.asc(), files.c.id.asc())
+        return query.order_by(files.c.created_us.desc(), files.c.id.desc())
 
     def on_owner_index(self, query: Select[Any], by_purpose: bool) -> Select[Any]:
         """``query`` of an owner's files (of one purpose, ``by_purpose``), made to read the
@@ -110,6 +124,45 @@ class Statements:
             return query
         index = "files_by_owner_purpose" if by_purpose else "files_by_owner"
         return query.with_hint(self._files, f"FORCE INDEX ({self._prefix}{index})")
+
+    @cache  # noqa: B019
+    def key_file(self, at_now: bool) -> Select[Any]:
+        keys, files = self._keys, self._files
+        there = (
+            visible(files, bindparam("now", type_=BigInteger))
+            if at_now
+            else files.c.state == "active"
+        )
+        return (
+            select(keys.c.file_id)
+            .join(files, and_(files.c.id == keys.c.file_id, there))
+            .where(
+                keys.c.owner == bindparam("owner"),
+                keys.c.key == bindparam("key"),
+                keys.c.created_at >= bindparam("since", type_=BigInteger),
+            )
+        )
+
+    @cache  # noqa: B019
+    def upload(self) -> Select[Any]:
+        uploads = self._uploads
+        return select(uploads).where(
+            uploads.c.id == bindparam("upload_id"), uploads.c.owner == bindparam("owner")
+        )
+
+    @cache  # noqa: B019
+    def upload_parts(self) -> Select[Any]:
+        parts = self._parts
+        return select(parts).where(
+            parts.c.upload_id == bindparam("upload_id"), parts.c.owner == bindparam("owner")
+        )
+
+    @cache  # noqa: B019
+    def usage(self) -> Select[Any]:
+        usage = self._usage
+        return select(usage.c.files, usage.c.bytes, usage.c.open_uploads).where(
+            usage.c.owner == bindparam("owner")
+        )
 
     @cache  # noqa: B019
     def usage_row(self) -> Insert:
@@ -171,21 +224,6 @@ class Statements:
         if self._dialect in ("mysql", "mariadb"):
             hidden = hidden.with_hint(files, f"FORCE INDEX ({self._prefix}files_by_state_expiry)")
         return select(counted.scalar_subquery() - hidden.scalar_subquery())
-
-    @cache  # noqa: B019
-    def key_file(self) -> Select[Any]:
-        """The ``active`` file an owner's idempotency ``key`` made since ``since``."""
-        keys, files = self._keys, self._files
-        there = and_(files.c.id == keys.c.file_id, files.c.state == "active")
-        return (
-            select(keys.c.file_id)
-            .join(files, there)
-            .where(
-                keys.c.owner == bindparam("owner"),
-                keys.c.key == bindparam("key"),
-                keys.c.created_at >= bindparam("since", type_=BigInteger),
-            )
-        )
 
     @cache  # noqa: B019
     def insert_file(self) -> Insert:

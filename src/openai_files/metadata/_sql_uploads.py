@@ -52,10 +52,10 @@ class SQLUploadRecords(SQLEngine):
 
     async def get_upload(self, owner: str, upload_id: str) -> UploadRecord | None:
         """One SELECT by id and owner."""
-        uploads = self.tables.uploads
-        query = select(uploads).where(uploads.c.id == upload_id, uploads.c.owner == owner)
-        row = await self._read(lambda connection: connection.execute(query).first())
-        return None if row is None else UploadRecord(**row._mapping)
+        parameters = {"upload_id": upload_id, "owner": owner}
+        rows = await self._rows(self._statements.upload(), parameters)
+        columns = self.tables.uploads.c.keys()
+        return UploadRecord(**dict(zip(columns, rows[0], strict=True))) if rows else None
 
     async def move_upload(
         self,
@@ -204,10 +204,10 @@ class SQLUploadRecords(SQLEngine):
 
     async def get_parts(self, owner: str, upload_id: str) -> builtins.list[PartRecord]:
         """One SELECT by upload and owner."""
-        parts = self.tables.parts
-        query = select(parts).where(parts.c.upload_id == upload_id, parts.c.owner == owner)
-        rows = await self._read(lambda connection: connection.execute(query).all())
-        return [PartRecord(**row._mapping) for row in rows]
+        parameters = {"upload_id": upload_id, "owner": owner}
+        rows = await self._rows(self._statements.upload_parts(), parameters)
+        columns = self.tables.parts.c.keys()
+        return [PartRecord(**dict(zip(columns, row, strict=True))) for row in rows]
 
     async def expire_uploads(self, *, now: int) -> int:
         """Read open uploads past their expiry 100 at a time and move each in a transaction

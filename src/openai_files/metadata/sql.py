@@ -10,16 +10,17 @@ created on first use and their version recorded; tables of an older version are 
 place at start (`openai_files.metadata.sql_migrations`).
 
 Each operation is one synchronous body over a SQLAlchemy ``Connection``, run in one go as a
-read (one statement, no transaction) or a write (one transaction): on a SQLite file in a worker
-thread on the synchronous ``sqlite3`` engine, writers in one process taking turns; elsewhere
-through the async engine (``_sql_runners``).
+read (one statement, no transaction) or a write (one transaction): on a SQLite file in threads
+that keep their ``sqlite3`` connection, writes one after another on one of them, the hottest
+reads compiled once and run on the driver directly; elsewhere through the async engine
+(``_sql_runners``), the hottest reads there too on the driver of a pooled connection.
 
 The store is put together from private modules, one concern each: the engine, its SQLite
 set-up, reads, writes and usage rows (``_sql_engine``), how a body is run (``_sql_runners``),
-the hottest statements, built once (``_sql_statements``), the hottest reads sent straight to
-the driver on PostgreSQL and MariaDB (``_sql_direct``), the file records (``_sql_files``),
-their deletes, holds and sweep claims (``_sql_deletes``) and the upload records
-(``_sql_uploads``).
+SQLite's threads (``_sqlite_threads``), statements run on the driver directly
+(``_sql_prepared`` on SQLite, ``_sql_direct`` on PostgreSQL and MariaDB), the hottest
+statements, built once (``_sql_statements``), the file records (``_sql_files``), their
+deletes, holds and sweep claims (``_sql_deletes``) and the upload records (``_sql_uploads``).
 """
 
 from __future__ import annotations

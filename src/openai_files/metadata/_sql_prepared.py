@@ -1,0 +1,117 @@
+"""A SQLAlchemy Core statement compiled once and then run on the DB-API connection itself, for
+the hottest reads on SQLite: SQLAlchemy builds the SQL (so the schema and the table prefix stay
+in one place), and each run costs the driver's own call, not SQLAlchemy's execution of a
+statement (its compiled cache, its execution context, its result objects).
+
+What SQLAlchemy would do that still matters is done here too:
+
+- the parameters are given by name and put in the compiled statement's order, with the values
+  of the statement's own literals (``state = 'active'``) and each type's bind processor;
+- rows come back as tuples in the statement's column order, through each type's result
+  processor (none, for the store's columns on SQLite);
+- the connection's ``before_cursor_execute`` and ``after_cursor_execute`` events are fired
+  around the driver's call when something listens (``context`` is None), so whatever counts or
+  inspects the store's statements on its ``statement_engines`` sees these too;
+- the driver's errors are raised as SQLAlchemy's (`sqlalchemy.exc.DBAPIError.instance`), which
+  the store translates in one place.
+
+Only drivers with positional ``?`` parameters are supported (``sqlite3``), and statements with
+no expanding (``IN``) or literal-execute parameters: `Prepared` refuses any other when it is
+built, at the statement's first use, with a `ValueError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import Select
+
+__all__ = ["Prepared"]
+
+Row = tuple[Any, ...]
+
+
+class Prepared:
+    """The SELECT ``statement`` compiled for ``dialect``, run by `rows` on a connection of it."""
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        if dialect.paramstyle != "qmark":
+            raise ValueError(f"{dialect.name}: only a driver with ? parameters runs prepared")
+        compiled = statement.compile(dialect=dialect)
+        if compiled.literal_execute_params or compiled.post_compile_params:
+            raise ValueError(f"expanding parameters cannot be prepared: {compiled}")
+        self.sql = str(compiled)
+        names = tuple(compiled.positiontup or ())
+        # The statement's own literals (``state = 'active'``) are parameters too.
+        self._literals = {
+            name: compiled.binds[name].effective_value
+            for name in names
+            if not compiled.binds[name].required
+        }
+        self._ordered = _getter(names)
+        bound = [compiled.binds[name].type.dialect_impl(dialect) for name in names]
+        self._binds = _processors([kind.bind_processor(dialect) for kind in bound])
+        selected = [column.type.dialect_impl(dialect) for column in statement.selected_columns]
+        self._results = _processors([kind.result_processor(dialect, None) for kind in selected])
+        self._error = dialect.loaded_dbapi.Error
+
+    def arguments(self, parameters: Mapping[str, Any]) -> Row:
+        """The driver's positional arguments for ``parameters`` (by name)."""
+        values = {**self._literals, **parameters} if self._literals else parameters
+        ordered = self._ordered(values)
+        if self._binds is not None:
+            ordered = tuple(
+                value if process is None else process(value)
+                for value, process in zip(ordered, self._binds, strict=True)
+            )
+        return ordered
+
+    def rows(self, connection: Connection, parameters: Mapping[str, Any]) -> Sequence[Row]:
+        """Every row of the statement run with ``parameters`` on ``connection``'s DB-API
+        connection, the cursor closed (so that no read stays open in SQLite)."""
+        arguments = self.arguments(parameters)
+        dispatch = connection.dispatch
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if dispatch.before_cursor_execute:
+                for listener in dispatch.before_cursor_execute:
+                    listener(connection, cursor, self.sql, arguments, None, False)
+            try:
+                cursor.execute(self.sql, arguments)
+                rows: Sequence[Row] = cursor.fetchall()
+            except self._error as exc:
+                raise DBAPIError.instance(self.sql, arguments, exc, self._error) from exc
+            if dispatch.after_cursor_execute:
+                for listener in dispatch.after_cursor_execute:
+                    listener(connection, cursor, self.sql, arguments, None, False)
+        finally:
+            cursor.close()
+        if self._results is None:
+            return rows
+        processors = self._results
+        return [
+            tuple(
+                value if process is None else process(value)
+                for value, process in zip(row, processors, strict=True)
+            )
+            for row in rows
+        ]
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Row]:
+    """The values of ``names`` from a mapping, as a tuple in that order."""
+    if len(names) > 1:
+        return itemgetter(*names)
+    return lambda values: tuple(values[name] for name in names)
+
+
+def _processors(
+    processors: Sequence[Callable[[Any], Any] | None],
+) -> tuple[Callable[[Any], Any] | None, ...] | None:
+    """``processors``, or None when there is none to apply."""
+    return tuple(processors) if any(p is not None for p in processors) else None
