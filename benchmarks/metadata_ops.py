@@ -1,7 +1,8 @@
 """Metadata benchmark: the cost of each metadata-store operation, in-process, per backend.
 
 Measured for memory, SQLite (a file, WAL) and PostgreSQL (``--postgres-url``, unique table
-prefix, dropped at the end), with no HTTP in between: the wall-clock microseconds, the CPU
+prefix, dropped at the end), and on request MariaDB (``--backends ...,mariadb``,
+``--mariadb-url``, likewise), with no HTTP in between: the wall-clock microseconds, the CPU
 microseconds of the process (every thread: on SQLite the database's own work too, on
 PostgreSQL not the server's), and the SQL statements and transactions of
 
@@ -46,6 +47,7 @@ from harness.results import add_results_option, run_and_finish
 BENCHMARKS_DIR = Path(__file__).resolve().parent
 SRC = BENCHMARKS_DIR.parent / "src"
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+MARIADB_URL = "mysql+aiomysql://root@127.0.0.1:3306/test"
 OPERATIONS = ("get", "list", "create", "stream", "delete")
 BACKENDS = ("memory", "sqlite", "postgresql")
 OWNER = "bench"
@@ -53,11 +55,14 @@ OWNER = "bench"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
-    parser.add_argument("--backends", default=",".join(BACKENDS), help="(memory,sqlite,postgresql)")
+    parser.add_argument(
+        "--backends", default=",".join(BACKENDS), help="(memory,sqlite,postgresql; or mariadb)"
+    )
     parser.add_argument("--ops", type=int, default=1_000, help="operations per measure (1,000)")
     parser.add_argument("--rounds", type=int, default=3, help="alternations (3)")
     parser.add_argument("--before", type=Path, help="the src folder of the revision to compare")
     parser.add_argument("--postgres-url", default=POSTGRES_URL)
+    parser.add_argument("--mariadb-url", default=MARIADB_URL)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 20 operations, 1 round")
     add_results_option(parser)
@@ -139,7 +144,7 @@ async def _timed(
     }
 
 
-async def _measure(backend: str, ops: int, postgres_url: str) -> dict[str, dict[str, float]]:
+async def _measure(backend: str, ops: int, urls: dict[str, str]) -> dict[str, dict[str, float]]:
     from openai_files import MemoryMetadataStore, SQLMetadataStore
     from openai_files.metadata.base import Quota
 
@@ -150,7 +155,7 @@ async def _measure(backend: str, ops: int, postgres_url: str) -> dict[str, dict[
         elif backend == "sqlite":
             store = SQLMetadataStore(f"sqlite+aiosqlite:///{folder}/files.db")
         else:
-            store = SQLMetadataStore(postgres_url, table_prefix=f"b{uuid.uuid4().hex[:10]}_")
+            store = SQLMetadataStore(urls[backend], table_prefix=f"b{uuid.uuid4().hex[:10]}_")
         counts = Counts()
         try:
             quota = Quota(max_files=10**9, max_bytes=10**15)
@@ -200,13 +205,14 @@ async def _measure(backend: str, ops: int, postgres_url: str) -> dict[str, dict[
             figures["delete"] = await _timed(ops, counts, delete)
             return figures
         finally:
-            if backend == "postgresql":
+            if backend in urls:
                 await store.drop_schema()
             await store.aclose()
 
 
 def worker(args: argparse.Namespace) -> None:
-    figures = asyncio.run(_measure(args.backend, args.ops, args.postgres_url))
+    urls = {"postgresql": args.postgres_url, "mariadb": args.mariadb_url}
+    figures = asyncio.run(_measure(args.backend, args.ops, urls))
     print(json.dumps(figures))
 
 
@@ -215,7 +221,7 @@ def worker(args: argparse.Namespace) -> None:
 
 def _run_worker(src: Path, backend: str, args: argparse.Namespace) -> dict[str, Any]:
     argv = [sys.executable, __file__, "--worker", "--backend", backend, "--ops", str(args.ops)]
-    argv += ["--postgres-url", args.postgres_url]
+    argv += ["--postgres-url", args.postgres_url, "--mariadb-url", args.mariadb_url]
     env = {**os.environ, "PYTHONPATH": str(src)}
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:

@@ -12,7 +12,10 @@ rows may be given as the statement itself (`Runner.rows`), which a runner may ru
   statement compiled once on the driver's connection directly (``_sql_prepared``).
 - `AsyncRunner`, for every other database (and for an `AsyncEngine` the host passes): the body
   runs through `AsyncConnection.run_sync`. On PostgreSQL a read runs in autocommit mode, so it
-  is one round trip with no ``BEGIN``/``COMMIT`` around it.
+  is one round trip with no ``BEGIN``/``COMMIT`` around it. The hottest reads on asyncpg and
+  aiomysql (a file, a list page, a count, an idempotency key) skip it: they go to the driver
+  of a pooled connection (``_sql_direct``), and come here only when that path cannot take
+  them or the driver failed.
 
 A body that raises `Rollback` has its transaction rolled back and the runner returns the
 exception's ``result``. A read that finds its pooled connection dead (the database restarted)
@@ -30,6 +33,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ._sql_direct import DirectReads
 from ._sql_prepared import Prepared
 from ._sqlite_threads import ConnectionThreads
 
@@ -195,6 +199,7 @@ class AsyncRunner:
         # asyncpg switches a connection to autocommit without a round trip; other drivers
         # would pay one each way, more than the COMMIT they save.
         self._autocommit_reads = engine.dialect.name == "postgresql"
+        self._direct = DirectReads.of(engine)
 
     async def read(self, body: Body[T]) -> T:
         try:
@@ -209,10 +214,17 @@ class AsyncRunner:
             return await connection.run_sync(_in_transaction, body)
 
     async def rows(self, statement: Select[Any], parameters: Mapping[str, Any]) -> Rows:
+        """On the driver of a pooled connection (`DirectReads`) where it takes the statement,
+        through SQLAlchemy otherwise or when the driver failed (the failure reported as usual)."""
+        if self._direct is not None:
+            rows = await self._direct.rows(statement, parameters)
+            if rows is not None:
+                return rows
         return await self.read(lambda connection: connection.execute(statement, parameters).all())
 
     async def aclose(self) -> None:
-        pass
+        if self._direct is not None:
+            self._direct.close()
 
     async def _read(self, body: Body[T]) -> T:
         async with self.engine.connect() as connection:
