@@ -34,7 +34,7 @@ from ._local_files import (
     _io,
     _modified,
     _open_exclusive,
-    _open_for_reading,
+    _open_range,
     _open_unfinished,
     _read_range,
     _seal,
@@ -206,9 +206,7 @@ class LocalStorage:
         self, key: str, *, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
         """Read the unfinished file as `get` reads an object."""
-        path = self.unfinished_path(key)
-        handle = await _io(_open_for_reading, path, key)
-        return _read_range(handle, start, end, self.block_size)
+        return await self._read(self.unfinished_path(key), key, start, end)
 
     async def seal(self, key: str, target: str, *, size: int) -> None:
         """Hard-link the unfinished file (cut to ``size`` bytes, flushed to the device first
@@ -227,11 +225,16 @@ class LocalStorage:
     async def get(
         self, key: str, *, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
-        """Read ``block_size`` bytes at a time in a worker thread; the file is opened now, so a
-        missing key is `BlobNotFound` here rather than while iterating."""
-        path = self.path_for(key)
-        handle = await _io(_open_for_reading, path, key)
-        return _read_range(handle, start, end, self.block_size)
+        """Read ``block_size`` bytes at a time in a worker thread; the file is opened and its
+        first block read now, in one hand-off, so a missing key is `BlobNotFound` here rather
+        than while iterating, and a range within one block needs no other hand-off."""
+        return await self._read(self.path_for(key), key, start, end)
+
+    async def _read(
+        self, path: Path, key: str, start: int, end: int | None
+    ) -> AsyncIterator[bytes]:
+        handle, first = await _io(_open_range, path, key, start, end, self.block_size)
+        return _read_range(handle, first, start, end, self.block_size)
 
     async def head(self, key: str) -> int:
         """The file's size; `BlobNotFound` for a missing key."""
