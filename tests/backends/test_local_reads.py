@@ -5,17 +5,21 @@ is read to the end or closed."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from openai_files import LocalStorage
+from openai_files.errors import BackendUnavailable
+from openai_files.storage.local import OPENER_THREADS
 
 pytestmark = pytest.mark.anyio
 
 BLOCK = 64
 DATA = bytes(range(200))
+OPENERS = "openai-files-local-opener"
 
 
 async def chunks_of(data: bytes) -> AsyncIterator[bytes]:
@@ -35,11 +39,12 @@ def open_descriptors(path: Path) -> list[str]:
 
 
 @pytest.fixture
-async def storage(tmp_path: Path) -> LocalStorage:
+async def storage(tmp_path: Path) -> AsyncIterator[LocalStorage]:
     storage = LocalStorage(tmp_path, block_size=BLOCK, fsync=False)
     await storage.put("k/small", chunks_of(DATA[:10]))
     await storage.put("k/large", chunks_of(DATA))
-    return storage
+    yield storage
+    await storage.aclose()
 
 
 async def test_a_file_within_one_block_is_closed_before_its_chunks_are_read(
@@ -84,3 +89,23 @@ async def test_every_range_reads_its_bytes_in_blocks_and_closes_the_file(
     assert b"".join(chunks) == DATA[start:end]
     assert all(0 < len(chunk) <= BLOCK for chunk in chunks)
     assert open_descriptors(storage.path_for("k/large")) == []
+
+
+async def test_an_os_failure_to_open_is_backend_unavailable(storage: LocalStorage) -> None:
+    with pytest.raises(BackendUnavailable, match="Local storage failed"):
+        await storage.get("k")  # a directory
+
+
+async def test_closing_ends_the_opener_threads_and_a_later_read_starts_them(
+    tmp_path: Path,
+) -> None:
+    storage = LocalStorage(tmp_path, block_size=BLOCK, fsync=False)
+    await storage.put("k/small", chunks_of(DATA[:10]))
+    before = set(threading.enumerate())
+    await storage.get("k/small")
+    started = [t for t in set(threading.enumerate()) - before if t.name.startswith(OPENERS)]
+    assert len(started) == OPENER_THREADS
+    await storage.aclose()
+    assert not [t for t in started if t.is_alive()]
+    assert [chunk async for chunk in await storage.get("k/small")] == [DATA[:10]]
+    await storage.aclose()

@@ -15,6 +15,7 @@ from typing import BinaryIO, TypeVar, TypeVarTuple
 
 import anyio.to_thread
 
+from .._worker_threads import WorkerThreads
 from ..errors import BackendUnavailable, BlobNotFound
 from .base import BlobHasher
 
@@ -31,8 +32,23 @@ async def _io(function: Callable[[*_Ts], _T], *args: *_Ts) -> _T:
     except (FileNotFoundError, BlobNotFound):
         raise
     except OSError as exc:
-        reason = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror or str(exc)
-        raise BackendUnavailable(f"Local storage failed: {reason}.") from exc
+        raise _unavailable(exc) from exc
+
+
+async def _io_on(threads: WorkerThreads[None], function: Callable[[*_Ts], _T], *args: *_Ts) -> _T:
+    """`_io` on ``threads``, whose hand-off costs less than ``anyio.to_thread``'s; a cancelled
+    caller still waits for the job to end, as with `_io`."""
+    try:
+        return await threads.run_to_end(lambda _: function(*args))
+    except (FileNotFoundError, BlobNotFound):
+        raise
+    except OSError as exc:
+        raise _unavailable(exc) from exc
+
+
+def _unavailable(exc: OSError) -> BackendUnavailable:
+    reason = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror or str(exc)
+    return BackendUnavailable(f"Local storage failed: {reason}.")
 
 
 def _open_exclusive(path: Path) -> BinaryIO:

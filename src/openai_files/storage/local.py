@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 import anyio.to_thread
 
+from .._worker_threads import WorkerThreads
 from ..errors import BlobNotFound
 from ._local_files import (
     _concatenate,
@@ -32,6 +33,7 @@ from ._local_files import (
     _flush_append,
     _fsync_directory,
     _io,
+    _io_on,
     _modified,
     _open_exclusive,
     _open_range,
@@ -49,6 +51,9 @@ TEMP_SUFFIX = ".part"
 FLUSH_STEP = 16 * 1024 * 1024
 """With ``fsync``, a put (or append) of a large file starts flushing its bytes to the device
 every this many bytes while it is still receiving the rest."""
+OPENER_THREADS = 8
+"""Threads of one `LocalStorage` that open a file for a read and read its first block (the
+whole of a small file): a cheaper hand-off than the worker threads of the other I/O."""
 UNFINISHED_SUFFIX = ".growing" + TEMP_SUFFIX
 """Names an unfinished object's hidden file. It ends like a put's temporary file, so one
 left by a dead upload is removed with them (`remove_partials`) once untouched that long."""
@@ -76,6 +81,9 @@ class LocalStorage:
         created = [d for d in (self.root, *self.root.parents) if not d.exists()]
         self.root.mkdir(parents=True, exist_ok=True)
         self._directories = _DurableDirectories(self.root) if fsync else None
+        self._openers = WorkerThreads[None](
+            OPENER_THREADS, "openai-files-local-opener", make=_no_resource
+        )
         for directory in created if fsync else ():
             _fsync_directory(directory.parent)
 
@@ -233,7 +241,9 @@ class LocalStorage:
     async def _read(
         self, path: Path, key: str, start: int, end: int | None
     ) -> AsyncIterator[bytes]:
-        handle, first = await _io(_open_range, path, key, start, end, self.block_size)
+        handle, first = await _io_on(
+            self._openers, _open_range, path, key, start, end, self.block_size
+        )
         return _read_range(handle, first, start, end, self.block_size)
 
     async def head(self, key: str) -> int:
@@ -249,8 +259,9 @@ class LocalStorage:
         await _io(self.path_for(key).unlink, True)
 
     async def aclose(self) -> None:
-        """Nothing to release: files are opened per call."""
-        return None
+        """End the threads that open files for reads (files are opened per call); a read
+        after this starts them again."""
+        await self._openers.aclose()
 
     async def keys(self) -> list[str]:
         """Every key stored, sorted; temporary files of puts in progress are not keys."""
@@ -281,3 +292,7 @@ class LocalStorage:
                 if modified_before is None or _modified(path) < modified_before:
                     found.append(path)
         return sorted(found)
+
+
+def _no_resource() -> None:
+    """The opener threads keep nothing between jobs."""
