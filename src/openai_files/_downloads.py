@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ._core import Core, file_object
 from .errors import BlobNotFound, FileNotFound
+from .metadata.base import FileRecord
 from .models import FileObject
 from .storage.base import PresignedURLs
 
@@ -52,6 +53,8 @@ class FileStat:
     etag: str
     media_type: str
     last_modified: int
+    _record: FileRecord | None = field(default=None, repr=False, compare=False)
+    """The record read, so that `FilesService.content` given this stat need not read it again."""
 
     @property
     def size(self) -> int:
@@ -59,10 +62,18 @@ class FileStat:
 
 
 async def open_content(
-    core: Core, owner: str, file_id: str, *, start: int = 0, end: int | None = None
+    core: Core,
+    owner: str,
+    file_id: str,
+    *,
+    start: int = 0,
+    end: int | None = None,
+    stat: FileStat | None = None,
 ) -> FileContent:
     """Open the file's bytes from ``start`` to ``end`` (see `FilesService.content`)."""
-    record = await core.visible(owner, file_id)
+    record = None if stat is None else stat._record
+    if record is None or (record.owner, record.id) != (owner, file_id):
+        record = await core.visible(owner, file_id)
     stop = record.bytes if end is None else min(end, record.bytes)
     first = min(max(start, 0), stop)
     try:
@@ -88,6 +99,7 @@ async def stat(core: Core, owner: str, file_id: str) -> FileStat:
         etag=f'"{record.etag or record.sha256 or record.id}"',
         media_type=core.policy.download_media_type(record.filename, record.media_type),
         last_modified=record.created_at,
+        _record=record,
     )
 
 

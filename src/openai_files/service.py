@@ -277,10 +277,21 @@ class FilesService:
         )
 
     async def content(
-        self, owner: str, file_id: str, *, start: int = 0, end: int | None = None
+        self,
+        owner: str,
+        file_id: str,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        stat: FileStat | None = None,
     ) -> FileContent:
-        """Open the file's bytes from ``start`` to ``end`` (exclusive; None: to the end)."""
-        return await open_content(self._core, owner, file_id, start=start, end=end)
+        """Open the file's bytes from ``start`` to ``end`` (exclusive; None: to the end).
+
+        ``stat``: the file's `FileStat`, just returned by `stat` for this owner, whose record
+        is then not read again (a download answers conditional and range requests from its
+        stat before it opens the bytes). A file deleted in between is still served if its
+        bytes are not yet removed, as it would be had the delete come a moment later."""
+        return await open_content(self._core, owner, file_id, start=start, end=end, stat=stat)
 
     async def stat(self, owner: str, file_id: str) -> FileStat:
         """The file's download metadata; `FileNotFound` as for `content`."""

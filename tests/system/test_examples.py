@@ -13,7 +13,14 @@ from types import ModuleType
 import openai
 import pytest
 
-from openai_files import Conflict, FileContent, FilesService, MemoryMetadataStore, MemoryStorage
+from openai_files import (
+    Conflict,
+    FileContent,
+    FilesService,
+    FileStat,
+    MemoryMetadataStore,
+    MemoryStorage,
+)
 
 from ..support import BATCH_LINE, free_port
 
@@ -50,13 +57,18 @@ async def test_the_batch_worker_holds_its_input_and_writes_one_answer_a_line(
         original = files.content
 
         async def slow_content(
-            owner: str, file_id: str, *, start: int = 0, end: int | None = None
+            owner: str,
+            file_id: str,
+            *,
+            start: int = 0,
+            end: int | None = None,
+            stat: FileStat | None = None,
         ) -> FileContent:
             try:  # while the batch holds the input, a delete is refused
                 await files.delete(owner, file_id)
             except Conflict as exc:
                 refusals.append(exc.code)
-            return await original(owner, file_id, start=start, end=end)
+            return await original(owner, file_id, start=start, end=end, stat=stat)
 
         files.content = slow_content  # type: ignore[method-assign]
         output_id = await batch_worker.run_batch(files, "team", source.id, "batch_9")

@@ -206,7 +206,7 @@ class FilesEndpoints:
         status = 200 if wanted is None else 206
         if request.method == "HEAD":
             return Response(status_code=status, headers=headers)
-        content = await self.service.content(owner, file_id, start=start, end=end)
+        content = await self.service.content(owner, file_id, start=start, end=end, stat=stat)
         return FileDownloadResponse(
             content,
             headers=headers,

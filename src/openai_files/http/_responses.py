@@ -7,7 +7,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from urllib.parse import quote
 
 import anyio
@@ -171,16 +171,24 @@ class _PatientStreamingResponse(StreamingResponse):
         try:
             await super().__call__(scope, receive, send_or_give_up)
         except _Stalled:
-            log.warning(
-                "abandoned the answer to %s: the client accepted nothing for %g seconds",
-                scope.get("path"),
-                self.idle_timeout,
-            )
+            _log_abandoned(scope, self.idle_timeout)
+
+
+def _log_abandoned(scope: Scope, idle_timeout: float) -> None:
+    log.warning(
+        "abandoned the answer to %s: the client accepted nothing for %g seconds",
+        scope.get("path"),
+        idle_timeout,
+    )
 
 
 class FileDownloadResponse(_PatientStreamingResponse):
     """Streams a `FileContent` and closes it however the response ends (even on disconnect, or
-    when the client stops reading for ``idle_timeout`` seconds)."""
+    when the client stops reading for ``idle_timeout`` seconds).
+
+    The first chunk is read before the response starts: when it holds the whole body (a small
+    file, or a short range), the response is sent in one go, without the task that streaming
+    needs to watch for a disconnect; else the body is streamed from that chunk on."""
 
     def __init__(
         self,
@@ -200,10 +208,39 @@ class FileDownloadResponse(_PatientStreamingResponse):
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chunks = self.file_content.chunks
         try:
-            await super().__call__(scope, receive, send)
+            first = await anext(chunks, None)
+            if (0 if first is None else len(first)) == self.file_content.length:
+                await self._send_whole(scope, send, first or b"")
+                return
+            self.body_iterator = rest = _after(first, chunks)
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                await rest.aclose()
         finally:
             await self.file_content.aclose()
+
+    async def _send_whole(self, scope: Scope, send: Send, body: bytes) -> None:
+        start = {
+            "type": "http.response.start",
+            "status": self.status_code,
+            "headers": self.raw_headers,
+        }
+        with anyio.move_on_after(self.idle_timeout) as waiting:
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+        if waiting.cancelled_caught:
+            _log_abandoned(scope, self.idle_timeout)
+
+
+async def _after(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncGenerator[bytes]:
+    """``first`` (None: nothing), then the chunks of ``rest``."""
+    if first is not None:
+        yield first
+    async for chunk in rest:
+        yield chunk
 
 
 class FileListResponse(_PatientStreamingResponse):

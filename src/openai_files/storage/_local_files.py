@@ -15,6 +15,7 @@ from typing import BinaryIO, TypeVar, TypeVarTuple
 
 import anyio.to_thread
 
+from .._worker_threads import WorkerThreads
 from ..errors import BackendUnavailable, BlobNotFound
 from .base import BlobHasher, StoredBlob
 
@@ -31,8 +32,23 @@ async def _io(function: Callable[[*_Ts], _T], *args: *_Ts) -> _T:
     except (FileNotFoundError, BlobNotFound):
         raise
     except OSError as exc:
-        reason = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror or str(exc)
-        raise BackendUnavailable(f"Local storage failed: {reason}.") from exc
+        raise _unavailable(exc) from exc
+
+
+async def _io_on(threads: WorkerThreads[None], function: Callable[[*_Ts], _T], *args: *_Ts) -> _T:
+    """`_io` on ``threads``, whose hand-off costs less than ``anyio.to_thread``'s; a cancelled
+    caller still waits for the job to end, as with `_io`."""
+    try:
+        return await threads.run_to_end(lambda _: function(*args))
+    except (FileNotFoundError, BlobNotFound):
+        raise
+    except OSError as exc:
+        raise _unavailable(exc) from exc
+
+
+def _unavailable(exc: OSError) -> BackendUnavailable:
+    reason = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror or str(exc)
+    return BackendUnavailable(f"Local storage failed: {reason}.")
 
 
 def _open_exclusive(path: Path) -> BinaryIO:
@@ -125,12 +141,37 @@ def _flush_append(
         directories.flush(path.parent)
 
 
-async def _read_range(
-    handle: BinaryIO, start: int, end: int | None, block_size: int
-) -> AsyncIterator[bytes]:
+def _open_range(
+    path: Path, key: str, start: int, end: int | None, block_size: int
+) -> tuple[BinaryIO | None, bytes]:
+    """Open ``path`` at ``start`` and read its first block of the range ``[start, end)``, in
+    one call (one hand-off to a worker thread). The handle comes back only if the range may
+    hold more bytes; a range that ends within the first block is read and closed at once."""
+    handle = _open_for_reading(path, key)
     try:
-        await _io(handle.seek, start)
-        remaining = None if end is None else max(0, end - start)
+        handle.seek(start)
+        size = block_size if end is None else max(0, min(block_size, end - start))
+        block = handle.read(size) if size else b""
+        if len(block) < size or size < block_size:  # at the end of the file or of the range
+            handle.close()
+            return None, block
+    except BaseException:
+        handle.close()
+        raise
+    return handle, block
+
+
+async def _read_range(
+    handle: BinaryIO | None, first: bytes, start: int, end: int | None, block_size: int
+) -> AsyncIterator[bytes]:
+    """Yield ``first`` (the block `_open_range` read), then the rest of the range from
+    ``handle`` (None: the range ended within ``first``), ``block_size`` bytes at a time."""
+    try:
+        if first:
+            yield first
+        if handle is None:
+            return
+        remaining = None if end is None else max(0, end - start - len(first))
         while remaining is None or remaining > 0:
             size = block_size if remaining is None else min(block_size, remaining)
             block = await _io(handle.read, size)
@@ -140,7 +181,8 @@ async def _read_range(
                 remaining -= len(block)
             yield block
     finally:
-        handle.close()
+        if handle is not None:
+            handle.close()
 
 
 def _modified(path: Path) -> float:

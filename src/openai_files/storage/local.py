@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 import anyio.to_thread
 
+from .._worker_threads import WorkerThreads
 from ..errors import BlobNotFound
 from ._local_files import (
     _concatenate,
@@ -32,9 +33,10 @@ from ._local_files import (
     _flush_append,
     _fsync_directory,
     _io,
+    _io_on,
     _modified,
     _open_exclusive,
-    _open_for_reading,
+    _open_range,
     _open_unfinished,
     _put_whole,
     _read_range,
@@ -50,6 +52,9 @@ TEMP_SUFFIX = ".part"
 FLUSH_STEP = 16 * 1024 * 1024
 """With ``fsync``, a put (or append) of a large file starts flushing its bytes to the device
 every this many bytes while it is still receiving the rest."""
+OPENER_THREADS = 8
+"""Threads of one `LocalStorage` that open a file for a read and read its first block (the
+whole of a small file): a cheaper hand-off than the worker threads of the other I/O."""
 UNFINISHED_SUFFIX = ".growing" + TEMP_SUFFIX
 """Names an unfinished object's hidden file. It ends like a put's temporary file, so one
 left by a dead upload is removed with them (`remove_partials`) once untouched that long."""
@@ -77,6 +82,9 @@ class LocalStorage:
         created = [d for d in (self.root, *self.root.parents) if not d.exists()]
         self.root.mkdir(parents=True, exist_ok=True)
         self._directories = _DurableDirectories(self.root) if fsync else None
+        self._openers = WorkerThreads[None](
+            OPENER_THREADS, "openai-files-local-opener", make=_no_resource
+        )
         for directory in created if fsync else ():
             _fsync_directory(directory.parent)
 
@@ -213,9 +221,7 @@ class LocalStorage:
         self, key: str, *, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
         """Read the unfinished file as `get` reads an object."""
-        path = self.unfinished_path(key)
-        handle = await _io(_open_for_reading, path, key)
-        return _read_range(handle, start, end, self.block_size)
+        return await self._read(self.unfinished_path(key), key, start, end)
 
     async def seal(self, key: str, target: str, *, size: int) -> None:
         """Hard-link the unfinished file (cut to ``size`` bytes, flushed to the device first
@@ -234,11 +240,18 @@ class LocalStorage:
     async def get(
         self, key: str, *, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
-        """Read ``block_size`` bytes at a time in a worker thread; the file is opened now, so a
-        missing key is `BlobNotFound` here rather than while iterating."""
-        path = self.path_for(key)
-        handle = await _io(_open_for_reading, path, key)
-        return _read_range(handle, start, end, self.block_size)
+        """Read ``block_size`` bytes at a time in a worker thread; the file is opened and its
+        first block read now, in one hand-off, so a missing key is `BlobNotFound` here rather
+        than while iterating, and a range within one block needs no other hand-off."""
+        return await self._read(self.path_for(key), key, start, end)
+
+    async def _read(
+        self, path: Path, key: str, start: int, end: int | None
+    ) -> AsyncIterator[bytes]:
+        handle, first = await _io_on(
+            self._openers, _open_range, path, key, start, end, self.block_size
+        )
+        return _read_range(handle, first, start, end, self.block_size)
 
     async def head(self, key: str) -> int:
         """The file's size; `BlobNotFound` for a missing key."""
@@ -253,8 +266,9 @@ class LocalStorage:
         await _io(self.path_for(key).unlink, True)
 
     async def aclose(self) -> None:
-        """Nothing to release: files are opened per call."""
-        return None
+        """End the threads that open files for reads (files are opened per call); a read
+        after this starts them again."""
+        await self._openers.aclose()
 
     async def keys(self) -> list[str]:
         """Every key stored, sorted; temporary files of puts in progress are not keys."""
@@ -293,3 +307,7 @@ async def _chained(first: Sequence[bytes], rest: AsyncIterator[bytes]) -> AsyncI
         yield block
     async for block in rest:
         yield block
+
+
+def _no_resource() -> None:
+    """The opener threads keep nothing between jobs."""
