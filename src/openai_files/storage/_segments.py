@@ -29,7 +29,7 @@ import anyio.to_thread
 
 from ..errors import BlobUnreadable
 from ._keyring import KEY_BYTES, MasterKey
-from .base import BlobHasher
+from .base import ByteCounter
 
 try:
     from cryptography.exceptions import InvalidTag
@@ -153,10 +153,10 @@ class _Sealer:
         self.size = segment_size
         self.index = 0
 
-    def seal(self, data: memoryview, hasher: BlobHasher, final: bool) -> bytes:
-        """Hash ``data`` and seal it as the next segments; with ``final`` its last segment
-        (an empty one for no data) is the object's last."""
-        hasher.update(data)  # type: ignore[arg-type]  # hashlib takes any buffer
+    def seal(self, data: memoryview, counter: ByteCounter, final: bool) -> bytes:
+        """Count (hash, with a `BlobHasher`) ``data`` and seal it as the next segments; with
+        ``final`` its last segment (an empty one for no data) is the object's last."""
+        counter.update(data)  # type: ignore[arg-type]  # hashlib takes any buffer
         sealed = []
         for offset in range(0, max(len(data), 1), self.size):
             last = final and offset + self.size >= len(data)
@@ -168,13 +168,13 @@ class _Sealer:
 
 async def seal_segments(
     chunks: AsyncIterable[bytes],
-    hasher: BlobHasher,
+    counter: ByteCounter,
     *,
     data_key: bytes,
     nonce_prefix: bytes,
     segment_size: int,
 ) -> AsyncIterator[bytes]:
-    """``chunks`` sealed in segments (hashed into ``hasher`` on the way), about 1 MiB of them
+    """``chunks`` sealed in segments (counted by ``counter`` on the way), about 1 MiB of them
     at a time in a worker thread while the next MiB arrives: at most two batches and one
     chunk are held at once. (The thread runs on the asyncio loop's executor.)"""
     sealer = _Sealer(data_key, nonce_prefix, segment_size)
@@ -195,12 +195,12 @@ async def seal_segments(
                 if sealing is not None:
                     yield await sealing  # in order: the hash takes the batches one by one
                 view = memoryview(data)[:whole]
-                sealing = loop.run_in_executor(None, sealer.seal, view, hasher, False)
+                sealing = loop.run_in_executor(None, sealer.seal, view, counter, False)
         if sealing is not None:
             yield await sealing
             sealing = None
         last = memoryview(b"".join(parts))
-        yield await anyio.to_thread.run_sync(sealer.seal, last, hasher, True)
+        yield await anyio.to_thread.run_sync(sealer.seal, last, counter, True)
     finally:
         if sealing is not None:
             sealing.cancel()

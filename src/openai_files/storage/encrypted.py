@@ -40,7 +40,15 @@ from ._segments import (
     unwrap,
     wrap,
 )
-from .base import BlobHasher, ListableStorage, Storage, StoredBlob, check_key
+from .base import (
+    BlobHasher,
+    ByteCounter,
+    ListableStorage,
+    Storage,
+    StoredBlob,
+    check_key,
+    store_unhashed,
+)
 
 __all__ = ["HEADER_SUFFIX", "EncryptedStorage", "Keyring", "MasterKey"]
 
@@ -76,36 +84,45 @@ class EncryptedStorage:
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
         """Seal the chunks into ``key`` and then write its header; the plaintext's size and
-        SHA-256."""
+        SHA-256. The wrapped storage does not hash the ciphertext where it offers
+        `UnhashedPuts`."""
+        hasher = BlobHasher()
+        await self._put(key, chunks, hasher)
+        return hasher.result()
+
+    async def put_unhashed(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        """As `put`, without hashing the plaintext (`UnhashedPuts`); its size."""
+        counter = ByteCounter()
+        await self._put(key, chunks, counter)
+        return counter.size
+
+    async def _put(self, key: str, chunks: AsyncIterable[bytes], counter: ByteCounter) -> None:
         header_key = _header_key(key)
         data_key = os.urandom(32)
         nonce_prefix = os.urandom(NONCE_PREFIX_BYTES)
-        hasher = BlobHasher()
         sealed = seal_segments(
             chunks,
-            hasher,
+            counter,
             data_key=data_key,
             nonce_prefix=nonce_prefix,
             segment_size=self.segment_size,
         )
-        await self.inner.put(key, sealed)
-        blob = hasher.result()
+        await store_unhashed(self.inner, key, sealed)
         header = wrap(
             self.keyring.current,
             data_key,
             key,
             segment_size=self.segment_size,
-            size=blob.size,
+            size=counter.size,
             nonce_prefix=nonce_prefix,
         )
         try:
-            await self.inner.put(header_key, _one(header.encode()))
+            await store_unhashed(self.inner, header_key, _one(header.encode()))
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.inner.delete(key)
                 await self.inner.delete(header_key)
             raise
-        return blob
 
     async def get(
         self, key: str, *, start: int = 0, end: int | None = None
@@ -158,7 +175,7 @@ class EncryptedStorage:
             size=header.size,
             nonce_prefix=header.nonce_prefix,
         )
-        await self.inner.put(_header_key(key), _one(rewrapped.encode()))
+        await store_unhashed(self.inner, _header_key(key), _one(rewrapped.encode()))
         return True
 
     async def key_id(self, key: str) -> str:
