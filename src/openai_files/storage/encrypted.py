@@ -11,14 +11,16 @@ is wrapped under the keyring's current master key (the format is in
   atomically, whatever the backend: one small PUT per object on S3, one small file on disk;
   the content is neither re-encrypted nor copied.
 
-How the `Storage` contract is kept: `put` streams (about 1 MiB is held at once, and sealing
-runs in worker threads) and writes the content, then the header: an object is visible only
-once both are stored, and a failure of either leaves neither. (A put over an existing key,
-which the service never does, loses the old object if the header's write fails after the
-new content is stored.) `get` reads and checks only the segments a range needs, and raises
-`BlobUnreadable`, never returns bytes, for a segment that fails its check; a stream that ends
-early ends with that error after the bytes checked before it. `head` and `put` report the
-plaintext's size (and SHA-256). Listing (`iter_keys`) shows keys, not headers.
+How the `Storage` contract is kept: `put` streams (about two batches of 1 MiB are held at
+once, hashed and sealed in worker threads; the wrapped storage does not hash the ciphertext
+where it offers `UnhashedPuts`) and writes the content, then the header: an object is
+visible only once both are stored, and a failure of either leaves neither. (A put over an
+existing key, which the service never does, loses the old object if the header's write fails
+after the new content is stored.) `get` reads and checks only the segments a range needs
+(opening a batch ahead of its reader in a worker thread), and raises `BlobUnreadable`, never
+returns bytes, for a segment that fails its check; a stream that ends early ends with that
+error after the bytes checked before it. `head` and `put` report the plaintext's size (and
+SHA-256). Listing (`iter_keys`) shows keys, not headers.
 """
 
 from __future__ import annotations
