@@ -386,8 +386,7 @@ class S3Storage:
                 if exc.code == "NoSuchKey":  # a source went since it was measured
                     raise BlobNotFound(key) from None
                 raise unavailable(f"composing {key!r}", exc) from exc
-        blob = await self.put(key, self._concatenation(keys))
-        return blob.size
+        return await self.put_unhashed(key, self._concatenation(keys))  # the size is the answer
 
     async def remove_partials(self, *, modified_before: float) -> int:
         """Abort the incomplete multipart uploads under the prefix started before that time
