@@ -48,9 +48,7 @@ NONCE_PREFIX_BYTES = 7
 _WRAP_NONCE_BYTES = 12
 _FIXED = struct.Struct(">IQ")  # segment size, plaintext size
 _BATCH = 1024 * 1024
-"""About how many bytes are sealed or opened per trip to a worker thread: enough that the trip
-costs little beside the work, few enough that a batch is still in the CPU's cache when it is
-sealed after being hashed (4 MiB batches cost more CPU time per byte than 1 MiB ones)."""
+"""About how many bytes are sealed or opened per trip to a worker thread."""
 
 
 @dataclass(frozen=True)
@@ -149,34 +147,20 @@ def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
 
 
 class _Sealer:
-    """Seals the segments of one object in order, a batch of chunks at a time, holding back
-    the bytes that do not make a whole segment yet (and always at least one byte, so that
-    the last segment is sealed as such, at the end)."""
-
-    def __init__(
-        self, data_key: bytes, nonce_prefix: bytes, segment_size: int, counter: ByteCounter
-    ) -> None:
+    def __init__(self, data_key: bytes, nonce_prefix: bytes, segment_size: int) -> None:
         self.aead = AESGCM(data_key)
         self.prefix = nonce_prefix
         self.size = segment_size
-        self.counter = counter
         self.index = 0
-        self.held: bytes | memoryview = b""
 
-    def seal(self, parts: list[bytes], final: bool) -> bytes:
-        """Count (hash, with a `BlobHasher`) ``parts`` and seal the whole segments they make
-        after the bytes held back; with ``final``, every byte, the last segment (an empty one
-        for no data) marked as the object's last."""
-        for part in parts:
-            self.counter.update(part)
-        pieces: list[bytes | memoryview] = [self.held, *parts] if self.held else [*parts]
-        data = memoryview(pieces[0] if len(pieces) == 1 else b"".join(pieces))
-        end = len(data) if final else (len(data) - 1) // self.size * self.size
-        self.held = data[end:]
+    def seal(self, data: memoryview, counter: ByteCounter, final: bool) -> bytes:
+        """Count (hash, with a `BlobHasher`) ``data`` and seal it as the next segments; with
+        ``final`` its last segment (an empty one for no data) is the object's last."""
+        counter.update(data)  # type: ignore[arg-type]  # hashlib takes any buffer
         sealed = []
-        for offset in range(0, max(end, 1) if final else end, self.size):
-            last = final and offset + self.size >= end
-            piece = data[offset : min(offset + self.size, end)]
+        for offset in range(0, max(len(data), 1), self.size):
+            last = final and offset + self.size >= len(data)
+            piece = data[offset : offset + self.size]
             sealed.append(self.aead.encrypt(_nonce(self.prefix, self.index, last), piece, None))
             self.index += 1
         return sealed[0] if len(sealed) == 1 else b"".join(sealed)
@@ -190,15 +174,15 @@ async def seal_segments(
     nonce_prefix: bytes,
     segment_size: int,
 ) -> AsyncIterator[bytes]:
-    """``chunks`` sealed in segments (counted by ``counter`` on the way), a batch of about
-    1 MiB (at least a segment) at a time in a worker thread while the next batch arrives: at
-    most two batches, and the bytes of a segment not yet whole, are held at once.
+    """``chunks`` sealed in segments (counted by ``counter`` on the way), about 1 MiB of them
+    at a time in a worker thread while the next MiB arrives: at most two batches and one
+    chunk are held at once. (The thread runs on the asyncio loop's executor.)
 
-    The loop only gathers the chunks: joining, hashing and sealing them run in the thread
-    (on the asyncio loop's executor), where hashlib and recent releases of cryptography let
-    go of the GIL."""
-    sealer = _Sealer(data_key, nonce_prefix, segment_size, counter)
-    batch = max(_BATCH, segment_size)
+    A batch is joined here, on the loop: joined in the worker threads, the batches came from
+    each thread's own malloc arena, and a 256 MiB upload grew the server's memory by 13 to
+    25 MiB instead of 6."""
+    sealer = _Sealer(data_key, nonce_prefix, segment_size)
+    batch = max(1, _BATCH // segment_size) * segment_size
     loop = asyncio.get_running_loop()
     sealing: asyncio.Future[bytes] | None = None
     parts: list[bytes] = []
@@ -208,14 +192,19 @@ async def seal_segments(
             parts.append(chunk)
             held += len(chunk)
             if held > batch:
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+                # Keep at least one byte back: the last segment is sealed as such at the end.
+                whole = (held - 1) // segment_size * segment_size
+                parts, held = [data[whole:]], held - whole
                 if sealing is not None:
                     yield await sealing  # in order: the hash takes the batches one by one
-                sealing = loop.run_in_executor(None, sealer.seal, parts, False)
-                parts, held = [], 0
+                view = memoryview(data)[:whole]
+                sealing = loop.run_in_executor(None, sealer.seal, view, counter, False)
         if sealing is not None:
             yield await sealing
             sealing = None
-        yield await anyio.to_thread.run_sync(sealer.seal, parts, True)
+        last = memoryview(b"".join(parts))
+        yield await anyio.to_thread.run_sync(sealer.seal, last, counter, True)
     finally:
         if sealing is not None:
             sealing.cancel()
