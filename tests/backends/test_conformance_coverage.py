@@ -16,7 +16,13 @@ import pytest
 
 from openai_files import MemoryMetadataStore, MemoryStorage
 from openai_files.metadata.base import MetadataStore, OffsetPaging, StatusUpdates, UsageListing
-from openai_files.storage.base import ComposableStorage, ListableStorage, PresignedURLs, Storage
+from openai_files.storage.base import (
+    ComposableStorage,
+    ListableStorage,
+    PresignedURLs,
+    Storage,
+    UnhashedPuts,
+)
 
 METADATA_PROTOCOLS: tuple[type, ...] = (
     MetadataStore,
@@ -24,7 +30,13 @@ METADATA_PROTOCOLS: tuple[type, ...] = (
     StatusUpdates,
     UsageListing,
 )
-STORAGE_PROTOCOLS: tuple[type, ...] = (Storage, PresignedURLs, ListableStorage, ComposableStorage)
+STORAGE_PROTOCOLS: tuple[type, ...] = (
+    Storage,
+    PresignedURLs,
+    ListableStorage,
+    ComposableStorage,
+    UnhashedPuts,
+)
 
 
 def protocol_methods(*protocols: type) -> set[str]:

@@ -17,7 +17,7 @@ import anyio.to_thread
 
 from .._worker_threads import WorkerThreads
 from ..errors import BackendUnavailable, BlobNotFound
-from .base import BlobHasher, StoredBlob
+from .base import ByteCounter
 
 _LOCK_TRIES = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
 """Seconds between the tries of a seal or cut to lock an unfinished file held by an append."""
@@ -66,8 +66,8 @@ def _open_for_reading(path: Path, key: str) -> BinaryIO:
         raise BlobNotFound(key) from None
 
 
-def _write_block(handle: BinaryIO, hasher: BlobHasher, block: bytes) -> None:
-    hasher.update(block)
+def _write_block(handle: BinaryIO, counter: ByteCounter, block: bytes) -> None:
+    counter.update(block)
     handle.write(block)
 
 
@@ -86,12 +86,16 @@ def _finish(
 
 
 def _put_whole(
-    temp: Path, path: Path, data: bytes, directories: _DurableDirectories | None
-) -> StoredBlob:
-    """Write ``data`` to ``temp`` and rename it to ``path`` as `_finish` does (flushed with
-    ``directories``): a whole small object in one trip to a worker thread."""
-    hasher = BlobHasher()
-    hasher.update(data)
+    temp: Path,
+    path: Path,
+    data: bytes,
+    counter: ByteCounter,
+    directories: _DurableDirectories | None,
+) -> None:
+    """Count (hash, with a `BlobHasher`) ``data``, write it to ``temp`` and rename it to
+    ``path`` as `_finish` does (flushed with ``directories``): a whole small object in one
+    trip to a worker thread."""
+    counter.update(data)
     handle = _open_exclusive(temp)
     try:
         handle.write(data)
@@ -100,7 +104,6 @@ def _put_whole(
         handle.close()
         temp.unlink(missing_ok=True)
         raise
-    return hasher.result()
 
 
 class _DurableDirectories:
@@ -238,10 +241,10 @@ def _copy(source: BinaryIO, target: BinaryIO, block: int) -> int:
     return copied
 
 
-def _write_fully(handle: BinaryIO, hasher: BlobHasher, block: bytes) -> None:
+def _write_fully(handle: BinaryIO, counter: ByteCounter, block: bytes) -> None:
     """Write all of ``block`` through an unbuffered handle (nothing is left in a buffer that
     closing it could write after a cut)."""
-    hasher.update(block)
+    counter.update(block)
     view = memoryview(block)
     while view:
         view = view[handle.write(view) or 0 :]

@@ -29,7 +29,7 @@ import anyio.to_thread
 
 from ..errors import BlobUnreadable
 from ._keyring import KEY_BYTES, MasterKey
-from .base import BlobHasher
+from .base import ByteCounter
 
 try:
     from cryptography.exceptions import InvalidTag
@@ -153,10 +153,10 @@ class _Sealer:
         self.size = segment_size
         self.index = 0
 
-    def seal(self, data: memoryview, hasher: BlobHasher, final: bool) -> bytes:
-        """Hash ``data`` and seal it as the next segments; with ``final`` its last segment
-        (an empty one for no data) is the object's last."""
-        hasher.update(data)  # type: ignore[arg-type]  # hashlib takes any buffer
+    def seal(self, data: memoryview, counter: ByteCounter, final: bool) -> bytes:
+        """Count (hash, with a `BlobHasher`) ``data`` and seal it as the next segments; with
+        ``final`` its last segment (an empty one for no data) is the object's last."""
+        counter.update(data)  # type: ignore[arg-type]  # hashlib takes any buffer
         sealed = []
         for offset in range(0, max(len(data), 1), self.size):
             last = final and offset + self.size >= len(data)
@@ -168,15 +168,19 @@ class _Sealer:
 
 async def seal_segments(
     chunks: AsyncIterable[bytes],
-    hasher: BlobHasher,
+    counter: ByteCounter,
     *,
     data_key: bytes,
     nonce_prefix: bytes,
     segment_size: int,
 ) -> AsyncIterator[bytes]:
-    """``chunks`` sealed in segments (hashed into ``hasher`` on the way), about 1 MiB of them
+    """``chunks`` sealed in segments (counted by ``counter`` on the way), about 1 MiB of them
     at a time in a worker thread while the next MiB arrives: at most two batches and one
-    chunk are held at once. (The thread runs on the asyncio loop's executor.)"""
+    chunk are held at once. (The thread runs on the asyncio loop's executor.)
+
+    A batch is joined here, on the loop: joined in the worker threads, the batches came from
+    each thread's own malloc arena, and a 256 MiB upload grew the server's memory by 13 to
+    25 MiB instead of 6."""
     sealer = _Sealer(data_key, nonce_prefix, segment_size)
     batch = max(1, _BATCH // segment_size) * segment_size
     loop = asyncio.get_running_loop()
@@ -195,12 +199,12 @@ async def seal_segments(
                 if sealing is not None:
                     yield await sealing  # in order: the hash takes the batches one by one
                 view = memoryview(data)[:whole]
-                sealing = loop.run_in_executor(None, sealer.seal, view, hasher, False)
+                sealing = loop.run_in_executor(None, sealer.seal, view, counter, False)
         if sealing is not None:
             yield await sealing
             sealing = None
         last = memoryview(b"".join(parts))
-        yield await anyio.to_thread.run_sync(sealer.seal, last, hasher, True)
+        yield await anyio.to_thread.run_sync(sealer.seal, last, counter, True)
     finally:
         if sealing is not None:
             sealing.cancel()
@@ -265,39 +269,54 @@ async def open_segments(
     stop: int,
 ) -> AsyncGenerator[bytes]:
     """The plaintext ``[start, stop)`` of the sealed segments ``stream`` carries (those that
-    hold the range, and no others), a piece per chunk of ``stream``; `BlobUnreadable` as soon
-    as one fails its check or the stream ends early. Closes ``stream`` however it ends.
+    hold the range, and no others), a piece per batch of about 1 MiB of ``stream``;
+    `BlobUnreadable` as soon as one fails its check or the stream ends early. Closes
+    ``stream`` however it ends.
 
-    Each chunk is opened in a worker thread (on the asyncio loop's executor) while the next
-    one is read: reading and opening overlap, and the loop stays free to send."""
+    Reads a piece ahead: while the consumer sends a piece, the next batch is read and opened
+    in a worker thread (on the asyncio loop's executor), so reading, opening and sending
+    overlap and the loop stays free to send."""
     size = header.segment_size
     opener = _Opener(header, data_key, storage_key, start // size)
     last = (stop - 1) // size
     loop = asyncio.get_running_loop()
 
-    def opened(chunk: bytes | None) -> bytes:
+    def opened(chunks: list[bytes], ended: bool) -> bytes:
         first = opener.index
+        plains = [plain for chunk in chunks for plain in opener.open(chunk)]
+        if ended:
+            plains += opener.finish()
         pieces = []
-        for index, plain in enumerate(
-            opener.open(chunk) if chunk is not None else opener.finish(), first
-        ):
+        for index, plain in enumerate(plains, first):
             base = index * size
             if base < start or base + len(plain) > stop:
                 plain = plain[max(0, start - base) : max(0, stop - base)]
             pieces.append(plain)
-        # One piece per chunk read: each costs a pass through the HTTP stack.
+        # One piece per batch: each costs a pass through the HTTP stack.
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
-    following: asyncio.Future[bytes | None] = asyncio.ensure_future(anext(stream, None))
+    ended = False
+
+    async def next_piece() -> bytes | None:
+        """The plaintext of the next batch of chunks; None once the stream has ended."""
+        nonlocal ended
+        while not ended:
+            chunks, held = [], 0
+            while held < _BATCH:
+                if (chunk := await anext(stream, None)) is None:
+                    ended = True
+                    break
+                chunks.append(chunk)
+                held += len(chunk)
+            if piece := await loop.run_in_executor(None, opened, chunks, ended):
+                return piece
+        return None
+
+    following: asyncio.Future[bytes | None] = asyncio.ensure_future(next_piece())
     try:
-        while True:
-            chunk = await following
-            if chunk is not None:
-                following = asyncio.ensure_future(anext(stream, None))
-            if piece := await loop.run_in_executor(None, opened, chunk):
-                yield piece
-            if chunk is None:
-                break
+        while (piece := await following) is not None:
+            following = asyncio.ensure_future(next_piece())
+            yield piece
         if opener.index <= last:
             raise BlobUnreadable(
                 storage_key, "its content is shorter than its header says (truncated)"

@@ -11,14 +11,17 @@ from typing import Protocol, runtime_checkable
 __all__ = [
     "AppendableStorage",
     "BlobHasher",
+    "ByteCounter",
     "ComposableStorage",
     "ListableStorage",
     "PresignedURLs",
     "Storage",
     "StoredBlob",
     "UnfinishedRange",
+    "UnhashedPuts",
     "check_key",
     "join_blocks",
+    "store_unhashed",
 ]
 
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*")
@@ -69,14 +72,26 @@ class StoredBlob:
     sha256: str
 
 
-class BlobHasher:
-    """Counts and hashes bytes as they pass, so every backend reports a `StoredBlob` alike."""
+class ByteCounter:
+    """Counts bytes as they pass: what a put that is not hashed (`UnhashedPuts`) reports."""
 
-    __slots__ = ("_hash", "size")
+    __slots__ = ("size",)
 
     def __init__(self) -> None:
-        self._hash = hashlib.sha256()
         self.size = 0
+
+    def update(self, data: bytes) -> None:
+        self.size += len(data)
+
+
+class BlobHasher(ByteCounter):
+    """Counts and hashes bytes as they pass, so every backend reports a `StoredBlob` alike."""
+
+    __slots__ = ("_hash",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._hash = hashlib.sha256()
 
     def update(self, data: bytes) -> None:
         self._hash.update(data)
@@ -130,6 +145,34 @@ class Storage(Protocol):
         """Release connections and handles. The storage is not used afterwards; closing it
         again is harmless."""
         ...
+
+
+@runtime_checkable
+class UnhashedPuts(Protocol):
+    """Optional capability: a put that does not hash what it stores, for a wrapper that reports
+    another hash (`EncryptedStorage` reports the plaintext's SHA-256: the SHA-256 of the
+    ciphertext it stores would be computed and dropped, and SHA-256 costs several times what
+    AES-GCM does per byte).
+
+    Memory, local disk and S3 offer it. `EncryptedStorage`, `TieredStorage` and `FaultyStorage`
+    offer it whatever they wrap, and pass it on: to the wrapped storage's ``put_unhashed`` where
+    it has one, else to its `Storage.put`, whose hash is dropped; `instrumented` offers it when
+    the backend it wraps does. Call it through `store_unhashed`, which falls back the same way
+    for any `Storage`.
+    """
+
+    async def put_unhashed(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        """Store the bytes of ``chunks`` under ``key`` as `Storage.put` does (streaming,
+        atomic, overwriting) and return their size; their SHA-256 is not computed."""
+        ...
+
+
+async def store_unhashed(storage: Storage, key: str, chunks: AsyncIterable[bytes]) -> int:
+    """Store ``chunks`` under ``key`` with ``storage``'s `UnhashedPuts.put_unhashed` where it
+    offers one, else with its `Storage.put`; the size stored."""
+    if isinstance(storage, UnhashedPuts):
+        return await storage.put_unhashed(key, chunks)
+    return (await storage.put(key, chunks)).size
 
 
 @runtime_checkable

@@ -11,14 +11,16 @@ is wrapped under the keyring's current master key (the format is in
   atomically, whatever the backend: one small PUT per object on S3, one small file on disk;
   the content is neither re-encrypted nor copied.
 
-How the `Storage` contract is kept: `put` streams (about 1 MiB is held at once, and sealing
-runs in worker threads) and writes the content, then the header: an object is visible only
-once both are stored, and a failure of either leaves neither. (A put over an existing key,
-which the service never does, loses the old object if the header's write fails after the
-new content is stored.) `get` reads and checks only the segments a range needs, and raises
-`BlobUnreadable`, never returns bytes, for a segment that fails its check; a stream that ends
-early ends with that error after the bytes checked before it. `head` and `put` report the
-plaintext's size (and SHA-256). Listing (`iter_keys`) shows keys, not headers.
+How the `Storage` contract is kept: `put` streams (about two batches of 1 MiB are held at
+once, hashed and sealed in worker threads; the wrapped storage does not hash the ciphertext
+where it offers `UnhashedPuts`) and writes the content, then the header: an object is
+visible only once both are stored, and a failure of either leaves neither. (A put over an
+existing key, which the service never does, loses the old object if the header's write fails
+after the new content is stored.) `get` reads and checks only the segments a range needs
+(opening a batch ahead of its reader in a worker thread), and raises `BlobUnreadable`, never
+returns bytes, for a segment that fails its check; a stream that ends early ends with that
+error after the bytes checked before it. `head` and `put` report the plaintext's size (and
+SHA-256). Listing (`iter_keys`) shows keys, not headers.
 """
 
 from __future__ import annotations
@@ -40,7 +42,15 @@ from ._segments import (
     unwrap,
     wrap,
 )
-from .base import BlobHasher, ListableStorage, Storage, StoredBlob, check_key
+from .base import (
+    BlobHasher,
+    ByteCounter,
+    ListableStorage,
+    Storage,
+    StoredBlob,
+    check_key,
+    store_unhashed,
+)
 
 __all__ = ["HEADER_SUFFIX", "EncryptedStorage", "Keyring", "MasterKey"]
 
@@ -76,36 +86,45 @@ class EncryptedStorage:
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
         """Seal the chunks into ``key`` and then write its header; the plaintext's size and
-        SHA-256."""
+        SHA-256. The wrapped storage does not hash the ciphertext where it offers
+        `UnhashedPuts`."""
+        hasher = BlobHasher()
+        await self._put(key, chunks, hasher)
+        return hasher.result()
+
+    async def put_unhashed(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        """As `put`, without hashing the plaintext (`UnhashedPuts`); its size."""
+        counter = ByteCounter()
+        await self._put(key, chunks, counter)
+        return counter.size
+
+    async def _put(self, key: str, chunks: AsyncIterable[bytes], counter: ByteCounter) -> None:
         header_key = _header_key(key)
         data_key = os.urandom(32)
         nonce_prefix = os.urandom(NONCE_PREFIX_BYTES)
-        hasher = BlobHasher()
         sealed = seal_segments(
             chunks,
-            hasher,
+            counter,
             data_key=data_key,
             nonce_prefix=nonce_prefix,
             segment_size=self.segment_size,
         )
-        await self.inner.put(key, sealed)
-        blob = hasher.result()
+        await store_unhashed(self.inner, key, sealed)
         header = wrap(
             self.keyring.current,
             data_key,
             key,
             segment_size=self.segment_size,
-            size=blob.size,
+            size=counter.size,
             nonce_prefix=nonce_prefix,
         )
         try:
-            await self.inner.put(header_key, _one(header.encode()))
+            await store_unhashed(self.inner, header_key, _one(header.encode()))
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.inner.delete(key)
                 await self.inner.delete(header_key)
             raise
-        return blob
 
     async def get(
         self, key: str, *, start: int = 0, end: int | None = None
@@ -158,7 +177,7 @@ class EncryptedStorage:
             size=header.size,
             nonce_prefix=header.nonce_prefix,
         )
-        await self.inner.put(_header_key(key), _one(rewrapped.encode()))
+        await store_unhashed(self.inner, _header_key(key), _one(rewrapped.encode()))
         return True
 
     async def key_id(self, key: str) -> str:

@@ -44,7 +44,14 @@ from ._local_files import (
     _write_block,
     _write_fully,
 )
-from .base import BlobHasher, StoredBlob, UnfinishedRange, check_key, join_blocks
+from .base import (
+    BlobHasher,
+    ByteCounter,
+    StoredBlob,
+    UnfinishedRange,
+    check_key,
+    join_blocks,
+)
 
 __all__ = ["LocalStorage"]
 
@@ -100,33 +107,44 @@ class LocalStorage:
         (flushed before and after with ``fsync``): a reader sees the old object or the whole
         new one. An object of at most one block is written, flushed and renamed in one trip
         to a worker thread once all of it has arrived."""
+        hasher = BlobHasher()
+        await self._put(key, chunks, hasher)
+        return hasher.result()
+
+    async def put_unhashed(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        """As `put`, without hashing (`UnhashedPuts`); the size."""
+        counter = ByteCounter()
+        await self._put(key, chunks, counter)
+        return counter.size
+
+    async def _put(self, key: str, chunks: AsyncIterable[bytes], counter: ByteCounter) -> None:
         path = self.path_for(key)
         temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         blocks = join_blocks(chunks, self.block_size)
         first = await anext(blocks, b"")
         second = await anext(blocks, None) if first else None
         if second is None:
-            return await _io(_put_whole, temp, path, first, self._directories)
+            return await _io(_put_whole, temp, path, first, counter, self._directories)
         handle = await _io(_open_exclusive, temp)
         try:
-            blob = await self._write_all(handle, _chained((first, second), blocks))
+            await self._write_all(handle, _chained((first, second), blocks), counter)
             await _io(_finish, handle, temp, path, self._directories)
         except BaseException:
             # Synchronous on purpose: it must run even when the task is being cancelled.
             handle.close()
             temp.unlink(missing_ok=True)
             raise
-        return blob
 
     async def _write_all(
         self,
         handle: BinaryIO,
         chunks: AsyncIterable[bytes],
-        write: Callable[[BinaryIO, BlobHasher, bytes], None] | None = None,
-    ) -> StoredBlob:
-        """Hash and write blocks in a worker thread while the next block is being received,
-        so that receiving and storing overlap; at most three blocks are in memory."""
-        hasher = BlobHasher()
+        counter: ByteCounter,
+        write: Callable[[BinaryIO, ByteCounter, bytes], None] = _write_block,
+    ) -> None:
+        """Count (and hash, with a `BlobHasher`) and write blocks in a worker thread while the
+        next block is being received, so that receiving and storing overlap; at most three
+        blocks are in memory."""
         send, receive = anyio.create_memory_object_stream[bytes](max_buffer_size=1)
         flushing = False
 
@@ -142,7 +160,7 @@ class LocalStorage:
             unflushed = 0
             async with receive:
                 async for block in receive:
-                    await _io(write or _write_block, handle, hasher, block)
+                    await _io(write, handle, counter, block)
                     unflushed += len(block)
                     # Durable writes flush as they go, in another thread, so that the flush
                     # at the end waits for the last blocks only, not the whole file.
@@ -160,7 +178,6 @@ class LocalStorage:
             if len(errors.exceptions) == 1:  # the caller sees the error itself, not a group
                 raise errors.exceptions[0] from None
             raise
-        return hasher.result()
 
     async def compose(self, key: str, sources: Sequence[str | UnfinishedRange]) -> int:
         """Concatenate the source files (or ranges of unfinished files) into ``key`` in a
@@ -201,8 +218,9 @@ class LocalStorage:
         handle = await _io(_open_unfinished, path, offset)
         if handle is None:
             return None
+        hasher = BlobHasher()
         try:
-            blob = await self._write_all(handle, chunks, _write_fully)
+            await self._write_all(handle, chunks, hasher, _write_fully)
             if self._directories is not None:
                 await _io(_flush_append, handle, path, offset == 0, self._directories)
         except BaseException:
@@ -210,7 +228,7 @@ class LocalStorage:
             _cut_back(handle, path, offset)
             raise
         handle.close()
-        return blob
+        return hasher.result()
 
     async def cut(self, key: str, *, start: int, end: int) -> None:
         """Truncate the unfinished file to ``start`` bytes (remove it at 0) if it ends at

@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 
 from ..errors import BlobNotFound
-from .base import BlobHasher, StoredBlob
+from .base import BlobHasher, ByteCounter, StoredBlob
 
 __all__ = ["MemoryStorage"]
 
@@ -28,13 +28,14 @@ class MemoryStorage:
         """Gather the chunks and keep them under ``key``, replacing what was there; the
         object appears only once every chunk has arrived."""
         hasher = BlobHasher()
-        parts: list[bytes] = []
-        async for chunk in chunks:
-            hasher.update(chunk)
-            parts.append(chunk)
-        self._objects[key] = b"".join(parts)
-        self._written[key] = self._clock()
+        await self._store(key, chunks, hasher)
         return hasher.result()
+
+    async def put_unhashed(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        """As `put`, without hashing (`UnhashedPuts`); the size."""
+        counter = ByteCounter()
+        await self._store(key, chunks, counter)
+        return counter.size
 
     async def get(
         self, key: str, *, start: int = 0, end: int | None = None
@@ -70,6 +71,14 @@ class MemoryStorage:
     def keys(self) -> list[str]:
         """Every key stored, sorted (for tests and the sweeper)."""
         return sorted(self._objects)
+
+    async def _store(self, key: str, chunks: AsyncIterable[bytes], counter: ByteCounter) -> None:
+        parts: list[bytes] = []
+        async for chunk in chunks:
+            counter.update(chunk)
+            parts.append(chunk)
+        self._objects[key] = b"".join(parts)
+        self._written[key] = self._clock()
 
     def _lookup(self, key: str) -> bytes:
         try:

@@ -60,7 +60,14 @@ from ._s3_multipart import (
     multipart_client,
     plan_copies,
 )
-from .base import BlobHasher, StoredBlob, UnfinishedRange, check_key, join_blocks
+from .base import (
+    BlobHasher,
+    ByteCounter,
+    StoredBlob,
+    UnfinishedRange,
+    check_key,
+    join_blocks,
+)
 
 if TYPE_CHECKING:
     from obstore import AsyncWritableFile, BytesStream, GetOptions, GetResult
@@ -251,6 +258,17 @@ class S3Storage:
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
         """One PUT, or from ``part_size`` bytes on a multipart upload with ``parts_in_flight``
         parts sent at once; a failed or cancelled put aborts its multipart upload."""
+        hasher = BlobHasher()
+        await self._put(key, chunks, hasher)
+        return hasher.result()
+
+    async def put_unhashed(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        """As `put`, without hashing (`UnhashedPuts`); the size."""
+        counter = ByteCounter()
+        await self._put(key, chunks, counter)
+        return counter.size
+
+    async def _put(self, key: str, chunks: AsyncIterable[bytes], counter: ByteCounter) -> None:
         name = self.object_name(key)
         writer = obstore.open_writer_async(
             self._writes,
@@ -258,10 +276,9 @@ class S3Storage:
             buffer_size=self.part_size,
             max_concurrency=self.parts_in_flight,
         )
-        hasher = BlobHasher()
         try:
             async for block in join_blocks(chunks, _WRITE_BLOCK):
-                hasher.update(block)
+                counter.update(block)
                 await _write(writer, block, key)
         except BaseException as exc:
             await _abort(writer, exc)
@@ -272,7 +289,6 @@ class S3Storage:
                 await writer.close()
         except DRIVER_ERRORS as exc:
             raise unavailable(f"storing {key!r}", exc) from exc
-        return hasher.result()
 
     async def get(
         self, key: str, *, start: int = 0, end: int | None = None
@@ -370,8 +386,7 @@ class S3Storage:
                 if exc.code == "NoSuchKey":  # a source went since it was measured
                     raise BlobNotFound(key) from None
                 raise unavailable(f"composing {key!r}", exc) from exc
-        blob = await self.put(key, self._concatenation(keys))
-        return blob.size
+        return await self.put_unhashed(key, self._concatenation(keys))  # the size is the answer
 
     async def remove_partials(self, *, modified_before: float) -> int:
         """Abort the incomplete multipart uploads under the prefix started before that time

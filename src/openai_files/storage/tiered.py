@@ -7,10 +7,11 @@ meanwhile wait for that fill and then read the hot tier. The hot tier holds at m
 ``max_bytes`` (fills in progress included), evicting the least recently used objects; an
 object larger than that is served from the cold tier and not kept. A fill that does not
 finish (the reader went away, the cold tier failed, the hot tier is full of larger fills)
-is abandoned through the hot tier's own atomic `Storage.put`, so no later read is served a
-partial object. A range read is served by the hot tier when it holds the object, else by the
-cold tier alone (no fill); a miss that names its end (as the service's downloads do) costs one
-``head`` of the cold tier first, to tell a whole read from a range.
+is abandoned through the hot tier's own atomic put (which does not hash where the hot tier
+offers `UnhashedPuts`), so no later read is served a partial object. A range read is served
+by the hot tier when it holds the object, else by the cold tier alone (no fill); a miss that
+names its end (as the service's downloads do) costs one ``head`` of the cold tier first, to
+tell a whole read from a range.
 
 Objects are immutable and keys never reused (the service makes a fresh key for every file),
 so a copy in a hot tier is never stale: several replicas may each keep their own hot tier over
@@ -36,7 +37,7 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectSendStream
 
 from ..errors import BlobNotFound, OpenAIFilesError
-from .base import ListableStorage, Storage, StoredBlob
+from .base import ListableStorage, Storage, StoredBlob, store_unhashed
 
 __all__ = ["TierStats", "TieredStorage"]
 
@@ -111,6 +112,13 @@ class TieredStorage:
         blob = await self.cold.put(key, chunks)
         await self.evict(key)
         return blob
+
+    async def put_unhashed(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        """As `put`, without a hash (`UnhashedPuts`; the cold tier's `Storage.put` when it
+        does not offer one); the size."""
+        size = await store_unhashed(self.cold, key, chunks)
+        await self.evict(key)
+        return size
 
     async def get(
         self, key: str, *, start: int = 0, end: int | None = None
@@ -303,15 +311,15 @@ class TieredStorage:
                 raise _FillAbandoned
 
         try:
-            blob = await self.hot.put(key, chunks())
+            size = await store_unhashed(self.hot, key, chunks())
         except (_FillAbandoned, OpenAIFilesError, OSError) as exc:
             self.stats.abandoned_fills += 1
             self._count("abandoned_fill")
             if not isinstance(exc, _FillAbandoned):
                 log.warning("openai-files: the hot tier could not keep an object: %s", exc)
             return
-        self._held[key] = blob.size
-        self.stats.bytes += blob.size
+        self._held[key] = size
+        self.stats.bytes += size
         self.stats.objects += 1
         self.stats.fills += 1
         self._count("fill")

@@ -24,6 +24,7 @@ For soak tests, `RandomFaults` fails calls at random with a given probability, f
 from __future__ import annotations
 
 import builtins
+import functools
 import random
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection
@@ -45,7 +46,7 @@ from ..metadata.base import (
     UploadState,
     Usage,
 )
-from ..storage.base import Storage, StoredBlob
+from ..storage.base import Storage, StoredBlob, store_unhashed
 
 __all__ = ["FaultyMetadataStore", "FaultyStorage", "RandomFaults", "Trigger"]
 
@@ -142,7 +143,8 @@ class FaultyStorage(_Switchboard):
     A put fails by raising from the chunks it hands to ``inner``, so the inner backend's own
     clean-up on a failed put is exercised, not bypassed. Optional capabilities (listing,
     composing, presigned URLs, ``path_for``...) are those of ``inner``, forwarded without
-    faults, except ``append`` (`AppendableStorage`), which fails as a put does.
+    faults, except ``append`` (`AppendableStorage`), which fails as a put does, and
+    ``put_unhashed`` (`UnhashedPuts`), offered whatever ``inner`` is, which fails as a put does.
     """
 
     def __init__(self, inner: Storage, *, random_faults: RandomFaults | None = None) -> None:
@@ -187,6 +189,19 @@ class FaultyStorage(_Switchboard):
         return cast("StoredBlob | None", await inner.append(key, failing, offset=offset))
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
+        return await self._put(key, chunks, self.inner.put)
+
+    async def put_unhashed(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        """The inner storage's put without a hash (`UnhashedPuts`; its `Storage.put` when it
+        has none), failing as `put` does."""
+        return await self._put(key, chunks, functools.partial(store_unhashed, self.inner))
+
+    async def _put(
+        self,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        store: Callable[[str, AsyncIterable[bytes]], Awaitable[_T]],
+    ) -> _T:
         if self.down:
             raise self._fault("put")
         at_chunk, at_end = self.fail_put_at_chunk, self._take("put")
@@ -197,11 +212,11 @@ class FaultyStorage(_Switchboard):
             if not lost:
                 at_chunk = self.random_faults.rng.randint(1, RANDOM_PUT_CHUNKS)
         if at_end and lost:
-            await self.inner.put(key, _counted(chunks, at_chunk, self))
+            await store(key, _counted(chunks, at_chunk, self))
             raise self._fault("put", "after the object was stored")
         if at_chunk is None and not at_end:
-            return await self.inner.put(key, chunks)
-        return await self.inner.put(key, _counted(chunks, at_chunk, self, fail_at_end=at_end))
+            return await store(key, chunks)
+        return await store(key, _counted(chunks, at_chunk, self, fail_at_end=at_end))
 
     async def get(
         self, key: str, *, start: int = 0, end: int | None = None

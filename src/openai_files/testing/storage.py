@@ -14,7 +14,13 @@ import anyio.to_thread
 import pytest
 
 from ..errors import BlobNotFound
-from ..storage.base import ComposableStorage, ListableStorage, PresignedURLs, Storage
+from ..storage.base import (
+    ComposableStorage,
+    ListableStorage,
+    PresignedURLs,
+    Storage,
+    UnhashedPuts,
+)
 
 __all__ = ["StorageConformance"]
 
@@ -56,8 +62,8 @@ class StorageConformance:
     """Subclass with a ``storage`` fixture and a `leftovers` method.
 
     The cases cover every method of `Storage` and of its capabilities `PresignedURLs`,
-    `ListableStorage` and `ComposableStorage` (a case for a capability the backend lacks is
-    skipped).
+    `ListableStorage`, `ComposableStorage` and `UnhashedPuts` (a case for a capability the
+    backend lacks is skipped).
     """
 
     pytestmark = pytest.mark.anyio
@@ -233,3 +239,32 @@ class StorageConformance:
         with pytest.raises(BlobNotFound):
             await storage.head("cc/dd/never")
         assert sorted(await self.leftovers(storage)) == sorted([*sources, "aa/bb/whole"])
+
+    async def test_put_unhashed_stores_the_bytes_as_put_does_and_returns_their_size(
+        self, storage: Storage
+    ) -> None:
+        if not isinstance(storage, UnhashedPuts):
+            pytest.skip(f"{type(storage).__name__} does not put without hashing (optional)")
+        data = os.urandom(self.big)
+        assert await storage.put_unhashed("aa/bb/unhashed", chunked(data)) == len(data)
+        assert await read(storage, "aa/bb/unhashed") == data
+        assert await storage.head("aa/bb/unhashed") == len(data)
+        assert await read(storage, "aa/bb/unhashed", 1000, 2_000_000) == data[1000:2_000_000]
+        assert await storage.put_unhashed("aa/bb/unhashed", chunked(b"")) == 0  # overwritten
+        assert await read(storage, "aa/bb/unhashed") == b""
+
+    async def test_an_unhashed_put_that_fails_leaves_nothing_behind(self, storage: Storage) -> None:
+        if not isinstance(storage, UnhashedPuts):
+            pytest.skip(f"{type(storage).__name__} does not put without hashing (optional)")
+        await storage.put_unhashed("aa/bb/kept", chunked(b"original"))
+        chunks = [os.urandom(1024 * 1024) for _ in range(3)]
+        with pytest.raises(RuntimeError, match="client went away"):
+            await storage.put_unhashed(
+                "aa/bb/broken", failing(chunks, RuntimeError("client went away"))
+            )
+        with pytest.raises(ValueError, match="boom"):
+            await storage.put_unhashed("aa/bb/kept", failing([b"replacement"], ValueError("boom")))
+        with pytest.raises(BlobNotFound):
+            await storage.head("aa/bb/broken")
+        assert await read(storage, "aa/bb/kept") == b"original"
+        assert await self.leftovers(storage) == ["aa/bb/kept"]
