@@ -20,7 +20,7 @@ from sqlalchemy.pool import NullPool, QueuePool
 
 from openai_files import SQLMetadataStore
 from openai_files.errors import InvalidRequest
-from openai_files.metadata._sql_direct import DirectReads, DirectStatement
+from openai_files.metadata._sql_direct import DirectReads, plain_statement
 from openai_files.metadata._sql_engine import SERVER_POOL
 from openai_files.metadata.base import FileRecord
 from openai_files.metadata.sql_schema import Tables
@@ -48,7 +48,7 @@ def test_a_statement_is_compiled_once_with_its_own_values_filled_in_by_position(
     query = select(files.c.id).where(
         files.c.owner == bindparam("owner"), files.c.state == "active", files.c.bytes > 5
     )
-    statement = DirectStatement.compile(query, dialect)
+    statement = plain_statement(query, dialect)
     assert statement is not None
     assert "x_files" in statement.sql
     assert statement.arguments({"owner": "alice"}) == ("alice", "active", 5)
@@ -58,11 +58,11 @@ def test_statements_that_need_sqlalchemy_to_process_values_are_left_to_it() -> N
     dialect = create_async_engine("postgresql+asyncpg://u@h/db").dialect
     files = Tables.named("x_").files
     expanding = select(files.c.id).where(files.c.id.in_(bindparam("ids", expanding=True)))
-    assert DirectStatement.compile(expanding, dialect) is None
+    assert plain_statement(expanding, dialect) is None
     sent = select(files.c.id).where(files.c.owner == bindparam("owner", type_=Lowered()))
-    assert DirectStatement.compile(sent, dialect) is None
+    assert plain_statement(sent, dialect) is None
     read = select(type_coerce(files.c.owner, Lowered()))
-    assert DirectStatement.compile(read, dialect) is None
+    assert plain_statement(read, dialect) is None
 
 
 class Lowered(TypeDecorator[str]):
