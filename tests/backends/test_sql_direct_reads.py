@@ -7,7 +7,6 @@ pool as sound as SQLAlchemy's own path does."""
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,17 +20,16 @@ from sqlalchemy.pool import NullPool, QueuePool
 
 from openai_files import SQLMetadataStore
 from openai_files.errors import InvalidRequest
-from openai_files.metadata._sql_direct import DirectReads, DirectStatement
+from openai_files.metadata._sql_direct import DirectReads, plain_statement
 from openai_files.metadata._sql_engine import SERVER_POOL
-from openai_files.metadata.base import FileRecord, Quota
+from openai_files.metadata.base import FileRecord
 from openai_files.metadata.sql_schema import Tables
 
 from ..databases import require_database, sql_store, unique_prefix
+from .sql_records import NOW, OWNER, created
 
 pytestmark = pytest.mark.anyio
 
-OWNER = "alice"
-NOW = 1_700_000_000
 SERVERS = ["postgresql", "mariadb"]
 
 
@@ -50,7 +48,7 @@ def test_a_statement_is_compiled_once_with_its_own_values_filled_in_by_position(
     query = select(files.c.id).where(
         files.c.owner == bindparam("owner"), files.c.state == "active", files.c.bytes > 5
     )
-    statement = DirectStatement.compile(query, dialect)
+    statement = plain_statement(query, dialect)
     assert statement is not None
     assert "x_files" in statement.sql
     assert statement.arguments({"owner": "alice"}) == ("alice", "active", 5)
@@ -60,11 +58,11 @@ def test_statements_that_need_sqlalchemy_to_process_values_are_left_to_it() -> N
     dialect = create_async_engine("postgresql+asyncpg://u@h/db").dialect
     files = Tables.named("x_").files
     expanding = select(files.c.id).where(files.c.id.in_(bindparam("ids", expanding=True)))
-    assert DirectStatement.compile(expanding, dialect) is None
+    assert plain_statement(expanding, dialect) is None
     sent = select(files.c.id).where(files.c.owner == bindparam("owner", type_=Lowered()))
-    assert DirectStatement.compile(sent, dialect) is None
+    assert plain_statement(sent, dialect) is None
     read = select(type_coerce(files.c.owner, Lowered()))
-    assert DirectStatement.compile(read, dialect) is None
+    assert plain_statement(read, dialect) is None
 
 
 class Lowered(TypeDecorator[str]):
@@ -93,30 +91,6 @@ def test_only_asyncpg_and_aiomysql_engines_have_direct_reads() -> None:
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[SQLMetadataStore]:
     async with sql_store(request.param) as server:
         yield server
-
-
-async def created(store: SQLMetadataStore, index: int = 0, key: str | None = None) -> FileRecord:
-    created_us = NOW * 1_000_000 + index
-    record = FileRecord(
-        id=f"file-{uuid.uuid4().hex}",
-        owner=OWNER,
-        purpose="batch",
-        filename="data.jsonl",
-        bytes=0,
-        created_us=created_us,
-        expires_at=None,
-        status="uploaded",
-        status_details=None,
-        storage_key=uuid.uuid4().hex,
-        sha256=None,
-        media_type=None,
-        state="pending",
-        changed_at=NOW,
-    )
-    await store.insert(record, quota=Quota(max_files=1_000, max_bytes=10**9))
-    done = record.replace(status="processed")
-    assert await store.commit(done, idempotency_key=key) == record.id
-    return done.replace(state="active")
 
 
 def checked_out(engine: AsyncEngine) -> int:

@@ -11,7 +11,6 @@ that adds a round trip fails here; no timing is asserted.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,15 +22,11 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from openai_files import SQLMetadataStore
-from openai_files.metadata.base import FileRecord, Quota
 
 from ..databases import sql_store
+from .sql_records import NOW, OWNER, QUOTA, created, pending
 
 pytestmark = pytest.mark.anyio
-
-OWNER = "alice"
-NOW = 1_700_000_000
-QUOTA = Quota(max_files=1_000, max_bytes=10**9)
 
 
 @dataclass
@@ -99,34 +94,6 @@ async def store(request: pytest.FixtureRequest, sqlite_url: str) -> AsyncIterato
     else:
         async with sql_store(request.param) as server:
             yield server
-
-
-def pending(index: int = 0) -> FileRecord:
-    created_us = NOW * 1_000_000 + index
-    return FileRecord(
-        id=f"file-{uuid.uuid4().hex}",
-        owner=OWNER,
-        purpose="batch",
-        filename="data.jsonl",
-        bytes=0,
-        created_us=created_us,
-        expires_at=None,
-        status="uploaded",
-        status_details=None,
-        storage_key=uuid.uuid4().hex,
-        sha256=None,
-        media_type=None,
-        state="pending",
-        changed_at=NOW,
-    )
-
-
-async def created(store: SQLMetadataStore, index: int = 0) -> FileRecord:
-    record = pending(index)
-    await store.insert(record, quota=QUOTA)
-    done = record.replace(bytes=0, status="processed")
-    assert await store.commit(done) == record.id
-    return done.replace(state="active")
 
 
 def is_mariadb(store: SQLMetadataStore) -> bool:

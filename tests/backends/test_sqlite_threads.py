@@ -11,7 +11,6 @@ import datetime
 import gc
 import sqlite3
 import threading
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -35,12 +34,10 @@ from sqlalchemy import (
 from openai_files import SQLMetadataStore
 from openai_files.errors import BackendUnavailable
 from openai_files.metadata._sql_prepared import Prepared
-from openai_files.metadata.base import FileRecord
+
+from .sql_records import NOW, OWNER, created, pending
 
 pytestmark = pytest.mark.anyio
-
-OWNER = "alice"
-NOW = 1_700_000_000
 
 
 @pytest.fixture
@@ -48,33 +45,6 @@ async def store(sqlite_url: str) -> AsyncIterator[SQLMetadataStore]:
     sqlite = SQLMetadataStore(sqlite_url)
     yield sqlite
     await sqlite.aclose()
-
-
-def record(index: int = 0) -> FileRecord:
-    return FileRecord(
-        id=f"file-{uuid.uuid4().hex}",
-        owner=OWNER,
-        purpose="batch",
-        filename="data.jsonl",
-        bytes=0,
-        created_us=NOW * 1_000_000 + index,
-        expires_at=None,
-        status="uploaded",
-        status_details=None,
-        storage_key=uuid.uuid4().hex,
-        sha256=None,
-        media_type=None,
-        state="pending",
-        changed_at=NOW,
-    )
-
-
-async def created(store: SQLMetadataStore, index: int = 0) -> FileRecord:
-    pending = record(index)
-    await store.insert(pending)
-    done = pending.replace(status="processed")
-    await store.commit(done)
-    return done.replace(state="active")
 
 
 @contextmanager
@@ -99,7 +69,7 @@ def held_at(store: SQLMetadataStore, matches: str) -> Iterator[threading.Event]:
 
 
 async def test_a_slow_read_does_not_hold_up_the_other_reads(store: SQLMetadataStore) -> None:
-    slow, quick = await created(store, 0), await created(store, 1)
+    slow, quick = await created(store, 0, quota=None), await created(store, 1, quota=None)
     with held_at(store, slow.id) as release:
         async with anyio.create_task_group() as group:
             group.start_soon(partial(store.get, OWNER, slow.id, now=NOW))
@@ -113,8 +83,8 @@ async def test_a_slow_read_does_not_hold_up_the_other_reads(store: SQLMetadataSt
 
 
 async def test_reads_are_answered_while_a_write_is_under_way(store: SQLMetadataStore) -> None:
-    kept = await created(store, 0)
-    writing = record(1)
+    kept = await created(store, 0, quota=None)
+    writing = pending(1)
     with held_at(store, writing.id) as release:
         async with anyio.create_task_group() as group:
             group.start_soon(store.insert, writing)
@@ -131,9 +101,9 @@ async def test_a_cancelled_write_has_ended_before_its_caller_goes_on(
 ) -> None:
     """The service relies on it: an upload cancelled while its record commits must not remove
     the blob of a record that commits afterwards."""
-    await created(store, 0)
-    pending = record(1)
-    await store.insert(pending)
+    await created(store, 0, quota=None)
+    waiting = pending(1)
+    await store.insert(waiting)
     committed = threading.Event()
 
     def commit(_connection: Any) -> None:
@@ -144,16 +114,16 @@ async def test_a_cancelled_write_has_ended_before_its_caller_goes_on(
     with held_at(store, "UPDATE") as release:
         with anyio.move_on_after(0.1) as scope:
             threading.Timer(0.5, release.set).start()
-            await store.commit(pending.replace(status="processed"))
+            await store.commit(waiting.replace(status="processed"))
     assert scope.cancel_called
     assert committed.is_set(), "the caller went on while the write was still running"
-    found = await store.get(OWNER, pending.id, now=NOW)
+    found = await store.get(OWNER, waiting.id, now=NOW)
     assert found is not None
     assert found.state == "active"
 
 
 async def test_a_cancelled_read_leaves_the_threads_answering(store: SQLMetadataStore) -> None:
-    kept = await created(store)
+    kept = await created(store, quota=None)
     with held_at(store, kept.id) as release:
         with anyio.move_on_after(0.05):
             await store.get(OWNER, kept.id, now=NOW)
@@ -165,7 +135,7 @@ async def test_a_cancelled_read_leaves_the_threads_answering(store: SQLMetadataS
 async def test_a_failed_read_is_the_librarys_error_and_the_next_read_is_answered(
     store: SQLMetadataStore, tmp_path: Path
 ) -> None:
-    kept = await created(store)
+    kept = await created(store, quota=None)
     files = store.tables.files.name
     database = sqlite3.connect(tmp_path / "files.db")
     database.execute(f"ALTER TABLE {files} RENAME TO moved")
@@ -185,7 +155,7 @@ async def test_closing_the_store_ends_its_threads_and_closes_their_connections(
 ) -> None:
     earlier = set(threading.enumerate())
     store = SQLMetadataStore(sqlite_url)
-    kept = await created(store)
+    kept = await created(store, quota=None)
     assert await store.get(OWNER, kept.id, now=NOW) == kept
     mine = started_since(earlier)
     assert len(mine) == 5  # 4 readers, 1 writer
@@ -198,7 +168,7 @@ async def test_closing_the_store_ends_its_threads_and_closes_their_connections(
 async def test_a_store_dropped_without_closing_ends_its_threads(sqlite_url: str) -> None:
     earlier = set(threading.enumerate())
     store = SQLMetadataStore(sqlite_url)
-    kept = await created(store)
+    kept = await created(store, quota=None)
     assert await store.get(OWNER, kept.id, now=NOW) == kept
     mine = started_since(earlier)
     assert len(mine) == 5

@@ -41,45 +41,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, Pool, PoolProxiedConnection
 from sqlalchemy.util import await_, greenlet_spawn
 
-__all__ = ["DirectReads", "DirectStatement"]
+from ._sql_prepared import Compiled
+
+__all__ = ["DirectReads", "plain_statement"]
 
 Rows = Sequence[Sequence[Any]]
 
 
-class DirectStatement:
-    """A read statement compiled once for one dialect: its SQL, and how the named parameters
-    of a call become the driver's positional ones."""
-
-    __slots__ = ("_defaults", "_names", "sql")
-
-    def __init__(self, sql: str, names: Sequence[str], defaults: Mapping[str, Any]) -> None:
-        self.sql = sql
-        self._names = tuple(names)
-        self._defaults = dict(defaults)
-
-    @classmethod
-    def compile(cls, query: Select[Any], dialect: Dialect) -> DirectStatement | None:
-        """``query`` compiled for ``dialect``, or None if its values need SQLAlchemy's
-        processing on the way in or out, or its parameters are not positional."""
-        compiled = query.compile(dialect=dialect)
-        names = compiled.positiontup
-        if names is None:
-            return None
-        for bind in compiled.binds.values():
-            if bind.expanding or bind.literal_execute:
-                return None
-            if bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
-                return None
-        for column in query.selected_columns:
-            if column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
-                return None
-        return cls(compiled.string, names, compiled.params)
-
-    def arguments(self, parameters: Mapping[str, Any]) -> tuple[Any, ...]:
-        """The positional parameters for the named ``parameters`` (the values the statement
-        binds itself, such as ``'active'``, filled in), a tuple as SQLAlchemy passes them."""
-        given, defaults = parameters, self._defaults
-        return tuple(given[name] if name in given else defaults[name] for name in self._names)
+def plain_statement(query: Select[Any], dialect: Dialect) -> Compiled | None:
+    """``query`` compiled for ``dialect``, or None if its values need SQLAlchemy's processing
+    on the way in or out, or its parameters are not positional or expand."""
+    try:
+        compiled = Compiled(query, dialect)
+    except ValueError:
+        return None
+    return compiled if compiled.plain else None
 
 
 class _Driver(Protocol):
@@ -160,7 +136,7 @@ class DirectReads:
         self._engine = engine.sync_engine
         self._dialect = engine.dialect
         self._driver = driver
-        self._compiled: dict[Select[Any], DirectStatement | None] = {}
+        self._compiled: dict[Select[Any], Compiled | None] = {}
         self._pool: Pool | None = None
         self._queue: AsyncAdaptedQueuePool | None = None
         self._listener = self._invalidated
@@ -185,7 +161,7 @@ class DirectReads:
         try:
             statement = self._compiled[query]
         except KeyError:
-            statement = self._compiled[query] = DirectStatement.compile(query, self._dialect)
+            statement = self._compiled[query] = plain_statement(query, self._dialect)
         if statement is None:
             return None
         arguments = statement.arguments(parameters)

@@ -1,12 +1,18 @@
-"""A SQLAlchemy Core statement compiled once and then run on the DB-API connection itself, for
-the hottest reads on SQLite: SQLAlchemy builds the SQL (so the schema and the table prefix stay
-in one place), and each run costs the driver's own call, not SQLAlchemy's execution of a
-statement (its compiled cache, its execution context, its result objects).
+"""A SQLAlchemy Core SELECT compiled once and then run on the driver itself, for the store's
+hottest reads: SQLAlchemy builds the SQL (so the schema, the table prefix and each dialect's
+casts stay in one place), and each run costs the driver's own call, not SQLAlchemy's execution
+of a statement (its compiled cache, its execution context, its result objects).
 
-What SQLAlchemy would do that still matters is done here too:
+`Compiled` is the statement and how the named parameters of a call become the driver's
+positional ones, with the values of the statement's own literals (``state = 'active'``) and
+each type's bind processor; it refuses, with a `ValueError`, a statement with expanding
+(``IN``) or literal-execute parameters or a driver without positional parameters. Its
+``plain`` says that no value needs SQLAlchemy's processing on the way in or out: the direct
+reads on PostgreSQL and MariaDB (``_sql_direct``) take only such statements.
 
-- the parameters are given by name and put in the compiled statement's order, with the values
-  of the statement's own literals (``state = 'active'``) and each type's bind processor;
+`Prepared` runs one on a ``sqlite3`` connection (``?`` parameters), and keeps what SQLAlchemy
+would do that still matters:
+
 - rows come back as tuples in the statement's column order, through each type's result
   processor (none, for the store's columns on SQLite);
 - the connection's ``before_cursor_execute`` and ``after_cursor_execute`` events are fired
@@ -14,10 +20,6 @@ What SQLAlchemy would do that still matters is done here too:
   inspects the store's statements on its ``statement_engines`` sees these too;
 - the driver's errors are raised as SQLAlchemy's (`sqlalchemy.exc.DBAPIError.instance`), which
   the store translates in one place.
-
-Only drivers with positional ``?`` parameters are supported (``sqlite3``), and statements with
-no expanding (``IN``) or literal-execute parameters: `Prepared` refuses any other when it is
-built, at the statement's first use, with a `ValueError`.
 """
 
 from __future__ import annotations
@@ -31,22 +33,22 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
 
-__all__ = ["Prepared"]
+__all__ = ["Compiled", "Prepared"]
 
 Row = tuple[Any, ...]
 
 
-class Prepared:
-    """The SELECT ``statement`` compiled for ``dialect``, run by `rows` on a connection of it."""
+class Compiled:
+    """The SELECT ``statement`` compiled for ``dialect``, and the driver's arguments for it."""
 
     def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
-        if dialect.paramstyle != "qmark":
-            raise ValueError(f"{dialect.name}: only a driver with ? parameters runs prepared")
         compiled = statement.compile(dialect=dialect)
+        if compiled.positiontup is None:
+            raise ValueError(f"{dialect.name}: only a driver with positional parameters")
         if compiled.literal_execute_params or compiled.post_compile_params:
             raise ValueError(f"expanding parameters cannot be prepared: {compiled}")
         self.sql = str(compiled)
-        names = tuple(compiled.positiontup or ())
+        names = tuple(compiled.positiontup)
         # The statement's own literals (``state = 'active'``) are parameters too.
         self._literals = {
             name: compiled.binds[name].effective_value
@@ -58,7 +60,11 @@ class Prepared:
         self._binds = _processors([kind.bind_processor(dialect) for kind in bound])
         selected = [column.type.dialect_impl(dialect) for column in statement.selected_columns]
         self._results = _processors([kind.result_processor(dialect, None) for kind in selected])
-        self._error = dialect.loaded_dbapi.Error
+
+    @property
+    def plain(self) -> bool:
+        """True if no value needs SQLAlchemy's processing, in the parameters or the rows."""
+        return self._binds is None and self._results is None
 
     def arguments(self, parameters: Mapping[str, Any]) -> Row:
         """The driver's positional arguments for ``parameters`` (by name)."""
@@ -70,6 +76,16 @@ class Prepared:
                 for value, process in zip(ordered, self._binds, strict=True)
             )
         return ordered
+
+
+class Prepared(Compiled):
+    """A `Compiled` statement run by `rows` on the ``sqlite3`` connection of a `Connection`."""
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        if dialect.paramstyle != "qmark":
+            raise ValueError(f"{dialect.name}: only a driver with ? parameters runs prepared")
+        super().__init__(statement, dialect)
+        self._error = dialect.loaded_dbapi.Error
 
     def rows(self, connection: Connection, parameters: Mapping[str, Any]) -> Sequence[Row]:
         """Every row of the statement run with ``parameters`` on ``connection``'s DB-API

@@ -13,6 +13,7 @@ __all__ = [
     "BlobHasher",
     "ByteCounter",
     "ComposableStorage",
+    "CountedPuts",
     "ListableStorage",
     "PresignedURLs",
     "Storage",
@@ -173,6 +174,28 @@ async def store_unhashed(storage: Storage, key: str, chunks: AsyncIterable[bytes
     if isinstance(storage, UnhashedPuts):
         return await storage.put_unhashed(key, chunks)
     return (await storage.put(key, chunks)).size
+
+
+class CountedPuts:
+    """`Storage.put` and `UnhashedPuts.put_unhashed` of a backend that stores through one method,
+    ``_put(key, chunks, counter)``, which passes every byte it stores to ``counter``: a
+    `BlobHasher` for `put`, a `ByteCounter` for `put_unhashed`. What a put guarantees
+    (atomicity, streaming) is the backend's ``_put``'s to keep."""
+
+    async def _put(self, key: str, chunks: AsyncIterable[bytes], counter: ByteCounter) -> None:
+        raise NotImplementedError
+
+    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
+        """Store ``chunks`` under ``key``; their size and SHA-256."""
+        hasher = BlobHasher()
+        await self._put(key, chunks, hasher)
+        return hasher.result()
+
+    async def put_unhashed(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        """As `put`, without hashing (`UnhashedPuts`); the size."""
+        counter = ByteCounter()
+        await self._put(key, chunks, counter)
+        return counter.size
 
 
 @runtime_checkable

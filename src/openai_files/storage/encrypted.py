@@ -43,11 +43,10 @@ from ._segments import (
     wrap,
 )
 from .base import (
-    BlobHasher,
     ByteCounter,
+    CountedPuts,
     ListableStorage,
     Storage,
-    StoredBlob,
     check_key,
     store_unhashed,
 )
@@ -64,7 +63,7 @@ is one segment to open, with no bytes copied to join pieces of segments."""
 _MAX_HEADER = 4096
 
 
-class EncryptedStorage:
+class EncryptedStorage(CountedPuts):
     """Encrypts what it stores in ``inner`` with keys from ``keyring`` (see the module).
 
     ``segment_size`` is the plaintext sealed under one tag: a range read decrypts whole
@@ -84,21 +83,10 @@ class EncryptedStorage:
     def __repr__(self) -> str:
         return f"EncryptedStorage({self.inner!r}, {self.keyring!r})"
 
-    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
+    async def _put(self, key: str, chunks: AsyncIterable[bytes], counter: ByteCounter) -> None:
         """Seal the chunks into ``key`` and then write its header; the plaintext's size and
         SHA-256. The wrapped storage does not hash the ciphertext where it offers
         `UnhashedPuts`."""
-        hasher = BlobHasher()
-        await self._put(key, chunks, hasher)
-        return hasher.result()
-
-    async def put_unhashed(self, key: str, chunks: AsyncIterable[bytes]) -> int:
-        """As `put`, without hashing the plaintext (`UnhashedPuts`); its size."""
-        counter = ByteCounter()
-        await self._put(key, chunks, counter)
-        return counter.size
-
-    async def _put(self, key: str, chunks: AsyncIterable[bytes], counter: ByteCounter) -> None:
         header_key = _header_key(key)
         data_key = os.urandom(32)
         nonce_prefix = os.urandom(NONCE_PREFIX_BYTES)

@@ -47,6 +47,7 @@ from ._local_files import (
 from .base import (
     BlobHasher,
     ByteCounter,
+    CountedPuts,
     StoredBlob,
     UnfinishedRange,
     check_key,
@@ -67,7 +68,7 @@ UNFINISHED_SUFFIX = ".growing" + TEMP_SUFFIX
 left by a dead upload is removed with them (`remove_partials`) once untouched that long."""
 
 
-class LocalStorage:
+class LocalStorage(CountedPuts):
     """Objects as files under ``root``; keys are relative paths made by the service.
 
     ``block_size`` is how many bytes are gathered before one write or read in a worker thread.
@@ -102,22 +103,11 @@ class LocalStorage:
         """The file that holds ``key``; `ValueError` for a key that is not a plain relative path."""
         return self.root / check_key(key)
 
-    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
+    async def _put(self, key: str, chunks: AsyncIterable[bytes], counter: ByteCounter) -> None:
         """Write to a hidden temporary file beside the target, then rename it into place
         (flushed before and after with ``fsync``): a reader sees the old object or the whole
         new one. An object of at most one block is written, flushed and renamed in one trip
         to a worker thread once all of it has arrived."""
-        hasher = BlobHasher()
-        await self._put(key, chunks, hasher)
-        return hasher.result()
-
-    async def put_unhashed(self, key: str, chunks: AsyncIterable[bytes]) -> int:
-        """As `put`, without hashing (`UnhashedPuts`); the size."""
-        counter = ByteCounter()
-        await self._put(key, chunks, counter)
-        return counter.size
-
-    async def _put(self, key: str, chunks: AsyncIterable[bytes], counter: ByteCounter) -> None:
         path = self.path_for(key)
         temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         blocks = join_blocks(chunks, self.block_size)

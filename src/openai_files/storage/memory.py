@@ -6,14 +6,14 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 
 from ..errors import BlobNotFound
-from .base import BlobHasher, ByteCounter, StoredBlob
+from .base import ByteCounter, CountedPuts
 
 __all__ = ["MemoryStorage"]
 
 _CHUNK = 1024 * 1024
 
 
-class MemoryStorage:
+class MemoryStorage(CountedPuts):
     """Keeps every object in process memory. Not shared between processes."""
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
@@ -23,19 +23,6 @@ class MemoryStorage:
 
     def __repr__(self) -> str:
         return f"MemoryStorage(objects={len(self._objects)})"
-
-    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
-        """Gather the chunks and keep them under ``key``, replacing what was there; the
-        object appears only once every chunk has arrived."""
-        hasher = BlobHasher()
-        await self._store(key, chunks, hasher)
-        return hasher.result()
-
-    async def put_unhashed(self, key: str, chunks: AsyncIterable[bytes]) -> int:
-        """As `put`, without hashing (`UnhashedPuts`); the size."""
-        counter = ByteCounter()
-        await self._store(key, chunks, counter)
-        return counter.size
 
     async def get(
         self, key: str, *, start: int = 0, end: int | None = None
@@ -72,7 +59,9 @@ class MemoryStorage:
         """Every key stored, sorted (for tests and the sweeper)."""
         return sorted(self._objects)
 
-    async def _store(self, key: str, chunks: AsyncIterable[bytes], counter: ByteCounter) -> None:
+    async def _put(self, key: str, chunks: AsyncIterable[bytes], counter: ByteCounter) -> None:
+        """Gather the chunks and keep them under ``key``, replacing what was there; the
+        object appears only once every chunk has arrived."""
         parts: list[bytes] = []
         async for chunk in chunks:
             counter.update(chunk)

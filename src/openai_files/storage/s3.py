@@ -38,18 +38,15 @@ Every failure of the S3 service, of the network or of the credentials surfaces a
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import TYPE_CHECKING
 
 import anyio
 import obstore
-from obstore.exceptions import BaseError
-from obstore.store import S3Store
 
 from ..errors import BlobNotFound
+from ._s3_config import env_flag, normalise_prefix, obstore_stores, url_arguments
 from ._s3_errors import DRIVER_ERRORS, first_line, range_ignored, unavailable
 from ._s3_multipart import (
     MAX_PART_SIZE,
@@ -61,9 +58,8 @@ from ._s3_multipart import (
     plan_copies,
 )
 from .base import (
-    BlobHasher,
     ByteCounter,
-    StoredBlob,
+    CountedPuts,
     UnfinishedRange,
     check_key,
     join_blocks,
@@ -71,7 +67,6 @@ from .base import (
 
 if TYPE_CHECKING:
     from obstore import AsyncWritableFile, BytesStream, GetOptions, GetResult
-    from obstore.store import ClientConfig, RetryConfig, S3Config
 
 __all__ = ["DEFAULT_PART_SIZE", "MAX_PART_SIZE", "MIN_PART_SIZE", "S3Storage"]
 
@@ -91,17 +86,11 @@ heap, in 256 KiB chunks (joined into the put's 1 MiB blocks, as a POST's are) by
 _COPIES_IN_FLIGHT = 8
 """Parts `S3Storage.compose` has S3 copy at once."""
 _HEADS_IN_FLIGHT = 16
-_RETRY_WINDOW = timedelta(seconds=15)
-"""No request is retried once this long has passed since its first attempt."""
 _MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 """SigV4 presigned URLs are valid for at most seven days."""
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-_URL_OPTIONS = {"endpoint", "region", "allow_http", "part_size", "parts_in_flight"}
 
-
-class S3Storage:
+class S3Storage(CountedPuts):
     """Objects in ``bucket`` under ``prefix``, through obstore's `S3Store`.
 
     Arguments left as None come from the standard AWS environment variables, as obstore reads
@@ -161,46 +150,27 @@ class S3Storage:
         if read_chunk_size < 1:
             raise ValueError(f"read_chunk_size must be positive, not {read_chunk_size}")
         self.bucket = bucket
-        self.prefix = _normalise_prefix(prefix)
+        self.prefix = normalise_prefix(prefix)
         self.endpoint = endpoint
         self.region = region
-        self.allow_http = _env_flag("AWS_ALLOW_HTTP") if allow_http is None else allow_http
+        self.allow_http = env_flag("AWS_ALLOW_HTTP") if allow_http is None else allow_http
         self.part_size = part_size
         self.parts_in_flight = parts_in_flight
         self.read_chunk_size = read_chunk_size
-        config: S3Config = {}
-        if endpoint is not None:
-            config["endpoint"] = endpoint
-        if region is not None:
-            config["region"] = region
-        if access_key_id is not None:
-            config["access_key_id"] = access_key_id
-        if secret_access_key is not None:
-            config["secret_access_key"] = secret_access_key
-        if session_token is not None:
-            config["session_token"] = session_token
-        # Passing client options replaces the ones obstore would read from the environment,
-        # which is why AWS_ALLOW_HTTP is read above.
-        client: ClientConfig = {
-            "allow_http": self.allow_http,
-            "connect_timeout": timedelta(seconds=connect_timeout),
-            "read_timeout": timedelta(seconds=read_timeout),
-            "timeout": timedelta(seconds=timeout),
-        }
-        retry: RetryConfig = {
-            "max_retries": max_retries,
-            "retry_timeout": _RETRY_WINDOW,
-            "backoff": {
-                "init_backoff": timedelta(milliseconds=100),
-                "max_backoff": timedelta(seconds=2),
-            },
-        }
-        writes: ClientConfig = {**client, "read_timeout": timedelta(seconds=commit_timeout)}
-        try:
-            self._store = S3Store(bucket, config=config, client_options=client, retry_config=retry)
-            self._writes = S3Store(bucket, config=config, client_options=writes, retry_config=retry)
-        except BaseError as exc:
-            raise ValueError(f"invalid S3 storage configuration: {first_line(exc)}") from exc
+        self._store, self._writes = obstore_stores(
+            bucket,
+            endpoint=endpoint,
+            region=region,
+            access_key_id=access_key_id,
+            secret_access_key=secret_access_key,
+            session_token=session_token,
+            allow_http=self.allow_http,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            commit_timeout=commit_timeout,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
         self._multipart = multipart_client(
             bucket,
             endpoint=endpoint,
@@ -221,31 +191,8 @@ class S3Storage:
         leaves out comes from the environment, as for the constructor; credentials never go in
         the URL.
         """
-        parts = urlsplit(url)
-        if parts.scheme != "s3" or not parts.netloc:
-            raise ValueError(f"not an S3 storage URL: {url!r}; use s3://bucket/prefix")
-        if "@" in parts.netloc:
-            raise ValueError("put S3 credentials in AWS_* environment variables, not in the URL")
-        options = dict(parse_qsl(parts.query, keep_blank_values=True))
-        unknown = sorted(set(options) - _URL_OPTIONS)
-        if unknown:
-            raise ValueError(
-                f"unknown S3 storage URL option(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(_URL_OPTIONS))}"
-            )
-        kwargs: dict[str, Any] = {}
-        if "allow_http" in options:
-            kwargs["allow_http"] = _parse_flag("allow_http", options["allow_http"])
-        for name in ("part_size", "parts_in_flight"):
-            if name in options:
-                kwargs[name] = _parse_int(name, options[name])
-        return cls(
-            unquote(parts.netloc),
-            prefix=unquote(parts.path),
-            endpoint=options.get("endpoint") or None,
-            region=options.get("region") or None,
-            **kwargs,
-        )
+        bucket, arguments = url_arguments(url)
+        return cls(bucket, **arguments)
 
     def __repr__(self) -> str:
         where = f", endpoint={self.endpoint!r}" if self.endpoint else ""
@@ -255,20 +202,9 @@ class S3Storage:
         """The S3 object name that holds ``key``; `ValueError` for a malformed key."""
         return self.prefix + check_key(key)
 
-    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
+    async def _put(self, key: str, chunks: AsyncIterable[bytes], counter: ByteCounter) -> None:
         """One PUT, or from ``part_size`` bytes on a multipart upload with ``parts_in_flight``
         parts sent at once; a failed or cancelled put aborts its multipart upload."""
-        hasher = BlobHasher()
-        await self._put(key, chunks, hasher)
-        return hasher.result()
-
-    async def put_unhashed(self, key: str, chunks: AsyncIterable[bytes]) -> int:
-        """As `put`, without hashing (`UnhashedPuts`); the size."""
-        counter = ByteCounter()
-        await self._put(key, chunks, counter)
-        return counter.size
-
-    async def _put(self, key: str, chunks: AsyncIterable[bytes], counter: ByteCounter) -> None:
         name = self.object_name(key)
         writer = obstore.open_writer_async(
             self._writes,
@@ -501,28 +437,3 @@ async def _window(
             yield chunk[low:high]
         if end is not None and offset >= end:
             return
-
-
-def _normalise_prefix(prefix: str) -> str:
-    prefix = prefix.strip("/")
-    return f"{prefix}/" if prefix else ""
-
-
-def _env_flag(name: str) -> bool:
-    return _parse_flag(name, os.environ.get(name, ""))
-
-
-def _parse_flag(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(f"{name} must be true or false, not {value!r}")
-
-
-def _parse_int(name: str, value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, not {value!r}") from None
