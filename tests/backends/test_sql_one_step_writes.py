@@ -9,7 +9,8 @@ import pytest
 
 from openai_files import SQLMetadataStore
 
-from .test_sql_round_trips import NOW, OWNER, QUOTA, counted, created, is_mariadb, pending
+from .sql_records import NOW, OWNER, QUOTA, created, pending
+from .test_sql_round_trips import counted, is_mariadb
 from .test_sql_round_trips import store as store  # the fixture: every SQL backend
 
 pytestmark = pytest.mark.anyio
