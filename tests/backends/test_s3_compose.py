@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import anyio
@@ -35,24 +35,13 @@ from openai_files.storage._sigv4 import Credentials, sign
 from openai_files.storage.s3 import S3Storage
 
 from ..s3_servers import UPLOAD_MARK, S3Server
+from .test_s3_storage import bucket as bucket  # the fixtures: moto and rclone
+from .test_s3_storage import server as server
 
 pytestmark = pytest.mark.anyio
 
 MIB = 1024 * 1024
 PART = 8 * MIB  # the storage's part_size here: streamed sources show as parts of 8 MiB
-
-
-@pytest.fixture(params=["moto", "rclone"])
-def server(request: pytest.FixtureRequest) -> S3Server:
-    found: S3Server = request.getfixturevalue(request.param)
-    return found
-
-
-@pytest.fixture
-def bucket(server: S3Server) -> Iterator[str]:
-    name = server.create_bucket()
-    yield name
-    server.remove_bucket(name)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 
 from openai_files import FilesService, MemoryMetadataStore
 from openai_files.errors import InvalidRequest
-from openai_files.storage.base import StoredBlob
+from openai_files.storage.base import ByteCounter
 from openai_files.storage.s3 import MIN_PART_SIZE, S3Storage
 from openai_files.testing import ManualClock
 
@@ -34,17 +34,16 @@ class MeteredS3Storage(S3Storage):
 
     moved = 0
 
-    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
-        blob = await super().put(key, chunks)
-        self.moved += blob.size
-        return blob
+    async def _put(self, key: str, chunks: AsyncIterable[bytes], counter: ByteCounter) -> None:
+        # Every put, hashed or not, stores through here.
+        await super()._put(key, self._counted(chunks), counter)
 
     async def get(
         self, key: str, *, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
         return self._counted(await super().get(key, start=start, end=end))
 
-    async def _counted(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def _counted(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         async for chunk in chunks:
             self.moved += len(chunk)
             yield chunk
