@@ -179,11 +179,11 @@ class SQLFileRecords(SQLEngine):
         return str(rows[0][0]) if rows else None
 
     def _key_file(
-        self, connection: Connection, owner: str, key: str, since: int, *, now: int | None
+        self, connection: Connection, owner: str, key: str, since: int, *, now: int
     ) -> str | None:
-        """The file of the owner's key, if it is still there (and visible at ``now``, if
-        given): after a failed, deleted or expired upload the key is free again."""
-        query = self._statements.key_file(now is not None)
+        """The file of the owner's key, if it is still there and visible at ``now``: after a
+        failed, deleted or expired upload the key is free again."""
+        query = self._statements.key_file(True)
         parameters = {"owner": owner, "key": key, "since": since, "now": now}
         found: str | None = connection.execute(query, parameters).scalar()
         return found
