@@ -16,7 +16,7 @@ from ._s3_errors import first_line
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig, S3Config
 
-__all__ = ["env_flag", "normalise_prefix", "obstore_stores", "url_arguments"]
+__all__ = ["env_flag", "env_says_true", "normalise_prefix", "obstore_stores", "url_arguments"]
 
 RETRY_WINDOW = timedelta(seconds=15)
 """No request is retried once this long has passed since its first attempt."""
@@ -119,6 +119,13 @@ def normalise_prefix(prefix: str) -> str:
 def env_flag(name: str) -> bool:
     """The environment variable ``name`` read as true or false (unset: false)."""
     return _parse_flag(name, os.environ.get(name, ""))
+
+
+def env_says_true(name: str) -> bool:
+    """True if the environment variable ``name`` is one of the words `env_flag` reads as true;
+    anything else, unset or not a flag, is false (where obstore reads the variable itself and
+    only needs to know whether it is on)."""
+    return os.environ.get(name, "").strip().lower() in _TRUE
 
 
 def _parse_flag(name: str, value: str) -> bool:

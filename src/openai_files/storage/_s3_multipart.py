@@ -23,6 +23,7 @@ from xml.etree import ElementTree
 import anyio
 import httpx
 
+from ._s3_config import env_says_true
 from ._sigv4 import Credentials, canonical_query, sign, uri_encode
 
 __all__ = [
@@ -46,7 +47,6 @@ MAX_PART_SIZE = 5 * 1024 * _MIB
 MAX_PARTS = 10_000
 
 _XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
-_TRUE = {"1", "true", "yes", "on"}
 
 
 class S3RequestError(Exception):
@@ -93,7 +93,7 @@ def multipart_client(
     secret_access_key = secret_access_key or env.get("AWS_SECRET_ACCESS_KEY")
     if not access_key_id or not secret_access_key:
         return None
-    if env.get("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "").strip().lower() in _TRUE:
+    if env_says_true("AWS_VIRTUAL_HOSTED_STYLE_REQUEST"):
         return None
     if session_token is None and access_key_id == env.get("AWS_ACCESS_KEY_ID"):
         session_token = env.get("AWS_SESSION_TOKEN") or None
