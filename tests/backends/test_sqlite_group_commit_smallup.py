@@ -16,11 +16,15 @@ from typing import Any
 import anyio
 import pytest
 from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy.dialects import sqlite
 
 from openai_files import SQLMetadataStore
 from openai_files.errors import Conflict, QuotaExceeded
+from openai_files.metadata._sql_prepared import Compiled
+from openai_files.metadata._sql_statements import Statements
 from openai_files.metadata._sqlite_group_commit import GroupCommits, Rollback
 from openai_files.metadata.base import Quota
+from openai_files.metadata.sql_schema import Tables
 
 from .sql_records import NOW, OWNER, created, pending
 
@@ -284,3 +288,42 @@ async def test_a_failed_commit_runs_each_write_alone(
         await group.aclose()
     assert outcomes == [1, 2, 3]
     assert numbers(engine) == [1, 2, 3]
+
+
+# -- a small file's create sends its writes to the driver directly -----------------------------
+
+
+def test_an_insert_with_a_default_computed_at_execution_is_not_prepared() -> None:
+    """The usage row's INSERT leaves ``open_uploads`` to its column default, which SQLAlchemy
+    computes at each execution: compiled once, it would send NULL."""
+    statements = Statements(Tables.named("t_"), "sqlite")
+    with pytest.raises(ValueError, match="column defaults"):
+        Compiled(statements.usage_row(), sqlite.dialect())
+    Compiled(statements.insert_file(), sqlite.dialect())  # every value given: taken
+
+
+async def test_a_prepared_write_reports_its_rows_and_the_drivers_errors(
+    store: SQLMetadataStore,
+) -> None:
+    """The writes of a create run on the driver: a refused quota changes no row, a taken id is
+    a conflict, and the statements are seen by the engine's listeners."""
+    seen: list[str] = []
+
+    def statement(_c: Any, _cursor: Any, sql: str, *_rest: Any) -> None:
+        seen.append(sql)
+
+    for engine in store.statement_engines:
+        event.listen(engine, "before_cursor_execute", statement)
+    try:
+        record = pending(1).replace(state="active")
+        assert await store.insert(record, quota=Quota(max_files=100)) == record.id
+        with pytest.raises(Conflict):
+            await store.insert(record.replace(filename="again.txt"))
+        with pytest.raises(QuotaExceeded):
+            await store.insert(pending(2).replace(state="active"), quota=Quota(max_files=2))
+    finally:
+        for engine in store.statement_engines:
+            event.remove(engine, "before_cursor_execute", statement)
+    assert any(sql.startswith("INSERT INTO") and "_files " in sql for sql in seen)
+    assert (await store.usage(OWNER)).files == 2
+    assert await store.get(OWNER, record.id, now=NOW) == record

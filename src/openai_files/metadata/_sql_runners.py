@@ -37,7 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ._sql_direct import DirectReads
-from ._sql_prepared import Prepared
+from ._sql_prepared import Prepared, Statement
 from ._sqlite_group_commit import GroupCommits, Rollback, end_transaction, in_transaction
 from ._sqlite_threads import ConnectionThreads
 
@@ -102,7 +102,7 @@ class ThreadedSQLite:
         self.engine = engine
         self._readers = ConnectionThreads(engine, SQLITE_READERS, "openai-files-sqlite-reader")
         self._writes = GroupCommits(engine, "openai-files-sqlite-writer")
-        self._prepared: dict[int, tuple[Select[Any], Prepared]] = {}
+        self._prepared: dict[int, tuple[Statement, Prepared]] = {}
 
     @classmethod
     def open(
@@ -132,12 +132,18 @@ class ThreadedSQLite:
         return await self._writes.write(body)
 
     async def rows(self, statement: Select[Any], parameters: Mapping[str, Any]) -> Rows:
+        prepared = self.prepared(statement)
+        return await self._readers.run(partial(prepared.rows, parameters=parameters))
+
+    def prepared(self, statement: Statement) -> Prepared:
+        """``statement`` (one the store keeps, `Statements`) compiled once, to run on the
+        driver (``_sql_prepared``); from any thread."""
         kept = self._prepared.get(id(statement))
         if kept is None:
             # The statement is kept with its compiled form, so its id is not reused.
             kept = (statement, Prepared(statement, self.engine.dialect))
             self._prepared[id(statement)] = kept
-        return await self._readers.run(partial(kept[1].rows, parameters=parameters))
+        return kept[1]
 
     async def aclose(self) -> None:
         await self._readers.aclose()
