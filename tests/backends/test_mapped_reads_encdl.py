@@ -43,6 +43,10 @@ async def drain(stream: AsyncIterator[T], into: list[T]) -> None:
         into.append(item)
 
 
+async def read_all(storage: Storage, key: str) -> bytes:
+    return b"".join([chunk async for chunk in await storage.get(key)])
+
+
 def open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -312,4 +316,20 @@ async def test_an_encrypted_download_on_local_disk_holds_a_bounded_number_of_blo
     rest = b"".join([chunk async for chunk in stream])
     assert data == data[: MiB - 16] + rest
     assert open_descriptors() == descriptors
+    await storage.aclose()
+
+
+@pytest.mark.parametrize("kind", ["memory", "local"])
+async def test_a_spoiled_first_block_is_an_error_and_logged(
+    tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    inner = inner_storage(kind, tmp_path)
+    storage = EncryptedStorage(inner, Keyring([KEY]))
+    await storage.put("aa/bb/victim", chunked(os.urandom(3 * MiB)))
+    content = await stored(inner, "aa/bb/victim")
+    content[5] ^= 0x01
+    await replace(inner, "aa/bb/victim", content)
+    with caplog.at_level("ERROR", logger="openai_files"), pytest.raises(BlobUnreadable):
+        await read_all(storage, "aa/bb/victim")
+    assert "segment 0 fails its integrity check" in caplog.text
     await storage.aclose()

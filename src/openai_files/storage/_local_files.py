@@ -197,25 +197,25 @@ def _open_mapped(
     end: int,
     block_size: int,
     function: Callable[[int, memoryview], _T],
-) -> tuple[int | None, Mapped[_T]]:
-    """Open ``path`` and read and map the first block of ``[start, end)`` (`map_block`), in
-    one call (one hand-off to a worker thread). The file's descriptor comes back only if the
-    range may hold more bytes: a range that ends within the first block is read and closed
-    at once."""
+) -> tuple[BinaryIO | None, Mapped[_T]]:
+    """Open ``path`` (unbuffered: it is read with ``pread``) and read and map the first block
+    of ``[start, end)`` (`map_block`), in one call (one hand-off to a worker thread). The
+    handle comes back only if the range may hold more bytes: a range that ends within the
+    first block is read and closed at once."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        handle = open(path, "rb", buffering=0)  # noqa: SIM115  # the reader closes it
     except FileNotFoundError:
         raise BlobNotFound(key) from None
     try:
         size = min(block_size, end - start)
-        first = map_block(functools.partial(_pread, descriptor), function, start, size)
+        first = map_block(functools.partial(_pread, handle.fileno()), function, start, size)
         if first[0] < size or start + size >= end:
-            os.close(descriptor)
+            handle.close()
             return None, first
     except BaseException:
-        os.close(descriptor)
+        handle.close()
         raise
-    return descriptor, first
+    return handle, first
 
 
 def _pread(descriptor: int, offset: int, size: int) -> bytes:

@@ -125,13 +125,16 @@ class EncryptedStorage(CountedPuts):
     ) -> AsyncIterator[bytes]:
         """Open the segments that hold ``[start, end)``, checking each (read and opened in one
         job per block where the wrapped storage offers `MappedReads`); `BlobNotFound` and
-        `BlobUnreadable` (a master key not in the keyring, an altered header) before any
-        byte."""
+        `BlobUnreadable` (a master key not in the keyring, an altered header; from local
+        disk, also a first block that fails its check) before any byte."""
         try:
-            header, data_key = await self._open_header(key)
+            return await self._get(key, start, end)
         except BlobUnreadable as exc:
             log.error("openai-files: %s", exc)
             raise
+
+    async def _get(self, key: str, start: int, end: int | None) -> AsyncIterator[bytes]:
+        header, data_key = await self._open_header(key)
         stop = header.size if end is None else min(end, header.size)
         start = max(start, 0)
         if start >= stop:

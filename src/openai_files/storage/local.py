@@ -284,17 +284,17 @@ class LocalStorage(CountedPuts):
         if start >= end:
             await self.head(key)  # `BlobNotFound` all the same
             start = end = 0
-        descriptor, first = (
+        handle, first = (
             await _io_on(self._openers, _open_mapped, path, key, start, end, block_size, function)
             if start < end
             else (None, None)
         )
-        if descriptor is None:
+        if handle is None:
             read: Callable[[int, int], bytes] = _no_read
             close: Callable[[], None] = _nothing_to_close
         else:
-            read = functools.partial(_pread, descriptor)
-            close = functools.partial(os.close, descriptor)
+            read = functools.partial(_pread, handle.fileno())
+            close = handle.close
         return mapped_blocks(
             lambda job: self._readers.submit(lambda _: job()),
             read,
