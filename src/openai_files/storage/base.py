@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 __all__ = [
     "AppendableStorage",
@@ -15,6 +15,7 @@ __all__ = [
     "ComposableStorage",
     "CountedPuts",
     "ListableStorage",
+    "MappedReads",
     "PresignedURLs",
     "Storage",
     "StoredBlob",
@@ -25,6 +26,7 @@ __all__ = [
     "store_unhashed",
 ]
 
+_T = TypeVar("_T")
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*")
 
 
@@ -174,6 +176,37 @@ async def store_unhashed(storage: Storage, key: str, chunks: AsyncIterable[bytes
     if isinstance(storage, UnhashedPuts):
         return await storage.put_unhashed(key, chunks)
     return (await storage.put(key, chunks)).size
+
+
+@runtime_checkable
+class MappedReads(Protocol):
+    """Optional capability: a read that hands each block it reads to a function in the worker
+    thread that read it, for a wrapper whose work per byte is heavy (`EncryptedStorage` opens
+    its segments there: one hand-off per block reads and decrypts it, and the event loop only
+    sends).
+
+    Memory and local disk offer it; `EncryptedStorage` reads any other storage through
+    `Storage.get` and does its own work in threads of its own.
+    """
+
+    async def get_mapped(
+        self,
+        key: str,
+        function: Callable[[int, memoryview], _T],
+        *,
+        start: int,
+        end: int,
+        block_size: int,
+    ) -> AsyncIterator[_T]:
+        """``function(offset, block)`` for each block of the bytes ``[start, end)`` of ``key``,
+        in order: the blocks start at ``start``, ``start + block_size``, ... and hold
+        ``block_size`` bytes, the last one fewer; none past the end of the object (a block
+        shorter than asked is the last). ``block`` is valid only during the call; the calls
+        run in worker threads, possibly at once for different blocks (a few blocks are read
+        ahead of the consumer: memory stays flat), and what one raises is raised by the
+        iterator at its place. `BlobNotFound` here, before any call, when the key does not
+        exist. Closing the iterator early waits for the calls under way."""
+        ...
 
 
 class CountedPuts:
