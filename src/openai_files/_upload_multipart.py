@@ -100,7 +100,7 @@ async def store_numbered(
     folder = f"uploads/{upload.id}"
     limit = min(core.policy.max_part_size, upload.bytes - upload.received)
     if limit < storage.min_part_size:
-        return None
+        return await _store_small(core, upload, part_id, chunks)
     count = storage.numbers_for(limit)
     multipart, started = upload.multipart, None
     if multipart is None:
@@ -132,6 +132,24 @@ async def store_numbered(
     if stored.last is None:
         return small_key, stored.blob
     return f"{folder}/{part_id}.parts-{first}-{stored.last}", stored.blob
+
+
+async def _store_small(
+    core: Core, upload: UploadRecord, part_id: str, chunks: AsyncIterable[bytes]
+) -> tuple[str, StoredBlob] | None:
+    """A part too small for a multipart part, of an upload that has a multipart upload
+    already: stored as an object, under a number of its own, so that it can end the
+    multipart upload (it is most often the last part). None, without taking a chunk, when
+    the upload has none or the numbers cannot be claimed."""
+    if upload.multipart is None:
+        return None
+    claimed = await core.metadata.claim_part_numbers(
+        upload.owner, upload.id, 1, multipart=upload.multipart, limit=MAX_PART_NUMBERS
+    )
+    if claimed is None:
+        return None
+    key = f"uploads/{upload.id}/{part_id}.part-{claimed[1]}"
+    return key, await core.storage.put(key, chunks)
 
 
 async def close_multipart(core: Core, upload: UploadRecord) -> None:

@@ -152,12 +152,17 @@ class S3Multipart:
             raise PartCopyUnsupported("the S3 server does not copy parts (UploadPartCopy)")
         return etag.strip()
 
-    async def upload_part(self, name: str, upload_id: str, number: int, body: bytes) -> str:
-        """UploadPart of ``body`` as part ``number``: the part's ETag. The body is sent
-        unhashed (``UNSIGNED-PAYLOAD``)."""
+    async def upload_part(
+        self, name: str, upload_id: str, number: int, body: bytes | Sequence[bytes]
+    ) -> str:
+        """UploadPart of ``body`` (or of its pieces, one after the other, not joined) as part
+        ``number``: the part's ETag. The body is sent unhashed (``UNSIGNED-PAYLOAD``)."""
+        pieces = [body] if isinstance(body, bytes) else body
         query = {"partNumber": str(number), "uploadId": upload_id}
-        headers = {"content-length": str(len(body))}
-        response = await self._send("PUT", name, query, headers, body, unsigned_payload=True)
+        headers = {"content-length": str(sum(map(len, pieces)))}
+        response = await self._send(
+            "PUT", name, query, headers, _streamed(pieces), unsigned_payload=True
+        )
         etag = str(response.headers.get("etag", "")).strip()
         if not etag:
             raise S3RequestError(f"PUT {name}: S3 answered part {number} without an ETag")
@@ -189,6 +194,10 @@ class S3Multipart:
         body = f'<CompleteMultipartUpload xmlns="{_XMLNS}">{parts}</CompleteMultipartUpload>'
         headers = {"content-type": "application/xml"}
         await self._request("POST", name, {"uploadId": upload_id}, headers, body.encode())
+
+    async def delete(self, name: str) -> None:
+        """DeleteObject."""
+        await self._request("DELETE", name, {})
 
     async def abort(self, name: str, upload_id: str) -> None:
         """AbortMultipartUpload; an upload S3 no longer knows is a no-op."""
@@ -242,7 +251,7 @@ class S3Multipart:
         name: str,
         query: Mapping[str, str],
         headers: Mapping[str, str],
-        body: bytes,
+        body: bytes | AsyncIterator[bytes],
         *,
         unsigned_payload: bool = False,
     ) -> httpx.Response:
@@ -258,7 +267,7 @@ class S3Multipart:
             path=path,
             query=query,
             headers=headers,
-            body=b"" if unsigned_payload else body,
+            body=body if isinstance(body, bytes) else b"",
             unsigned_payload=unsigned_payload,
         )
         target = f"{path}?{canonical_query(query)}" if query else path
@@ -267,7 +276,12 @@ class S3Multipart:
             response = await self._client.request(method, url, headers=signed, content=body)
         except httpx.HTTPError as exc:
             raise S3RequestError(f"error sending request to S3: {exc!r}") from exc
-        answer = _parse(response.content)
+        try:
+            answer = _parse(response.content)
+        except S3RequestError:
+            if response.is_success:
+                raise
+            answer = None  # an error without an XML body (moto's, for a missing upload)
         if response.is_success and (answer is None or _local(answer.tag) != "Error"):
             return response
         code = (_find(answer, "Code") or "") if answer is not None else ""
@@ -278,6 +292,11 @@ class S3Multipart:
             status=response.status_code,
             code=code,
         )
+
+
+async def _streamed(pieces: Sequence[bytes]) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
 
 
 def _parse(content: bytes) -> ElementTree.Element | None:

@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 
 import anyio
+import anyio.abc
 
 from ..errors import BlobNotFound
 from ._s3_multipart import MIN_PART_SIZE, S3Multipart, S3RequestError
 from .base import BlobHasher, MultipartGone, NumberedPut, NumberedSource, StoredBlob
 
-__all__ = ["complete_numbered", "numbers_for", "put_numbered"]
+__all__ = ["complete_numbered", "gapless_parts", "numbers_for", "put_numbered"]
 
 
 def numbers_for(size: int, piece: int) -> int:
@@ -50,22 +51,29 @@ async def put_numbered(
     held: list[bytes] = []
     held_size = 0
     number = first
-    sent = 0
-    slots = anyio.Semaphore(in_flight)  # taken before a part is cut, given back once sent
+    slots = anyio.Semaphore(in_flight)  # taken before a part is sent, given back once sent
 
-    async def send(data: bytes, at: int) -> None:
+    async def send(body: list[bytes], at: int) -> None:
         try:
-            await client.upload_part(name, upload_id, at, data)
+            await client.upload_part(name, upload_id, at, body)
         finally:
             slots.release()
 
-    async def first_part(data: bytes) -> None:
-        try:
-            await client.upload_part(name, upload_id, first, data)
-        except S3RequestError as exc:
-            if exc.code == "NoSuchUpload" or exc.status == 404:
-                raise MultipartGone(data) from exc
-            raise
+    async def start(body: list[bytes], group: anyio.abc.TaskGroup) -> None:
+        nonlocal number
+        if number - first >= count:
+            raise ValueError(f"a stream needs more than the {count} part numbers given")
+        if number == first:  # sent before more is taken: it finds out if the upload is gone
+            try:
+                await client.upload_part(name, upload_id, first, body)
+            except S3RequestError as exc:
+                if exc.code == "NoSuchUpload" or exc.status == 404:
+                    raise MultipartGone(b"".join(body)) from exc
+                raise
+        else:
+            await slots.acquire()
+            group.start_soon(send, body, number)
+        number += 1
 
     try:
         async with anyio.create_task_group() as group:
@@ -75,36 +83,40 @@ async def put_numbered(
                 hasher.update(chunk)
                 held.append(chunk)
                 held_size += len(chunk)
-                if held_size < piece + MIN_PART_SIZE:
-                    continue
-                data = b"".join(held)
-                held, held_size = [data[piece:]], held_size - piece
-                body = data[:piece]
-                del data
-                if number - first >= count:
-                    raise ValueError(f"a stream needs more than the {count} part numbers given")
-                if number == first:
-                    await first_part(body)
-                else:
-                    await slots.acquire()
-                    group.start_soon(send, body, number)
-                number += 1
-                sent += 1
-            rest = b"".join(held)
-            held = []
-            if sent == 0 and len(rest) < MIN_PART_SIZE:
-                stored = await put_small(_once(rest))
+                if held_size >= piece + MIN_PART_SIZE:
+                    body, held = _cut(held, piece)
+                    held_size -= piece
+                    await start(body, group)
+            if number == first and held_size < MIN_PART_SIZE:
+                stored = await put_small(_each(held))
                 return NumberedPut(blob=stored, last=None)
-            if number - first >= count:
-                raise ValueError(f"a stream needs more than the {count} part numbers given")
-            if number == first:
-                await first_part(rest)
-            else:
-                await slots.acquire()
-                group.start_soon(send, rest, number)
+            body, held = held, []
+            await start(body, group)
     except BaseExceptionGroup as failures:
         raise _first(failures) from None
-    return NumberedPut(blob=hasher.result(), last=number)
+    return NumberedPut(blob=hasher.result(), last=number - 1)
+
+
+async def gapless_parts(client: S3Multipart, name: str) -> bool:
+    """Whether the server completes only uploads whose parts are numbered 1, 2, 3... with no
+    gap (``rclone serve s3`` answers ``InvalidPart`` otherwise; S3 and moto take any
+    ascending numbers). Found with a multipart upload of the object ``name`` of two parts of
+    one byte, numbered 1 and 3, completed (S3 may refuse parts that small instead) and
+    aborted, or the object removed if it was made."""
+    upload_id = await client.create(name)
+    try:
+        etags = {
+            number: await client.upload_part(name, upload_id, number, b"-") for number in (1, 3)
+        }
+        try:
+            await client.complete(name, upload_id, etags)
+        except S3RequestError as exc:
+            return exc.code == "InvalidPart"
+        await client.delete(name)
+        return False
+    finally:
+        with anyio.CancelScope(shield=True):
+            await client.abort(name, upload_id)
 
 
 async def complete_numbered(
@@ -122,15 +134,16 @@ async def complete_numbered(
     completed before), the object's size (``size_of``); `BlobNotFound` if it was aborted, or
     a source's parts are not all there with the size they should have."""
     try:
-        for source in sources:
-            if source.key is not None:
-                body = await read_small(source.key)
-                await client.upload_part(name, upload_id, source.first, body)
         listed = await client.list_parts(name, upload_id)
     except S3RequestError as exc:
         if exc.code != "NoSuchUpload" and exc.status != 404:
             raise
         return await size_of()  # BlobNotFound if there is no object either
+    for source in sources:
+        if source.key is not None:
+            body = await read_small(source.key)
+            etag = await client.upload_part(name, upload_id, source.first, body)
+            listed[source.first] = (etag, len(body))
     etags: dict[int, str] = {}
     for source in sources:
         numbers = range(source.first, source.last + 1)
@@ -144,9 +157,25 @@ async def complete_numbered(
     return sum(source.size for source in sources)
 
 
-async def _once(data: bytes) -> AsyncIterator[bytes]:
-    if data:
-        yield data
+def _cut(chunks: list[bytes], size: int) -> tuple[list[bytes], list[bytes]]:
+    """``chunks`` split after their first ``size`` bytes (a chunk across the cut is split)."""
+    taken = 0
+    for index, chunk in enumerate(chunks):
+        if taken + len(chunk) >= size:
+            keep = size - taken
+            head, tail = chunks[:index], chunks[index + 1 :]
+            if keep:
+                head.append(chunk[:keep])
+            if keep < len(chunk):
+                tail.insert(0, chunk[keep:])
+            return head, tail
+        taken += len(chunk)
+    return chunks, []
+
+
+async def _each(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from datetime import timedelta
+from secrets import token_hex
 from typing import TYPE_CHECKING
 
 import anyio
@@ -63,7 +64,7 @@ from ._s3_multipart import (
     multipart_client,
     plan_copies,
 )
-from ._s3_parts import complete_numbered, numbers_for, put_numbered
+from ._s3_parts import complete_numbered, gapless_parts, numbers_for, put_numbered
 from .base import (
     ByteCounter,
     CountedPuts,
@@ -193,6 +194,7 @@ class S3Storage(CountedPuts):
             read_timeout=commit_timeout,
         )
         self._copies_parts = self._multipart is not None
+        self._numbers_with_gaps: bool | None = None  # the server completes parts 1 and 3
 
     @classmethod
     def from_url(cls, url: str) -> S3Storage:
@@ -349,11 +351,19 @@ class S3Storage(CountedPuts):
         return numbers_for(size, self.part_size)
 
     async def start_multipart(self, key: str) -> str | None:
-        """CreateMultipartUpload of ``key``; None without static credentials."""
+        """CreateMultipartUpload of ``key``; None without static credentials, or from a
+        server that completes only parts numbered 1, 2, 3... without gaps (``rclone serve
+        s3``): the first call finds out (`gapless_parts`)."""
         name = self.object_name(key)
         if self._multipart is None:
             return None
         try:
+            if self._numbers_with_gaps is None:
+                self._numbers_with_gaps = not await gapless_parts(
+                    self._multipart, self.object_name(f"uploads/probe-{token_hex(8)}")
+                )
+            if not self._numbers_with_gaps:
+                return None
             return await self._multipart.create(name)
         except S3RequestError as exc:
             raise unavailable(f"starting a multipart upload of {key!r}", exc) from exc
