@@ -204,7 +204,7 @@ class S3Multipart:
         try:
             await self._request("DELETE", name, {"uploadId": upload_id})
         except S3RequestError as exc:
-            if exc.code != "NoSuchUpload":
+            if exc.code != "NoSuchUpload" and exc.status != 404:
                 raise
 
     async def incomplete(self, prefix: str) -> AsyncIterator[IncompleteUpload]:
