@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable
 
 import anyio
 
 from ._core import Core
 from .ids import new_storage_key
 from .metadata.base import PartRecord, UploadRecord
-from .storage.base import MultipartGone, MultipartStorage, NumberedSource, StoredBlob
+from .storage.base import MultipartStorage, NumberedSource, StoredBlob
 
 __all__ = [
     "MAX_PART_NUMBERS",
@@ -44,6 +44,7 @@ __all__ = [
     "multipart_of",
     "numbered",
     "staged_parts",
+    "stop_numbering",
     "store_numbered",
 ]
 
@@ -122,13 +123,9 @@ async def store_numbered(
     multipart, first = claimed
     key, _, upload_id = multipart.partition(" ")
     small_key = f"{folder}/{part_id}.part-{first}"
-    try:
-        stored = await storage.put_numbered(
-            key, upload_id, chunks, first=first, count=count, small_key=small_key
-        )
-    except MultipartGone as gone:  # completed into its object by an earlier completion
-        plain = f"{folder}/{part_id}"
-        return plain, await core.storage.put(plain, _prefixed(gone.taken, chunks))
+    stored = await storage.put_numbered(
+        key, upload_id, chunks, first=first, count=count, small_key=small_key
+    )
     if stored.last is None:
         return small_key, stored.blob
     return f"{folder}/{part_id}.parts-{first}-{stored.last}", stored.blob
@@ -152,6 +149,23 @@ async def _store_small(
     return key, await core.storage.put(key, chunks)
 
 
+async def stop_numbering(core: Core, upload: UploadRecord) -> None:
+    """Claim every part number the pending ``upload`` has left, so that parts from now on are
+    objects of their own: after a completion that failed, its multipart upload may have been
+    completed into its object, and takes no more parts. (A part that claimed numbers before
+    this fails, and is sent again.)"""
+    metadata = core.metadata
+    while (current := await metadata.get_upload(upload.owner, upload.id)) is not None:
+        left = MAX_PART_NUMBERS - current.part_numbers
+        if current.multipart is None or left <= 0 or current.state != "pending":
+            return
+        claimed = await metadata.claim_part_numbers(
+            upload.owner, upload.id, left, multipart=current.multipart, limit=MAX_PART_NUMBERS
+        )
+        if claimed is not None:
+            return
+
+
 async def close_multipart(core: Core, upload: UploadRecord) -> None:
     """Once ``upload`` is closed: abort its multipart upload, and remove the object it was
     completed into unless a file record holds it (the upload's file)."""
@@ -170,10 +184,3 @@ async def _abort(storage: MultipartStorage, multipart: str) -> None:
         await storage.abort_multipart(key, upload_id)
     except Exception:  # the orphan sweep's remove_partials aborts it later
         log.warning("aborting an unused multipart upload of %s failed", key)
-
-
-async def _prefixed(taken: bytes, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    if taken:
-        yield taken
-    async for chunk in chunks:
-        yield chunk

@@ -31,7 +31,7 @@ from ._checks import (
 )
 from ._core import IDEMPOTENCY_WINDOW, Core
 from ._pending_upload import PendingUpload, begin_upload
-from ._upload_multipart import close_multipart, multipart_of, staged_parts
+from ._upload_multipart import close_multipart, multipart_of, staged_parts, stop_numbering
 from ._upload_parts import (
     PartMeter,
     part_too_large,
@@ -226,6 +226,10 @@ class Uploads:
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._move(upload, "pending")  # it can be completed again
+                try:
+                    await stop_numbering(self._core, upload)
+                except Exception:  # a part sent next fails if the multipart upload is gone
+                    log.warning("could not stop the part numbers of %s", upload.id)
             raise
         return await self._completed(upload, created)
 

@@ -24,6 +24,7 @@ import anyio.to_thread
 import pytest
 
 from openai_files import FilesService, MemoryMetadataStore, SQLMetadataStore
+from openai_files._upload_multipart import MAX_PART_NUMBERS
 from openai_files.errors import InvalidRequest
 from openai_files.metadata.base import MetadataStore
 from openai_files.storage._s3_multipart import S3Multipart
@@ -316,6 +317,31 @@ async def test_a_refused_completion_can_be_completed_again(
     assert await leftovers(server, storage_of(service)) == [
         await file_key(service.metadata, done.file.id)
     ]
+
+
+async def test_a_refused_completion_stops_the_numbering_of_parts(
+    service: FilesService, server: S3Server
+) -> None:
+    # After the multipart upload was completed into its object, it takes no more parts: a
+    # part sent later (the upload is pending again) must be an object of its own.
+    parts = [os.urandom(6 * MiB), os.urandom(100)]
+    upload_id = await create(service, sum(map(len, parts)))
+    ids = [await add(service, upload_id, part) for part in parts]
+
+    with pytest.raises(InvalidRequest, match="md5"):
+        await service.uploads.complete("alice", upload_id, part_ids=ids, md5="0" * 32)
+
+    upload = await service.metadata.get_upload("alice", upload_id)
+    assert upload is not None
+    assert upload.state == "pending"
+    if numbered(server):
+        assert upload.part_numbers == MAX_PART_NUMBERS
+    assert (
+        await service.metadata.claim_part_numbers(
+            "alice", upload_id, 1, multipart="k a", limit=MAX_PART_NUMBERS
+        )
+        is None
+    ) == numbered(server)
 
 
 async def test_another_replica_completes_the_upload(

@@ -17,7 +17,7 @@ import anyio.abc
 
 from ..errors import BlobNotFound
 from ._s3_multipart import MIN_PART_SIZE, S3Multipart, S3RequestError
-from .base import BlobHasher, MultipartGone, NumberedPut, NumberedSource, StoredBlob
+from .base import BlobHasher, NumberedPut, NumberedSource, StoredBlob
 
 __all__ = ["complete_numbered", "gapless_parts", "numbers_for", "put_numbered"]
 
@@ -42,8 +42,7 @@ async def put_numbered(
     """Send ``chunks`` as parts ``first, first + 1, ...`` (at most ``count`` of them) of the
     upload ``upload_id`` of the object ``name``, up to ``in_flight`` parts at once while the
     next one fills, hashing every byte on the way. A stream shorter than `MIN_PART_SIZE` goes
-    to ``put_small`` instead. The first part is sent before any more bytes are taken: if S3
-    no longer knows the upload, `MultipartGone` carries the bytes taken so far.
+    to ``put_small`` instead.
 
     On any error or cancellation the parts sent stay in the upload, unused: a completion
     names only the parts it wants, and an abort drops them all."""
@@ -63,16 +62,8 @@ async def put_numbered(
         nonlocal number
         if number - first >= count:
             raise ValueError(f"a stream needs more than the {count} part numbers given")
-        if number == first:  # sent before more is taken: it finds out if the upload is gone
-            try:
-                await client.upload_part(name, upload_id, first, body)
-            except S3RequestError as exc:
-                if exc.code == "NoSuchUpload" or exc.status == 404:
-                    raise MultipartGone(b"".join(body)) from exc
-                raise
-        else:
-            await slots.acquire()
-            group.start_soon(send, body, number)
+        await slots.acquire()
+        group.start_soon(send, body, number)
         number += 1
 
     try:

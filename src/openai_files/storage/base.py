@@ -15,7 +15,6 @@ __all__ = [
     "ComposableStorage",
     "CountedPuts",
     "ListableStorage",
-    "MultipartGone",
     "MultipartStorage",
     "NumberedPut",
     "NumberedSource",
@@ -307,15 +306,6 @@ class AppendableStorage(Protocol):
         ...
 
 
-class MultipartGone(Exception):
-    """`MultipartStorage.put_numbered` found its multipart upload gone (completed or
-    aborted). ``taken`` holds the bytes it took from the stream (the rest is still there)."""
-
-    def __init__(self, taken: bytes) -> None:
-        super().__init__("the multipart upload no longer exists")
-        self.taken = taken
-
-
 @dataclass(frozen=True)
 class NumberedPut:
     """What `MultipartStorage.put_numbered` stored: the bytes' size and SHA-256, and the last
@@ -372,8 +362,8 @@ class MultipartStorage(Protocol):
         """Send the bytes of ``chunks`` as the parts numbered ``first`` on (at most ``count``
         of them, each at least ``min_part_size`` bytes) of the multipart upload; or, fewer
         than ``min_part_size`` bytes in all, store them under ``small_key`` as `Storage.put`
-        does. Streams, as `Storage.put`. `MultipartGone` when the upload no longer exists.
-        On an error, parts sent stay in the upload unused."""
+        does. Streams, as `Storage.put`. On an error (the upload no longer exists, say), parts
+        sent stay in the upload unused."""
         ...
 
     async def complete_multipart(

@@ -68,7 +68,6 @@ from ._s3_parts import complete_numbered, gapless_parts, numbers_for, put_number
 from .base import (
     ByteCounter,
     CountedPuts,
-    MultipartGone,
     NumberedPut,
     NumberedSource,
     ObjectRange,
@@ -382,7 +381,7 @@ class S3Storage(CountedPuts):
         their way at once: memory stays near ``(parts_in_flight + 2) * part_size + 5 MiB``."""
         name = self.object_name(key)
         if self._multipart is None:
-            raise MultipartGone(b"")
+            raise unavailable(f"storing a part of {key!r}", S3RequestError("no static credentials"))
         try:
             return await put_numbered(
                 self._multipart,
