@@ -52,6 +52,7 @@ from .base import (
     BlobHasher,
     ByteCounter,
     CountedPuts,
+    ObjectRange,
     StoredBlob,
     UnfinishedRange,
     check_key,
@@ -183,14 +184,18 @@ class LocalStorage(CountedPuts):
                 raise errors.exceptions[0] from None
             raise
 
-    async def compose(self, key: str, sources: Sequence[str | UnfinishedRange]) -> int:
-        """Concatenate the source files (or ranges of unfinished files) into ``key`` in a
+    async def compose(
+        self, key: str, sources: Sequence[str | ObjectRange | UnfinishedRange]
+    ) -> int:
+        """Concatenate the source files (or ranges of them or of unfinished files) into ``key`` in a
         worker thread, with the kernel copying the bytes (``copy_file_range``) where the
         filesystem allows; flushed as a put is with ``fsync``."""
         path = self.path_for(key)
         files = [
             self.path_for(source)
             if isinstance(source, str)
+            else (self.path_for(source.key), source.start, source.end)
+            if isinstance(source, ObjectRange)
             else (self.unfinished_path(source.key), source.start, source.end)
             for source in sources
         ]
