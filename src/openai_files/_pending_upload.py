@@ -40,6 +40,7 @@ from .storage.base import (
     AppendableStorage,
     BlobHasher,
     ComposableStorage,
+    ObjectRange,
     StoredBlob,
     UnfinishedRange,
 )
@@ -149,6 +150,7 @@ class PendingUpload:
         self._reserved = 0
         self._validators: dict[JSONLRules, JSONLValidator] = {}
         self._maybe_committed = False
+        self._borrowed = False  # the bytes under the record's key are not this upload's to remove
 
     @property
     def file_id(self) -> str:
@@ -178,7 +180,7 @@ class PendingUpload:
 
     async def compose(
         self,
-        sources: Sequence[str | UnfinishedRange],
+        sources: Sequence[str | ObjectRange | UnfinishedRange],
         *,
         size: int,
         etag: str,
@@ -213,6 +215,25 @@ class PendingUpload:
         blob = await self._checked(content, size)
         await storage.seal(unfinished, self.record.storage_key, size=size)
         self._blob = blob
+        self._etag = blob.sha256 or etag
+
+    async def adopt(
+        self,
+        key: str,
+        *,
+        size: int,
+        etag: str,
+        content: AsyncIterable[bytes] | None = None,
+    ) -> None:
+        """Take the object ``key`` (``size`` bytes, stored already) as the file, instead of
+        `write`: no byte is copied. ``content``, when the bytes must be checked, is those
+        bytes, read once, as for `seal`. The object is not this upload's: if the upload
+        fails, its record goes but the object stays (the Uploads API's parts, which may be
+        assembled again)."""
+        self.record = self.record.replace(storage_key=key)
+        self._borrowed = True
+        blob = await self._checked(content, size)
+        self._blob = StoredBlob(size=size, sha256=blob.sha256)
         self._etag = blob.sha256 or etag
 
     async def _checked(self, content: AsyncIterable[bytes] | None, size: int) -> StoredBlob:
@@ -368,7 +389,12 @@ class PendingUpload:
                     # leads the sweeper to them.
                     log.warning("could not hide %s after a failed commit; kept", record.id)
                     return
-            if self._recorded or self._maybe_committed:
+            if self._borrowed and (self._recorded or self._maybe_committed):
+                try:
+                    await core.metadata.remove(record.owner, record.id)
+                except Exception:  # the sweeper removes the pending record, with the bytes
+                    log.warning("removing the record of %s failed; the sweeper will", record.id)
+            elif self._recorded or self._maybe_committed:
                 await core.purge(record)
             elif self._blob is not None:  # stored, never recorded: no record to remove
                 try:

@@ -8,6 +8,9 @@ record's storage key names its place there, ``uploads/<upload id>/appended.<offs
 *segment*; the key itself holds no object). Any other part is stored under a key of its own.
 When the parts named at completion are that object's segments in order from its first byte,
 the object is sealed into the file and no byte is copied.
+
+Where the storage has multipart uploads that stay open across requests (`MultipartStorage`:
+S3), a part goes into the upload's one multipart upload instead (`._upload_multipart`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,16 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
 from ._core import Core
 from ._pending_upload import QUOTA_STEP
+from ._upload_multipart import numbered, store_numbered
 from .errors import FileTooLarge, InvalidRequest, QuotaExceeded
 from .metadata.base import PartRecord, UploadRecord
-from .storage.base import AppendableStorage, Storage, StoredBlob, UnfinishedRange
+from .storage.base import (
+    AppendableStorage,
+    MultipartStorage,
+    Storage,
+    StoredBlob,
+    UnfinishedRange,
+)
 
 __all__ = [
     "PartMeter",
@@ -138,12 +148,17 @@ def segment_of(part: PartRecord) -> UnfinishedRange | None:
 
 
 async def store_part(
-    storage: Storage, upload: UploadRecord, part_id: str, chunks: AsyncIterable[bytes]
+    core: Core, upload: UploadRecord, part_id: str, chunks: AsyncIterable[bytes]
 ) -> tuple[str, StoredBlob]:
     """Store one part's bytes; return the storage key its record names, and what was stored.
-    Appended to the upload's unfinished object when the storage allows it, else under
+    Appended to the upload's unfinished object when the storage allows it, sent into the
+    upload's multipart upload where the storage has them, else under
     ``uploads/<upload id>/<part id>``."""
-    folder = f"uploads/{upload.id}"
+    storage, folder = core.storage, f"uploads/{upload.id}"
+    if isinstance(storage, MultipartStorage):
+        stored = await store_numbered(core, storage, upload, part_id, chunks)
+        if stored is not None:
+            return stored
     if isinstance(storage, AppendableStorage):
         offset = upload.received
         blob = await storage.append(f"{folder}/{APPENDED}", chunks, offset=offset)
@@ -155,7 +170,12 @@ async def store_part(
 
 async def remove_part_bytes(storage: Storage, part: PartRecord, *, whole_upload: bool) -> None:
     """Remove a part's bytes. An appended part's are cut off the unfinished object if they
-    are its last ones; with ``whole_upload`` (every part goes) the object is removed."""
+    are its last ones; with ``whole_upload`` (every part goes) the object is removed. A part
+    in a multipart upload has no bytes of its own: they go with the upload's multipart
+    upload (`._upload_multipart.close_multipart`)."""
+    source = numbered(part)
+    if source is not None and source.key is None:
+        return
     segment = segment_of(part)
     if segment is None or not isinstance(storage, AppendableStorage):
         await storage.delete(part.storage_key)

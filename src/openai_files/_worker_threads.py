@@ -70,6 +70,11 @@ class WorkerThreads(Generic[R]):
             result = await future
         return result
 
+    def submit(self, job: Callable[[R], T]) -> asyncio.Future[T]:
+        """The future of ``job``, to be run on one thread with its resource; cancelled before a
+        thread takes it, the job is skipped (once running, it runs to its end)."""
+        return self._submit(job)
+
     async def aclose(self) -> None:
         """Let the queued jobs run, then end every resource and every thread."""
         with self._start_lock:

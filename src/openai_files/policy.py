@@ -118,7 +118,8 @@ class Policy:
       ``openai-files serve --file-too-large-status 400``); an app given none still follows it.
     - ``max_upload_size``, ``max_part_size``, ``upload_ttl``: the Uploads API's limits (the
       file an upload produces may pass ``max_file_size``, up to ``max_upload_size``; None holds
-      it to ``max_file_size``: `upload_limit`).
+      it to ``max_file_size``: `upload_limit`). ``upload_ttl`` is at most a day, the age at
+      which the orphan sweep removes an upload's partial bytes.
     - ``max_upload_parts``: the most parts one upload may hold (10,000, as S3 allows); it also
       sizes the body ``POST /uploads/{id}/complete`` accepts, so every legal upload can name
       all of its parts.
@@ -186,6 +187,11 @@ class Policy:
             raise ValueError("max_file_size must be at least 1 byte")
         if self.max_upload_parts < 1:
             raise ValueError("max_upload_parts must be at least 1")
+        if not 1 <= self.upload_ttl <= DAY:
+            raise ValueError(
+                "upload_ttl must be between 1 and 86400 seconds (a day): the orphan sweep "
+                "removes the partial bytes of uploads untouched for a day"
+            )
         if self.max_open_uploads is not None and self.max_open_uploads < 1:
             raise ValueError("max_open_uploads must be at least 1, or None for no bound")
         if not 1 <= self.list_limit_default <= self.list_limit_max:

@@ -30,7 +30,8 @@ from ._checks import (
     checked_owner,
 )
 from ._core import IDEMPOTENCY_WINDOW, Core
-from ._pending_upload import begin_upload
+from ._pending_upload import PendingUpload, begin_upload
+from ._upload_multipart import close_multipart, multipart_of, staged_parts, stop_numbering
 from ._upload_parts import (
     PartMeter,
     part_too_large,
@@ -54,7 +55,7 @@ from .ids import new_object_id
 from .inputs import check_media_type, possible_id
 from .metadata.base import PartOutcome, PartRecord, UploadRecord, UploadState
 from .models import FileObject, UploadObject, UploadPartObject
-from .storage.base import ComposableStorage
+from .storage.base import ComposableStorage, MultipartStorage, ObjectRange
 
 __all__ = ["Uploads"]
 
@@ -145,7 +146,7 @@ class Uploads:
         part_id = new_object_id(PART_ID_PREFIX)
         meter = PartMeter(core, upload, limit, still_pending=lambda: self._still_pending(upload))
         try:
-            key, blob = await store_part(core.storage, upload, part_id, meter.metered(data))
+            key, blob = await store_part(core, upload, part_id, meter.metered(data))
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await meter.release()
@@ -225,6 +226,10 @@ class Uploads:
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._move(upload, "pending")  # it can be completed again
+                try:
+                    await stop_numbering(self._core, upload)
+                except Exception:  # a part sent next fails if the multipart upload is gone
+                    log.warning("could not stop the part numbers of %s", upload.id)
             raise
         return await self._completed(upload, created)
 
@@ -265,7 +270,20 @@ class Uploads:
         await self._move(upload, "completed", created.id)
         metadata = self._core.metadata
         await self._discard_parts(await metadata.get_parts(upload.owner, upload.id))
+        await self._close_multipart(upload)
         return _upload_object(upload.replace(state="completed"), created)
+
+    async def _close_multipart(self, upload: UploadRecord) -> None:
+        """Abort the closed upload's multipart upload (and remove what it was completed
+        into, unless that is the file), as the upload's record now says it is."""
+        core = self._core
+        with anyio.CancelScope(shield=True):
+            try:
+                current = await core.metadata.get_upload(upload.owner, upload.id)
+                if current is not None and not current.is_open:
+                    await close_multipart(core, current)
+            except Exception:  # the orphan sweep's remove_partials aborts it later
+                log.warning("closing the multipart upload of %s failed", upload.id)
 
     async def cancel(self, owner: str, upload_id: str) -> UploadObject:
         """Cancel a pending upload and discard its parts."""
@@ -276,6 +294,7 @@ class Uploads:
         ):
             raise _not_pending(upload_id, "being completed")
         await self._discard_parts(await core.metadata.get_parts(owner, upload_id))
+        await self._close_multipart(upload)
         return _upload_object(upload.replace(state="cancelled"))
 
     async def sweep(self, *, batch: int = 100) -> int:
@@ -285,6 +304,11 @@ class Uploads:
         discarded = 0
         while parts := await metadata.finished_parts(limit=batch):
             discarded += await self._discard_parts(parts)
+            closed = {(part.owner, part.upload_id) for part in parts}
+            for owner, upload_id in sorted(closed):
+                upload = await metadata.get_upload(owner, upload_id)
+                if upload is not None and upload.multipart is not None:
+                    await self._close_multipart(upload)
             if len(parts) < batch:
                 break
         return discarded
@@ -305,25 +329,91 @@ class Uploads:
         async with pending:
             storage, etag = core.storage, _composite_etag(parts)
             reads_content = md5 is not None or core.policy.rules_for(upload.purpose)
-            content = self._read_parts(parts, md5) if reads_content else None
-            if (unfinished := sealable(storage, parts)) is not None:
+            current = await core.metadata.get_upload(upload.owner, upload.id)
+            numbered_parts = isinstance(storage, MultipartStorage)
+            if current is not None and numbered_parts and multipart_of(current) is not None:
+                await self._assemble_multipart(current, parts, md5, pending, etag)
+            elif (unfinished := sealable(storage, parts)) is not None:
+                content = self._read_parts(parts, md5) if reads_content else None
                 await pending.seal(unfinished, size=upload.bytes, etag=etag, content=content)
             elif isinstance(storage, ComposableStorage):
+                content = self._read_parts(parts, md5) if reads_content else None
                 await pending.compose(sources(parts), size=upload.bytes, etag=etag, content=content)
             else:
-                await pending.write(content or self._read_parts(parts, None))
+                await pending.write(self._read_parts(parts, md5))
             return await pending.finish(
                 purpose=upload.purpose,
                 expires_after=upload.expires_after,
                 idempotency_key=_completion_key(upload.id),
             )
 
-    async def _read_parts(self, parts: list[PartRecord], md5: str | None) -> AsyncIterator[bytes]:
-        """The parts' bytes in order; with ``md5``, the stream fails after the last byte
-        (before anything is stored) unless the bytes have that MD5."""
+    async def _assemble_multipart(
+        self,
+        upload: UploadRecord,
+        parts: list[PartRecord],
+        md5: str | None,
+        pending: PendingUpload,
+        etag: str,
+    ) -> None:
+        """Complete the upload's multipart upload with its staged parts (see
+        `._upload_multipart`). The parts named in that order are the file: it takes the
+        object. Otherwise the file is written from the staged parts, read back from the
+        object, and the others."""
+        core, storage = self._core, self._core.storage
+        where = multipart_of(upload)
+        assert where is not None
+        assert isinstance(storage, MultipartStorage)
+        key, multipart_id = where
+        staged = staged_parts(parts)
+        ranges: dict[str, tuple[int, int]] = {}
+        if staged:
+            size = await storage.complete_multipart(
+                key, multipart_id, [source for _, source in staged]
+            )
+            offset = 0
+            for part, _ in staged:
+                ranges[part.id] = (offset, offset + part.bytes)
+                offset += part.bytes
+            if size != offset:
+                raise InvalidRequest(
+                    f"The parts of upload {upload.id} can no longer be assembled (they were "
+                    "assembled before without some of them). Cancel it and upload the file "
+                    "again.",
+                    param="part_ids",
+                )
+        reads_content = md5 is not None or core.policy.rules_for(upload.purpose)
+        content = self._read_parts(parts, md5, key, ranges)
+        checked = content if reads_content else None
+        if [part.id for part, _ in staged] == [part.id for part in parts]:
+            await pending.adopt(key, size=upload.bytes, etag=etag, content=checked)
+        elif isinstance(storage, ComposableStorage):
+            placed = [
+                ObjectRange(key, *ranges[part.id]) if part.id in ranges else source
+                for part, source in zip(parts, sources(parts), strict=True)
+            ]
+            await pending.compose(placed, size=upload.bytes, etag=etag, content=checked)
+        else:
+            await pending.write(content)
+
+    async def _read_parts(
+        self,
+        parts: list[PartRecord],
+        md5: str | None,
+        staged: str = "",
+        ranges: dict[str, tuple[int, int]] | None = None,
+    ) -> AsyncIterator[bytes]:
+        """The parts' bytes in order (those in ``ranges`` read from that range of the object
+        ``staged``); with ``md5``, the stream fails after the last byte (before anything is
+        stored) unless the bytes have that MD5."""
         digest = hashlib.md5(usedforsecurity=False)
+        storage, ranges = self._core.storage, ranges or {}
         for part in parts:
-            async for chunk in await read_part(self._core.storage, part):
+            if part.id in ranges:
+                start, end = ranges[part.id]
+                opened = await storage.get(staged, start=start, end=end)
+            else:
+                opened = await read_part(storage, part)
+            async for chunk in opened:
                 if md5 is not None:
                     digest.update(chunk)
                 yield chunk

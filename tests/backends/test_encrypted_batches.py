@@ -34,9 +34,11 @@ async def read(
 
 class CountingStorage(MemoryStorage):
     """`MemoryStorage` that counts the chunks (1 MiB each) its readers have taken from
-    contents (headers left out)."""
+    contents (headers left out). It does not offer `MappedReads`, so that `EncryptedStorage`
+    reads it through `get` and opens the segments itself."""
 
     taken = 0
+    get_mapped = None  # type: ignore[assignment]  # a protocol's method set to None is not offered
 
     async def get(
         self, key: str, *, start: int = 0, end: int | None = None

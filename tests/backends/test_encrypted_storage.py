@@ -6,8 +6,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
 import pytest
@@ -141,6 +142,21 @@ async def test_a_range_reads_only_the_segments_it_needs(encrypted: EncryptedStor
         return await original(key, start=start, end=end)
 
     inner.get = spying  # type: ignore[method-assign]
+    assert isinstance(inner, MemoryStorage)
+    original_mapped = inner.get_mapped
+
+    async def spying_mapped(  # the read of a storage that offers `MappedReads`
+        key: str,
+        function: Callable[[int, memoryview], Any],
+        *,
+        start: int,
+        end: int,
+        block_size: int,
+    ) -> AsyncIterator[Any]:
+        asked.append((start, end))
+        return await original_mapped(key, function, start=start, end=end, block_size=block_size)
+
+    inner.get_mapped = spying_mapped  # type: ignore[method-assign]
     assert (
         await read(encrypted, "aa/bb/big", 5 * SEGMENT + 10, 6 * SEGMENT + 1)
         == (data[5 * SEGMENT + 10 : 6 * SEGMENT + 1])

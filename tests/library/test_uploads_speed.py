@@ -23,7 +23,7 @@ from openai_files import FilesService, LocalStorage, MetadataStore, Policy, SQLM
 from openai_files.errors import BackendUnavailable, InvalidRequest
 from openai_files.http import create_app
 from openai_files.http.auth import api_key_auth
-from openai_files.storage.base import StoredBlob, UnfinishedRange
+from openai_files.storage.base import ObjectRange, StoredBlob, UnfinishedRange
 from openai_files.storage.local import UNFINISHED_SUFFIX
 from openai_files.testing import FaultyMetadataStore, FaultyStorage, ManualClock
 
@@ -45,7 +45,7 @@ class MeteredStorage(LocalStorage):
     def __init__(self, root: Path) -> None:
         super().__init__(root)
         self.moved = 0
-        self.composed: list[list[str | UnfinishedRange]] = []
+        self.composed: list[list[str | ObjectRange | UnfinishedRange]] = []
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
         blob = await super().put(key, chunks)
@@ -62,7 +62,9 @@ class MeteredStorage(LocalStorage):
     ) -> AsyncIterator[bytes]:
         return self._counted(await super().get_unfinished(key, start=start, end=end))
 
-    async def compose(self, key: str, sources: Sequence[str | UnfinishedRange]) -> int:
+    async def compose(
+        self, key: str, sources: Sequence[str | ObjectRange | UnfinishedRange]
+    ) -> int:
         self.composed.append(list(sources))
         size = await super().compose(key, sources)
         self.moved += size

@@ -7,7 +7,7 @@ import builtins
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, QuotaExceeded
@@ -34,7 +34,7 @@ class SQLUploadRecords(SQLEngine):
         counted = update(usage).where(usage.c.owner == upload.owner)
         if max_open is not None:
             counted = counted.where(usage.c.open_uploads < max_open)
-        fresh = upload.replace(received=0, part_count=0, reserved=0)
+        fresh = upload.replace(received=0, part_count=0, reserved=0, multipart=None, part_numbers=0)
 
         def open_upload(connection: Connection) -> None:
             if not apart:
@@ -135,6 +135,35 @@ class SQLUploadRecords(SQLEngine):
             return True
 
         return await self._write(grow)
+
+    async def claim_part_numbers(
+        self, owner: str, upload_id: str, count: int, *, multipart: str, limit: int
+    ) -> tuple[str, int] | None:
+        """One conditional UPDATE (pending, within ``limit``) locks the row and claims the
+        numbers, then the row is read back in the same transaction."""
+        uploads = self.tables.uploads
+        mine = and_(uploads.c.id == upload_id, uploads.c.owner == owner)
+        claim = (
+            update(uploads)
+            .where(
+                mine,
+                uploads.c.state == "pending",
+                uploads.c.part_numbers + count <= limit,
+            )
+            .values(
+                part_numbers=uploads.c.part_numbers + count,
+                multipart=func.coalesce(uploads.c.multipart, multipart),
+            )
+        )
+        claimed = select(uploads.c.multipart, uploads.c.part_numbers).where(mine)
+
+        def take(connection: Connection) -> tuple[str, int] | None:
+            if connection.execute(claim).rowcount != 1:
+                return None
+            row = connection.execute(claimed).one()
+            return str(row.multipart), int(row.part_numbers) - count + 1
+
+        return await self._write(take)
 
     async def release_upload(self, owner: str, upload_id: str, size: int) -> None:
         """Shrink the open upload's ``reserved`` and the usage row in one transaction."""

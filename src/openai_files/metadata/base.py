@@ -139,6 +139,11 @@ class UploadRecord:
     `Usage`: its parts, plus what parts on their way have reserved (`MetadataStore.
     reserve_upload`). Once the upload is no longer open, ``reserved`` equals ``received`` and
     both fall to zero as its parts are discarded.
+
+    ``multipart`` is the storage's multipart upload that the upload's parts go into where the
+    storage has them (`MultipartStorage`), as ``"<object key> <multipart upload id>"``, set by
+    the first part that needs it; ``part_numbers`` is how many of its part numbers the parts
+    have claimed (`MetadataStore.claim_part_numbers`).
     """
 
     id: str
@@ -155,6 +160,8 @@ class UploadRecord:
     received: int = 0
     part_count: int = 0
     reserved: int = 0
+    multipart: str | None = None
+    part_numbers: int = 0
 
     @property
     def is_open(self) -> bool:
@@ -368,6 +375,20 @@ class MetadataStore(Protocol):
     async def release_upload(self, owner: str, upload_id: str, size: int) -> None:
         """Give back ``size`` bytes that `reserve_upload` reserved for a part that was not
         added. A no-op once the upload is no longer open (closing it gave them back)."""
+        ...
+
+    async def claim_part_numbers(
+        self, owner: str, upload_id: str, count: int, *, multipart: str, limit: int
+    ) -> tuple[str, int] | None:
+        """Atomically, on the owner's ``pending`` upload: set its ``multipart`` to
+        ``multipart`` unless it has one already, and claim the next ``count`` part numbers of
+        it (``count`` > 0), if its ``part_numbers`` stay within ``limit``. Return the upload's
+        multipart (``multipart``, or the one another request set first) and the first number
+        claimed (numbers start at 1). No two claims ever return the same number.
+
+        None, changing nothing, if the upload is not pending (or is missing, or another
+        owner's) or the numbers would pass ``limit``.
+        """
         ...
 
     async def add_part(

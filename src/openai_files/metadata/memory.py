@@ -288,7 +288,9 @@ class MemoryMetadataStore:
             raise Conflict(f"An upload with id {upload.id} exists already.")
         if max_open is not None and self._usage(upload.owner).open_uploads >= max_open:
             raise QuotaExceeded.for_open_uploads(max_open)
-        self._uploads[upload.id] = upload.replace(received=0, part_count=0, reserved=0)
+        self._uploads[upload.id] = upload.replace(
+            received=0, part_count=0, reserved=0, multipart=None, part_numbers=0
+        )
 
     async def get_upload(self, owner: str, upload_id: str) -> UploadRecord | None:
         """One dict lookup."""
@@ -314,6 +316,20 @@ class MemoryMetadataStore:
             moved = moved.replace(reserved=upload.received)
         self._uploads[upload_id] = moved
         return True
+
+    async def claim_part_numbers(
+        self, owner: str, upload_id: str, count: int, *, multipart: str, limit: int
+    ) -> tuple[str, int] | None:
+        """Replace the pending upload with one whose ``part_numbers`` grew by ``count``."""
+        upload = await self.get_upload(owner, upload_id)
+        if upload is None or upload.state != "pending" or upload.part_numbers + count > limit:
+            return None
+        claimed = upload.replace(
+            multipart=upload.multipart or multipart, part_numbers=upload.part_numbers + count
+        )
+        self._uploads[upload_id] = claimed
+        assert claimed.multipart is not None
+        return claimed.multipart, upload.part_numbers + 1
 
     async def reserve_upload(
         self, owner: str, upload_id: str, size: int, *, quota: Quota | None

@@ -141,10 +141,28 @@ def _active_counts(connection: Connection, tables: Tables) -> None:
     connection.execute(insert(counts).from_select(["owner", "purpose", "files"], counted))
 
 
+def _upload_multiparts(connection: Connection, tables: Tables) -> None:
+    """Add the uploads' ``multipart`` (NULL) and ``part_numbers`` (0) columns where they are
+    missing: uploads made before them have no multipart upload in the storage. Idempotent."""
+    uploads = tables.uploads
+    preparer = connection.dialect.identifier_preparer
+    present = {column["name"] for column in inspect(connection).get_columns(uploads.name)}
+    for name, default in (("multipart", "NULL"), ("part_numbers", "0 NOT NULL")):
+        if name in present:
+            continue
+        column = uploads.c[name]
+        kind = column.type.compile(dialect=connection.dialect)
+        connection.exec_driver_sql(
+            f"ALTER TABLE {preparer.format_table(uploads)} ADD COLUMN "
+            f"{preparer.format_column(column)} {kind} DEFAULT {default}"
+        )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "identifiers compared byte for byte on MySQL and MariaDB", _exact_identifiers),
     Migration(3, "Uploads-API parts and open uploads counted in the usage", _upload_accounting),
     Migration(4, "active files counted per owner and purpose, for offset totals", _active_counts),
+    Migration(5, "uploads remember their storage's multipart upload", _upload_multiparts),
 )
 assert [step.version for step in MIGRATIONS] == list(range(2, SCHEMA_VERSION + 1))
 

@@ -51,7 +51,7 @@ __all__ = [
     "insert_ignoring_duplicates",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _CHARSET = "utf8mb4"
 MARIADB_EXACT_COLLATION = "utf8mb4_nopad_bin"
@@ -192,6 +192,8 @@ class Tables:
             _counter("received"),
             _counter("part_count"),
             _counter("reserved"),
+            Column("multipart", Text, nullable=True),
+            _counter("part_numbers"),
             Index(f"{prefix}uploads_by_state", "state", "expires_at"),
             mysql_charset=_CHARSET,
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -17,6 +18,7 @@ import anyio.to_thread
 
 from .._worker_threads import WorkerThreads
 from ..errors import BackendUnavailable, BlobNotFound
+from ._mapped_reads import Mapped, map_block
 from .base import ByteCounter
 
 _LOCK_TRIES = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -186,6 +188,51 @@ async def _read_range(
     finally:
         if handle is not None:
             handle.close()
+
+
+def _open_mapped(
+    path: Path,
+    key: str,
+    start: int,
+    end: int,
+    block_size: int,
+    function: Callable[[int, memoryview], _T],
+) -> tuple[BinaryIO | None, Mapped[_T]]:
+    """Open ``path`` (unbuffered: it is read with ``pread``) and read and map the first block
+    of ``[start, end)`` (`map_block`), in one call (one hand-off to a worker thread). The
+    handle comes back only if the range may hold more bytes: a range that ends within the
+    first block is read and closed at once."""
+    try:
+        handle = open(path, "rb", buffering=0)  # noqa: SIM115  # the reader closes it
+    except FileNotFoundError:
+        raise BlobNotFound(key) from None
+    try:
+        size = min(block_size, end - start)
+        first = map_block(functools.partial(_pread, handle.fileno()), function, start, size)
+        if first[0] < size or start + size >= end:
+            handle.close()
+            return None, first
+    except BaseException:
+        handle.close()
+        raise
+    return handle, first
+
+
+def _pread(descriptor: int, offset: int, size: int) -> bytes:
+    """``size`` bytes of the file at ``offset``, fewer only at its end; `BackendUnavailable`
+    for a failure (this runs in a worker thread, outside `_io`)."""
+    try:
+        data = os.pread(descriptor, size, offset)
+        if 0 < len(data) < size:  # a short read before the end: rare, but allowed
+            parts = [data]
+            read = len(data)
+            while read < size and (more := os.pread(descriptor, size - read, offset + read)):
+                parts.append(more)
+                read += len(more)
+            data = b"".join(parts)
+    except OSError as exc:
+        raise _unavailable(exc) from exc
+    return data
 
 
 def _modified(path: Path) -> float:

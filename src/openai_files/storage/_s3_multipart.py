@@ -152,22 +152,59 @@ class S3Multipart:
             raise PartCopyUnsupported("the S3 server does not copy parts (UploadPartCopy)")
         return etag.strip()
 
-    async def complete(self, name: str, upload_id: str, etags: Sequence[str]) -> None:
-        """CompleteMultipartUpload of parts 1, 2, ... with these ETags."""
+    async def upload_part(
+        self, name: str, upload_id: str, number: int, body: bytes | Sequence[bytes]
+    ) -> str:
+        """UploadPart of ``body`` (or of its pieces, one after the other, not joined) as part
+        ``number``: the part's ETag. The body is sent unhashed (``UNSIGNED-PAYLOAD``)."""
+        pieces = [body] if isinstance(body, bytes) else body
+        query = {"partNumber": str(number), "uploadId": upload_id}
+        headers = {"content-length": str(sum(map(len, pieces)))}
+        response = await self._send(
+            "PUT", name, query, headers, _streamed(pieces), unsigned_payload=True
+        )
+        etag = str(response.headers.get("etag", "")).strip()
+        if not etag:
+            raise S3RequestError(f"PUT {name}: S3 answered part {number} without an ETag")
+        return etag
+
+    async def list_parts(self, name: str, upload_id: str) -> dict[int, tuple[str, int]]:
+        """ListParts, every page: each uploaded part's number, with its ETag and size."""
+        query = {"uploadId": upload_id}
+        parts: dict[int, tuple[str, int]] = {}
+        while True:
+            answer = await self._request("GET", name, query)
+            for part in _all(answer, "Part"):
+                number = int(_text(part, "PartNumber"))
+                parts[number] = (_text(part, "ETag").strip(), int(_text(part, "Size")))
+            if (_find(answer, "IsTruncated") or "").strip().lower() != "true":
+                return parts
+            query["part-number-marker"] = _text(answer, "NextPartNumberMarker")
+
+    async def complete(
+        self, name: str, upload_id: str, etags: Sequence[str] | Mapping[int, str]
+    ) -> None:
+        """CompleteMultipartUpload of parts 1, 2, ... with these ETags, or of the parts of
+        ``etags``' numbers (ascending) with theirs."""
+        numbered = etags if isinstance(etags, Mapping) else dict(enumerate(etags, start=1))
         parts = "".join(
-            f"<Part><PartNumber>{number}</PartNumber><ETag>{_escape(etag)}</ETag></Part>"
-            for number, etag in enumerate(etags, start=1)
+            f"<Part><PartNumber>{number}</PartNumber><ETag>{_escape(numbered[number])}</ETag></Part>"
+            for number in sorted(numbered)
         )
         body = f'<CompleteMultipartUpload xmlns="{_XMLNS}">{parts}</CompleteMultipartUpload>'
         headers = {"content-type": "application/xml"}
         await self._request("POST", name, {"uploadId": upload_id}, headers, body.encode())
+
+    async def delete(self, name: str) -> None:
+        """DeleteObject."""
+        await self._request("DELETE", name, {})
 
     async def abort(self, name: str, upload_id: str) -> None:
         """AbortMultipartUpload; an upload S3 no longer knows is a no-op."""
         try:
             await self._request("DELETE", name, {"uploadId": upload_id})
         except S3RequestError as exc:
-            if exc.code != "NoSuchUpload":
+            if exc.code != "NoSuchUpload" and exc.status != 404:
                 raise
 
     async def incomplete(self, prefix: str) -> AsyncIterator[IncompleteUpload]:
@@ -205,6 +242,20 @@ class S3Multipart:
     ) -> ElementTree.Element | None:
         """Send one signed request; its XML answer (None for an empty one). S3 may answer
         a copy or a completion with 200 and an error in the body: that is a failure too."""
+        response = await self._send(method, name, query, headers or {}, body)
+        return _parse(response.content)
+
+    async def _send(
+        self,
+        method: str,
+        name: str,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        body: bytes | AsyncIterator[bytes],
+        *,
+        unsigned_payload: bool = False,
+    ) -> httpx.Response:
+        """Send one signed request; the response, if it succeeded (see `_request`)."""
         path = f"{self._root}{uri_encode(self._bucket)}/{uri_encode(name, keep_slash=True)}"
         if not name:
             path = path.rstrip("/")
@@ -215,8 +266,9 @@ class S3Multipart:
             host=self._host,
             path=path,
             query=query,
-            headers=headers or {},
-            body=body,
+            headers=headers,
+            body=body if isinstance(body, bytes) else b"",
+            unsigned_payload=unsigned_payload,
         )
         target = f"{path}?{canonical_query(query)}" if query else path
         url = self._base.copy_with(raw_path=target.encode("ascii"))
@@ -224,9 +276,14 @@ class S3Multipart:
             response = await self._client.request(method, url, headers=signed, content=body)
         except httpx.HTTPError as exc:
             raise S3RequestError(f"error sending request to S3: {exc!r}") from exc
-        answer = _parse(response.content)
+        try:
+            answer = _parse(response.content)
+        except S3RequestError:
+            if response.is_success:
+                raise
+            answer = None  # an error without an XML body (moto's, for a missing upload)
         if response.is_success and (answer is None or _local(answer.tag) != "Error"):
-            return answer
+            return response
         code = (_find(answer, "Code") or "") if answer is not None else ""
         message = (_find(answer, "Message") or "") if answer is not None else ""
         status = response.status_code
@@ -235,6 +292,11 @@ class S3Multipart:
             status=response.status_code,
             code=code,
         )
+
+
+async def _streamed(pieces: Sequence[bytes]) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
 
 
 def _parse(content: bytes) -> ElementTree.Element | None:
@@ -287,20 +349,34 @@ class Piece:
     """The piece is the whole object (the copy names no range)."""
 
 
-def plan_copies(sources: Sequence[str], sizes: Sequence[int]) -> list[Piece] | None:
-    """The parts that assemble the objects ``sources`` (of these sizes) in order, or None
-    when S3 cannot: a source other than the last (empty ones aside) is smaller than a part
-    may be, there are no bytes at all, or more parts than an upload may hold. A source over
-    `MAX_PART_SIZE` is copied in even pieces."""
-    filled = [(source, size) for source, size in zip(sources, sizes, strict=True) if size]
+def plan_copies(
+    sources: Sequence[str], sizes: Sequence[int], starts: Sequence[int | None] | None = None
+) -> list[Piece] | None:
+    """The parts that assemble the objects ``sources`` (of these sizes; or, where ``starts``
+    gives an offset, their ``size`` bytes from there) in order, or None when S3 cannot: a
+    source other than the last (empty ones aside) is smaller than a part may be, there are no
+    bytes at all, or more parts than an upload may hold. A source over `MAX_PART_SIZE` is
+    copied in even pieces."""
+    offsets = starts if starts is not None else [None] * len(sources)
+    filled = [
+        (source, size, offset)
+        for source, size, offset in zip(sources, sizes, offsets, strict=True)
+        if size
+    ]
     pieces: list[Piece] = []
-    for index, (source, size) in enumerate(filled):
+    for index, (source, size, offset) in enumerate(filled):
         if size < MIN_PART_SIZE and index < len(filled) - 1:
             return None
         count = -(-size // MAX_PART_SIZE)
         step = -(-size // count)
+        base = offset or 0
         pieces += [
-            Piece(source, start, min(start + step, size), whole=count == 1)
+            Piece(
+                source,
+                base + start,
+                base + min(start + step, size),
+                whole=count == 1 and offset is None,
+            )
             for start in range(0, size, step)
         ]
     if not pieces or len(pieces) > MAX_PARTS:

@@ -39,7 +39,16 @@ except ImportError:  # pragma: no cover - the message is the point
         "encrypted storage needs the 'cryptography' package: pip install 'openai-files[encryption]'"
     ) from None
 
-__all__ = ["TAG_BYTES", "Header", "open_segments", "seal_segments", "unwrap", "wrap"]
+__all__ = [
+    "TAG_BYTES",
+    "BlockOpener",
+    "Header",
+    "checked_length",
+    "open_segments",
+    "seal_segments",
+    "unwrap",
+    "wrap",
+]
 
 MAGIC = b"OAFE"
 VERSION = 1
@@ -220,7 +229,6 @@ class _Opener:
         self.storage_key = storage_key
         self.sealed = header.segment_size + TAG_BYTES
         self.index = first
-        self.final = header.segments - 1
         self.partial = b""
 
     def open(self, chunk: bytes) -> list[bytes]:
@@ -246,17 +254,96 @@ class _Opener:
         return [self._open(partial)] if partial else []
 
     def _open(self, sealed: bytes | memoryview) -> bytes:
-        nonce = _nonce(self.header.nonce_prefix, self.index, self.index == self.final)
-        try:
-            opened = self.aead.decrypt(nonce, sealed, None)
-        except InvalidTag:
-            raise BlobUnreadable(
-                self.storage_key,
-                f"segment {self.index} fails its integrity check (altered, reordered, "
-                "truncated, or another object's bytes)",
-            ) from None
+        opened = _open_segment(self.aead, self.header, self.storage_key, self.index, sealed)
         self.index += 1
         return opened
+
+
+def _open_segment(
+    aead: AESGCM, header: Header, storage_key: str, index: int, sealed: bytes | memoryview
+) -> bytes:
+    """The plaintext of the segment ``index`` of the object; `BlobUnreadable` if ``sealed``
+    fails its check."""
+    nonce = _nonce(header.nonce_prefix, index, index == header.segments - 1)
+    try:
+        return aead.decrypt(nonce, sealed, None)
+    except InvalidTag:
+        raise BlobUnreadable(
+            storage_key,
+            f"segment {index} fails its integrity check (altered, reordered, "
+            "truncated, or another object's bytes)",
+        ) from None
+
+
+class BlockOpener:
+    """Opens the plaintext ``[start, stop)`` from blocks of whole sealed segments read at any
+    offset that is a multiple of the sealed segment size, in any thread and in any order: a
+    block's segments are known by its offset, not by the blocks before it. It is the function
+    of a `MappedReads` read of `inner_range` in blocks of `block_size`."""
+
+    def __init__(
+        self, header: Header, data_key: bytes, storage_key: str, *, start: int, stop: int
+    ) -> None:
+        self.header = header
+        self.data_key = data_key
+        self.storage_key = storage_key
+        self.start = start
+        self.stop = stop
+        self.sealed = header.segment_size + TAG_BYTES
+
+    @property
+    def inner_range(self) -> tuple[int, int]:
+        """The stored bytes that hold ``[start, stop)``: its segments, and no others."""
+        size = self.header.segment_size
+        first, last = self.start // size, (self.stop - 1) // size
+        return first * self.sealed, min((last + 1) * self.sealed, self.header.sealed_size)
+
+    @property
+    def block_size(self) -> int:
+        """Whole sealed segments, about `_BATCH` bytes of them (one segment, by default)."""
+        return max(1, _BATCH // self.sealed) * self.sealed
+
+    def __call__(self, offset: int, block: memoryview) -> bytes:
+        """The plaintext (within the range) of the segments of ``block``, which starts at
+        ``offset`` of the stored bytes; `BlobUnreadable` if one fails its check (a block cut
+        short fails on its last, partial segment)."""
+        # An AESGCM per block: blocks may be opened in several threads at once.
+        aead, size, sealed = AESGCM(self.data_key), self.header.segment_size, self.sealed
+        pieces = []
+        index = offset // sealed
+        for at in range(0, len(block), sealed):
+            plain = _open_segment(
+                aead, self.header, self.storage_key, index, block[at : at + sealed]
+            )
+            base = index * size
+            if base < self.start or base + len(plain) > self.stop:
+                plain = plain[max(0, self.start - base) : max(0, self.stop - base)]
+            pieces.append(plain)
+            index += 1
+        # One piece per block: each costs a pass through the HTTP stack.
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+async def checked_length(
+    pieces: AsyncIterator[bytes], storage_key: str, length: int
+) -> AsyncGenerator[bytes]:
+    """The non-empty ``pieces`` (the plaintext of a range, from a `BlockOpener`), then
+    `BlobUnreadable` if they hold fewer than ``length`` bytes: the stored object ended early
+    (truncated at a segment's end). Closes ``pieces`` however it ends."""
+    received = 0
+    try:
+        async for piece in pieces:
+            if piece:
+                received += len(piece)
+                yield piece
+        if received < length:
+            raise BlobUnreadable(
+                storage_key, "its content is shorter than its header says (truncated)"
+            )
+    finally:
+        closer = getattr(pieces, "aclose", None)
+        if closer is not None:
+            await closer()
 
 
 async def open_segments(

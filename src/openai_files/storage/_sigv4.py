@@ -52,13 +52,15 @@ def sign(
     headers: Mapping[str, str],
     body: bytes = b"",
     now: datetime | None = None,
+    unsigned_payload: bool = False,
 ) -> dict[str, str]:
     """The headers to send with a request to S3 in ``region``: ``headers`` plus ``Host``,
     ``x-amz-date``, ``x-amz-content-sha256``, the session token if any, and
     ``Authorization``, which signs all of them. ``path`` is already URI-encoded; ``query``
-    is not."""
+    is not. With ``unsigned_payload`` the body is not hashed (``UNSIGNED-PAYLOAD``, which S3
+    accepts: for large bodies, whose SHA-256 would cost a pass over every byte)."""
     moment = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    payload_hash = hashlib.sha256(body).hexdigest()
+    payload_hash = "UNSIGNED-PAYLOAD" if unsigned_payload else hashlib.sha256(body).hexdigest()
     signed = {name.lower(): value.strip() for name, value in headers.items()}
     signed |= {"host": host, "x-amz-date": moment, "x-amz-content-sha256": payload_hash}
     if credentials.session_token is not None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 __all__ = [
     "AppendableStorage",
@@ -15,6 +15,11 @@ __all__ = [
     "ComposableStorage",
     "CountedPuts",
     "ListableStorage",
+    "MappedReads",
+    "MultipartStorage",
+    "NumberedPut",
+    "NumberedSource",
+    "ObjectRange",
     "PresignedURLs",
     "Storage",
     "StoredBlob",
@@ -25,6 +30,7 @@ __all__ = [
     "store_unhashed",
 ]
 
+_T = TypeVar("_T")
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*")
 
 
@@ -59,6 +65,15 @@ async def join_blocks(chunks: AsyncIterable[bytes], size: int) -> AsyncIterator[
 @dataclass(frozen=True)
 class UnfinishedRange:
     """The bytes ``[start, end)`` of the unfinished object ``key`` (`AppendableStorage`)."""
+
+    key: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class ObjectRange:
+    """The bytes ``[start, end)`` of the object ``key`` (a source of `ComposableStorage`)."""
 
     key: str
     start: int
@@ -176,6 +191,37 @@ async def store_unhashed(storage: Storage, key: str, chunks: AsyncIterable[bytes
     return (await storage.put(key, chunks)).size
 
 
+@runtime_checkable
+class MappedReads(Protocol):
+    """Optional capability: a read that hands each block it reads to a function in the worker
+    thread that read it, for a wrapper whose work per byte is heavy (`EncryptedStorage` opens
+    its segments there: one hand-off per block reads and decrypts it, and the event loop only
+    sends).
+
+    Memory and local disk offer it; `EncryptedStorage` reads any other storage through
+    `Storage.get` and does its own work in threads of its own.
+    """
+
+    async def get_mapped(
+        self,
+        key: str,
+        function: Callable[[int, memoryview], _T],
+        *,
+        start: int,
+        end: int,
+        block_size: int,
+    ) -> AsyncIterator[_T]:
+        """``function(offset, block)`` for each block of the bytes ``[start, end)`` of ``key``,
+        in order: the blocks start at ``start``, ``start + block_size``, ... and hold
+        ``block_size`` bytes, the last one fewer; none past the end of the object (a block
+        shorter than asked is the last). ``block`` is valid only during the call; the calls
+        run in worker threads, possibly at once for different blocks (a few blocks are read
+        ahead of the consumer: memory stays flat), and what one raises is raised by the
+        iterator at its place. `BlobNotFound` here, before any call, when the key does not
+        exist. Closing the iterator early waits for the calls under way."""
+        ...
+
+
 class CountedPuts:
     """`Storage.put` and `UnhashedPuts.put_unhashed` of a backend that stores through one method,
     ``_put(key, chunks, counter)``, which passes every byte it stores to ``counter``: a
@@ -226,10 +272,13 @@ class ComposableStorage(Protocol):
     """Optional capability: assemble an object from others inside the storage, so the bytes
     do not pass through the event loop (the Uploads API assembles files from parts)."""
 
-    async def compose(self, key: str, sources: Sequence[str | UnfinishedRange]) -> int:
+    async def compose(
+        self, key: str, sources: Sequence[str | ObjectRange | UnfinishedRange]
+    ) -> int:
         """Store under ``key`` the concatenation of the objects under ``sources``, in order,
-        atomically as `Storage.put` does; return its size. A source is a key, or, for a
-        storage that is also `AppendableStorage`, a range of an unfinished object.
+        atomically as `Storage.put` does; return its size. A source is a key, a range of an
+        object, or, for a storage that is also `AppendableStorage`, a range of an unfinished
+        object.
         `BlobNotFound` if a source is missing. The sources are left in place."""
         ...
 
@@ -287,4 +336,78 @@ class AppendableStorage(Protocol):
     async def discard(self, key: str) -> None:
         """Remove the unfinished object ``key`` (a sealed object keeps its bytes). Discarding
         a missing one is a no-op."""
+        ...
+
+
+@dataclass(frozen=True)
+class NumberedPut:
+    """What `MultipartStorage.put_numbered` stored: the bytes' size and SHA-256, and the last
+    part number used (from the first one given), or None when they were too few for a part
+    and went into an ordinary object instead."""
+
+    blob: StoredBlob
+    last: int | None
+
+
+@dataclass(frozen=True)
+class NumberedSource:
+    """Parts ``first`` to ``last`` of a multipart upload, ``size`` bytes in all; or, with
+    ``key``, the ordinary object ``key`` (``size`` bytes, fewer than a part may hold unless it
+    is the last), sent as part ``first`` (= ``last``) when the upload completes."""
+
+    first: int
+    last: int
+    size: int
+    key: str | None = None
+
+
+@runtime_checkable
+class MultipartStorage(Protocol):
+    """Optional capability: an object built from numbered parts stored over time, which
+    becomes the object in one step without its bytes being copied (S3's multipart uploads).
+
+    The Uploads API sends the parts of an upload into one multipart upload as they arrive, so
+    completing the upload in the order its parts arrived moves no bytes. Every part but the
+    last of a completed object must hold at least ``min_part_size`` bytes.
+    """
+
+    min_part_size: int
+
+    def numbers_for(self, size: int) -> int:
+        """The most part numbers `put_numbered` uses for a stream of at most ``size`` bytes."""
+        ...
+
+    async def start_multipart(self, key: str) -> str | None:
+        """Start a multipart upload of the object ``key``: its id, or None where this storage
+        cannot (then it has none)."""
+        ...
+
+    async def put_numbered(
+        self,
+        key: str,
+        upload_id: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        first: int,
+        count: int,
+        small_key: str,
+    ) -> NumberedPut:
+        """Send the bytes of ``chunks`` as the parts numbered ``first`` on (at most ``count``
+        of them, each at least ``min_part_size`` bytes) of the multipart upload; or, fewer
+        than ``min_part_size`` bytes in all, store them under ``small_key`` as `Storage.put`
+        does. Streams, as `Storage.put`. On an error (the upload no longer exists, say), parts
+        sent stay in the upload unused."""
+        ...
+
+    async def complete_multipart(
+        self, key: str, upload_id: str, sources: Sequence[NumberedSource]
+    ) -> int:
+        """Make the object ``key`` from ``sources``, in order (their numbers ascending), and
+        return its size; parts of the upload not named are dropped. If the upload was
+        completed already, the size of the object it made. `BlobNotFound` if neither the
+        upload nor the object exists, or a source's parts are not there as it says."""
+        ...
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Abort the multipart upload and drop its parts; a missing one is a no-op."""
         ...

@@ -16,10 +16,13 @@ once, hashed and sealed in worker threads; the wrapped storage does not hash the
 where it offers `UnhashedPuts`) and writes the content, then the header: an object is
 visible only once both are stored, and a failure of either leaves neither. (A put over an
 existing key, which the service never does, loses the old object if the header's write fails
-after the new content is stored.) `get` reads and checks only the segments a range needs
-(opening a batch ahead of its reader in a worker thread), and raises `BlobUnreadable`, never
-returns bytes, for a segment that fails its check; a stream that ends early ends with that
-error after the bytes checked before it. `head` and `put` report the plaintext's size (and
+after the new content is stored.) `get` reads and checks only the segments a range needs,
+and raises `BlobUnreadable`, never returns bytes, for a segment that fails its check; a
+stream that ends early ends with that error after the bytes checked before it. From a
+storage that offers `MappedReads` (memory, local disk) each block of whole segments is read
+and opened in one job on the storage's worker threads, a few blocks ahead of the reader
+(`BlockOpener`); from any other, a batch is opened in a worker thread while the one before is
+sent (`open_segments`). `head` and `put` report the plaintext's size (and
 SHA-256). Listing (`iter_keys`) shows keys, not headers.
 """
 
@@ -36,7 +39,9 @@ from ._keyring import Keyring, MasterKey
 from ._segments import (
     NONCE_PREFIX_BYTES,
     TAG_BYTES,
+    BlockOpener,
     Header,
+    checked_length,
     open_segments,
     seal_segments,
     unwrap,
@@ -46,6 +51,7 @@ from .base import (
     ByteCounter,
     CountedPuts,
     ListableStorage,
+    MappedReads,
     Storage,
     check_key,
     store_unhashed,
@@ -117,23 +123,30 @@ class EncryptedStorage(CountedPuts):
     async def get(
         self, key: str, *, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
-        """Open the segments that hold ``[start, end)``, checking each; `BlobNotFound` and
-        `BlobUnreadable` (a master key not in the keyring, an altered header) before any
-        byte."""
+        """Open the segments that hold ``[start, end)``, checking each (read and opened in one
+        job per block where the wrapped storage offers `MappedReads`); `BlobNotFound` and
+        `BlobUnreadable` (a master key not in the keyring, an altered header; from local
+        disk, also a first block that fails its check) before any byte."""
         try:
-            header, data_key = await self._open_header(key)
+            return await self._get(key, start, end)
         except BlobUnreadable as exc:
             log.error("openai-files: %s", exc)
             raise
+
+    async def _get(self, key: str, start: int, end: int | None) -> AsyncIterator[bytes]:
+        header, data_key = await self._open_header(key)
         stop = header.size if end is None else min(end, header.size)
         start = max(start, 0)
         if start >= stop:
             return _nothing()
-        size, sealed = header.segment_size, header.segment_size + TAG_BYTES
-        first, last = start // size, (stop - 1) // size
-        stream = await self.inner.get(
-            key, start=first * sealed, end=min((last + 1) * sealed, header.sealed_size)
-        )
+        opener = BlockOpener(header, data_key, key, start=start, stop=stop)
+        inner_start, inner_end = opener.inner_range
+        if isinstance(self.inner, MappedReads):
+            pieces = await self.inner.get_mapped(
+                key, opener, start=inner_start, end=inner_end, block_size=opener.block_size
+            )
+            return _logged(checked_length(pieces, key, stop - start))
+        stream = await self.inner.get(key, start=inner_start, end=inner_end)
         return _logged(open_segments(stream, header, data_key, key, start=start, stop=stop))
 
     async def head(self, key: str) -> int:

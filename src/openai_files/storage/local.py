@@ -14,11 +14,12 @@ is copied; a filesystem without hard links gets a copy instead.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import anyio.to_thread
 
@@ -36,18 +37,22 @@ from ._local_files import (
     _io_on,
     _modified,
     _open_exclusive,
+    _open_mapped,
     _open_range,
     _open_unfinished,
+    _pread,
     _put_whole,
     _read_range,
     _seal,
     _write_block,
     _write_fully,
 )
+from ._mapped_reads import mapped_blocks
 from .base import (
     BlobHasher,
     ByteCounter,
     CountedPuts,
+    ObjectRange,
     StoredBlob,
     UnfinishedRange,
     check_key,
@@ -55,6 +60,8 @@ from .base import (
 )
 
 __all__ = ["LocalStorage"]
+
+_T = TypeVar("_T")
 
 TEMP_SUFFIX = ".part"
 FLUSH_STEP = 16 * 1024 * 1024
@@ -66,6 +73,11 @@ whole of a small file): a cheaper hand-off than the worker threads of the other 
 SMALL_PUT_THREADS = 8
 """Threads of one `LocalStorage` that write, flush and rename a whole small object (at most
 one block) in one job: the same cheaper hand-off, for the puts of small uploads."""
+READER_THREADS = 2
+"""Threads of one `LocalStorage` that read and map the blocks of `get_mapped` after the first
+(its read-ahead): few, since each keeps a malloc arena of its own, where the blocks it read
+and mapped are freed back to (with 8, a 256 MiB download grew the server's memory by 18 MiB
+instead of 3)."""
 UNFINISHED_SUFFIX = ".growing" + TEMP_SUFFIX
 """Names an unfinished object's hidden file. It ends like a put's temporary file, so one
 left by a dead upload is removed with them (`remove_partials`) once untouched that long."""
@@ -98,6 +110,9 @@ class LocalStorage(CountedPuts):
         )
         self._small_puts = WorkerThreads[None](
             SMALL_PUT_THREADS, "openai-files-local-writer", make=_no_resource
+        )
+        self._readers = WorkerThreads[None](
+            READER_THREADS, "openai-files-local-reader", make=_no_resource
         )
         for directory in created if fsync else ():
             _fsync_directory(directory.parent)
@@ -177,14 +192,18 @@ class LocalStorage(CountedPuts):
                 raise errors.exceptions[0] from None
             raise
 
-    async def compose(self, key: str, sources: Sequence[str | UnfinishedRange]) -> int:
-        """Concatenate the source files (or ranges of unfinished files) into ``key`` in a
+    async def compose(
+        self, key: str, sources: Sequence[str | ObjectRange | UnfinishedRange]
+    ) -> int:
+        """Concatenate the source files (or ranges of them or of unfinished files) into ``key`` in a
         worker thread, with the kernel copying the bytes (``copy_file_range``) where the
         filesystem allows; flushed as a put is with ``fsync``."""
         path = self.path_for(key)
         files = [
             self.path_for(source)
             if isinstance(source, str)
+            else (self.path_for(source.key), source.start, source.end)
+            if isinstance(source, ObjectRange)
             else (self.unfinished_path(source.key), source.start, source.end)
             for source in sources
         ]
@@ -261,6 +280,45 @@ class LocalStorage(CountedPuts):
         than while iterating, and a range within one block needs no other hand-off."""
         return await self._read(self.path_for(key), key, start, end)
 
+    async def get_mapped(
+        self,
+        key: str,
+        function: Callable[[int, memoryview], _T],
+        *,
+        start: int,
+        end: int,
+        block_size: int,
+    ) -> AsyncIterator[_T]:
+        """`MappedReads`: the file is opened and its first block read and mapped now, in one
+        hand-off, as `get` does; then each block is read (``pread``) and mapped in one job on
+        a reader thread (`READER_THREADS`), a few jobs ahead of the consumer
+        (``_mapped_reads.READ_AHEAD``)."""
+        path = self.path_for(key)
+        if start >= end:
+            await self.head(key)  # `BlobNotFound` all the same
+            start = end = 0
+        handle, first = (
+            await _io_on(self._openers, _open_mapped, path, key, start, end, block_size, function)
+            if start < end
+            else (None, None)
+        )
+        if handle is None:
+            read: Callable[[int, int], bytes] = _no_read
+            close: Callable[[], None] = _nothing_to_close
+        else:
+            read = functools.partial(_pread, handle.fileno())
+            close = handle.close
+        return mapped_blocks(
+            lambda job: self._readers.submit(lambda _: job()),
+            read,
+            function,
+            start=start,
+            end=end,
+            block_size=block_size,
+            first=first,
+            close=close,
+        )
+
     async def _read(
         self, path: Path, key: str, start: int, end: int | None
     ) -> AsyncIterator[bytes]:
@@ -282,9 +340,10 @@ class LocalStorage(CountedPuts):
         await _io(self.path_for(key).unlink, True)
 
     async def aclose(self) -> None:
-        """End the threads that open files for reads (files are opened per call) and those
-        that write small objects; a read or put after this starts them again."""
+        """End the threads that open and read files for reads (files are opened per call) and
+        those that write small objects; a read or put after this starts them again."""
         await self._openers.aclose()
+        await self._readers.aclose()
         await self._small_puts.aclose()
 
     async def keys(self) -> list[str]:
@@ -328,3 +387,12 @@ async def _chained(first: Sequence[bytes], rest: AsyncIterator[bytes]) -> AsyncI
 
 def _no_resource() -> None:
     """The opener threads keep nothing between jobs."""
+
+
+def _no_read(offset: int, size: int) -> bytes:
+    """Nothing: the range was read whole with the file's first block."""
+    return b""
+
+
+def _nothing_to_close() -> None:
+    """The file was closed with its first block read."""

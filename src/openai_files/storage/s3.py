@@ -21,6 +21,12 @@ How the `Storage` contract is kept, and where S3 makes it bend:
 - **compose** has S3 copy the sources into one multipart upload (``UploadPartCopy``), so no
   byte passes through this process; where S3 cannot (a source but the last under 5 MiB, no
   static credentials, a server that does not copy parts), the sources stream through once.
+- **Multipart uploads across requests** (`MultipartStorage`, for the Uploads API): each part
+  of an upload is cut into parts of ``part_size`` bytes (the last up to 5 MiB larger) and sent
+  into one S3 multipart upload as it arrives, ``parts_in_flight`` at once; completing it makes
+  the object without a byte passing through again, and without S3 copying any. Needs static
+  credentials, as compose's copies do; without them the storage has no multipart uploads
+  (`start_multipart` answers None) and the Uploads API stores each part as an object.
 - **Cancellation** takes effect between network requests: a part upload or the final commit
   in flight is finished (within the client timeouts) before the upload is aborted, because
   dropping obstore's request half-way could orphan an upload. If the commit completed, the
@@ -40,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from datetime import timedelta
+from secrets import token_hex
 from typing import TYPE_CHECKING
 
 import anyio
@@ -57,9 +64,13 @@ from ._s3_multipart import (
     multipart_client,
     plan_copies,
 )
+from ._s3_parts import complete_numbered, gapless_parts, numbers_for, put_numbered
 from .base import (
     ByteCounter,
     CountedPuts,
+    NumberedPut,
+    NumberedSource,
+    ObjectRange,
     UnfinishedRange,
     check_key,
     join_blocks,
@@ -182,6 +193,7 @@ class S3Storage(CountedPuts):
             read_timeout=commit_timeout,
         )
         self._copies_parts = self._multipart is not None
+        self._numbers_with_gaps: bool | None = None  # the server completes parts 1 and 3
 
     @classmethod
     def from_url(cls, url: str) -> S3Storage:
@@ -301,17 +313,24 @@ class S3Storage(CountedPuts):
         except DRIVER_ERRORS as exc:
             raise unavailable("listing objects", exc) from exc
 
-    async def compose(self, key: str, sources: Sequence[str | UnfinishedRange]) -> int:
+    async def compose(
+        self, key: str, sources: Sequence[str | ObjectRange | UnfinishedRange]
+    ) -> int:
         """Assemble the sources inside S3 where it can: one multipart upload whose parts are
-        copies of the sources (``UploadPartCopy``), so no byte passes through this process.
-        That needs every source but the last to be at least 5 MiB (S3's smallest part), static
-        credentials (see `S3Storage`) and a server that copies parts (``rclone serve s3`` does
-        not); otherwise the sources stream through once, into a `put`. Atomic as `put` is."""
+        copies of the sources (``UploadPartCopy``, of a range for an `ObjectRange`), so no
+        byte passes through this process. That needs every source but the last to be at least
+        5 MiB (S3's smallest part), static credentials (see `S3Storage`) and a server that
+        copies parts (``rclone serve s3`` does not); otherwise the sources stream through
+        once, into a `put`. Atomic as `put` is."""
         name = self.object_name(key)
-        keys = [_plain_key(source) for source in sources]
-        names = [self.object_name(source) for source in keys]
-        sizes = await self._sizes(keys)
-        pieces = plan_copies(names, sizes)
+        ranges = [_object_range(source) for source in sources]
+        whole = [source.end < 0 for source in ranges]
+        measured = iter(await self._sizes([r.key for r in ranges if r.end < 0]))
+        ranges = [ObjectRange(r.key, 0, next(measured)) if r.end < 0 else r for r in ranges]
+        names = [self.object_name(source.key) for source in ranges]
+        sizes = [source.end - source.start for source in ranges]
+        starts = [None if entire else r.start for r, entire in zip(ranges, whole, strict=True)]
+        pieces = plan_copies(names, sizes, starts)
         if pieces is not None and self._multipart is not None and self._copies_parts:
             try:
                 await assemble(self._multipart, name, pieces, in_flight=_COPIES_IN_FLIGHT)
@@ -322,7 +341,96 @@ class S3Storage(CountedPuts):
                 if exc.code == "NoSuchKey":  # a source went since it was measured
                     raise BlobNotFound(key) from None
                 raise unavailable(f"composing {key!r}", exc) from exc
-        return await self.put_unhashed(key, self._concatenation(keys))  # the size is the answer
+        return await self.put_unhashed(key, self._concatenation(ranges))  # the size is the answer
+
+    min_part_size = MIN_PART_SIZE
+
+    def numbers_for(self, size: int) -> int:
+        """The most part numbers `put_numbered` uses for at most ``size`` bytes."""
+        return numbers_for(size, self.part_size)
+
+    async def start_multipart(self, key: str) -> str | None:
+        """CreateMultipartUpload of ``key``; None without static credentials, or from a
+        server that completes only parts numbered 1, 2, 3... without gaps (``rclone serve
+        s3``): the first call finds out (`gapless_parts`)."""
+        name = self.object_name(key)
+        if self._multipart is None:
+            return None
+        try:
+            if self._numbers_with_gaps is None:
+                self._numbers_with_gaps = not await gapless_parts(
+                    self._multipart, self.object_name(f"uploads/probe-{token_hex(8)}")
+                )
+            if not self._numbers_with_gaps:
+                return None
+            return await self._multipart.create(name)
+        except S3RequestError as exc:
+            raise unavailable(f"starting a multipart upload of {key!r}", exc) from exc
+
+    async def put_numbered(
+        self,
+        key: str,
+        upload_id: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        first: int,
+        count: int,
+        small_key: str,
+    ) -> NumberedPut:
+        """Parts of ``part_size`` bytes (the last up to 5 MiB more), ``parts_in_flight`` on
+        their way at once: memory stays near ``(parts_in_flight + 2) * part_size + 5 MiB``."""
+        name = self.object_name(key)
+        if self._multipart is None:
+            raise unavailable(f"storing a part of {key!r}", S3RequestError("no static credentials"))
+        try:
+            return await put_numbered(
+                self._multipart,
+                name,
+                upload_id,
+                chunks,
+                first=first,
+                count=count,
+                piece=self.part_size,
+                in_flight=self.parts_in_flight,
+                put_small=lambda small: self.put(small_key, small),
+            )
+        except S3RequestError as exc:
+            raise unavailable(f"storing a part of {key!r}", exc) from exc
+
+    async def complete_multipart(
+        self, key: str, upload_id: str, sources: Sequence[NumberedSource]
+    ) -> int:
+        """ListParts for the ETags, then CompleteMultipartUpload (objects named by sources
+        are read and sent as their parts first)."""
+        name = self.object_name(key)
+        if self._multipart is None:
+            return await self.head(key)
+        try:
+            return await complete_numbered(
+                self._multipart,
+                name,
+                upload_id,
+                sources,
+                read_small=self._read_small,
+                size_of=lambda: self.head(key),
+            )
+        except S3RequestError as exc:
+            raise unavailable(f"completing {key!r}", exc) from exc
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        """AbortMultipartUpload."""
+        name = self.object_name(key)
+        if self._multipart is None:
+            return
+        try:
+            await self._multipart.abort(name, upload_id)
+        except S3RequestError as exc:
+            raise unavailable(f"aborting the multipart upload of {key!r}", exc) from exc
+
+    async def _read_small(self, key: str) -> bytes:
+        """The whole object ``key``, which is small (under 5 MiB: a part's worth)."""
+        result = await self._get(key, self.object_name(key))
+        return b"".join([bytes(chunk) async for chunk in self._chunks(key, result.stream())])
 
     async def remove_partials(self, *, modified_before: float) -> int:
         """Abort the incomplete multipart uploads under the prefix started before that time
@@ -365,10 +473,15 @@ class S3Storage(CountedPuts):
             raise failures.exceptions[0] from None
         return sizes
 
-    async def _concatenation(self, keys: list[str]) -> AsyncIterator[bytes]:
-        for key in keys:
-            result = await self._get(key, self.object_name(key))
-            async for chunk in self._chunks(key, result.stream(_ASSEMBLY_CHUNK)):
+    async def _concatenation(self, ranges: list[ObjectRange]) -> AsyncIterator[bytes]:
+        for source in ranges:
+            key = source.key
+            if source.start == 0 and source.end == await self.head(key):
+                result = await self._get(key, self.object_name(key))
+                chunks = self._chunks(key, result.stream(_ASSEMBLY_CHUNK))
+            else:
+                chunks = await self.get(key, start=source.start, end=source.end)
+            async for chunk in chunks:
                 yield chunk
 
     async def _get(self, key: str, name: str) -> GetResult:
@@ -413,10 +526,13 @@ async def _abort(writer: AsyncWritableFile, error: BaseException) -> None:
             error.add_note(f"The incomplete S3 upload could not be aborted: {first_line(exc)}")
 
 
-def _plain_key(source: str | UnfinishedRange) -> str:
-    if not isinstance(source, str):
-        raise TypeError("S3Storage has no unfinished objects: compose takes keys only")
-    return source
+def _object_range(source: str | ObjectRange | UnfinishedRange) -> ObjectRange:
+    """``source`` as a range; a whole object's with an ``end`` of -1 (not measured yet)."""
+    if isinstance(source, str):
+        return ObjectRange(source, 0, -1)
+    if isinstance(source, ObjectRange):
+        return source
+    raise TypeError("S3Storage has no unfinished objects: compose takes keys and ranges only")
 
 
 async def _nothing() -> AsyncIterator[bytes]:

@@ -213,6 +213,16 @@ class FaultyMetadataStore(Switchboard):
             lambda: self.inner.reserve_upload(owner, upload_id, size, quota=quota),
         )
 
+    async def claim_part_numbers(
+        self, owner: str, upload_id: str, count: int, *, multipart: str, limit: int
+    ) -> tuple[str, int] | None:
+        return await self._call(
+            "claim_part_numbers",
+            lambda: self.inner.claim_part_numbers(
+                owner, upload_id, count, multipart=multipart, limit=limit
+            ),
+        )
+
     async def release_upload(self, owner: str, upload_id: str, size: int) -> None:
         await self._call(
             "release_upload", lambda: self.inner.release_upload(owner, upload_id, size)

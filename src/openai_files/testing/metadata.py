@@ -7,6 +7,7 @@ import pytest
 from ._file_lifecycle import FileLifecycleConformance
 from ._file_records import FileRecordConformance
 from ._one_step_inserts import OneStepInsertConformance
+from ._part_numbers import PartNumberConformance
 from ._records import make_part, make_record, make_upload
 from ._upload_records import UploadRecordConformance
 from ._upload_states import UploadStateConformance
@@ -19,6 +20,7 @@ class MetadataConformance(
     FileRecordConformance,
     FileLifecycleConformance,
     OneStepInsertConformance,
+    PartNumberConformance,
     UploadRecordConformance,
     UploadStateConformance,
     UsageListingConformance,
