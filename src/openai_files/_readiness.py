@@ -26,7 +26,7 @@ PROBE_OWNER = "openai-files-readiness-probe"
 """The owner whose usage the metadata probe reads (reading creates nothing)."""
 PROBE_KEY = "openai-files-probe"
 """The key the storage probe asks for, writes and removes: at the top, so that removing it
-leaves no directory behind on local disk (real keys are sharded, two directories deep)."""
+leaves no directory behind on local disk (real keys are sharded, one directory deep)."""
 
 
 @dataclass(frozen=True)

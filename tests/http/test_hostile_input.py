@@ -27,7 +27,7 @@ pytestmark = pytest.mark.anyio
 MAX_FILE_SIZE = 64 * 1024
 BOUNDARY = "hostileInputBoundary0123456789"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
-STORAGE_KEY = re.compile(r"[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{32}")
+STORAGE_KEY = re.compile(r"[0-9a-f]{2}/[0-9a-f]{32}")
 METADATA_FILES = ("files.db", "files.db-journal", "files.db-wal", "files.db-shm")
 
 

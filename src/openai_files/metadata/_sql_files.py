@@ -68,7 +68,7 @@ class SQLFileRecords(SQLEngine):
                     usage.files,
                 )
             try:
-                connection.execute(statements.insert_file(), file_row(record))
+                self._change(connection, statements.insert_file(), file_row(record))
             except IntegrityError as exc:
                 raise Conflict(f"A file with id {record.id} exists already.") from exc
             if record.state == "active":
@@ -303,7 +303,7 @@ class SQLFileRecords(SQLEngine):
         """Move the count of the owner's active files of the record's purpose by ``change``,
         in the transaction that makes the record active or takes it out of that state."""
         parameters = {"owner": record.owner, "purpose": record.purpose, "d_files": change}
-        connection.execute(self._statements.count_active(), parameters)
+        self._change(connection, self._statements.count_active(), parameters)
 
     def _visible(self, now: int) -> ColumnElement[bool]:
         return visible(self._files, now)

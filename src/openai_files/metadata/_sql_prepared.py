@@ -1,17 +1,21 @@
-"""A SQLAlchemy Core SELECT compiled once and then run on the driver itself, for the store's
-hottest reads: SQLAlchemy builds the SQL (so the schema, the table prefix and each dialect's
-casts stay in one place), and each run costs the driver's own call, not SQLAlchemy's execution
-of a statement (its compiled cache, its execution context, its result objects).
+"""A SQLAlchemy Core statement compiled once and then run on the driver itself, for the store's
+hottest reads (and, on SQLite, the writes of a small file's create): SQLAlchemy builds the SQL
+(so the schema, the table prefix and each dialect's casts stay in one place), and each run
+costs the driver's own call, not SQLAlchemy's execution of a statement (its compiled cache,
+its execution context, its result objects).
 
 `Compiled` is the statement and how the named parameters of a call become the driver's
 positional ones, with the values of the statement's own literals (``state = 'active'``) and
 each type's bind processor; it refuses, with a `ValueError`, a statement with expanding
-(``IN``) or literal-execute parameters or a driver without positional parameters. Its
+(``IN``) or literal-execute parameters, column defaults computed at execution (an INSERT
+that leaves out a column with a Python-side default) or a driver without positional
+parameters. Its
 ``plain`` says that no value needs SQLAlchemy's processing on the way in or out: the direct
 reads on PostgreSQL and MariaDB (``_sql_direct``) take only such statements.
 
-`Prepared` runs one on a ``sqlite3`` connection (``?`` parameters), and keeps what SQLAlchemy
-would do that still matters:
+`Prepared` runs one on a ``sqlite3`` connection (``?`` parameters): a SELECT for its rows
+(`Prepared.rows`), an INSERT or UPDATE for its row count (`Prepared.execute`, inside the
+transaction the connection has open). It keeps what SQLAlchemy would do that still matters:
 
 - rows come back as tuples in the statement's column order, through each type's result
   processor (none, for the store's columns on SQLite);
@@ -31,22 +35,29 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Insert, Select, Update
 
 __all__ = ["Compiled", "Prepared"]
 
 Row = tuple[Any, ...]
 
 
-class Compiled:
-    """The SELECT ``statement`` compiled for ``dialect``, and the driver's arguments for it."""
+Statement = Select[Any] | Insert | Update
+"""What `Compiled` takes: a SELECT, or an INSERT or UPDATE without RETURNING."""
 
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+
+class Compiled:
+    """The ``statement`` compiled for ``dialect``, and the driver's arguments for it."""
+
+    def __init__(self, statement: Statement, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         if compiled.positiontup is None:
             raise ValueError(f"{dialect.name}: only a driver with positional parameters")
         if compiled.literal_execute_params or compiled.post_compile_params:
             raise ValueError(f"expanding parameters cannot be prepared: {compiled}")
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            # A column default SQLAlchemy computes at each execution: not a literal to keep.
+            raise ValueError(f"execution-time column defaults cannot be prepared: {compiled}")
         self.sql = str(compiled)
         names = tuple(compiled.positiontup)
         # The statement's own literals (``state = 'active'``) are parameters too.
@@ -58,7 +69,8 @@ class Compiled:
         self._ordered = _getter(names)
         bound = [compiled.binds[name].type.dialect_impl(dialect) for name in names]
         self._binds = _processors([kind.bind_processor(dialect) for kind in bound])
-        selected = [column.type.dialect_impl(dialect) for column in statement.selected_columns]
+        columns = statement.selected_columns if isinstance(statement, Select) else ()
+        selected = [column.type.dialect_impl(dialect) for column in columns]
         self._results = _processors([kind.result_processor(dialect, None) for kind in selected])
 
     @property
@@ -81,7 +93,7 @@ class Compiled:
 class Prepared(Compiled):
     """A `Compiled` statement run by `rows` on the ``sqlite3`` connection of a `Connection`."""
 
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+    def __init__(self, statement: Statement, dialect: Dialect) -> None:
         if dialect.paramstyle != "qmark":
             raise ValueError(f"{dialect.name}: only a driver with ? parameters runs prepared")
         super().__init__(statement, dialect)
@@ -117,6 +129,28 @@ class Prepared(Compiled):
             )
             for row in rows
         ]
+
+    def execute(self, connection: Connection, parameters: Mapping[str, Any]) -> int:
+        """Run the INSERT or UPDATE with ``parameters`` on ``connection``'s DB-API connection,
+        in the transaction open there; the number of rows it changed."""
+        arguments = self.arguments(parameters)
+        dispatch = connection.dispatch
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if dispatch.before_cursor_execute:
+                for listener in dispatch.before_cursor_execute:
+                    listener(connection, cursor, self.sql, arguments, None, False)
+            try:
+                cursor.execute(self.sql, arguments)
+            except self._error as exc:
+                raise DBAPIError.instance(self.sql, arguments, exc, self._error) from exc
+            if dispatch.after_cursor_execute:
+                for listener in dispatch.after_cursor_execute:
+                    listener(connection, cursor, self.sql, arguments, None, False)
+            count: int = cursor.rowcount
+        finally:
+            cursor.close()
+        return count
 
 
 def _getter(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Row]:

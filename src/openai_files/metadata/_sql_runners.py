@@ -8,8 +8,11 @@ rows may be given as the statement itself (`Runner.rows`), which a runner may ru
   reads on `SQLITE_READERS` threads side by side, writes on one writer thread, one after
   another, each starting with ``BEGIN IMMEDIATE``, so writers in this process never wait on
   each other in SQLite's busy handler (the busy timeout remains for writers in other
-  processes). An operation costs the event loop one hand-off each way. `Runner.rows` runs the
-  statement compiled once on the driver's connection directly (``_sql_prepared``).
+  processes); the writes that queue while the writer is busy are committed together, each in
+  a savepoint of one transaction, with one flush of the write-ahead log
+  (``_sqlite_group_commit``). An operation costs the event loop one hand-off each way.
+  `Runner.rows` runs the statement compiled once on the driver's connection directly
+  (``_sql_prepared``).
 - `AsyncRunner`, for every other database (and for an `AsyncEngine` the host passes): the body
   runs through `AsyncConnection.run_sync`. On PostgreSQL a read runs in autocommit mode, so it
   is one round trip with no ``BEGIN``/``COMMIT`` around it. The hottest reads on asyncpg and
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, Select, create_engine, event
 from sqlalchemy.engine import URL
@@ -34,7 +37,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ._sql_direct import DirectReads
-from ._sql_prepared import Prepared
+from ._sql_prepared import Prepared, Statement
+from ._sqlite_group_commit import GroupCommits, Rollback, end_transaction, in_transaction
 from ._sqlite_threads import ConnectionThreads
 
 __all__ = [
@@ -55,15 +59,6 @@ SQLITE_READERS = 4
 """Reader threads of one SQLite store (each with its connection); writes have one more."""
 
 
-class Rollback(Exception, Generic[T]):
-    """Raised by a write's body to undo its transaction quietly; the runner returns
-    ``result``."""
-
-    def __init__(self, result: T) -> None:
-        super().__init__(result)
-        self.result = result
-
-
 class Runner(Protocol):
     async def read(self, body: Body[T]) -> T:
         """Run ``body`` without an explicit transaction (its one statement is atomic)."""
@@ -82,19 +77,6 @@ class Runner(Protocol):
     async def aclose(self) -> None:
         """Close the runner's own connections, if it has any."""
         ...
-
-
-def _in_transaction(connection: Connection, body: Body[T]) -> T:
-    try:
-        result = body(connection)
-    except Rollback as undo:
-        connection.rollback()
-        return undo.result  # type: ignore[no-any-return]
-    except BaseException:
-        connection.rollback()
-        raise
-    connection.commit()
-    return result
 
 
 def _dead_connection(exc: BaseException) -> bool:
@@ -119,8 +101,8 @@ class ThreadedSQLite:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._readers = ConnectionThreads(engine, SQLITE_READERS, "openai-files-sqlite-reader")
-        self._writer = ConnectionThreads(engine, 1, "openai-files-sqlite-writer")
-        self._prepared: dict[int, tuple[Select[Any], Prepared]] = {}
+        self._writes = GroupCommits(engine, "openai-files-sqlite-writer")
+        self._prepared: dict[int, tuple[Statement, Prepared]] = {}
 
     @classmethod
     def open(
@@ -145,20 +127,27 @@ class ThreadedSQLite:
         return await self._readers.run(partial(_read_alone, body))
 
     async def write(self, body: Body[T]) -> T:
-        # One writer thread: a write begins only once the one before it has ended.
-        return await self._writer.run_to_end(partial(_write_immediate, body))
+        # One writer thread: a write begins only once the one before it has ended, and the
+        # writes that queued meanwhile are committed together (`GroupCommits`).
+        return await self._writes.write(body)
 
     async def rows(self, statement: Select[Any], parameters: Mapping[str, Any]) -> Rows:
+        prepared = self.prepared(statement)
+        return await self._readers.run(partial(prepared.rows, parameters=parameters))
+
+    def prepared(self, statement: Statement) -> Prepared:
+        """``statement`` (one the store keeps, `Statements`) compiled once, to run on the
+        driver (``_sql_prepared``); from any thread."""
         kept = self._prepared.get(id(statement))
         if kept is None:
             # The statement is kept with its compiled form, so its id is not reused.
             kept = (statement, Prepared(statement, self.engine.dialect))
             self._prepared[id(statement)] = kept
-        return await self._readers.run(partial(kept[1].rows, parameters=parameters))
+        return kept[1]
 
     async def aclose(self) -> None:
         await self._readers.aclose()
-        await self._writer.aclose()
+        await self._writes.aclose()
         self.engine.dispose()
 
 
@@ -167,25 +156,7 @@ def _read_alone(body: Body[T], connection: Connection) -> T:
     try:
         return body(connection)
     finally:
-        _end_transaction(connection)
-
-
-def _write_immediate(body: Body[T], connection: Connection) -> T:
-    try:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-        return _in_transaction(connection, body)
-    finally:
-        _end_transaction(connection)  # after a failed BEGIN or COMMIT
-
-
-def _end_transaction(connection: Connection) -> None:
-    """Roll back what is still open on the connection, in SQLAlchemy or in the driver: the
-    connection is kept for the thread's next job."""
-    if connection.in_transaction():
-        connection.rollback()
-    driver = connection.connection.dbapi_connection
-    if driver is not None and driver.in_transaction:
-        driver.rollback()
+        end_transaction(connection)
 
 
 # -- every other database: the async engine --------------------------------------------------------
@@ -211,7 +182,7 @@ class AsyncRunner:
 
     async def write(self, body: Body[T]) -> T:
         async with self.engine.connect() as connection:
-            return await connection.run_sync(_in_transaction, body)
+            return await connection.run_sync(in_transaction, body)
 
     async def rows(self, statement: Select[Any], parameters: Mapping[str, Any]) -> Rows:
         """On the driver of a pooled connection (`DirectReads`) where it takes the statement,

@@ -70,6 +70,9 @@ every this many bytes while it is still receiving the rest."""
 OPENER_THREADS = 8
 """Threads of one `LocalStorage` that open a file for a read and read its first block (the
 whole of a small file): a cheaper hand-off than the worker threads of the other I/O."""
+SMALL_PUT_THREADS = 8
+"""Threads of one `LocalStorage` that write, flush and rename a whole small object (at most
+one block) in one job: the same cheaper hand-off, for the puts of small uploads."""
 READER_THREADS = 2
 """Threads of one `LocalStorage` that read and map the blocks of `get_mapped` after the first
 (its read-ahead): few, since each keeps a malloc arena of its own, where the blocks it read
@@ -105,6 +108,9 @@ class LocalStorage(CountedPuts):
         self._openers = WorkerThreads[None](
             OPENER_THREADS, "openai-files-local-opener", make=_no_resource
         )
+        self._small_puts = WorkerThreads[None](
+            SMALL_PUT_THREADS, "openai-files-local-writer", make=_no_resource
+        )
         self._readers = WorkerThreads[None](
             READER_THREADS, "openai-files-local-reader", make=_no_resource
         )
@@ -122,14 +128,16 @@ class LocalStorage(CountedPuts):
         """Write to a hidden temporary file beside the target, then rename it into place
         (flushed before and after with ``fsync``): a reader sees the old object or the whole
         new one. An object of at most one block is written, flushed and renamed in one trip
-        to a worker thread once all of it has arrived."""
+        to a thread kept for it (`SMALL_PUT_THREADS`) once all of it has arrived."""
         path = self.path_for(key)
         temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         blocks = join_blocks(chunks, self.block_size)
         first = await anext(blocks, b"")
         second = await anext(blocks, None) if first else None
         if second is None:
-            return await _io(_put_whole, temp, path, first, counter, self._directories)
+            return await _io_on(
+                self._small_puts, _put_whole, temp, path, first, counter, self._directories
+            )
         handle = await _io(_open_exclusive, temp)
         try:
             await self._write_all(handle, _chained((first, second), blocks), counter)
@@ -332,10 +340,11 @@ class LocalStorage(CountedPuts):
         await _io(self.path_for(key).unlink, True)
 
     async def aclose(self) -> None:
-        """End the threads that open and read files for reads (files are opened per call); a
-        read after this starts them again."""
+        """End the threads that open and read files for reads (files are opened per call) and
+        those that write small objects; a read or put after this starts them again."""
         await self._openers.aclose()
         await self._readers.aclose()
+        await self._small_puts.aclose()
 
     async def keys(self) -> list[str]:
         """Every key stored, sorted; temporary files of puts in progress are not keys."""
