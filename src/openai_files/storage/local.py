@@ -41,6 +41,7 @@ from ._local_files import (
     _put_whole,
     _read_range,
     _seal,
+    _write_and_start_writeback,
     _write_block,
     _write_fully,
 )
@@ -59,7 +60,9 @@ __all__ = ["LocalStorage"]
 TEMP_SUFFIX = ".part"
 FLUSH_STEP = 16 * 1024 * 1024
 """With ``fsync``, a put (or append) of a large file starts flushing its bytes to the device
-every this many bytes while it is still receiving the rest."""
+every this many bytes while it is still receiving the rest. On Linux the writeback of each
+block is also started as soon as the block is written (``sync_file_range``, which does not
+wait), so the last flush waits for the last blocks only."""
 OPENER_THREADS = 8
 """Threads of one `LocalStorage` that open a file for a read and read its first block (the
 whole of a small file): a cheaper hand-off than the worker threads of the other I/O."""
@@ -134,7 +137,8 @@ class LocalStorage(CountedPuts):
     ) -> None:
         """Count (and hash, with a `BlobHasher`) and write blocks in a worker thread while the
         next block is being received, so that receiving and storing overlap; at most three
-        blocks are in memory."""
+        blocks are in memory. With ``fsync`` each block's writeback to the device starts as
+        soon as it is written (`FLUSH_STEP`)."""
         send, receive = anyio.create_memory_object_stream[bytes](max_buffer_size=1)
         flushing = False
 
@@ -150,7 +154,10 @@ class LocalStorage(CountedPuts):
             unflushed = 0
             async with receive:
                 async for block in receive:
-                    await _io(write, handle, counter, block)
+                    if self.fsync:
+                        await _io(_write_and_start_writeback, write, handle, counter, block)
+                    else:
+                        await _io(write, handle, counter, block)
                     unflushed += len(block)
                     # Durable writes flush as they go, in another thread, so that the flush
                     # at the end waits for the last blocks only, not the whole file.
