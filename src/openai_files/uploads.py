@@ -38,6 +38,7 @@ from ._upload_parts import (
     read_part,
     remove_part_bytes,
     sealable,
+    segment_of,
     sources,
     store_part,
     too_many_parts,
@@ -53,7 +54,7 @@ from .errors import (
 )
 from .ids import new_object_id
 from .inputs import check_media_type, possible_id
-from .metadata.base import PartOutcome, PartRecord, UploadRecord, UploadState
+from .metadata.base import PartBatches, PartOutcome, PartRecord, UploadRecord, UploadState
 from .models import FileObject, UploadObject, UploadPartObject
 from .storage.base import ComposableStorage, MultipartStorage, ObjectRange
 
@@ -468,20 +469,30 @@ class Uploads:
             raise QuotaExceeded.for_usage(quota.max_files, quota.max_bytes, usage.files)
 
     async def _discard_parts(self, parts: list[PartRecord], *, whole_upload: bool = True) -> int:
-        """Remove the parts' bytes, then their records; ``whole_upload``: these are all the
-        parts of their uploads (which are closed)."""
-        core = self._core
-        discarded = 0
+        """Remove the parts' bytes, then their records (in one transaction where the store
+        offers `PartBatches`); ``whole_upload``: these are all the parts of their uploads
+        (which are closed), and the unfinished object their segments share is removed once."""
+        core, metadata = self._core, self._core.metadata
+        removed: list[str] = []
+        gone: set[str] = set()  # unfinished objects of whole uploads removed already
         with anyio.CancelScope(shield=True):
             for part in parts:
-                try:
-                    await remove_part_bytes(core.storage, part, whole_upload=whole_upload)
-                except Exception:
-                    log.warning("removing part %s failed; the sweeper will retry", part.id)
-                    continue
-                await core.metadata.remove_part(part.id)
-                discarded += 1
-        return discarded
+                segment = segment_of(part) if whole_upload else None
+                if segment is None or segment.key not in gone:
+                    try:
+                        await remove_part_bytes(core.storage, part, whole_upload=whole_upload)
+                    except Exception:
+                        log.warning("removing part %s failed; the sweeper will retry", part.id)
+                        continue
+                    if segment is not None:
+                        gone.add(segment.key)
+                removed.append(part.id)
+            if isinstance(metadata, PartBatches):
+                await metadata.remove_parts(removed)
+            else:
+                for part_id in removed:
+                    await metadata.remove_part(part_id)
+        return len(removed)
 
 
 def _upload_object(upload: UploadRecord, file: FileObject | None = None) -> UploadObject:

@@ -15,7 +15,11 @@ from ._sql_engine import Rollback, SQLEngine
 from .base import OPEN_UPLOAD_STATES, PartOutcome, PartRecord, Quota, UploadRecord, UploadState
 from .sql_schema import insert_ignoring_duplicates
 
-__all__ = ["SQLUploadRecords"]
+__all__ = ["PART_BATCH", "SQLUploadRecords"]
+
+PART_BATCH = 500
+"""Parts `SQLUploadRecords.remove_parts` removes in one transaction (and one ``IN`` list,
+well within every database's bound on bound parameters)."""
 
 
 class SQLUploadRecords(SQLEngine):
@@ -271,6 +275,47 @@ class SQLUploadRecords(SQLEngine):
         query = select(parts).where(parts.c.upload_id.in_(done)).limit(limit)
         rows = await self._read(lambda connection: connection.execute(query).all())
         return [PartRecord(**row._mapping) for row in rows]
+
+    async def remove_parts(self, part_ids: builtins.list[str]) -> None:
+        """`remove_part` for each part (`PartBatches`), `PART_BATCH` parts per transaction:
+        one SELECT and one DELETE of the parts, then one UPDATE of each upload's totals and of
+        each owner's usage. Parts removed meanwhile by another request are left to it: the
+        batch is rolled back and its parts removed one at a time."""
+        uploads, parts = self.tables.uploads, self.tables.parts
+
+        def drop(batch: builtins.list[str], connection: Connection) -> bool:
+            rows = connection.execute(select(parts).where(parts.c.id.in_(batch))).all()
+            found = [PartRecord(**row._mapping) for row in rows]
+            if not found:
+                return True
+            removed = connection.execute(delete(parts).where(parts.c.id.in_(batch))).rowcount
+            if removed != len(found):
+                raise Rollback(False)  # removed meanwhile, by whoever counts it out
+            totals: dict[str, tuple[int, int]] = {}
+            usage: dict[str, int] = {}
+            for part in found:
+                count, size = totals.get(part.upload_id, (0, 0))
+                totals[part.upload_id] = (count + 1, size + part.bytes)
+                usage[part.owner] = usage.get(part.owner, 0) + part.bytes
+            for upload_id, (count, size) in totals.items():
+                connection.execute(
+                    update(uploads)
+                    .where(uploads.c.id == upload_id)
+                    .values(
+                        received=uploads.c.received - size,
+                        part_count=uploads.c.part_count - count,
+                        reserved=uploads.c.reserved - size,
+                    )
+                )
+            for owner, size in usage.items():
+                self._add_usage(connection, owner, 0, -size, None)
+            return True
+
+        for start in range(0, len(part_ids), PART_BATCH):
+            batch = part_ids[start : start + PART_BATCH]
+            if not await self._write(partial(drop, batch)):
+                for part_id in batch:
+                    await self.remove_part(part_id)
 
     async def remove_part(self, part_id: str) -> None:
         """Delete the part row and take its bytes out of its upload's totals and the usage row,

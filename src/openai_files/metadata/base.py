@@ -15,6 +15,7 @@ __all__ = [
     "MetadataStore",
     "OffsetPaging",
     "Order",
+    "PartBatches",
     "PartOutcome",
     "PartRecord",
     "Quota",
@@ -457,6 +458,18 @@ class OffsetPaging(Protocol):
     ) -> builtins.list[FileRecord]:
         """The files `MetadataStore.list` returns without a cursor, after skipping the first
         ``offset`` of them (an offset past the end: none)."""
+        ...
+
+
+@runtime_checkable
+class PartBatches(Protocol):
+    """A metadata store that forgets many parts in one transaction (a capability: without
+    it, the Uploads API forgets the parts of a closed upload one `remove_part` at a time)."""
+
+    async def remove_parts(self, part_ids: builtins.list[str]) -> None:
+        """Forget the parts, as `MetadataStore.remove_part` forgets each (their bytes leave
+        their uploads' totals and the owners' usage, missing parts are no-ops), all in one
+        transaction, or in a few for very many parts."""
         ...
 
 

@@ -399,8 +399,17 @@ class MemoryMetadataStore:
         done = {"completed", "cancelled", "expired"}
         return [p for p in self._parts.values() if self._uploads[p.upload_id].state in done][:limit]
 
+    async def remove_parts(self, part_ids: builtins.list[str]) -> None:
+        """`remove_part` for each (`PartBatches`); nothing awaits in between, so it is one
+        step for every other task."""
+        for part_id in part_ids:
+            self._remove_part(part_id)
+
     async def remove_part(self, part_id: str) -> None:
         """Drop the part and take its bytes out of its upload's totals."""
+        self._remove_part(part_id)
+
+    def _remove_part(self, part_id: str) -> None:
         part = self._parts.pop(part_id, None)
         upload = None if part is None else self._uploads.get(part.upload_id)
         if part is not None and upload is not None:

@@ -10,6 +10,7 @@ from ..metadata.base import (
     MetadataStore,
     OffsetPaging,
     Order,
+    PartBatches,
     PartOutcome,
     PartRecord,
     Quota,
@@ -247,8 +248,20 @@ class FaultyMetadataStore(Switchboard):
     async def remove_part(self, part_id: str) -> None:
         await self._call("remove_part", lambda: self.inner.remove_part(part_id))
 
+    async def remove_parts(self, part_ids: builtins.list[str]) -> None:
+        """`PartBatches`, over any store: one `remove_part` at a time over one without it."""
+        await self._call("remove_parts", lambda: _remove_parts(self.inner, part_ids))
+
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+async def _remove_parts(store: MetadataStore, part_ids: builtins.list[str]) -> None:
+    if isinstance(store, PartBatches):
+        await store.remove_parts(part_ids)
+        return
+    for part_id in part_ids:
+        await store.remove_part(part_id)
 
 
 def _offset_paging(store: MetadataStore) -> OffsetPaging:

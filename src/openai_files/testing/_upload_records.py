@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from ..errors import QuotaExceeded
-from ..metadata.base import MetadataStore, Quota, UploadRecord, Usage
+from ..metadata.base import MetadataStore, PartBatches, Quota, UploadRecord, Usage
 from ._records import T0, make_part, make_record, make_upload
 
 __all__ = ["UploadRecordConformance"]
@@ -47,6 +47,32 @@ class UploadRecordConformance:
         found = await metadata.get_upload("alice", upload.id)
         assert found is not None
         assert (found.received, found.part_count, found.reserved) == (0, 0, 0)
+
+    async def test_parts_forgotten_in_one_batch_count_out_as_one_at_a_time(
+        self, metadata: MetadataStore
+    ) -> None:
+        if not isinstance(metadata, PartBatches):
+            pytest.skip(f"{type(metadata).__name__} forgets parts one at a time (optional)")
+        first, second = make_upload(size=100), make_upload(size=100)
+        parts = []
+        for upload in (first, second):
+            await metadata.create_upload(upload)
+            for size in (10, 20):
+                part = make_part(upload, size)
+                assert await metadata.add_part(part) == "added"
+                parts.append(part)
+        assert await metadata.usage("alice") == Usage(files=0, bytes=60, open_uploads=2)
+        # Both parts of the first upload, one of the second, and one that does not exist.
+        await metadata.remove_parts([parts[0].id, parts[1].id, parts[3].id, "part_missing"])
+        assert await metadata.usage("alice") == Usage(files=0, bytes=10, open_uploads=2)
+        assert await metadata.get_parts("alice", first.id) == []
+        assert [p.id for p in await metadata.get_parts("alice", second.id)] == [parts[2].id]
+        found = await metadata.get_upload("alice", second.id)
+        assert found is not None
+        assert (found.received, found.part_count, found.reserved) == (10, 1, 10)
+        await metadata.remove_parts([])  # nothing to do
+        await metadata.remove_parts([parts[0].id])  # missing by now: a no-op
+        assert await metadata.usage("alice") == Usage(files=0, bytes=10, open_uploads=2)
 
     async def test_closing_an_upload_gives_back_what_parts_on_their_way_reserved(
         self, metadata: MetadataStore
