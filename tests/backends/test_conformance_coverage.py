@@ -15,10 +15,17 @@ from typing import Any
 import pytest
 
 from openai_files import MemoryMetadataStore, MemoryStorage
-from openai_files.metadata.base import MetadataStore, OffsetPaging, StatusUpdates, UsageListing
+from openai_files.metadata.base import (
+    MetadataStore,
+    OffsetPaging,
+    PartBatches,
+    StatusUpdates,
+    UsageListing,
+)
 from openai_files.storage.base import (
     ComposableStorage,
     ListableStorage,
+    MappedReads,
     PresignedURLs,
     Storage,
     UnhashedPuts,
@@ -27,6 +34,7 @@ from openai_files.storage.base import (
 METADATA_PROTOCOLS: tuple[type, ...] = (
     MetadataStore,
     OffsetPaging,
+    PartBatches,
     StatusUpdates,
     UsageListing,
 )
@@ -35,6 +43,7 @@ STORAGE_PROTOCOLS: tuple[type, ...] = (
     PresignedURLs,
     ListableStorage,
     ComposableStorage,
+    MappedReads,
     UnhashedPuts,
 )
 

@@ -17,6 +17,7 @@ from ..errors import BlobNotFound
 from ..storage.base import (
     ComposableStorage,
     ListableStorage,
+    MappedReads,
     PresignedURLs,
     Storage,
     UnhashedPuts,
@@ -62,8 +63,8 @@ class StorageConformance:
     """Subclass with a ``storage`` fixture and a `leftovers` method.
 
     The cases cover every method of `Storage` and of its capabilities `PresignedURLs`,
-    `ListableStorage`, `ComposableStorage` and `UnhashedPuts` (a case for a capability the
-    backend lacks is skipped).
+    `ListableStorage`, `ComposableStorage`, `UnhashedPuts` and `MappedReads` (a case for a
+    capability the backend lacks is skipped).
     """
 
     pytestmark = pytest.mark.anyio
@@ -268,3 +269,33 @@ class StorageConformance:
             await storage.head("aa/bb/broken")
         assert await read(storage, "aa/bb/kept") == b"original"
         assert await self.leftovers(storage) == ["aa/bb/kept"]
+
+    async def test_get_mapped_calls_the_function_on_each_block_of_the_range_in_order(
+        self, storage: Storage
+    ) -> None:
+        if not isinstance(storage, MappedReads):
+            pytest.skip(f"{type(storage).__name__} does not map reads (optional)")
+        data = os.urandom(self.big)
+        await storage.put("aa/bb/mapped", chunked(data))
+        block, start, end = 256 * 1024, 1000, len(data) - 5
+        results = [
+            result
+            async for result in await storage.get_mapped(
+                "aa/bb/mapped",
+                lambda offset, view: (offset, bytes(view)),
+                start=start,
+                end=end,
+                block_size=block,
+            )
+        ]
+        assert [offset for offset, _ in results] == list(range(start, end, block))
+        assert all(len(piece) == block for _, piece in results[:-1])
+        assert b"".join(piece for _, piece in results) == data[start:end]
+        past_the_end = await storage.get_mapped(
+            "aa/bb/mapped", lambda _, view: len(view), start=0, end=len(data) + 99, block_size=block
+        )
+        assert sum([size async for size in past_the_end]) == len(data)
+        with pytest.raises(BlobNotFound):  # before any call, as `Storage.get` does
+            await storage.get_mapped(
+                "aa/bb/never", lambda _, view: len(view), start=0, end=10, block_size=block
+            )
