@@ -161,6 +161,22 @@ class SQLEngine:
             _raise_translated(exc)
             raise
 
+    async def _written(self, statement: Select[Any], parameters: Mapping[str, Any]) -> Rows | None:
+        """The rows of one of the store's `Statements` that writes, committed on its own, run
+        on PostgreSQL's driver (`AsyncRunner.written`); None if it changed nothing (not taken
+        by this store's runner or driver, or refused by the database): the caller then does
+        the same writes its other way, which reports any refusal as it always does."""
+        if not self._ready:
+            await self.create_schema()
+        runner = self._runner
+        if not isinstance(runner, AsyncRunner):
+            return None
+        try:
+            return await runner.written(statement, parameters)
+        except (SQLAlchemyError, OSError, UnicodeError) as exc:
+            _raise_translated(exc)
+            raise
+
     async def _write(self, body: Body[T], *, translate_integrity: bool = True) -> T:
         """Run ``body`` in one transaction; `Rollback` raised in it undoes the transaction and
         returns its result."""
