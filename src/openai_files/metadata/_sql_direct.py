@@ -1,5 +1,5 @@
-"""The SQL store's hottest reads, sent straight to the driver on PostgreSQL (``asyncpg``) and
-MariaDB/MySQL (``aiomysql``).
+"""The SQL store's hottest reads (and, on PostgreSQL, one write), sent straight to the driver
+on PostgreSQL (``asyncpg``) and MariaDB/MySQL (``aiomysql``).
 
 A read through SQLAlchemy's async engine (``_sql_runners``) costs several times what the
 statement costs the driver: the checkout, the body and the return of the connection each run
@@ -21,6 +21,13 @@ result rows. `DirectReads` keeps what matters of that and skips the rest:
   with the statement and its positional parameters, as SQLAlchemy calls them (with a
   `Connection` over the pooled connection, no cursor and no execution context), so
   instrumentation on the store's ``statement_engines`` sees every statement sent.
+
+One statement that writes goes the same way on PostgreSQL (`DirectReads.rows` with
+``writes``): a file's insert without an idempotency key, one statement that the server commits
+on its own. It differs from a read only in failure: it is given back to the caller to run
+through SQLAlchemy only when it surely changed nothing (refused by the database or the driver
+on a connection still fit, or not sent: the connection was known closed); when the connection
+failed under it, it raises `BackendUnavailable`, as a transaction's write does.
 
 A statement that needs SQLAlchemy's processing of values (bind or result processors, expanding
 parameters) is not taken, nor is any read while the engine echoes its statements or translates
@@ -219,16 +226,16 @@ class DirectReads:
         """The rows of ``sql`` on ``pooled``'s driver, between the engine's cursor events; None
         if the driver failed (``pooled`` invalidated if that may have broken it; for a
         statement that ``writes``, `BackendUnavailable` then instead)."""
+        driver_connection = pooled.driver_connection
+        if writes and self._driver.closed(driver_connection):
+            pooled.invalidate()  # found dead (the database restarted): nothing is sent
+            return None
         dispatch = self._engine.dispatch
         connection: Connection | None = None
         if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
             connection = Connection(self._engine, pooled)
             for before in connection.dispatch.before_cursor_execute:
                 sql, arguments = before(connection, None, sql, arguments, None, False)
-        driver_connection = pooled.driver_connection
-        if writes and self._driver.closed(driver_connection):
-            pooled.invalidate()  # found dead (the database restarted): nothing was sent
-            return None
         try:
             rows = await self._driver.fetch(driver_connection, sql, arguments)
         except Exception as error:
