@@ -1,5 +1,5 @@
-"""The SQL store's hottest reads, sent straight to the driver on PostgreSQL (``asyncpg``) and
-MariaDB/MySQL (``aiomysql``).
+"""The SQL store's hottest reads (and, on PostgreSQL, one write), sent straight to the driver
+on PostgreSQL (``asyncpg``) and MariaDB/MySQL (``aiomysql``).
 
 A read through SQLAlchemy's async engine (``_sql_runners``) costs several times what the
 statement costs the driver: the checkout, the body and the return of the connection each run
@@ -22,6 +22,13 @@ result rows. `DirectReads` keeps what matters of that and skips the rest:
   `Connection` over the pooled connection, no cursor and no execution context), so
   instrumentation on the store's ``statement_engines`` sees every statement sent.
 
+One statement that writes goes the same way on PostgreSQL (`DirectReads.rows` with
+``writes``): a file's insert without an idempotency key, one statement that the server commits
+on its own. It differs from a read only in failure: it is given back to the caller to run
+through SQLAlchemy only when it surely changed nothing (refused by the database or the driver
+on a connection still fit, or not sent: the connection was known closed); when the connection
+failed under it, it raises `BackendUnavailable`, as a transaction's write does.
+
 A statement that needs SQLAlchemy's processing of values (bind or result processors, expanding
 parameters) is not taken, nor is any read while the engine echoes its statements or translates
 schema names. A read that fails in the driver returns None after letting go of the connection
@@ -41,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, Pool, PoolProxiedConnection
 from sqlalchemy.util import await_, greenlet_spawn
 
+from ..errors import BackendUnavailable
 from ._sql_prepared import Compiled
 
 __all__ = ["DirectReads", "plain_statement"]
@@ -65,6 +73,10 @@ class _Driver(Protocol):
 
     def usable_after(self, error: Exception, connection: Any) -> bool:
         """True if ``connection`` is fit for the next statement after ``error``."""
+        ...
+
+    def closed(self, connection: Any) -> bool:
+        """True if the driver knows ``connection`` to be closed (nothing can be sent on it)."""
         ...
 
     @property
@@ -92,6 +104,9 @@ class _Asyncpg:
 
     def usable_after(self, error: Exception, connection: Any) -> bool:
         return isinstance(error, self._harmless) and not connection.is_closed()
+
+    def closed(self, connection: Any) -> bool:
+        return bool(connection.is_closed())
 
 
 class _Aiomysql:
@@ -125,6 +140,9 @@ class _Aiomysql:
     def usable_after(self, error: Exception, connection: Any) -> bool:
         return isinstance(error, self._harmless) and not connection.closed
 
+    def closed(self, connection: Any) -> bool:
+        return bool(connection.closed)
+
 
 _DRIVERS: dict[str, Callable[[], _Driver]] = {"asyncpg": _Asyncpg, "aiomysql": _Aiomysql}
 
@@ -152,10 +170,20 @@ class DirectReads:
             return None
         return cls(engine, driver())
 
-    async def rows(self, query: Select[Any], parameters: Mapping[str, Any]) -> Rows | None:
+    async def rows(
+        self, query: Select[Any], parameters: Mapping[str, Any], *, writes: bool = False
+    ) -> Rows | None:
         """The rows of ``query`` (a statement built once: each is compiled on first use and
         kept) with ``parameters``, each as its values in the order of the query's columns; or
-        None if this read is not taken or failed in the driver: run it through SQLAlchemy."""
+        None if this read is not taken or failed in the driver: run it through SQLAlchemy.
+
+        A statement that ``writes`` (PostgreSQL only: one statement, committed by the server
+        on its own) gives None only when it changed nothing: not taken, or refused by the
+        database or the driver with the connection still fit, which leaves no doubt that it
+        was rolled back. When the connection failed under it, whether it was committed is
+        unknown: `BackendUnavailable`, and the caller must not run it again."""
+        if writes and not self._driver.quiet_reset:
+            return None  # outside a transaction only where the driver autocommits
         if self._engine.echo:
             return None  # echo logs every statement; SQLAlchemy's path does the logging
         try:
@@ -172,43 +200,51 @@ class DirectReads:
         elif self._in_greenlet:
             self._in_greenlet -= 1
         if queue is None or pooled is None:
-            return await greenlet_spawn(self._run, statement.sql, arguments)
+            return await greenlet_spawn(self._run, statement.sql, arguments, writes)
         try:
-            return await self._on(pooled, statement.sql, arguments)
+            return await self._on(pooled, statement.sql, arguments, writes)
         finally:
             if _gives_back_at_once(queue):
                 pooled.close()
             else:
                 await greenlet_spawn(pooled.close)
 
-    def _run(self, sql: str, arguments: tuple[Any, ...]) -> Rows | None:
+    def _run(self, sql: str, arguments: tuple[Any, ...], writes: bool) -> Rows | None:
         """In a greenlet: check a connection out, run the statement, check it back in."""
         try:
             pooled = self._engine.pool.connect()
         except self._dialect.loaded_dbapi.Error:
             return None  # SQLAlchemy's path connects again and reports it
         try:
-            return await_(self._on(pooled, sql, arguments))
+            return await_(self._on(pooled, sql, arguments, writes))
         finally:
             pooled.close()
 
     async def _on(
-        self, pooled: PoolProxiedConnection, sql: str, arguments: tuple[Any, ...]
+        self, pooled: PoolProxiedConnection, sql: str, arguments: tuple[Any, ...], writes: bool
     ) -> Rows | None:
         """The rows of ``sql`` on ``pooled``'s driver, between the engine's cursor events; None
-        if the driver failed (``pooled`` invalidated if that may have broken it)."""
+        if the driver failed (``pooled`` invalidated if that may have broken it; for a
+        statement that ``writes``, `BackendUnavailable` then instead)."""
+        driver_connection = pooled.driver_connection
+        if writes and self._driver.closed(driver_connection):
+            pooled.invalidate()  # found dead (the database restarted): nothing is sent
+            return None
         dispatch = self._engine.dispatch
         connection: Connection | None = None
         if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
             connection = Connection(self._engine, pooled)
             for before in connection.dispatch.before_cursor_execute:
                 sql, arguments = before(connection, None, sql, arguments, None, False)
-        driver_connection = pooled.driver_connection
         try:
             rows = await self._driver.fetch(driver_connection, sql, arguments)
         except Exception as error:
             if not self._driver.usable_after(error, driver_connection):
                 pooled.invalidate(error)
+                if writes:
+                    raise BackendUnavailable(
+                        f"The metadata database failed: {type(error).__name__}. Retry the request."
+                    ) from error
             return None
         except BaseException:
             # Cancelled while the statement was out: what the connection holds is unknown.

@@ -31,11 +31,13 @@ from .sql_migrations import upgrade
 from .sql_schema import SCHEMA_VERSION, Tables
 
 __all__ = [
+    "POSTGRES_SETTINGS",
     "SERVER_POOL",
     "SQLITE_SYNCHRONOUS",
     "Rollback",
     "SQLEngine",
     "make_engine",
+    "postgres_connect_args",
     "sqlite_synchronous",
     "usage_of",
 ]
@@ -155,6 +157,22 @@ class SQLEngine:
             await self.create_schema()
         try:  # not `_translate`, whose context manager costs ~1.7 µs a call
             return await self._runner.rows(statement, parameters)
+        except (SQLAlchemyError, OSError, UnicodeError) as exc:
+            _raise_translated(exc)
+            raise
+
+    async def _written(self, statement: Select[Any], parameters: Mapping[str, Any]) -> Rows | None:
+        """The rows of one of the store's `Statements` that writes, committed on its own, run
+        on PostgreSQL's driver (`AsyncRunner.written`); None if it changed nothing (not taken
+        by this store's runner or driver, or refused by the database): the caller then does
+        the same writes its other way, which reports any refusal as it always does."""
+        if not self._ready:
+            await self.create_schema()
+        runner = self._runner
+        if not isinstance(runner, AsyncRunner):
+            return None
+        try:
+            return await runner.written(statement, parameters)
         except (SQLAlchemyError, OSError, UnicodeError) as exc:
             _raise_translated(exc)
             raise
@@ -294,6 +312,8 @@ def make_engine(url: str, options: Mapping[str, Any] | None) -> tuple[AsyncEngin
         if parsed.get_backend_name() in {"mysql", "mariadb"} and "charset" not in parsed.query:
             parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     settings.update(options or {})
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "asyncpg":
+        settings["connect_args"] = postgres_connect_args(settings.get("connect_args"))
     engine = create_async_engine(parsed, **settings)
     if parsed.get_backend_name() == "sqlite":
         event.listen(
@@ -309,6 +329,28 @@ default, more than 5 requests at once opened a connection for each read past the
 closed it after (a connection costs milliseconds of CPU on both sides, more than the read);
 now a 16th waits for one of 15 to be free. ``engine_options`` override it, and one that names
 its own ``poolclass`` (or ``pool``) goes without it."""
+
+
+POSTGRES_SETTINGS: Mapping[str, str] = {"enable_sort": "off", "jit": "off"}
+"""The PostgreSQL settings of the connections of an engine the store makes: every ordered read
+of the store (a page of files, of usage rows) has an index in its order, and with
+``enable_sort`` off the planner reads that index as a range from the cursor, whatever the
+table's statistics say. Without statistics (a new or fast-grown table before autovacuum's
+``ANALYZE``, or autovacuum off) it estimated an owner's files at a handful and read and sorted
+every one of them for each page instead: 0.9 ms in the database for a page of 20 at 2,600
+files, 0.05 ms from the index. Sorting is only made the planner's last resort, not
+forbidden: a statement with no index in its order still runs. ``jit`` is off because its
+trigger is the plan's estimated cost, which a disabled sort inflates, and compiling costs
+milliseconds that no statement of the store's can win back. Sent in the connection's start-up
+packet (asyncpg's ``server_settings``), so it costs no round trip; a value of the same name in
+``engine_options["connect_args"]["server_settings"]`` wins."""
+
+
+def postgres_connect_args(connect_args: Mapping[str, Any] | None) -> dict[str, Any]:
+    """asyncpg's ``connect_args`` with `POSTGRES_SETTINGS` under those of ``connect_args``."""
+    merged = dict(connect_args or {})
+    merged["server_settings"] = {**POSTGRES_SETTINGS, **merged.get("server_settings", {})}
+    return merged
 
 
 def _sqlite_settings(options: Mapping[str, Any] | None) -> dict[str, Any]:

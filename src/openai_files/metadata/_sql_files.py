@@ -43,6 +43,8 @@ class SQLFileRecords(SQLEngine):
         A concurrent insert or commit under the same key makes the key's primary key refuse the
         second row; that caller answers with the winner's file."""
         check_keyed(record, idempotency_key)
+        if idempotency_key is None and await self._insert_counted(record, quota):
+            return record.id
         statements, owner = self._statements, {"owner": record.owner}
         apart = self._dialect in ("mysql", "mariadb")
         if apart:
@@ -80,6 +82,27 @@ class SQLFileRecords(SQLEngine):
         if idempotency_key is None:
             return await self._write(create)
         return await self._keyed(create, record.owner, idempotency_key, key_since)
+
+    async def _insert_counted(self, record: FileRecord, quota: Quota | None) -> bool:
+        """On PostgreSQL, `insert` without a key in one statement (`Statements.insert_counted`):
+        True if the owner's usage row was grown under ``quota`` and the row written with its
+        count. False if it changed nothing: another database, the owner's first file (no usage
+        row yet), a quota that refuses it, or a statement the database refused (an id that
+        exists, say); `insert` then does it in a transaction, which says why."""
+        if self._dialect != "postgresql":
+            return False
+        max_files = quota.max_files if quota is not None else None
+        max_bytes = quota.max_bytes if quota is not None and record.bytes > 0 else None
+        query = self._statements.insert_counted(
+            max_files is not None, max_bytes is not None, record.state == "active"
+        )
+        parameters = file_row(record)
+        if max_files is not None:
+            parameters["max_files"] = max_files
+        if max_bytes is not None:
+            parameters["max_bytes"] = max_bytes
+        rows = await self._written(query, parameters)
+        return rows is not None and rows[0][0] == 1
 
     async def reserve(self, owner: str, file_id: str, size: int, *, quota: Quota | None) -> bool:
         """Grow the usage row under ``quota`` and the pending row's ``bytes`` in one transaction,

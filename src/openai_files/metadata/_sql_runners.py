@@ -193,6 +193,14 @@ class AsyncRunner:
                 return rows
         return await self.read(lambda connection: connection.execute(statement, parameters).all())
 
+    async def written(self, statement: Select[Any], parameters: Mapping[str, Any]) -> Rows | None:
+        """The rows of one statement that writes, committed on its own, on the driver of a
+        pooled connection (`DirectReads.rows` with ``writes``); None if it changed nothing:
+        the driver does not take it, or the database refused it."""
+        if self._direct is None:
+            return None
+        return await self._direct.rows(statement, parameters, writes=True)
+
     async def aclose(self) -> None:
         if self._direct is not None:
             self._direct.close()

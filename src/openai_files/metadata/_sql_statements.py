@@ -19,6 +19,8 @@ one then costs a lookup in SQLAlchemy's compiled cache, not a new statement to b
   its parts;
 - `Statements.insert_file`, `Statements.reserved`, `Statements.activate`: a file row written,
   and, at the commit of an upload, the bytes it reserved read and the row made active;
+  `Statements.insert_counted`: on PostgreSQL, a file row written with its usage and count in
+  one statement;
 - `Statements.mark_deleting`, `Statements.owned`, `Statements.visible_id`, `Statements.drop`,
   `Statements.finish_deleting`: the delete of a file; `Statements.claim`: a sweeper's claim of
   one.
@@ -45,10 +47,12 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     or_,
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from .base import Order
@@ -229,6 +233,56 @@ class Statements:
     @cache  # noqa: B019
     def insert_file(self) -> Insert:
         return insert(self._files)
+
+    @cache  # noqa: B019
+    def insert_counted(self, max_files: bool, max_bytes: bool, active: bool) -> Select[Any]:
+        """PostgreSQL only: a file row written (from the parameters named like columns) in one
+        statement with the owner's usage row grown by one file and ``bytes`` under
+        ``max_files``/``max_bytes`` and, ``active``, the owner's count of active files of its
+        purpose grown by one; nothing is written unless the usage row was. Its row: how many
+        usage rows were grown (0 or 1) and files written.
+
+        One statement is one transaction, committed by the server: a round trip, where the
+        same writes in a transaction take five (``BEGIN``, three statements, ``COMMIT``). Its
+        data-modifying parts run on one snapshot, each after the one it reads the ``RETURNING``
+        of: the usage row's update (locking it, its quota checked on its latest version), then
+        the file row, then the count."""
+        usage, files, counts = self._usage, self._files, self._counts
+        size = bindparam("bytes", type_=BigInteger)
+        grow = update(usage).where(usage.c.owner == bindparam("owner"))
+        if max_files:
+            grow = grow.where(usage.c.files + 1 <= bindparam("max_files", type_=BigInteger))
+        if max_bytes:
+            grow = grow.where(usage.c.bytes + size <= bindparam("max_bytes", type_=BigInteger))
+        grown = (
+            grow.values(files=usage.c.files + 1, bytes=usage.c.bytes + size)
+            .returning(usage.c.owner)
+            .cte("grown")
+        )
+        values = [bindparam(column.name, type_=column.type) for column in files.c]
+        row = select(*values).where(select(grown.c.owner).exists())
+        written = insert(files).from_select(list(files.c), row).returning(files.c.id).cte("written")
+        parts = [grown, written]
+        if active:
+            counted = postgresql.insert(counts).from_select(
+                [counts.c.owner, counts.c.purpose, counts.c.files],
+                select(
+                    bindparam("owner", type_=counts.c.owner.type),
+                    bindparam("purpose", type_=counts.c.purpose.type),
+                    literal(1, BigInteger),
+                ).where(select(written.c.id).exists()),
+            )
+            parts.append(
+                counted.on_conflict_do_update(
+                    index_elements=[part.name for part in counts.primary_key],
+                    set_={"files": counts.c.files + counted.excluded.files},
+                )
+                .returning(counts.c.owner)
+                .cte("counted")
+            )
+        grown_rows = select(func.count()).select_from(grown).scalar_subquery()
+        written_rows = select(func.count()).select_from(parts[-1]).scalar_subquery()
+        return select(grown_rows, written_rows)
 
     @cache  # noqa: B019
     def reserved(self) -> Select[Any]:
