@@ -14,10 +14,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import BackendUnavailable, Conflict, QuotaExceeded
+from ._records import check_keyed
 from ._sql_engine import Rollback, SQLEngine, usage_of
 from ._sql_runners import Body
 from ._sql_statements import visible
-from .base import Cursor, FileRecord, Order, Quota, Usage, check_keyed
+from .base import Cursor, FileRecord, Order, Quota, Usage
 
 __all__ = ["SQLFileRecords", "file_record", "file_row"]
 

@@ -6,6 +6,7 @@ import bisect
 import builtins
 
 from ..errors import Conflict, QuotaExceeded
+from ._records import check_keyed
 from .base import (
     OPEN_UPLOAD_STATES,
     Cursor,
@@ -17,7 +18,6 @@ from .base import (
     UploadRecord,
     UploadState,
     Usage,
-    check_keyed,
 )
 
 __all__ = ["MemoryMetadataStore"]
