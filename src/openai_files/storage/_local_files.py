@@ -39,11 +39,17 @@ async def _io(function: Callable[[*_Ts], _T], *args: *_Ts) -> _T:
         raise _unavailable(exc) from exc
 
 
-async def _io_on(threads: WorkerThreads[None], function: Callable[[*_Ts], _T], *args: *_Ts) -> _T:
+async def _io_on(
+    threads: WorkerThreads[None],
+    function: Callable[[*_Ts], _T],
+    *args: *_Ts,
+    undo: Callable[[_T], object] | None = None,
+) -> _T:
     """`_io` on ``threads``, whose hand-off costs less than ``anyio.to_thread``'s; a cancelled
-    caller still waits for the job to end, as with `_io`."""
+    caller still waits for the job to end, as with `_io`, and what it returned goes to
+    ``undo`` (`WorkerThreads.run_to_end`)."""
     try:
-        return await threads.run_to_end(lambda _: function(*args))
+        return await threads.run_to_end(lambda _: function(*args), undo=undo)
     except (FileNotFoundError, BlobNotFound):
         raise
     except OSError as exc:
@@ -481,3 +487,10 @@ def _copy_range(source: BinaryIO, target: BinaryIO, start: int, end: int, block:
     if position < end:
         raise OSError(errno.EIO, "an upload's file ends before the bytes of its parts")
     return end - start
+
+
+def _close_opened(opened: tuple[BinaryIO | None, object]) -> None:
+    """Close the file of what `_open_range` or `_open_mapped` returned to a caller cancelled
+    meanwhile (the ``undo`` of `_io_on`)."""
+    if opened[0] is not None:
+        opened[0].close()

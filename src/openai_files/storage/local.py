@@ -26,6 +26,7 @@ import anyio.to_thread
 from .._worker_threads import WorkerThreads
 from ..errors import BlobNotFound
 from ._local_files import (
+    _close_opened,
     _concatenate,
     _cut,
     _cut_back,
@@ -310,7 +311,17 @@ class LocalStorage(CountedPuts):
             await self.head(key)  # `BlobNotFound` all the same
             start = end = 0
         handle, first = (
-            await _io_on(self._openers, _open_mapped, path, key, start, end, block_size, function)
+            await _io_on(
+                self._openers,
+                _open_mapped,
+                path,
+                key,
+                start,
+                end,
+                block_size,
+                function,
+                undo=_close_opened,
+            )
             if start < end
             else (None, None)
         )
@@ -335,7 +346,7 @@ class LocalStorage(CountedPuts):
         self, path: Path, key: str, start: int, end: int | None
     ) -> AsyncIterator[bytes]:
         handle, first = await _io_on(
-            self._openers, _open_range, path, key, start, end, self.block_size
+            self._openers, _open_range, path, key, start, end, self.block_size, undo=_close_opened
         )
         return _read_range(handle, first, start, end, self.block_size)
 
