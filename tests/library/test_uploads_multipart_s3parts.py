@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -28,11 +28,14 @@ from openai_files._upload_multipart import MAX_PART_NUMBERS
 from openai_files.errors import InvalidRequest
 from openai_files.metadata.base import MetadataStore
 from openai_files.storage._s3_multipart import S3Multipart
-from openai_files.storage.base import ByteCounter, NumberedPut
+from openai_files.storage.base import NumberedPut
 from openai_files.storage.s3 import S3Storage
 from openai_files.testing import ManualClock
 
+from ..backends.test_s3_storage import bucket as bucket  # the fixtures: moto and rclone
+from ..backends.test_s3_storage import server as server
 from ..s3_servers import ACCESS_KEY, REGION, SECRET_KEY, UPLOAD_MARK, S3Server
+from .test_uploads_on_s3 import MeteredS3Storage
 
 pytestmark = pytest.mark.anyio
 
@@ -40,20 +43,11 @@ MiB = 1024 * 1024
 T0 = 1_750_000_000
 
 
-class CountingS3Storage(S3Storage):
-    """`S3Storage` that counts the bytes it reads or writes through the process outside of
-    the parts it sends, and the part copies it asks S3 for."""
+class CountingS3Storage(MeteredS3Storage):
+    """`MeteredS3Storage` (the bytes read or written through the process outside of the parts
+    it sends) that also counts the part copies it asks S3 for."""
 
-    moved = 0
     copies = 0
-
-    async def _put(self, key: str, chunks: AsyncIterable[bytes], counter: ByteCounter) -> None:
-        await super()._put(key, self._counted(chunks), counter)
-
-    async def get(
-        self, key: str, *, start: int = 0, end: int | None = None
-    ) -> AsyncIterator[bytes]:
-        return self._counted(await super().get(key, start=start, end=end))
 
     async def put_numbered(
         self,
@@ -71,11 +65,6 @@ class CountingS3Storage(S3Storage):
             key, upload_id, chunks, first=first, count=count, small_key=small_key
         )
 
-    async def _counted(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-        async for chunk in chunks:
-            self.moved += len(chunk)
-            yield chunk
-
 
 def _count_copies(storage: CountingS3Storage, client: S3Multipart) -> None:
     copy_part = client.copy_part
@@ -86,19 +75,6 @@ def _count_copies(storage: CountingS3Storage, client: S3Multipart) -> None:
 
     client.copy_part = counted  # type: ignore[method-assign]
     client.counted = True  # type: ignore[attr-defined]
-
-
-@pytest.fixture(params=["moto", "rclone"])
-def server(request: pytest.FixtureRequest) -> S3Server:
-    found: S3Server = request.getfixturevalue(request.param)
-    return found
-
-
-@pytest.fixture
-def bucket(server: S3Server) -> Iterator[str]:
-    name = server.create_bucket()
-    yield name
-    server.remove_bucket(name)
 
 
 def make_storage(server: S3Server, bucket: str) -> CountingS3Storage:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
@@ -40,6 +40,7 @@ from sqlalchemy.sql import Insert, Select, Update
 __all__ = ["Compiled", "Prepared"]
 
 Row = tuple[Any, ...]
+_R = TypeVar("_R")
 
 
 Statement = Select[Any] | Insert | Update
@@ -102,23 +103,7 @@ class Prepared(Compiled):
     def rows(self, connection: Connection, parameters: Mapping[str, Any]) -> Sequence[Row]:
         """Every row of the statement run with ``parameters`` on ``connection``'s DB-API
         connection, the cursor closed (so that no read stays open in SQLite)."""
-        arguments = self.arguments(parameters)
-        dispatch = connection.dispatch
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            if dispatch.before_cursor_execute:
-                for listener in dispatch.before_cursor_execute:
-                    listener(connection, cursor, self.sql, arguments, None, False)
-            try:
-                cursor.execute(self.sql, arguments)
-                rows: Sequence[Row] = cursor.fetchall()
-            except self._error as exc:
-                raise DBAPIError.instance(self.sql, arguments, exc, self._error) from exc
-            if dispatch.after_cursor_execute:
-                for listener in dispatch.after_cursor_execute:
-                    listener(connection, cursor, self.sql, arguments, None, False)
-        finally:
-            cursor.close()
+        rows: Sequence[Row] = self._run(connection, parameters, _fetch_all)
         if self._results is None:
             return rows
         processors = self._results
@@ -133,6 +118,18 @@ class Prepared(Compiled):
     def execute(self, connection: Connection, parameters: Mapping[str, Any]) -> int:
         """Run the INSERT or UPDATE with ``parameters`` on ``connection``'s DB-API connection,
         in the transaction open there; the number of rows it changed."""
+        count: int = self._run(connection, parameters, _row_count)
+        return count
+
+    def _run(
+        self,
+        connection: Connection,
+        parameters: Mapping[str, Any],
+        outcome: Callable[[Any], _R],
+    ) -> _R:
+        """Run the statement on a new cursor of ``connection``'s DB-API connection, between the
+        connection's cursor events, as SQLAlchemy would; ``outcome`` of the cursor (the driver's
+        errors raised as SQLAlchemy's), the cursor closed."""
         arguments = self.arguments(parameters)
         dispatch = connection.dispatch
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -142,15 +139,25 @@ class Prepared(Compiled):
                     listener(connection, cursor, self.sql, arguments, None, False)
             try:
                 cursor.execute(self.sql, arguments)
+                result = outcome(cursor)
             except self._error as exc:
                 raise DBAPIError.instance(self.sql, arguments, exc, self._error) from exc
             if dispatch.after_cursor_execute:
                 for listener in dispatch.after_cursor_execute:
                     listener(connection, cursor, self.sql, arguments, None, False)
-            count: int = cursor.rowcount
         finally:
             cursor.close()
-        return count
+        return result
+
+
+def _fetch_all(cursor: Any) -> Sequence[Row]:
+    rows: Sequence[Row] = cursor.fetchall()
+    return rows
+
+
+def _row_count(cursor: Any) -> int:
+    count: int = cursor.rowcount
+    return count
 
 
 def _getter(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Row]:
