@@ -4,6 +4,7 @@ is cancelled, and what the job returned goes to ``undo``; uncancelled, the calle
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import threading
 import time
@@ -26,6 +27,10 @@ def anyio_backend() -> str:
 
 def _none() -> None:
     return None
+
+
+def _square(n: int, _: None) -> int:
+    return n * n
 
 
 async def test_a_caller_cancelled_by_a_scope_waits_and_hands_the_result_to_undo() -> None:
@@ -88,7 +93,7 @@ async def test_an_uncancelled_caller_gets_the_result_and_nothing_is_undone() -> 
     threads = WorkerThreads[None](2, "test-undo-plain", make=_none)
     undone: list[int] = []
     results = await asyncio.gather(
-        *(threads.run_to_end(lambda _, n=n: n * n, undo=undone.append) for n in range(20))
+        *(threads.run_to_end(functools.partial(_square, n), undo=undone.append) for n in range(20))
     )
     assert results == [n * n for n in range(20)]
     assert undone == []
