@@ -92,7 +92,19 @@ class FileRecord:
         return self.state in ("pending", "active")
 
     def replace(self, **changes: object) -> FileRecord:
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        """A copy with ``changes``, as `dataclasses.replace` makes it (no field is computed at
+        construction), at a fifth of its cost: every create makes several."""
+        if not changes.keys() <= _FILE_FIELDS:
+            unknown = sorted(changes.keys() - _FILE_FIELDS)
+            raise TypeError(f"FileRecord has no field {unknown[0]!r}")
+        copy = object.__new__(FileRecord)
+        fields = copy.__dict__
+        fields.update(self.__dict__)
+        fields.update(changes)
+        return copy
+
+
+_FILE_FIELDS = frozenset(field.name for field in dataclasses.fields(FileRecord))
 
 
 UploadState = Literal["pending", "completing", "completed", "cancelled", "expired"]
