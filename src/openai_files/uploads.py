@@ -52,6 +52,7 @@ from .ids import new_object_id
 from .inputs import check_media_type, possible_id
 from .metadata.base import PartBatches, PartOutcome, PartRecord, UploadRecord, UploadState
 from .models import FileObject, UploadObject, UploadPartObject
+from .storage.base import MultipartStorage
 
 __all__ = ["Uploads"]
 
@@ -271,15 +272,27 @@ class Uploads:
 
     async def _close_multipart(self, upload: UploadRecord) -> None:
         """Abort the closed upload's multipart upload (and remove what it was completed
-        into, unless that is the file), as the upload's record now says it is."""
+        into, unless that is the file), as the upload's record now says it is; nothing to
+        read where the storage has no multipart uploads."""
         core = self._core
+        if not isinstance(core.storage, MultipartStorage):
+            return
         with anyio.CancelScope(shield=True):
             try:
                 current = await core.metadata.get_upload(upload.owner, upload.id)
-                if current is not None and not current.is_open:
-                    await close_multipart(core, current)
             except Exception:  # the orphan sweep's remove_partials aborts it later
                 log.warning("closing the multipart upload of %s failed", upload.id)
+                return
+            await self._close_read(upload.id, current)
+
+    async def _close_read(self, upload_id: str, current: UploadRecord | None) -> None:
+        """`_close_multipart` with the upload's record just read (``current``)."""
+        with anyio.CancelScope(shield=True):
+            try:
+                if current is not None and not current.is_open:
+                    await close_multipart(self._core, current)
+            except Exception:  # the orphan sweep's remove_partials aborts it later
+                log.warning("closing the multipart upload of %s failed", upload_id)
 
     async def cancel(self, owner: str, upload_id: str) -> UploadObject:
         """Cancel a pending upload and discard its parts."""
@@ -296,15 +309,16 @@ class Uploads:
     async def sweep(self, *, batch: int = 100) -> int:
         """Expire uploads past their time and discard parts no upload needs; how many parts."""
         metadata = self._core.metadata
+        multipart = isinstance(self._core.storage, MultipartStorage)
         await metadata.expire_uploads(now=self._core.now())
         discarded = 0
         while parts := await metadata.finished_parts(limit=batch):
             discarded += await self._discard_parts(parts)
-            closed = {(part.owner, part.upload_id) for part in parts}
+            closed = {(part.owner, part.upload_id) for part in parts} if multipart else set()
             for owner, upload_id in sorted(closed):
                 upload = await metadata.get_upload(owner, upload_id)
                 if upload is not None and upload.multipart is not None:
-                    await self._close_multipart(upload)
+                    await self._close_read(upload_id, upload)
             if len(parts) < batch:
                 break
         return discarded
