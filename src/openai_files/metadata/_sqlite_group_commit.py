@@ -163,8 +163,7 @@ def _together(connection: Connection, group: list[_Write[Any]]) -> None:
             _alone(connection, write)
         return
     finally:
-        if connection.get_transaction() is not None or driver.in_transaction:
-            end_transaction(connection)
+        end_transaction(connection)
     for write, (result, error) in zip(group, outcomes, strict=True):
         write.settle(result, error)
 
