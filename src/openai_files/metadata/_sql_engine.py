@@ -38,6 +38,7 @@ __all__ = [
     "SQLEngine",
     "make_engine",
     "postgres_connect_args",
+    "quota_caps",
     "sqlite_synchronous",
     "usage_of",
 ]
@@ -210,17 +211,14 @@ class SQLEngine:
     ) -> bool:
         """Add to the owner's usage row (made by `insert` or `create_upload`); False,
         changing nothing, if that would pass ``quota``."""
-        max_files = quota.max_files if quota is not None and files > 0 else None
-        max_bytes = quota.max_bytes if quota is not None and size > 0 else None
-        capped_files, capped_bytes = max_files is not None, max_bytes is not None
-        change = self._statements.add_usage(capped_files, capped_bytes, open_uploads != 0)
+        caps = quota_caps(quota, files, size)
+        change = self._statements.add_usage(
+            "max_files" in caps, "max_bytes" in caps, open_uploads != 0
+        )
         parameters: dict[str, Any] = {"b_owner": owner, "d_files": files, "d_bytes": size}
         if open_uploads:
             parameters["d_open"] = open_uploads
-        if capped_files:
-            parameters["max_files"] = max_files
-        if capped_bytes:
-            parameters["max_bytes"] = max_bytes
+        parameters.update(caps)
         return self._change(connection, change, parameters) == 1
 
     def _read_usage(self, connection: Connection, owner: str) -> Usage:
@@ -329,6 +327,18 @@ default, more than 5 requests at once opened a connection for each read past the
 closed it after (a connection costs milliseconds of CPU on both sides, more than the read);
 now a 16th waits for one of 15 to be free. ``engine_options`` override it, and one that names
 its own ``poolclass`` (or ``pool``) goes without it."""
+
+
+def quota_caps(quota: Quota | None, files: int, size: int) -> dict[str, int]:
+    """The bounds of ``quota`` that a change of the owner's usage by ``files`` and ``size``
+    bytes must stay within, as the statements' parameters (``max_files``, ``max_bytes``): only
+    what the change grows is capped."""
+    caps: dict[str, int] = {}
+    if quota is not None and files > 0 and quota.max_files is not None:
+        caps["max_files"] = quota.max_files
+    if quota is not None and size > 0 and quota.max_bytes is not None:
+        caps["max_bytes"] = quota.max_bytes
+    return caps
 
 
 POSTGRES_SETTINGS: Mapping[str, str] = {"enable_sort": "off", "jit": "off"}

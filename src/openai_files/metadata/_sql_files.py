@@ -15,7 +15,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import BackendUnavailable, Conflict, QuotaExceeded
 from ._records import check_keyed
-from ._sql_engine import Rollback, SQLEngine, usage_of
+from ._sql_engine import Rollback, SQLEngine, quota_caps, usage_of
 from ._sql_runners import Body
 from ._sql_statements import visible
 from .base import Cursor, FileRecord, Order, Quota, Usage
@@ -92,17 +92,11 @@ class SQLFileRecords(SQLEngine):
         exists, say); `insert` then does it in a transaction, which says why."""
         if self._dialect != "postgresql":
             return False
-        max_files = quota.max_files if quota is not None else None
-        max_bytes = quota.max_bytes if quota is not None and record.bytes > 0 else None
+        caps = quota_caps(quota, 1, record.bytes)
         query = self._statements.insert_counted(
-            max_files is not None, max_bytes is not None, record.state == "active"
+            "max_files" in caps, "max_bytes" in caps, record.state == "active"
         )
-        parameters = file_row(record)
-        if max_files is not None:
-            parameters["max_files"] = max_files
-        if max_bytes is not None:
-            parameters["max_bytes"] = max_bytes
-        rows = await self._written(query, parameters)
+        rows = await self._written(query, file_row(record) | caps)
         return rows is not None and rows[0][0] == 1
 
     async def reserve(self, owner: str, file_id: str, size: int, *, quota: Quota | None) -> bool:
