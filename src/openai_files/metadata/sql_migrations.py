@@ -158,11 +158,41 @@ def _upload_multiparts(connection: Connection, tables: Tables) -> None:
         )
 
 
+def _visibility_in_owner_indexes(connection: Connection, tables: Tables) -> None:
+    """Rebuild the owner's indexes that lack the columns of visibility (``state``,
+    ``expires_at``, ``hold_count``), so that an offset page judges the rows it skips from the
+    index instead of reading each one.
+
+    Idempotent: an index already of its new columns is left alone, and one that a step cut
+    short has dropped (MySQL and MariaDB commit DDL as it goes) is created.
+    """
+    files = tables.files
+    found = {
+        index["name"]: list(index["column_names"])
+        for index in inspect(connection).get_indexes(files.name)
+    }
+    for index in files.indexes:
+        if not (index.name or "").endswith(_OWNER_INDEXES):
+            continue
+        wanted = [column.name for column in index.columns]
+        if found.get(index.name) == wanted:
+            continue
+        if index.name in found:
+            index.drop(connection)
+        index.create(connection)
+
+
+_OWNER_INDEXES = ("files_by_owner", "files_by_owner_purpose")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "identifiers compared byte for byte on MySQL and MariaDB", _exact_identifiers),
     Migration(3, "Uploads-API parts and open uploads counted in the usage", _upload_accounting),
     Migration(4, "active files counted per owner and purpose, for offset totals", _active_counts),
     Migration(5, "uploads remember their storage's multipart upload", _upload_multiparts),
+    Migration(
+        6, "the owner's indexes hold the columns of visibility", _visibility_in_owner_indexes
+    ),
 )
 assert [step.version for step in MIGRATIONS] == list(range(2, SCHEMA_VERSION + 1))
 

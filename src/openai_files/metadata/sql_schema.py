@@ -1,9 +1,12 @@
 """The SQL store's tables, named with a prefix, and the dialect-specific statements it needs.
 
-Schema version 4 (`openai_files.metadata.sql_migrations` upgrades older tables):
+Schema version 6 (`openai_files.metadata.sql_migrations` upgrades older tables):
 
 - ``<prefix>files``: one row per file, in any state; ``hold_count`` mirrors the rows of
-  ``holds`` so that visibility and delete protection are one row's columns.
+  ``holds`` so that visibility and delete protection are one row's columns. The owner's
+  indexes (``files_by_owner``, ``files_by_owner_purpose``) end with the columns of visibility
+  (``state``, ``expires_at``, ``hold_count``), so the rows an offset page skips, or a page
+  passes over because they are not visible, are judged from the index alone.
 - ``<prefix>holds``: who holds which file (one row per file and holder).
 - ``<prefix>usage``: per owner, the count and bytes of pending and active files (plus the bytes
   their uploads reserve) and the count of open uploads, kept equal to them by every write, so
@@ -45,13 +48,17 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
     "SCHEMA_VERSION",
+    "VISIBILITY",
     "ExactString",
     "Tables",
     "insert_adding",
     "insert_ignoring_duplicates",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
+
+VISIBILITY = ("state", "expires_at", "hold_count")
+"""The columns that decide whether a client sees a file, at the end of the owner's indexes."""
 
 _CHARSET = "utf8mb4"
 MARIADB_EXACT_COLLATION = "utf8mb4_nopad_bin"
@@ -142,8 +149,15 @@ class Tables:
             Column("changed_at", BigInteger, nullable=False, default=0),
             Column("hold_count", Integer, nullable=False, default=0),
             Column("etag", String(80), nullable=True),
-            Index(f"{prefix}files_by_owner", "owner", "created_us", "id"),
-            Index(f"{prefix}files_by_owner_purpose", "owner", "purpose", "created_us", "id"),
+            Index(f"{prefix}files_by_owner", "owner", "created_us", "id", *VISIBILITY),
+            Index(
+                f"{prefix}files_by_owner_purpose",
+                "owner",
+                "purpose",
+                "created_us",
+                "id",
+                *VISIBILITY,
+            ),
             Index(f"{prefix}files_by_state_expiry", "state", "expires_at"),
             Index(f"{prefix}files_by_state_change", "state", "changed_at"),
             Index(f"{prefix}files_by_storage_key", "storage_key"),
