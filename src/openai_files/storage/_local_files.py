@@ -1,18 +1,15 @@
-"""The blocking file operations of `LocalStorage`, each run in a worker thread by `_io`:
-opening, writing, flushing (``fsync``) and renaming a put's temporary file; reading ranges;
-and the unfinished objects of `AppendableStorage`, locked with ``flock`` while an append, cut
-or seal changes them and sealed by a hard link (a copy where links are not offered)."""
+"""How `LocalStorage` runs blocking file I/O in worker threads (`_io`, `_io_on`), and the
+blocking operations of its puts: opening, writing, flushing (``fsync``) and renaming a put's
+temporary file, and concatenating files and ranges into one. Reads are in `._local_reads`, the
+unfinished objects of `AppendableStorage` in `._local_unfinished`."""
 
 from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
-import functools
 import os
 import sys
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, TypeVar, TypeVarTuple
 
@@ -20,11 +17,8 @@ import anyio.to_thread
 
 from .._worker_threads import WorkerThreads
 from ..errors import BackendUnavailable, BlobNotFound
-from ._mapped_reads import Mapped, map_block
 from .base import ByteCounter
 
-_LOCK_TRIES = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
-"""Seconds between the tries of a seal or cut to lock an unfinished file held by an append."""
 _T = TypeVar("_T")
 _Ts = TypeVarTuple("_Ts")
 
@@ -67,13 +61,6 @@ def _open_exclusive(path: Path) -> BinaryIO:
     except FileNotFoundError:  # the first object of its shard: make the directories
         path.parent.mkdir(parents=True, exist_ok=True)
         return open(path, "xb")
-
-
-def _open_for_reading(path: Path, key: str) -> BinaryIO:
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise BlobNotFound(key) from None
 
 
 def _write_block(handle: BinaryIO, counter: ByteCounter, block: bytes) -> None:
@@ -191,104 +178,6 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def _flush_append(
-    handle: BinaryIO, path: Path, created: bool, directories: _DurableDirectories
-) -> None:
-    """Flush an appended file to the device, and its directory if the append created it."""
-    os.fsync(handle.fileno())
-    if created:
-        directories.flush(path.parent)
-
-
-def _open_range(
-    path: Path, key: str, start: int, end: int | None, block_size: int
-) -> tuple[BinaryIO | None, bytes]:
-    """Open ``path`` at ``start`` and read its first block of the range ``[start, end)``, in
-    one call (one hand-off to a worker thread). The handle comes back only if the range may
-    hold more bytes; a range that ends within the first block is read and closed at once."""
-    handle = _open_for_reading(path, key)
-    try:
-        handle.seek(start)
-        size = block_size if end is None else max(0, min(block_size, end - start))
-        block = handle.read(size) if size else b""
-        if len(block) < size or size < block_size:  # at the end of the file or of the range
-            handle.close()
-            return None, block
-    except BaseException:
-        handle.close()
-        raise
-    return handle, block
-
-
-async def _read_range(
-    handle: BinaryIO | None, first: bytes, start: int, end: int | None, block_size: int
-) -> AsyncIterator[bytes]:
-    """Yield ``first`` (the block `_open_range` read), then the rest of the range from
-    ``handle`` (None: the range ended within ``first``), ``block_size`` bytes at a time."""
-    try:
-        if first:
-            yield first
-        if handle is None:
-            return
-        remaining = None if end is None else max(0, end - start - len(first))
-        while remaining is None or remaining > 0:
-            size = block_size if remaining is None else min(block_size, remaining)
-            block = await _io(handle.read, size)
-            if not block:
-                break
-            if remaining is not None:
-                remaining -= len(block)
-            yield block
-    finally:
-        if handle is not None:
-            handle.close()
-
-
-def _open_mapped(
-    path: Path,
-    key: str,
-    start: int,
-    end: int,
-    block_size: int,
-    function: Callable[[int, memoryview], _T],
-) -> tuple[BinaryIO | None, Mapped[_T]]:
-    """Open ``path`` (unbuffered: it is read with ``pread``) and read and map the first block
-    of ``[start, end)`` (`map_block`), in one call (one hand-off to a worker thread). The
-    handle comes back only if the range may hold more bytes: a range that ends within the
-    first block is read and closed at once."""
-    try:
-        handle = open(path, "rb", buffering=0)  # noqa: SIM115  # the reader closes it
-    except FileNotFoundError:
-        raise BlobNotFound(key) from None
-    try:
-        size = min(block_size, end - start)
-        first = map_block(functools.partial(_pread, handle.fileno()), function, start, size)
-        if first[0] < size or start + size >= end:
-            handle.close()
-            return None, first
-    except BaseException:
-        handle.close()
-        raise
-    return handle, first
-
-
-def _pread(descriptor: int, offset: int, size: int) -> bytes:
-    """``size`` bytes of the file at ``offset``, fewer only at its end; `BackendUnavailable`
-    for a failure (this runs in a worker thread, outside `_io`)."""
-    try:
-        data = os.pread(descriptor, size, offset)
-        if 0 < len(data) < size:  # a short read before the end: rare, but allowed
-            parts = [data]
-            read = len(data)
-            while read < size and (more := os.pread(descriptor, size - read, offset + read)):
-                parts.append(more)
-                read += len(more)
-            data = b"".join(parts)
-    except OSError as exc:
-        raise _unavailable(exc) from exc
-    return data
-
-
 def _modified(path: Path) -> float:
     try:
         return path.stat().st_mtime
@@ -342,129 +231,6 @@ def _copy(source: BinaryIO, target: BinaryIO, block: int) -> int:
     return copied
 
 
-def _write_fully(handle: BinaryIO, counter: ByteCounter, block: bytes) -> None:
-    """Write all of ``block`` through an unbuffered handle (nothing is left in a buffer that
-    closing it could write after a cut)."""
-    counter.update(block)
-    view = memoryview(block)
-    while view:
-        view = view[handle.write(view) or 0 :]
-
-
-def _open_unfinished(path: Path, offset: int) -> BinaryIO | None:
-    """The unfinished file at ``path``, unbuffered, locked and positioned at its end, if it
-    holds exactly ``offset`` bytes (created at 0); else None."""
-    if offset == 0:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    handle = _open_unbuffered(path, create=offset == 0)
-    if handle is None:
-        return None
-    if not _try_lock(handle) or _unfinished_size(handle, path) != offset:
-        handle.close()
-        return None
-    handle.seek(offset)
-    return handle
-
-
-def _open_unbuffered(path: Path, *, create: bool = False) -> BinaryIO | None:
-    """``path`` open for reading and writing, without a buffer; None if it does not exist."""
-    try:
-        return open(os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o666), "r+b", 0)
-    except FileNotFoundError:
-        return None
-
-
-def _try_lock(handle: BinaryIO) -> bool:
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _lock_within(handle: BinaryIO, pauses: tuple[float, ...]) -> bool:
-    for pause in (*pauses, None):
-        if _try_lock(handle):
-            return True
-        if pause is not None:
-            time.sleep(pause)
-    return False
-
-
-def _unfinished_size(handle: BinaryIO, path: Path) -> int | None:
-    """The size of the locked file ``handle``, or None when it is no longer the unfinished
-    file at ``path`` (discarded, replaced) or has been sealed (it has a second name)."""
-    status = os.fstat(handle.fileno())
-    try:
-        current = path.stat()
-    except FileNotFoundError:
-        return None
-    if (current.st_dev, current.st_ino) != (status.st_dev, status.st_ino):
-        return None
-    return status.st_size if status.st_nlink == 1 else None
-
-
-def _cut_back(handle: BinaryIO, path: Path, offset: int) -> None:
-    """Undo a failed append that holds the lock: the file returns to ``offset`` bytes."""
-    try:
-        if offset == 0:
-            path.unlink(missing_ok=True)
-        else:
-            os.ftruncate(handle.fileno(), offset)
-    finally:
-        handle.close()
-
-
-def _cut(path: Path, start: int, end: int) -> None:
-    handle = _open_unbuffered(path)
-    if handle is None:
-        return
-    with handle:
-        if _lock_within(handle, _LOCK_TRIES) and _unfinished_size(handle, path) == end:
-            if start == 0:
-                path.unlink()
-            else:
-                os.ftruncate(handle.fileno(), start)
-
-
-def _seal(
-    source: Path,
-    key: str,
-    temp: Path,
-    path: Path,
-    size: int,
-    directories: _DurableDirectories | None,
-) -> None:
-    handle = _open_unbuffered(source)
-    if handle is None:
-        raise BlobNotFound(key)
-    with handle:
-        if not _lock_within(handle, _LOCK_TRIES):
-            raise OSError(errno.EBUSY, "an append to the upload's file is still under way")
-        stored = _unfinished_size(handle, source)
-        if stored is None or stored < size:
-            raise BlobNotFound(key)
-        if stored > size:
-            os.ftruncate(handle.fileno(), size)
-        if directories is not None:
-            os.fsync(handle.fileno())
-        temp.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(source, temp)
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.EOPNOTSUPP):
-                raise
-            _concatenate([source], temp, path, directories, 1024 * 1024)
-            return
-        try:
-            os.replace(temp, path)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        if directories is not None:
-            directories.flush(path.parent)
-
-
 def _copy_range(source: BinaryIO, target: BinaryIO, start: int, end: int, block: int) -> int:
     """Append the bytes ``[start, end)`` of ``source`` to ``target``; in the kernel where
     possible. `OSError` if ``source`` ends before ``end``."""
@@ -487,10 +253,3 @@ def _copy_range(source: BinaryIO, target: BinaryIO, start: int, end: int, block:
     if position < end:
         raise OSError(errno.EIO, "an upload's file ends before the bytes of its parts")
     return end - start
-
-
-def _close_opened(opened: tuple[BinaryIO | None, object]) -> None:
-    """Close the file of what `_open_range` or `_open_mapped` returned to a caller cancelled
-    meanwhile (the ``undo`` of `_io_on`)."""
-    if opened[0] is not None:
-        opened[0].close()

@@ -26,29 +26,20 @@ import anyio.to_thread
 from .._worker_threads import WorkerThreads
 from ..errors import BlobNotFound
 from ._local_files import (
-    _close_opened,
     _concatenate,
-    _cut,
-    _cut_back,
     _DurableDirectories,
     _finish,
-    _flush_append,
     _fsync_directory,
     _io,
     _io_on,
     _modified,
     _open_exclusive,
-    _open_mapped,
-    _open_range,
-    _open_unfinished,
-    _pread,
     _put_whole,
-    _read_range,
-    _seal,
     _write_and_start_writeback,
     _write_block,
-    _write_fully,
 )
+from ._local_reads import _close_opened, _open_mapped, _open_range, _pread, _read_range
+from ._local_unfinished import _cut, _cut_back, _flush_append, _open_unfinished, _seal, _write_fully
 from ._mapped_reads import mapped_blocks
 from .base import (
     BlobHasher,
