@@ -14,9 +14,10 @@ exactly. Both forms are read back by `parse_file_id`, whichever the policy makes
 from __future__ import annotations
 
 import re
-import secrets
 import uuid
 from typing import Literal
+
+from ._random import random_below, random_hex
 
 __all__ = [
     "FILE_ID_PREFIX",
@@ -40,9 +41,9 @@ _UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-
 
 
 def _random_base62(width: int) -> str:
-    """``width`` uniformly random base62 characters, from one draw of the system's random
-    source (a draw per character would cost a system call each)."""
-    return _encode(secrets.randbelow(62**width), width)
+    """``width`` uniformly random base62 characters, from one draw of random bytes
+    (`random_below`: the system's random source, read a page at a time)."""
+    return _encode(random_below(62**width), width)
 
 
 def _encode(value: int, width: int) -> str:
@@ -64,7 +65,7 @@ def _uuid7(created_us: int) -> str:
     milliseconds, microseconds = divmod(created_us, 1000)
     value = (milliseconds & (1 << 48) - 1) << 80  # unix_ts_ms
     value |= 0x7 << 76 | microseconds << 64  # version, rand_a: the microseconds
-    value |= 0b10 << 62 | secrets.randbits(62)  # variant, rand_b
+    value |= 0b10 << 62 | random_below(1 << 62)  # variant, rand_b
     return str(uuid.UUID(int=value))
 
 
@@ -103,5 +104,5 @@ def new_storage_key() -> str:
     directories most puts of a store's first few hundred thousand files paid for a new one;
     with 256, only about the first 1,500 do. A directory of 40,000 files (10 million in all)
     is still one indexed lookup on ext4 and XFS."""
-    token = secrets.token_hex(16)
+    token = random_hex(16)
     return f"{token[:2]}/{token}"

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import functools
 import os
-import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 import anyio.to_thread
 
+from .._random import random_hex
 from .._worker_threads import WorkerThreads
 from ..errors import BlobNotFound
 from ._local_files import (
@@ -128,7 +128,7 @@ class LocalStorage(CountedPuts):
         new one. An object of at most one block is written, flushed and renamed in one trip
         to a thread kept for it (`SMALL_PUT_THREADS`) once all of it has arrived."""
         path = self.path_for(key)
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        temp = path.with_name(f".{path.name}.{random_hex(4)}{TEMP_SUFFIX}")
         blocks = join_blocks(chunks, self.block_size)
         first = await anext(blocks, b"")
         second = await anext(blocks, None) if first else None
@@ -211,7 +211,7 @@ class LocalStorage(CountedPuts):
             else (self.unfinished_path(source.key), source.start, source.end)
             for source in sources
         ]
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        temp = path.with_name(f".{path.name}.{random_hex(4)}{TEMP_SUFFIX}")
         try:
             return await _io(_concatenate, files, temp, path, self._directories, self.block_size)
         except FileNotFoundError as exc:
@@ -269,7 +269,7 @@ class LocalStorage(CountedPuts):
         hard links, the bytes are copied."""
         source = self.unfinished_path(key)
         path = self.path_for(target)
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        temp = path.with_name(f".{path.name}.{random_hex(4)}{TEMP_SUFFIX}")
         await _io(_seal, source, key, temp, path, size, self._directories)
 
     async def discard(self, key: str) -> None:
