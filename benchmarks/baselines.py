@@ -5,6 +5,10 @@ Run under uvicorn exactly as ``openai-files serve`` runs (same defaults) with th
 
 - ``POST /bare``: the raw body from ``request.stream()`` written to a file, with no parsing and
   no hashing; the upper bound for receiving bytes through Starlette and uvicorn.
+- ``POST /bare-checked``: ``/bare`` plus the work ours promises beyond it: the SHA-256 of every
+  byte, and the file and its directory flushed to the device (``fsync``) before the answer. On
+  the event loop, one step after another, as simply as it can be written: the cost of that
+  work without ours' parsing, overlap or flushes along the way.
 - ``POST /naive``: ``await request.form()`` (Starlette spools the file part to a temporary
   file), then the ``UploadFile`` copied to its destination: the usual first implementation.
 - ``GET /file-response/{name}``: Starlette's ``FileResponse``.
@@ -14,6 +18,7 @@ Run under uvicorn exactly as ``openai-files serve`` runs (same defaults) with th
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -56,6 +61,25 @@ async def bare_upload(request: Request) -> Response:
             handle.write(chunk)
             size += len(chunk)
     return JSONResponse({"path": path.name, "bytes": size})
+
+
+async def bare_checked_upload(request: Request) -> Response:
+    path = _new_path()
+    size = 0
+    digest = hashlib.sha256()
+    with path.open("wb") as handle:
+        async for chunk in request.stream():
+            digest.update(chunk)
+            handle.write(chunk)
+            size += len(chunk)
+        handle.flush()
+        os.fsync(handle.fileno())
+    directory = os.open(ROOT, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return JSONResponse({"path": path.name, "bytes": size, "sha256": digest.hexdigest()})
 
 
 async def naive_upload(request: Request) -> Response:
@@ -109,6 +133,7 @@ app = Starlette(
     routes=[
         Route("/hello", hello, methods=["GET"]),
         Route("/bare", bare_upload, methods=["POST"]),
+        Route("/bare-checked", bare_checked_upload, methods=["POST"]),
         Route("/naive", naive_upload, methods=["POST"]),
         Route("/file-response/{name}", file_response, methods=["GET"]),
         Route("/thread-blocks/{name}", thread_blocks, methods=["GET"]),
