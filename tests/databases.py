@@ -62,6 +62,24 @@ async def sql_store(server: str, prefix: str | None = None) -> AsyncIterator[SQL
         await store.aclose()
 
 
+SQL_KINDS = ["sqlite", "postgresql", "mariadb"]
+"""Every built-in SQL database, for tests of the SQL store that must hold on each."""
+
+
+@asynccontextmanager
+async def any_sql_store(kind: str, sqlite_url: str) -> AsyncIterator[SQLMetadataStore]:
+    """A store of ``kind`` (one of `SQL_KINDS`): SQLite at ``sqlite_url``, else `sql_store`."""
+    if kind != "sqlite":
+        async with sql_store(kind) as store:
+            yield store
+        return
+    sqlite = SQLMetadataStore(sqlite_url)
+    try:
+        yield sqlite
+    finally:
+        await sqlite.aclose()
+
+
 STORE_KINDS = ["memory", "sqlite", "postgresql", "mariadb"]
 """Every built-in metadata store, for tests of the service that must hold on each."""
 

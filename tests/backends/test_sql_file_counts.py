@@ -20,24 +20,17 @@ from openai_files.metadata.sql_migrations import upgrade
 from openai_files.metadata.sql_schema import SCHEMA_VERSION
 from openai_files.testing.metadata import make_record
 
-from ..databases import sql_store
+from ..databases import SQL_KINDS, any_sql_store
 
 NOW = 1_800_000_000  # the conformance records' time (`make_record`)
 T0 = NOW * 1_000_000
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+@pytest.fixture(params=SQL_KINDS)
 async def store(request: pytest.FixtureRequest, sqlite_url: str) -> AsyncIterator[SQLMetadataStore]:
-    if request.param == "sqlite":
-        sqlite = SQLMetadataStore(sqlite_url)
-        try:
-            yield sqlite
-        finally:
-            await sqlite.aclose()
-        return
-    async with sql_store(request.param) as served:
-        yield served
+    async with any_sql_store(request.param, sqlite_url) as store:
+        yield store
 
 
 async def test_tables_of_version_3_are_upgraded_with_every_owners_active_files_counted(

@@ -24,7 +24,7 @@ from openai_files import SQLMetadataStore
 from openai_files.ids import new_file_id
 from openai_files.metadata.base import Cursor, Order
 
-from ..databases import sql_store
+from ..databases import SQL_KINDS, any_sql_store
 
 pytestmark = pytest.mark.anyio
 
@@ -35,21 +35,13 @@ FILES = 3_000
 PURPOSES = ("batch", "fine-tune")
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+@pytest.fixture(params=SQL_KINDS)
 async def store(request: pytest.FixtureRequest, sqlite_url: str) -> AsyncIterator[SQLMetadataStore]:
     """A store whose owner has `FILES` files (three per microsecond) and another owner as many,
     written in bulk and analysed."""
-    if request.param == "sqlite":
-        sqlite = SQLMetadataStore(sqlite_url)
-        try:
-            await _fill(sqlite)
-            yield sqlite
-        finally:
-            await sqlite.aclose()
-        return
-    async with sql_store(request.param) as served:
-        await _fill(served)
-        yield served
+    async with any_sql_store(request.param, sqlite_url) as store:
+        await _fill(store)
+        yield store
 
 
 async def _fill(store: SQLMetadataStore) -> None:

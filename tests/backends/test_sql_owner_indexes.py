@@ -18,7 +18,7 @@ from openai_files.metadata.sql_migrations import upgrade
 from openai_files.metadata.sql_schema import SCHEMA_VERSION, VISIBILITY, Tables
 from openai_files.testing.metadata import make_record
 
-from ..databases import sql_store
+from ..databases import SQL_KINDS, any_sql_store
 
 NOW = 1_800_000_000  # the conformance records' time (`make_record`)
 T0 = NOW * 1_000_000
@@ -31,17 +31,10 @@ OWNER_INDEXES = {
 """The owner's indexes as version 5 made them."""
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+@pytest.fixture(params=SQL_KINDS)
 async def store(request: pytest.FixtureRequest, sqlite_url: str) -> AsyncIterator[SQLMetadataStore]:
-    if request.param == "sqlite":
-        sqlite = SQLMetadataStore(sqlite_url)
-        try:
-            yield sqlite
-        finally:
-            await sqlite.aclose()
-        return
-    async with sql_store(request.param) as served:
-        yield served
+    async with any_sql_store(request.param, sqlite_url) as store:
+        yield store
 
 
 def _owner_indexes(connection: Connection, tables: Tables) -> dict[str, list[str]]:

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from openai_files import SQLMetadataStore
 
-from ..databases import sql_store
+from ..databases import SQL_KINDS, any_sql_store, sql_store
 from .sql_records import NOW, OWNER, QUOTA, created, pending
 
 pytestmark = pytest.mark.anyio
@@ -85,15 +85,10 @@ def counted(store: SQLMetadataStore) -> Iterator[Tally]:
                 event.remove(engine, name, listener)
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+@pytest.fixture(params=SQL_KINDS)
 async def store(request: pytest.FixtureRequest, sqlite_url: str) -> AsyncIterator[SQLMetadataStore]:
-    if request.param == "sqlite":
-        sqlite = SQLMetadataStore(sqlite_url)
-        yield sqlite
-        await sqlite.aclose()
-    else:
-        async with sql_store(request.param) as server:
-            yield server
+    async with any_sql_store(request.param, sqlite_url) as store:
+        yield store
 
 
 def is_mariadb(store: SQLMetadataStore) -> bool:
