@@ -34,7 +34,9 @@ class _RandomPool:
             return self._page[start : start + size]
 
     def forget(self) -> None:
-        """Drop the page (in a forked child: its bytes are the parent's too)."""
+        """In a forked child: drop the page, whose bytes are the parent's too, and take a new
+        lock (another thread of the parent may have held the old one at the fork)."""
+        self._lock = threading.Lock()
         self._page, self._used = b"", 0
 
 
