@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from sqlalchemy import make_url
+import anyio
+from sqlalchemy import make_url, select
 
 from openai_files import MemoryMetadataStore, MetadataStore, SQLMetadataStore
+from openai_files.metadata.sql_schema import SCHEMA_VERSION
 
 from .support import require_service
 
@@ -78,6 +80,27 @@ async def any_sql_store(kind: str, sqlite_url: str) -> AsyncIterator[SQLMetadata
         yield sqlite
     finally:
         await sqlite.aclose()
+
+
+@asynccontextmanager
+async def upgraded_replica(store: SQLMetadataStore) -> AsyncIterator[SQLMetadataStore]:
+    """Two more stores on ``store``'s tables, started at once (so each may run the schema's
+    upgrade steps beside the other), the tables found at `SCHEMA_VERSION`; the first is
+    yielded, both are closed afterwards."""
+    url = store.engine.url.render_as_string(hide_password=False)
+    replicas = [SQLMetadataStore(url, table_prefix=store.table_prefix) for _ in range(2)]
+    try:
+        async with anyio.create_task_group() as group:
+            for replica in replicas:
+                group.start_soon(replica.create_schema)
+        async with replicas[0].engine.connect() as connection:
+            version = store.tables.version.c.version
+            versions = (await connection.execute(select(version))).scalars()
+            assert set(versions) == {SCHEMA_VERSION}
+        yield replicas[0]
+    finally:
+        for replica in replicas:
+            await replica.aclose()
 
 
 STORE_KINDS = ["memory", "sqlite", "postgresql", "mariadb"]

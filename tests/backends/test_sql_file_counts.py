@@ -11,16 +11,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import anyio
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, update
 
 from openai_files import SQLMetadataStore
 from openai_files.metadata.sql_migrations import upgrade
-from openai_files.metadata.sql_schema import SCHEMA_VERSION
 from openai_files.testing.metadata import make_record
 
-from ..databases import SQL_KINDS, any_sql_store
+from ..databases import SQL_KINDS, any_sql_store, upgraded_replica
 
 NOW = 1_800_000_000  # the conformance records' time (`make_record`)
 T0 = NOW * 1_000_000
@@ -52,16 +50,7 @@ async def test_tables_of_version_3_are_upgraded_with_every_owners_active_files_c
         await connection.execute(update(tables.version).values(version=3))
         for record in records:
             await connection.execute(insert(tables.files).values(**vars(record)))
-    url = store.engine.url.render_as_string(hide_password=False)
-    replicas = [SQLMetadataStore(url, table_prefix=store.table_prefix) for _ in range(2)]
-    try:
-        async with anyio.create_task_group() as group:  # two replicas start at once
-            for replica in replicas:
-                group.start_soon(replica.create_schema)
-        replica = replicas[0]
-        async with replica.engine.connect() as connection:
-            versions = (await connection.execute(select(tables.version.c.version))).scalars()
-            assert set(versions) == {SCHEMA_VERSION}
+    async with upgraded_replica(store) as replica:
 
         async def counts() -> tuple[int, int, int, int]:
             return (
@@ -79,6 +68,3 @@ async def test_tables_of_version_3_are_upgraded_with_every_owners_active_files_c
         assert await counts() == (4, 2, 2, 1)
         assert await replica.begin_delete("alice", records[1].id, now=NOW) is not None
         assert await counts() == (3, 2, 1, 1)
-    finally:
-        for replica in replicas:
-            await replica.aclose()

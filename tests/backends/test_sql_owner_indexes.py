@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import anyio
 import pytest
-from sqlalchemy import Connection, Index, insert, inspect, select, update
+from sqlalchemy import Connection, Index, insert, inspect, update
 
 from openai_files import SQLMetadataStore
 from openai_files.metadata.sql_migrations import upgrade
 from openai_files.metadata.sql_schema import SCHEMA_VERSION, VISIBILITY, Tables
 from openai_files.testing.metadata import make_record
 
-from ..databases import SQL_KINDS, any_sql_store
+from ..databases import SQL_KINDS, any_sql_store, upgraded_replica
 
 NOW = 1_800_000_000  # the conformance records' time (`make_record`)
 T0 = NOW * 1_000_000
@@ -89,16 +88,9 @@ async def test_tables_of_version_5_get_the_new_owner_indexes_and_page_as_before(
         for record in records:
             await connection.execute(insert(tables.files).values(**vars(record)))
         assert await connection.run_sync(_owner_indexes, tables) == OWNER_INDEXES
-    url = store.engine.url.render_as_string(hide_password=False)
-    replicas = [SQLMetadataStore(url, table_prefix=store.table_prefix) for _ in range(2)]
-    try:
-        async with anyio.create_task_group() as group:  # two replicas start at once
-            for replica in replicas:
-                group.start_soon(replica.create_schema)
-        replica = replicas[0]
+    async with upgraded_replica(store) as replica:
+        assert SCHEMA_VERSION == 6
         async with replica.engine.connect() as connection:
-            versions = (await connection.execute(select(tables.version.c.version))).scalars()
-            assert set(versions) == {SCHEMA_VERSION} == {6}
             indexes = await connection.run_sync(_owner_indexes, tables)
         assert indexes == {name: [*columns, *VISIBILITY] for name, columns in OWNER_INDEXES.items()}
 
@@ -134,6 +126,3 @@ async def test_tables_of_version_5_get_the_new_owner_indexes_and_page_as_before(
         assert [
             record.id for record in await replica.list_at("alice", now=NOW, offset=2, limit=5)
         ] == [record.id for record in visible[2:3] + visible[4:8]]
-    finally:
-        for replica in replicas:
-            await replica.aclose()
