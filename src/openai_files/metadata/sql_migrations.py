@@ -80,21 +80,11 @@ def _upload_accounting(connection: Connection, tables: Tables) -> None:
     synchronous `Connection`; it redoes in full the usage count of step 2.
     """
     usage, uploads, parts, files = tables.usage, tables.uploads, tables.parts, tables.files
-    preparer = connection.dialect.identifier_preparer
-    for table, names in (
-        (usage, ("open_uploads",)),
-        (uploads, ("received", "part_count", "reserved")),
-    ):
-        present = {column["name"] for column in inspect(connection).get_columns(table.name)}
-        for name in names:
-            if name in present:
-                continue
-            column = table.c[name]
-            kind = column.type.compile(dialect=connection.dialect)
-            connection.exec_driver_sql(
-                f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN "
-                f"{preparer.format_column(column)} {kind} DEFAULT 0 NOT NULL"
-            )
+    _add_missing_columns(connection, usage, {"open_uploads": "0 NOT NULL"})
+    zero = "0 NOT NULL"
+    _add_missing_columns(
+        connection, uploads, {"received": zero, "part_count": zero, "reserved": zero}
+    )
     of_upload = parts.c.upload_id == uploads.c.id
     received = select(func.coalesce(func.sum(parts.c.bytes), 0)).where(of_upload)
     connection.execute(
@@ -144,16 +134,23 @@ def _active_counts(connection: Connection, tables: Tables) -> None:
 def _upload_multiparts(connection: Connection, tables: Tables) -> None:
     """Add the uploads' ``multipart`` (NULL) and ``part_numbers`` (0) columns where they are
     missing: uploads made before them have no multipart upload in the storage. Idempotent."""
-    uploads = tables.uploads
+    _add_missing_columns(
+        connection, tables.uploads, {"multipart": "NULL", "part_numbers": "0 NOT NULL"}
+    )
+
+
+def _add_missing_columns(connection: Connection, table: Table, defaults: dict[str, str]) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` each column of ``table`` named in ``defaults`` that the
+    database lacks, as `Tables` defines it, with ``DEFAULT <its default>``."""
     preparer = connection.dialect.identifier_preparer
-    present = {column["name"] for column in inspect(connection).get_columns(uploads.name)}
-    for name, default in (("multipart", "NULL"), ("part_numbers", "0 NOT NULL")):
+    present = {column["name"] for column in inspect(connection).get_columns(table.name)}
+    for name, default in defaults.items():
         if name in present:
             continue
-        column = uploads.c[name]
+        column = table.c[name]
         kind = column.type.compile(dialect=connection.dialect)
         connection.exec_driver_sql(
-            f"ALTER TABLE {preparer.format_table(uploads)} ADD COLUMN "
+            f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN "
             f"{preparer.format_column(column)} {kind} DEFAULT {default}"
         )
 
