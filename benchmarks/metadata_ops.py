@@ -20,9 +20,9 @@ PostgreSQL not the server's), and the SQL statements and transactions of
 process per revision and backend, alternating, and the medians over rounds are reported with
 the ratio after/before of the CPU time (the steadier figure on a shared machine). Statements
 (``st``) are counted with SQLAlchemy's ``before_cursor_execute`` event on the store's
-``statement_engines`` (on the engine alone for a revision without them), a ``BEGIN`` sent as a
-statement not counted; transactions (``tx``) are its ``commit`` events. A read without a
-transaction commits nothing.
+``statement_engines`` (on the engine alone for a revision without them), a ``BEGIN`` (or
+``START TRANSACTION``) sent as a statement not counted; transactions (``tx``) are its
+``commit`` events. A read without a transaction commits nothing.
 """
 
 from __future__ import annotations
@@ -75,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class Counts:
-    """Statements and commits seen on a store's engines since the last `take` (a ``BEGIN``
-    sent as a statement counts as a transaction, not a statement)."""
+    """Statements and commits seen on a store's engines since the last `take` (a ``BEGIN`` or
+    ``START TRANSACTION`` sent as a statement counts as a transaction, not a statement)."""
 
     def __init__(self) -> None:
         self.statements = 0
@@ -93,7 +93,7 @@ class Counts:
             event.listen(engine, "commit", self._commit)
 
     def _statement(self, _connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not statement.startswith("BEGIN"):
+        if not statement.startswith(("BEGIN", "START TRANSACTION")):
             self.statements += 1
 
     def _commit(self, _connection: Any) -> None:

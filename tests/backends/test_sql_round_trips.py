@@ -3,7 +3,7 @@
 (``BEGIN`` sent as a statement, ``commit`` events, and on asyncpg the driver's own ``BEGIN``).
 
 A read (``get``, a ``list`` page, ``usage``) is one statement and no transaction (on MariaDB,
-whose driver is not in autocommit mode, the pool's ROLLBACK follows it); a create (``insert`` +
+counted by the server too: no ``ROLLBACK`` follows it); a create (``insert`` +
 ``commit``) and a delete (``begin_delete`` + ``remove``) are two transactions each (a small
 file's one-step create: tests/backends/test_sql_one_step_writes.py). A regression
 that adds a round trip fails here; no timing is asserted.
@@ -19,11 +19,13 @@ from typing import Any
 import anyio
 import pytest
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from openai_files import SQLMetadataStore
+from openai_files.metadata._mysql_autocommit import autocommit_settings
 
-from ..databases import SQL_KINDS, any_sql_store, sql_store
+from ..databases import SQL_KINDS, any_sql_store, require_database, sql_store, unique_prefix
 from .sql_records import NOW, OWNER, QUOTA, created, pending
 
 pytestmark = pytest.mark.anyio
@@ -54,7 +56,7 @@ def counted(store: SQLMetadataStore) -> Iterator[Tally]:
     def statement(
         connection: Any, cursor: Any, text: str, parameters: Any, context: Any, many: bool
     ) -> None:
-        if text.upper().startswith("BEGIN"):
+        if text.upper().startswith(("BEGIN", "START TRANSACTION")):
             tally.sent_begins += 1
         else:
             tally.statements.append(text)
@@ -171,6 +173,72 @@ async def test_a_delete_is_two_transactions_of_four_statements(store: SQLMetadat
     # ``deleting`` (it holds no usage, no count and no hold any more).
     assert len(tally.statements) == (5 if is_mariadb(store) else 4)
     assert tally.transactions == 2
+
+
+async def session_counts(store: SQLMetadataStore) -> dict[str, int]:
+    """MariaDB's own counts of the ``BEGIN`` (``START TRANSACTION``), ``COMMIT`` and ``ROLLBACK``
+    statements its session received, read on the driver of the store's one pooled connection
+    (outside SQLAlchemy, which would end a transaction of its own)."""
+    async with store.engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        cursor = await driver.cursor()
+        await cursor.execute(
+            "SHOW SESSION STATUS WHERE Variable_name IN ('Com_begin', 'Com_commit', 'Com_rollback')"
+        )
+        rows = await cursor.fetchall()
+        await cursor.close()
+    return {name: int(value) for name, value in rows}
+
+
+async def test_on_mariadb_a_read_is_its_statement_alone_and_a_write_begins_a_transaction() -> None:
+    """The store opens MariaDB's connections in autocommit mode: no ROLLBACK round trip after a
+    read; a write's transaction begins with START TRANSACTION and ends with its COMMIT."""
+    url = require_database("mariadb")
+    store = SQLMetadataStore(url, table_prefix=unique_prefix(), engine_options={"pool_size": 1})
+    try:
+        record = await created(store)
+        before = await session_counts(store)
+        assert await store.get(OWNER, record.id, now=NOW) == record
+        assert [r.id for r in await store.list(OWNER, now=NOW, limit=10)] == [record.id]
+        assert (await store.usage(OWNER)).files == 1
+        assert await session_counts(store) == before
+        # A read through SQLAlchemy begins no transaction either (SQLAlchemy's own ROLLBACK
+        # when it gives the connection back is all it adds).
+        assert [owner for owner, _ in await store.list_usage(limit=10)] == [OWNER]
+        through_sqlalchemy = await session_counts(store)
+        assert through_sqlalchemy["Com_begin"] == before["Com_begin"]
+        assert through_sqlalchemy["Com_rollback"] == before["Com_rollback"] + 1
+        before = through_sqlalchemy
+        second = pending(1)
+        await store.insert(second, quota=QUOTA)
+        await store.commit(second.replace(status="processed"))
+        after = await session_counts(store)
+        begun = after["Com_begin"] - before["Com_begin"]
+        assert begun >= 2
+        assert after["Com_commit"] - before["Com_commit"] == begun
+        assert after["Com_rollback"] == before["Com_rollback"]
+    finally:
+        await store.drop_schema()
+        await store.aclose()
+
+
+def test_a_mariadb_engine_keeps_the_drivers_autocommit_mode_where_its_options_choose() -> None:
+    own = make_url("mysql+aiomysql://u@h/db")
+    settings = autocommit_settings(own, {"pool_size": 15})
+    assert settings is not None
+    assert settings["connect_args"] == {"autocommit": True}
+    assert settings["pool_reset_on_return"] is None
+    assert settings["pool_size"] == 15
+    for chosen in (
+        {"pool_reset_on_return": "rollback"},
+        {"isolation_level": "READ COMMITTED"},
+        {"poolclass": object},
+        {"connect_args": {"autocommit": False}},
+    ):
+        assert autocommit_settings(own, chosen) is None, chosen
+    assert autocommit_settings(make_url("mysql+asyncmy://u@h/db"), {}) is None
+    assert autocommit_settings(make_url("postgresql+asyncpg://u@h/db"), {}) is None
 
 
 async def test_sqlite_writers_in_one_process_take_turns_instead_of_waiting_for_the_lock(

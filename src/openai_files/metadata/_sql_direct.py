@@ -11,12 +11,14 @@ result rows. `DirectReads` keeps what matters of that and skips the rest:
   MariaDB's ``FORCE INDEX`` stay where they are written;
 - the connection is taken from and returned to the engine's own pool (the host's pool, for an
   `AsyncEngine` it passes), with the pool's checkout, reset and invalidation rules. On
-  asyncpg, while a connection waits in the pool and handing it over needs no I/O (no ping,
-  no recycling, no listeners at checkout, reset or checkin, no reconnect due after an
-  invalidation), that takes no greenlet at all; otherwise the read runs in one greenlet,
-  where the pool may connect, wait or close as it needs (SQLAlchemy's own path takes five);
+  asyncpg (and aiomysql in autocommit mode), while a connection waits in the pool and handing
+  it over needs no I/O (no ping, no recycling, no listeners at checkout, reset or checkin, no
+  reconnect due after an invalidation), that takes no greenlet at all; otherwise the read runs
+  in one greenlet, where the pool may connect, wait or close as it needs (SQLAlchemy's own
+  path takes five);
 - the statement runs on the pooled connection's driver connection (asyncpg's statement cache
-  prepares it once per connection), outside any transaction on PostgreSQL;
+  prepares it once per connection), outside any transaction on PostgreSQL, and on MariaDB and
+  MySQL where the store opened the connections in autocommit mode (``_mysql_autocommit``);
 - the engine's ``before_cursor_execute`` and ``after_cursor_execute`` listeners are called
   with the statement and its positional parameters, as SQLAlchemy calls them (with a
   `Connection` over the pooled connection, no cursor and no execution context), so
@@ -49,6 +51,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, Pool, PoolProxiedConnection
 from sqlalchemy.util import await_, greenlet_spawn
 
 from ..errors import BackendUnavailable
+from ._mysql_autocommit import autocommits
 from ._sql_prepared import Compiled
 
 __all__ = ["DirectReads", "plain_statement"]
@@ -110,13 +113,15 @@ class _Asyncpg:
 
 
 class _Aiomysql:
-    """aiomysql as SQLAlchemy leaves it (not in autocommit mode): the pool's reset on return
+    """aiomysql in autocommit mode, as the store opens its own engine's connections
+    (``_mysql_autocommit``): the statement alone, committed by the server, and no reset on
+    return. Otherwise (a host's engine, as SQLAlchemy leaves it), the pool's reset on return
     ends the transaction the statement began, with a ROLLBACK sent in a greenlet."""
 
-    quiet_reset = False
-
-    def __init__(self) -> None:
+    def __init__(self, quiet_reset: bool = False) -> None:
         from pymysql import err
+
+        self.quiet_reset = quiet_reset
 
         # Errors the server reported about the statement, or a value that could not be
         # encoded; an OperationalError may be a lost connection.
@@ -144,7 +149,10 @@ class _Aiomysql:
         return bool(connection.closed)
 
 
-_DRIVERS: dict[str, Callable[[], _Driver]] = {"asyncpg": _Asyncpg, "aiomysql": _Aiomysql}
+_DRIVERS: dict[str, Callable[[AsyncEngine], _Driver]] = {
+    "asyncpg": lambda _engine: _Asyncpg(),
+    "aiomysql": lambda engine: _Aiomysql(quiet_reset=autocommits(engine)),
+}
 
 
 class DirectReads:
@@ -168,7 +176,7 @@ class DirectReads:
         driver = _DRIVERS.get(engine.dialect.driver)
         if driver is None or engine.get_execution_options().get("schema_translate_map"):
             return None
-        return cls(engine, driver())
+        return cls(engine, driver(engine))
 
     async def rows(
         self, query: Select[Any], parameters: Mapping[str, Any], *, writes: bool = False

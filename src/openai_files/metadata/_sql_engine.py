@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError, Statemen
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import BackendUnavailable, InvalidRequest, OpenAIFilesError
+from ._mysql_autocommit import autocommit_settings, start_transactions
 from ._sql_runners import (
     AsyncRunner,
     Body,
@@ -312,7 +313,10 @@ def make_engine(url: str, options: Mapping[str, Any] | None) -> tuple[AsyncEngin
     settings.update(options or {})
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "asyncpg":
         settings["connect_args"] = postgres_connect_args(settings.get("connect_args"))
-    engine = create_async_engine(parsed, **settings)
+    autocommitting = autocommit_settings(parsed, settings)
+    engine = create_async_engine(parsed, **(autocommitting or settings))
+    if autocommitting is not None:
+        start_transactions(engine)
     if parsed.get_backend_name() == "sqlite":
         event.listen(
             engine.sync_engine, "connect", partial(configure_sqlite, synchronous=synchronous)

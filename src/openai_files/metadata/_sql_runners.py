@@ -15,7 +15,8 @@ rows may be given as the statement itself (`Runner.rows`), which a runner may ru
   (``_sql_prepared``).
 - `AsyncRunner`, for every other database (and for an `AsyncEngine` the host passes): the body
   runs through `AsyncConnection.run_sync`. On PostgreSQL a read runs in autocommit mode, so it
-  is one round trip with no ``BEGIN``/``COMMIT`` around it. The hottest reads on asyncpg and
+  is one round trip with no ``BEGIN``/``COMMIT`` around it; so does it on MariaDB and MySQL
+  where the store made the engine (``_mysql_autocommit``). The hottest reads on asyncpg and
   aiomysql (a file, a list page, a count, an idempotency key) skip it: they go to the driver
   of a pooled connection (``_sql_direct``), and come here only when that path cannot take
   them or the driver failed.
@@ -36,6 +37,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ._mysql_autocommit import AUTOCOMMIT_READ, autocommits
 from ._sql_direct import DirectReads
 from ._sql_prepared import Prepared, Statement
 from ._sqlite_group_commit import GroupCommits, Rollback, end_transaction, in_transaction
@@ -168,8 +170,10 @@ class AsyncRunner:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         # asyncpg switches a connection to autocommit without a round trip; other drivers
-        # would pay one each way, more than the COMMIT they save.
+        # would pay one each way, more than the COMMIT they save, unless their connections
+        # are in autocommit mode already (``_mysql_autocommit``).
         self._autocommit_reads = engine.dialect.name == "postgresql"
+        self._marked_reads = autocommits(engine)
         self._direct = DirectReads.of(engine)
 
     async def read(self, body: Body[T]) -> T:
@@ -209,6 +213,8 @@ class AsyncRunner:
         async with self.engine.connect() as connection:
             if self._autocommit_reads:
                 connection = await _autocommit(connection)
+            elif self._marked_reads:
+                connection = await connection.execution_options(**{AUTOCOMMIT_READ: True})
             return await connection.run_sync(body)
 
 
