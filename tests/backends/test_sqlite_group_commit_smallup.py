@@ -6,6 +6,7 @@ time, and a caller is answered only once its group has committed."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -171,7 +172,27 @@ async def test_a_cancelled_writer_of_a_group_waits_for_its_commit(
         return "cancelled"
 
     outcomes = await in_one_group(store, [cancelled])
-    assert outcomes == [record.id]  # shielded: it waited for its group, which committed
+    assert outcomes == ["cancelled"]  # cancelled, once its group had committed
+    assert await store.get(OWNER, record.id, now=NOW) == record
+
+
+async def test_a_plain_task_cancel_of_a_writer_is_not_lost(store: SQLMetadataStore) -> None:
+    """``task.cancel()`` (asyncio's own, with no cancel scope to deliver it again) reaches the
+    writer once its write has ended: the task ends cancelled, and the write is committed."""
+    record = pending(1).replace(state="active")
+    tasks: list[asyncio.Task[str]] = []
+
+    async def cancelled() -> str:
+        task = asyncio.ensure_future(store.insert(record))
+        tasks.append(task)
+        await asyncio.sleep(0.05)  # queued behind the blocker
+        task.cancel()
+        await asyncio.wait((task,), timeout=10)
+        return "cancelled" if task.cancelled() else task.result()
+
+    outcomes = await in_one_group(store, [cancelled])
+    assert outcomes == ["cancelled"]
+    assert tasks[0].cancelled()
     assert await store.get(OWNER, record.id, now=NOW) == record
 
 

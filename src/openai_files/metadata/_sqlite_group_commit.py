@@ -24,6 +24,7 @@ next group takes them all, up to `GROUP_MOST`.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -90,7 +91,8 @@ class GroupCommits:
 
     async def write(self, body: Body[T]) -> T:
         """Run ``body`` in a transaction (shared with the writes queued beside it), committed
-        unless it raises; a cancelled caller waits for the write to end."""
+        unless it raises. A cancelled caller waits for the write to end, then is cancelled
+        (as `WorkerThreads.run_to_end`): it cannot tell whether the write took effect."""
         write = _Write(body)
         with self._lock:
             self._waiting.append(write)
@@ -98,14 +100,14 @@ class GroupCommits:
             # The thread runs the writes in the order they came: by the time this call's own
             # turn has ended, a group has run this write (this turn's, or an earlier one's).
             await self._thread.run_to_end(self._run_waiting)
-        except BaseException:
+        except BaseException as exc:
             with self._lock:
                 if not write.done and write in self._waiting:
                     # The turn failed before it took anything (no connection): not run.
                     self._waiting.remove(write)
                     raise
-            if not write.done:
-                raise
+            if not write.done or isinstance(exc, asyncio.CancelledError):
+                raise  # cancelled: only once the write has ended, whatever its outcome
         return write.outcome()
 
     async def aclose(self) -> None:
