@@ -10,7 +10,7 @@ import pytest
 from openai_files import SQLMetadataStore
 
 from .sql_records import NOW, OWNER, QUOTA, created, pending
-from .test_sql_round_trips import counted, is_mariadb
+from .test_sql_round_trips import counted
 from .test_sql_round_trips import store as store  # the fixture: every SQL backend
 
 pytestmark = pytest.mark.anyio
@@ -24,12 +24,12 @@ async def test_a_small_files_create_is_one_transaction_of_three_statements(
     with counted(store) as tally:
         assert await store.insert(record, quota=QUOTA) == record.id
     # The owner's usage row counted under the quota (files and bytes), the file row, the
-    # owner's count of active files of its purpose grown. MariaDB makes sure of the usage row
-    # first, in a transaction of its own (see `insert`); PostgreSQL does the three in one
-    # statement, committed on its own (tests/backends/test_sql_one_statement_create_pglist.py).
+    # owner's count of active files of its purpose grown (MariaDB too: its usage row is made
+    # apart only for the owner's first file); PostgreSQL does the three in one statement,
+    # committed on its own (tests/backends/test_sql_one_statement_create_pglist.py).
     postgres = store.engine.dialect.name == "postgresql"
-    assert len(tally.statements) == (4 if is_mariadb(store) else 1 if postgres else 3)
-    assert tally.transactions == (2 if is_mariadb(store) else 0 if postgres else 1)
+    assert len(tally.statements) == (1 if postgres else 3)
+    assert tally.transactions == (0 if postgres else 1)
     assert await store.get(OWNER, record.id, now=NOW) == record
 
 
@@ -42,13 +42,13 @@ async def test_a_small_files_create_under_a_key_is_still_one_transaction(
         assert await store.insert(record, quota=QUOTA, idempotency_key="k") == record.id
     # The key looked up, then the three statements, then a stale key row dropped and the key
     # row written.
-    assert len(tally.statements) == (7 if is_mariadb(store) else 6)
-    assert tally.transactions == (2 if is_mariadb(store) else 1)
+    assert len(tally.statements) == 6
+    assert tally.transactions == 1
     again = pending(2).replace(state="active", status="processed")
     with counted(store) as tally:
         assert await store.insert(again, quota=QUOTA, idempotency_key="k") == record.id
-    # The key answers: nothing else is done (on MariaDB, after its usage row made sure of).
-    assert len(tally.statements) == (2 if is_mariadb(store) else 1)
+    # The key answers: nothing else is done.
+    assert len(tally.statements) == 1
     assert await store.get(OWNER, again.id, now=NOW) is None
 
 

@@ -222,9 +222,6 @@ class SQLEngine:
         parameters.update(caps)
         return self._change(connection, change, parameters) == 1
 
-    def _read_usage(self, connection: Connection, owner: str) -> Usage:
-        return usage_of(connection.execute(self._statements.usage(), {"owner": owner}).first())
-
     @asynccontextmanager
     async def _translate(self, translate_integrity: bool = True) -> AsyncIterator[None]:
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 from sqlalchemy.engine import Row
@@ -21,6 +21,8 @@ from ._sql_statements import visible
 from .base import Cursor, FileRecord, Order, Quota, Usage
 
 __all__ = ["SQLFileRecords", "file_record", "file_row"]
+
+_Id = TypeVar("_Id", str, str | None)
 
 
 class SQLFileRecords(SQLEngine):
@@ -39,8 +41,9 @@ class SQLFileRecords(SQLEngine):
         """In one transaction: the key looked up (if any), the owner's usage row grown by one
         file under ``quota`` (a conditional update; only when it changes nothing is the row made
         sure of and the update tried again), the row inserted, the key remembered. On MariaDB
-        the usage row is made first, in a transaction of its own: the shared lock an ``INSERT
-        IGNORE`` takes on an existing row, held into the update, deadlocks concurrent uploads.
+        a missing usage row (the owner's first file) is made in a transaction of its own, and
+        the insert then runs again: the shared lock an ``INSERT IGNORE`` takes on an existing
+        row, held into the update, deadlocks concurrent uploads.
         A concurrent insert or commit under the same key makes the key's primary key refuse the
         second row; that caller answers with the winner's file."""
         check_keyed(record, idempotency_key)
@@ -48,10 +51,8 @@ class SQLFileRecords(SQLEngine):
             return record.id
         statements, owner = self._statements, {"owner": record.owner}
         apart = self._dialect in ("mysql", "mariadb")
-        if apart:
-            await self._write(lambda connection: connection.execute(statements.usage_row(), owner))
 
-        def create(connection: Connection) -> str:
+        def create(connection: Connection) -> str | None:
             key = idempotency_key
             if key is not None:
                 earlier = self._key_file(
@@ -64,11 +65,13 @@ class SQLFileRecords(SQLEngine):
                 connection.execute(statements.usage_row(), owner)
                 counted = self._add_usage(connection, record.owner, 1, record.bytes, quota)
             if not counted:
-                usage = self._read_usage(connection, record.owner)
+                row = connection.execute(statements.usage(), owner).first()
+                if row is None:  # MariaDB, the owner's first file: its row is made apart
+                    raise Rollback(None)
                 raise QuotaExceeded.for_usage(
                     quota.max_files if quota else None,
                     quota.max_bytes if quota else None,
-                    usage.files,
+                    usage_of(row).files,
                 )
             try:
                 self._change(connection, statements.insert_file(), file_row(record))
@@ -80,9 +83,18 @@ class SQLFileRecords(SQLEngine):
                 self._remember_key(connection, record, key, key_since)
             return record.id
 
-        if idempotency_key is None:
-            return await self._write(create)
-        return await self._keyed(create, record.owner, idempotency_key, key_since)
+        async def attempt() -> str | None:
+            if idempotency_key is None:
+                return await self._write(create)
+            return await self._keyed(create, record.owner, idempotency_key, key_since)
+
+        created = await attempt()
+        if created is None:
+            await self._write(lambda connection: connection.execute(statements.usage_row(), owner))
+            created = await attempt()
+        if created is None:  # usage rows are never removed: not seen, unless by a bug
+            raise BackendUnavailable("The owner's usage row could not be made; retry.")
+        return created
 
     async def _insert_counted(self, record: FileRecord, quota: Quota | None) -> bool:
         """On PostgreSQL, `insert` without a key in one statement (`Statements.insert_counted`):
@@ -156,7 +168,7 @@ class SQLFileRecords(SQLEngine):
             return await self._write(activate)
         return await self._keyed(activate, record.owner, key, key_since)
 
-    async def _keyed(self, body: Body[str], owner: str, key: str, key_since: int) -> str:
+    async def _keyed(self, body: Body[_Id], owner: str, key: str, key_since: int) -> _Id | str:
         """Run ``body``, which remembers ``key``, as one write; when a concurrent write under
         the same key won (the key's primary key refused this one), the id of its file."""
         try:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import Conflict, QuotaExceeded
+from ..errors import BackendUnavailable, Conflict, QuotaExceeded
 from ._sql_engine import Rollback, SQLEngine
 from .base import OPEN_UPLOAD_STATES, PartOutcome, PartRecord, Quota, UploadRecord, UploadState
 from .sql_schema import insert_ignoring_duplicates
@@ -27,32 +27,39 @@ class SQLUploadRecords(SQLEngine):
 
     async def create_upload(self, upload: UploadRecord, *, max_open: int | None = None) -> None:
         """Make sure the owner has a usage row, then in one transaction count the upload in
-        its ``open_uploads`` (a conditional update against ``max_open``) and insert the row."""
+        its ``open_uploads`` (a conditional update against ``max_open``) and insert the row. On
+        MariaDB a missing usage row is made in a transaction of its own, as in `insert`, and
+        the upload is opened again."""
         usage = self.tables.usage
         usage_row = insert_ignoring_duplicates(
             self._dialect, usage, {"owner": upload.owner, "files": 0, "bytes": 0}
         )
         apart = self._dialect in ("mysql", "mariadb")  # as in `insert`
-        if apart:
-            await self._write(lambda connection: connection.execute(usage_row))
         counted = update(usage).where(usage.c.owner == upload.owner)
         if max_open is not None:
             counted = counted.where(usage.c.open_uploads < max_open)
         fresh = upload.replace(received=0, part_count=0, reserved=0, multipart=None, part_numbers=0)
 
-        def open_upload(connection: Connection) -> None:
+        def open_upload(connection: Connection) -> bool:
             if not apart:
                 connection.execute(usage_row)
             opened = connection.execute(counted.values(open_uploads=usage.c.open_uploads + 1))
             if opened.rowcount != 1:
+                row = connection.execute(self._statements.usage(), {"owner": upload.owner})
+                if row.first() is None:  # MariaDB, the owner's first use: its row is made apart
+                    raise Rollback(False)
                 assert max_open is not None
                 raise QuotaExceeded.for_open_uploads(max_open)
             try:
                 connection.execute(insert(self.tables.uploads).values(**vars(fresh)))
             except IntegrityError as exc:
                 raise Conflict(f"An upload with id {upload.id} exists already.") from exc
+            return True
 
-        await self._write(open_upload)
+        if not await self._write(open_upload):
+            await self._write(lambda connection: connection.execute(usage_row))
+            if not await self._write(open_upload):  # usage rows are never removed
+                raise BackendUnavailable("The owner's usage row could not be made; retry.")
 
     async def get_upload(self, owner: str, upload_id: str) -> UploadRecord | None:
         """One SELECT by id and owner."""
