@@ -4,8 +4,10 @@
 
 A read (``get``, a ``list`` page, ``usage``) is one statement and no transaction (on MariaDB,
 counted by the server too: no ``ROLLBACK`` follows it); a create (``insert`` +
-``commit``) and a delete (``begin_delete`` + ``remove``) are two transactions each (a small
-file's one-step create: tests/backends/test_sql_one_step_writes.py). A regression
+``commit``) is two transactions, and so is a delete (``begin_delete`` + ``remove``) on SQLite,
+where PostgreSQL and MariaDB run the ``remove`` of a ``deleting`` row as one statement
+committed on its own (a small file's one-step create:
+tests/backends/test_sql_one_step_writes.py). A regression
 that adds a round trip fails here; no timing is asserted.
 """
 
@@ -23,7 +25,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from openai_files import SQLMetadataStore
+from openai_files.errors import QuotaExceeded
 from openai_files.metadata._mysql_autocommit import autocommit_settings
+from openai_files.metadata.base import Quota
 
 from ..databases import SQL_KINDS, any_sql_store, require_database, sql_store, unique_prefix
 from .sql_records import NOW, OWNER, QUOTA, created, pending
@@ -172,16 +176,19 @@ async def test_a_reservation_is_one_transaction_of_two_statements(
     assert tally.transactions == 1
 
 
-async def test_a_delete_is_two_transactions_of_four_statements(store: SQLMetadataStore) -> None:
+async def test_a_delete_is_four_statements_in_two_transactions_at_most(
+    store: SQLMetadataStore,
+) -> None:
     record = await created(store)
     with counted(store) as tally:
         assert await store.begin_delete(OWNER, record.id, now=NOW) is not None
         await store.remove(OWNER, record.id)
     # begin_delete: marked and returned (on MariaDB, which has no UPDATE ... RETURNING, read
     # back), usage shrunk, count of active files shrunk; remove: the row deleted while
-    # ``deleting`` (it holds no usage, no count and no hold any more).
+    # ``deleting`` (it holds no usage, no count and no hold any more), on PostgreSQL and MariaDB
+    # outside a transaction, committed on its own.
     assert len(tally.statements) == (5 if is_mariadb(store) else 4)
-    assert tally.transactions == 2
+    assert tally.transactions == (2 if store.engine.dialect.name == "sqlite" else 1)
 
 
 async def session_counts(store: SQLMetadataStore) -> dict[str, int]:
@@ -212,13 +219,9 @@ async def test_on_mariadb_a_read_is_its_statement_alone_and_a_write_begins_a_tra
         assert [r.id for r in await store.list(OWNER, now=NOW, limit=10)] == [record.id]
         assert (await store.usage(OWNER)).files == 1
         assert await session_counts(store) == before
-        # A read through SQLAlchemy begins no transaction either (SQLAlchemy's own ROLLBACK
-        # when it gives the connection back is all it adds).
+        # A read through SQLAlchemy begins no transaction either, and ends with no ROLLBACK.
         assert [owner for owner, _ in await store.list_usage(limit=10)] == [OWNER]
-        through_sqlalchemy = await session_counts(store)
-        assert through_sqlalchemy["Com_begin"] == before["Com_begin"]
-        assert through_sqlalchemy["Com_rollback"] == before["Com_rollback"] + 1
-        before = through_sqlalchemy
+        assert await session_counts(store) == before
         second = pending(1)
         await store.insert(second, quota=QUOTA)
         await store.commit(second.replace(status="processed"))
@@ -227,6 +230,22 @@ async def test_on_mariadb_a_read_is_its_statement_alone_and_a_write_begins_a_tra
         assert begun >= 2
         assert after["Com_commit"] - before["Com_commit"] == begun
         assert after["Com_rollback"] == before["Com_rollback"]
+        # A transaction that is undone is rolled back on the server.
+        with pytest.raises(QuotaExceeded):
+            await store.insert(pending(2), quota=Quota(max_files=2))
+        refused = await session_counts(store)
+        assert refused["Com_rollback"] == after["Com_rollback"] + 1
+        assert refused["Com_begin"] == after["Com_begin"] + 1
+        assert (await store.usage(OWNER)).files == 2
+        # A connection given back inside a transaction is rolled back by the pool's reset.
+        async with store.engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            cursor = await driver.cursor()
+            await cursor.execute("START TRANSACTION")
+            await cursor.execute(f"UPDATE {store.tables.usage.name} SET files = files + 100")
+            await cursor.close()
+        assert (await store.usage(OWNER)).files == 2
     finally:
         await store.drop_schema()
         await store.aclose()
@@ -234,17 +253,9 @@ async def test_on_mariadb_a_read_is_its_statement_alone_and_a_write_begins_a_tra
 
 def test_a_mariadb_engine_keeps_the_drivers_autocommit_mode_where_its_options_choose() -> None:
     own = make_url("mysql+aiomysql://u@h/db")
-    settings = autocommit_settings(own, {"pool_size": 15})
-    assert settings is not None
-    assert settings["connect_args"] == {"autocommit": True}
-    assert settings["pool_reset_on_return"] is None
-    assert settings["pool_size"] == 15
-    for chosen in (
-        {"pool_reset_on_return": "rollback"},
-        {"isolation_level": "READ COMMITTED"},
-        {"poolclass": object},
-        {"connect_args": {"autocommit": False}},
-    ):
+    settings = autocommit_settings(own, {"pool_size": 15, "connect_args": {"ssl": None}})
+    assert settings == {"pool_size": 15, "connect_args": {"ssl": None, "autocommit": True}}
+    for chosen in ({"isolation_level": "READ COMMITTED"}, {"connect_args": {"autocommit": False}}):
         assert autocommit_settings(own, chosen) is None, chosen
     assert autocommit_settings(make_url("mysql+asyncmy://u@h/db"), {}) is None
     assert autocommit_settings(make_url("postgresql+asyncpg://u@h/db"), {}) is None

@@ -55,12 +55,15 @@ class SQLFileDeletes(SQLFileRecords):
         """Delete (or mark ``deleted``) the row only if it is still as read, its holds and its
         share of the usage with it, in one transaction. A ``deleting`` row (a delete's or a
         sweeper's) holds no share of the usage, no count of active files and no hold: it goes
-        in one conditional statement, and only another state is read first."""
+        in one conditional statement, and only another state is read first. On PostgreSQL and
+        MariaDB that statement runs outside a transaction first, committed on its own."""
         files, holds, statements = self._files, self.tables.holds, self._statements
         mine = {"b_id": file_id, "b_owner": owner}
+        finish = statements.finish_deleting(keep_record)
+        if await self._changed_alone(finish, mine) == 1:
+            return
 
         def drop(connection: Connection) -> None:
-            finish = statements.finish_deleting(keep_record)
             if connection.execute(finish, mine).rowcount == 1:
                 return
             row = connection.execute(statements.owned(), mine).first()

@@ -114,9 +114,10 @@ class _Asyncpg:
 
 class _Aiomysql:
     """aiomysql in autocommit mode, as the store opens its own engine's connections
-    (``_mysql_autocommit``): the statement alone, committed by the server, and no reset on
-    return. Otherwise (a host's engine, as SQLAlchemy leaves it), the pool's reset on return
-    ends the transaction the statement began, with a ROLLBACK sent in a greenlet."""
+    (``_mysql_autocommit``): the statement alone, committed by the server, and nothing for
+    the pool's reset to send. Otherwise (a host's engine, as SQLAlchemy leaves it), the pool's
+    reset on return ends the transaction the statement began, with a ROLLBACK sent in a
+    greenlet."""
 
     def __init__(self, quiet_reset: bool = False) -> None:
         from pymysql import err

@@ -10,13 +10,13 @@ from functools import partial
 from typing import Any, TypeVar
 
 import anyio
-from sqlalchemy import Connection, Engine, Insert, Select, Update, event, insert, select
+from sqlalchemy import Connection, Engine, Executable, Insert, Select, Update, event, insert, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import BackendUnavailable, InvalidRequest, OpenAIFilesError
-from ._mysql_autocommit import autocommit_settings, start_transactions
+from ._mysql_autocommit import autocommit_settings, use_autocommit
 from ._sql_runners import (
     AsyncRunner,
     Body,
@@ -179,6 +179,21 @@ class SQLEngine:
             _raise_translated(exc)
             raise
 
+    async def _changed_alone(
+        self, statement: Executable, parameters: Mapping[str, Any]
+    ) -> int | None:
+        """The rows one of the store's `Statements` that writes changed, run outside any
+        transaction and committed by the database on its own, where the runner runs
+        statements so (`AsyncRunner.changed`); None where it does not: the caller then writes
+        in a transaction."""
+        if not self._ready:
+            await self.create_schema()
+        runner = self._runner
+        if not isinstance(runner, AsyncRunner):
+            return None
+        async with self._translate():
+            return await runner.changed(statement, parameters)
+
     async def _write(self, body: Body[T], *, translate_integrity: bool = True) -> T:
         """Run ``body`` in one transaction; `Rollback` raised in it undoes the transaction and
         returns its result."""
@@ -313,7 +328,7 @@ def make_engine(url: str, options: Mapping[str, Any] | None) -> tuple[AsyncEngin
     autocommitting = autocommit_settings(parsed, settings)
     engine = create_async_engine(parsed, **(autocommitting or settings))
     if autocommitting is not None:
-        start_transactions(engine)
+        use_autocommit(engine)
     if parsed.get_backend_name() == "sqlite":
         event.listen(
             engine.sync_engine, "connect", partial(configure_sqlite, synchronous=synchronous)

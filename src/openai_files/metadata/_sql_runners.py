@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, Select, create_engine, event
+from sqlalchemy import Connection, Engine, Executable, Select, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -204,6 +204,17 @@ class AsyncRunner:
         if self._direct is None:
             return None
         return await self._direct.rows(statement, parameters, writes=True)
+
+    async def changed(self, statement: Executable, parameters: Mapping[str, Any]) -> int | None:
+        """The rows one statement that writes changed, run as a read is, outside a transaction,
+        so the database commits it on its own (PostgreSQL; MariaDB and MySQL in autocommit
+        mode): no ``BEGIN`` and no ``COMMIT`` around it. None where reads run in a
+        transaction: the caller writes in one instead. Not run again on a dead connection."""
+        if not (self._autocommit_reads or self._marked_reads):
+            return None
+        return await self._read(
+            lambda connection: connection.execute(statement, parameters).rowcount
+        )
 
     async def aclose(self) -> None:
         if self._direct is not None:
