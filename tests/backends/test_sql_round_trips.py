@@ -261,6 +261,28 @@ def test_a_mariadb_engine_keeps_the_drivers_autocommit_mode_where_its_options_ch
     assert autocommit_settings(make_url("postgresql+asyncpg://u@h/db"), {}) is None
 
 
+def test_a_rollback_reaches_mariadb_unless_it_reported_no_transaction_open() -> None:
+    """The server's status flags (autocommit 2, in a transaction 1) of its last reply decide;
+    a closed connection (no status) is rolled back as before, to fail as it always did."""
+    from types import SimpleNamespace
+
+    from pymysql.constants import SERVER_STATUS
+
+    from openai_files.metadata._mysql_autocommit import _rollback_if_open
+
+    def sent(status: int | None) -> bool:
+        rolled: list[object] = []
+        driver = SimpleNamespace(server_status=status)
+        driver.get_transaction_status = lambda: bool(status & SERVER_STATUS.SERVER_STATUS_IN_TRANS)
+        _rollback_if_open(rolled.append, SimpleNamespace(driver_connection=driver))
+        return bool(rolled)
+
+    autocommit = SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT
+    assert not sent(autocommit)
+    assert sent(autocommit | SERVER_STATUS.SERVER_STATUS_IN_TRANS)
+    assert sent(None)
+
+
 async def test_sqlite_writers_in_one_process_take_turns_instead_of_waiting_for_the_lock(
     sqlite_url: str,
 ) -> None:

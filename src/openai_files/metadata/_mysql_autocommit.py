@@ -72,7 +72,8 @@ def _begin(connection: Connection) -> None:
 
 
 def _rollback_if_open(rollback: Callable[[Any], None], dbapi_connection: Any) -> None:
-    driver = getattr(dbapi_connection, "driver_connection", None)
-    if driver is not None and not driver.get_transaction_status():
+    driver: Any = getattr(dbapi_connection, "driver_connection", None)
+    # A closed connection has no status: its rollback fails as it always did.
+    if getattr(driver, "server_status", None) is not None and not driver.get_transaction_status():
         return  # no transaction open: nothing to end, no round trip
     rollback(dbapi_connection)
