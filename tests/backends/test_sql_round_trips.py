@@ -180,15 +180,22 @@ async def test_a_delete_is_four_statements_in_two_transactions_at_most(
     store: SQLMetadataStore,
 ) -> None:
     record = await created(store)
+    usage = await store.usage(OWNER)
     with counted(store) as tally:
-        assert await store.begin_delete(OWNER, record.id, now=NOW) is not None
+        deleting = await store.begin_delete(OWNER, record.id, now=NOW)
+        assert deleting == record.replace(state="deleting", changed_at=NOW)
         await store.remove(OWNER, record.id)
     # begin_delete: marked and returned (on MariaDB, which has no UPDATE ... RETURNING, read
-    # back), usage shrunk, count of active files shrunk; remove: the row deleted while
-    # ``deleting`` (it holds no usage, no count and no hold any more), on PostgreSQL and MariaDB
-    # outside a transaction, committed on its own.
-    assert len(tally.statements) == (5 if is_mariadb(store) else 4)
-    assert tally.transactions == (2 if store.engine.dialect.name == "sqlite" else 1)
+    # back), usage shrunk, count of active files shrunk (on PostgreSQL the three in one
+    # statement, committed on its own); remove: the row deleted while ``deleting`` (it holds
+    # no usage, no count and no hold any more), on PostgreSQL and MariaDB outside a
+    # transaction, committed on its own.
+    dialect = store.engine.dialect.name
+    assert len(tally.statements) == {"sqlite": 4, "postgresql": 2}.get(dialect, 5)
+    assert tally.transactions == {"sqlite": 2, "postgresql": 0}.get(dialect, 1)
+    after = await store.usage(OWNER)
+    assert (after.files, after.bytes) == (usage.files - 1, usage.bytes - record.bytes)
+    assert await store.count(OWNER, now=NOW) == 0
 
 
 async def session_counts(store: SQLMetadataStore) -> dict[str, int]:

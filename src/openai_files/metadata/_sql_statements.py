@@ -22,8 +22,10 @@ one then costs a lookup in SQLAlchemy's compiled cache, not a new statement to b
   `Statements.insert_counted`: on PostgreSQL, a file row written with its usage and count in
   one statement;
 - `Statements.mark_deleting`, `Statements.owned`, `Statements.visible_id`, `Statements.drop`,
-  `Statements.finish_deleting`: the delete of a file; `Statements.claim`: a sweeper's claim of
-  one.
+  `Statements.finish_deleting`: the delete of a file; `Statements.mark_deleting_counted` and
+  `Statements.finish_deleting_counted`: on PostgreSQL, its row marked with its usage and count
+  in one statement, and removed by a query that says whether it was; `Statements.claim`: a
+  sweeper's claim of one.
 
 Parameters named like a column are the values the statement writes to that column; the others
 (``b_id``, ``b_owner``, ...) are what it matches.
@@ -312,6 +314,44 @@ class Statements:
         return mark.returning(*files.c) if returning else mark
 
     @cache  # noqa: B019
+    def mark_deleting_counted(self) -> Select[Any]:
+        """PostgreSQL only: `mark_deleting` in one statement with the owner's usage row shrunk
+        by the file (one file, its ``bytes``) and the owner's count of active files of its
+        purpose by one. Its rows: the row marked, every column of the files table in order,
+        then how many usage rows and counts were changed; none if nothing was marked (the
+        caller then does it in a transaction, which says why).
+
+        One statement is one transaction, committed by the server: a round trip, where the
+        same writes in a transaction take five (``BEGIN``, three statements, ``COMMIT``). Its
+        parts take the locks in the transaction's order: the file row's (so deleters and
+        holders serialise on it), then the usage row's, then the count's."""
+        usage, counts = self._usage, self._counts
+        marked = self.mark_deleting(True).cte("marked")
+        shrunk = (
+            update(usage)
+            .where(usage.c.owner == marked.c.owner)
+            .values(files=usage.c.files - 1, bytes=usage.c.bytes - marked.c.bytes)
+            .returning(usage.c.owner)
+            .cte("shrunk")
+        )
+        less = postgresql.insert(counts).from_select(
+            [counts.c.owner, counts.c.purpose, counts.c.files],
+            select(marked.c.owner, marked.c.purpose, literal(-1, BigInteger)),
+        )
+        uncounted = (
+            less.on_conflict_do_update(
+                index_elements=[part.name for part in counts.primary_key],
+                set_={"files": counts.c.files + less.excluded.files},
+            )
+            .returning(counts.c.owner)
+            .cte("uncounted")
+        )
+        changed = [
+            select(func.count()).select_from(part).scalar_subquery() for part in (shrunk, uncounted)
+        ]
+        return select(*marked.c, *changed)
+
+    @cache  # noqa: B019
     def claim(self) -> Update:
         """Claim the row for a sweeper while it has the ``b_state`` and ``b_changed_at`` it was
         read with and no hold."""
@@ -346,6 +386,14 @@ class Statements:
         if keep_record:
             return update(files).where(deleting).values(state="deleted", status="deleted")
         return delete(files).where(deleting)
+
+    @cache  # noqa: B019
+    def finish_deleting_counted(self, keep_record: bool) -> Select[Any]:
+        """PostgreSQL only: `finish_deleting` as a query whose one row is how many rows it
+        changed (0 or 1), to run on the driver directly, committed on its own."""
+        files = self._files
+        finished = self.finish_deleting(keep_record).returning(files.c.id).cte("finished")
+        return select(func.count()).select_from(finished)
 
     @cache  # noqa: B019
     def drop(self) -> Delete:
