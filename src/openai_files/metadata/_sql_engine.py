@@ -4,7 +4,7 @@ library's, and the owners' usage rows, which file records and upload records bot
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any, TypeVar
@@ -201,6 +201,19 @@ class SQLEngine:
             await self.create_schema()
         async with self._translate(translate_integrity):
             return await self._runner.write(body)
+
+    async def _with_usage_row(self, owner: str, attempt: Callable[[], Awaitable[T | None]]) -> T:
+        """``attempt``, a write that gives None when it found no usage row for ``owner`` (on
+        MariaDB, where the row is made apart: see `insert`); then the row made in a
+        transaction of its own and ``attempt`` run again."""
+        done = await attempt()
+        if done is None:
+            made = self._statements.usage_row()
+            await self._write(lambda connection: connection.execute(made, {"owner": owner}))
+            done = await attempt()
+        if done is None:  # usage rows are never removed: not seen, unless by a bug
+            raise BackendUnavailable("The owner's usage row could not be made; retry.")
+        return done
 
     def _change(
         self, connection: Connection, statement: Insert | Update, parameters: Mapping[str, Any]

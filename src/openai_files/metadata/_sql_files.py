@@ -88,13 +88,7 @@ class SQLFileRecords(SQLEngine):
                 return await self._write(create)
             return await self._keyed(create, record.owner, idempotency_key, key_since)
 
-        created = await attempt()
-        if created is None:
-            await self._write(lambda connection: connection.execute(statements.usage_row(), owner))
-            created = await attempt()
-        if created is None:  # usage rows are never removed: not seen, unless by a bug
-            raise BackendUnavailable("The owner's usage row could not be made; retry.")
-        return created
+        return await self._with_usage_row(record.owner, attempt)
 
     async def _insert_counted(self, record: FileRecord, quota: Quota | None) -> bool:
         """On PostgreSQL, `insert` without a key in one statement (`Statements.insert_counted`):

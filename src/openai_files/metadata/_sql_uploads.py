@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import BackendUnavailable, Conflict, QuotaExceeded
+from ..errors import Conflict, QuotaExceeded
 from ._sql_engine import Rollback, SQLEngine
 from .base import OPEN_UPLOAD_STATES, PartOutcome, PartRecord, Quota, UploadRecord, UploadState
 from .sql_schema import insert_ignoring_duplicates
@@ -40,14 +40,14 @@ class SQLUploadRecords(SQLEngine):
             counted = counted.where(usage.c.open_uploads < max_open)
         fresh = upload.replace(received=0, part_count=0, reserved=0, multipart=None, part_numbers=0)
 
-        def open_upload(connection: Connection) -> bool:
+        def open_upload(connection: Connection) -> bool | None:
             if not apart:
                 connection.execute(usage_row)
             opened = connection.execute(counted.values(open_uploads=usage.c.open_uploads + 1))
             if opened.rowcount != 1:
                 row = connection.execute(self._statements.usage(), {"owner": upload.owner})
                 if row.first() is None:  # MariaDB, the owner's first use: its row is made apart
-                    raise Rollback(False)
+                    raise Rollback(None)
                 assert max_open is not None
                 raise QuotaExceeded.for_open_uploads(max_open)
             try:
@@ -56,10 +56,7 @@ class SQLUploadRecords(SQLEngine):
                 raise Conflict(f"An upload with id {upload.id} exists already.") from exc
             return True
 
-        if not await self._write(open_upload):
-            await self._write(lambda connection: connection.execute(usage_row))
-            if not await self._write(open_upload):  # usage rows are never removed
-                raise BackendUnavailable("The owner's usage row could not be made; retry.")
+        await self._with_usage_row(upload.owner, partial(self._write, open_upload))
 
     async def get_upload(self, owner: str, upload_id: str) -> UploadRecord | None:
         """One SELECT by id and owner."""
