@@ -13,7 +13,6 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import Conflict, QuotaExceeded
 from ._sql_engine import Rollback, SQLEngine
 from .base import OPEN_UPLOAD_STATES, PartOutcome, PartRecord, Quota, UploadRecord, UploadState
-from .sql_schema import insert_ignoring_duplicates
 
 __all__ = ["PART_BATCH", "SQLUploadRecords"]
 
@@ -30,10 +29,7 @@ class SQLUploadRecords(SQLEngine):
         its ``open_uploads`` (a conditional update against ``max_open``) and insert the row. On
         MariaDB a missing usage row is made in a transaction of its own, as in `insert`, and
         the upload is opened again."""
-        usage = self.tables.usage
-        usage_row = insert_ignoring_duplicates(
-            self._dialect, usage, {"owner": upload.owner, "files": 0, "bytes": 0}
-        )
+        usage, owner = self.tables.usage, {"owner": upload.owner}
         apart = self._dialect in ("mysql", "mariadb")  # as in `insert`
         counted = update(usage).where(usage.c.owner == upload.owner)
         if max_open is not None:
@@ -42,10 +38,10 @@ class SQLUploadRecords(SQLEngine):
 
         def open_upload(connection: Connection) -> bool | None:
             if not apart:
-                connection.execute(usage_row)
+                connection.execute(self._statements.usage_row(), owner)
             opened = connection.execute(counted.values(open_uploads=usage.c.open_uploads + 1))
             if opened.rowcount != 1:
-                row = connection.execute(self._statements.usage(), {"owner": upload.owner})
+                row = connection.execute(self._statements.usage(), owner)
                 if row.first() is None:  # MariaDB, the owner's first use: its row is made apart
                     raise Rollback(None)
                 assert max_open is not None
