@@ -50,7 +50,7 @@ def build_parser_() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=int, default=5, help="seconds per run (5)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per stack and workload (3)")
     parser.add_argument("--connections", type=int, default=16, help="connections (16)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 s, 1 run")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 s, 1 run")
     add_results_option(parser)
     return parser
 
@@ -174,7 +174,7 @@ def run(options: argparse.Namespace) -> Report:
 def main(argv: Sequence[str] | None = None) -> int:
     options = build_parser_().parse_args(argv)
     if options.quick:
-        options.seconds, options.repeat = 2, 1
+        options.seconds, options.repeat = 1, 1
     options.stacks = [s.strip() for s in options.stacks.split(",") if s.strip()]
     if options.quick and stack_missing(options.stacks) is not None:
         print(f"server_stack: leaving granian out: {stack_missing(options.stacks)}")

@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only", default=",".join(CONTENDERS), help="comma-separated contenders (all)"
     )
-    parser.add_argument("--seconds", type=int, help="seconds per run (10; --quick: 2)")
+    parser.add_argument("--seconds", type=int, help="seconds per run (10; --quick: 1)")
     parser.add_argument("--repeat", type=int, help="rounds (3; --quick: 1)")
     parser.add_argument("--connections", type=int, default=16, help="for reads (16)")
     parser.add_argument("--upload-connections", type=int, default=8, help="for uploads (8)")
@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_postgres_option(parser)
     add_allocator_option(parser)
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 s, 1 round, 30 files")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 s, 1 round, 30 files")
     add_results_option(parser)
     return parser
 
@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     options = parser.parse_args(argv)
-    defaults = (2, 1, 30) if options.quick else (10, 3, 100)
+    defaults = (1, 1, 30) if options.quick else (10, 3, 100)
     for name, default in zip(("seconds", "repeat", "seeded"), defaults, strict=True):
         if getattr(options, name) is None:
             setattr(options, name, default)
