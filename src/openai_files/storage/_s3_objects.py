@@ -15,6 +15,7 @@ import obstore
 from ..errors import BlobNotFound
 from ._s3_config import env_flag, normalise_prefix, obstore_stores
 from ._s3_errors import DRIVER_ERRORS, first_line, range_ignored, unavailable
+from ._s3_exit import register_exit_wait
 from ._s3_multipart import MAX_PART_SIZE, MIN_PART_SIZE, multipart_client
 from .base import ByteCounter, CountedPuts, check_key, join_blocks
 
@@ -101,6 +102,7 @@ class S3Objects(CountedPuts):
             read_timeout=commit_timeout,
         )
         self._copies_parts = self._multipart is not None
+        register_exit_wait()  # obstore's threads may still be in Python code at exit
         self._numbers_with_gaps: bool | None = None  # the server completes parts 1 and 3
 
     def object_name(self, key: str) -> str:

@@ -37,6 +37,9 @@ How the `Storage` contract is kept, and where S3 makes it bend:
 - A missing bucket looks like a missing key to ``head`` and ``get`` (S3 answers a HEAD with a
   bare 404); ``put`` reports it as `BackendUnavailable`.
 - obstore's futures run on asyncio, so this backend needs anyio's asyncio backend (not trio).
+- A process that made one waits at exit until obstore's threads have left Python code
+  (`._s3_exit`): on Python before 3.14, one caught by the interpreter's finalization aborts the
+  process.
 
 Every failure of the S3 service, of the network or of the credentials surfaces as
 `BackendUnavailable`, with the driver's exception chained as its ``__cause__`` for the logs.
