@@ -22,6 +22,9 @@ The contenders, each one process started as its users start it:
 - ``ours-default``: ``openai-files serve --data-dir DIR``, the embedded default (local disk +
   SQLite in DIR);
 - ``ours-memory``: ``openai-files serve --storage memory:// --metadata memory://``;
+- ``ours-no-fsync``: ``openai-files serve --data-dir DIR --no-fsync``, the embedded default
+  with neither the files nor SQLite's commits flushed: shown, not judged, for what durability
+  costs each operation and what is left without it;
 - ``ours-postgres``: local disk + PostgreSQL (``--postgres-url``, tables under a unique prefix,
   dropped at the end);
 - ``ogx``: ogx's files API (``ogx==1.5.0``, ``inline::localfs`` + SQLite) with the
@@ -66,7 +69,7 @@ from harness.servers import Server, add_allocator_option, allocator, allocator_n
 from harness.stores import add_postgres_option, postgres_missing, postgres_tables
 from harness.wrk import spread_script, upload_script, wrk, wrk_missing
 
-CONTENDERS = ("ours-default", "ours-memory", "ours-postgres", "ogx")
+CONTENDERS = ("ours-default", "ours-memory", "ours-no-fsync", "ours-postgres", "ogx")
 OPERATIONS = ("upload", "retrieve", "list", "content")
 FILE_SIZE = 1024
 CONTENT = b"x" * FILE_SIZE
@@ -265,13 +268,19 @@ def start(
         data_dir = scratch / name
         data_dir.mkdir()
         metadata = table_prefix = storage = None
+        extra = ["--no-fsync"] if name == "ours-no-fsync" else []
         if name == "ours-memory":
             storage = metadata = "memory://"
         elif name == "ours-postgres":
             metadata = options.postgres_url
             table_prefix = stack.enter_context(postgres_tables(metadata, "small"))
         server = ours_server(
-            data_dir, allocator=env, storage=storage, metadata=metadata, table_prefix=table_prefix
+            data_dir,
+            allocator=env,
+            storage=storage,
+            metadata=metadata,
+            table_prefix=table_prefix,
+            extra=extra,
         )
         server.name = name
     server.argv = [*pinning.server, *server.argv]  # not started yet: taskset execs it
