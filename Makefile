@@ -47,8 +47,10 @@ typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy src tests examples benchmarks --exclude '^tests/soak/'
 	MYPYPATH=src:benchmarks $(BIN)/mypy --no-namespace-packages tests/soak
 
+# Four workers, more than the cores of a small machine: much of the suite waits on servers and
+# subprocesses it starts, and the waits overlap (on 2 cores: 5.0 min against 6.8 with two).
 unit: $(VENV)/.installed-dev
-	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/pytest -n 4 $(PYTEST_ARGS)
 
 docs: $(VENV)/.installed-dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
