@@ -48,7 +48,7 @@ typecheck: $(VENV)/.installed-dev
 	MYPYPATH=src:benchmarks $(BIN)/mypy --no-namespace-packages tests/soak
 
 # Four workers, more than the cores of a small machine: much of the suite waits on servers and
-# subprocesses it starts, and the waits overlap (on 2 cores: 5.0 min against 6.8 with two).
+# subprocesses it starts, and the waits overlap (on 2 cores, the same tests: 5.5 min against 6.8).
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest -n 4 $(PYTEST_ARGS)
 
