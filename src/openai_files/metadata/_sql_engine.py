@@ -215,6 +215,15 @@ class SQLEngine:
             raise BackendUnavailable("The owner's usage row could not be made; retry.")
         return done
 
+    def _existing_usage(self, connection: Connection, owner: str) -> Usage:
+        """``owner``'s usage row, read in a write that found it did not change; `Rollback` with
+        None where there is none (MariaDB, the owner's first file or upload: the row is made
+        apart, and `_with_usage_row` runs the write again)."""
+        row = connection.execute(self._statements.usage(), {"owner": owner}).first()
+        if row is None:
+            raise Rollback(None)
+        return usage_of(row)
+
     def _change(
         self, connection: Connection, statement: Insert | Update, parameters: Mapping[str, Any]
     ) -> int:

@@ -65,13 +65,11 @@ class SQLFileRecords(SQLEngine):
                 connection.execute(statements.usage_row(), owner)
                 counted = self._add_usage(connection, record.owner, 1, record.bytes, quota)
             if not counted:
-                row = connection.execute(statements.usage(), owner).first()
-                if row is None:  # MariaDB, the owner's first file: its row is made apart
-                    raise Rollback(None)
+                usage = self._existing_usage(connection, record.owner)
                 raise QuotaExceeded.for_usage(
                     quota.max_files if quota else None,
                     quota.max_bytes if quota else None,
-                    usage_of(row).files,
+                    usage.files,
                 )
             try:
                 self._change(connection, statements.insert_file(), file_row(record))

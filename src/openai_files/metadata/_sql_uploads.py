@@ -41,9 +41,7 @@ class SQLUploadRecords(SQLEngine):
                 connection.execute(self._statements.usage_row(), owner)
             opened = connection.execute(counted.values(open_uploads=usage.c.open_uploads + 1))
             if opened.rowcount != 1:
-                row = connection.execute(self._statements.usage(), owner)
-                if row.first() is None:  # MariaDB, the owner's first use: its row is made apart
-                    raise Rollback(None)
+                self._existing_usage(connection, upload.owner)
                 assert max_open is not None
                 raise QuotaExceeded.for_open_uploads(max_open)
             try:
