@@ -28,6 +28,7 @@ from openai_files import SQLMetadataStore
 from openai_files.errors import QuotaExceeded
 from openai_files.metadata._mysql_autocommit import autocommit_settings
 from openai_files.metadata.base import Quota
+from openai_files.testing._records import make_upload
 
 from ..databases import SQL_KINDS, any_sql_store, require_database, sql_store, unique_prefix
 from .sql_records import NOW, OWNER, QUOTA, created, pending
@@ -174,6 +175,32 @@ async def test_a_reservation_is_one_transaction_of_two_statements(
         assert await store.reserve(OWNER, record.id, 1024, quota=QUOTA)
     assert len(tally.statements) == 2
     assert tally.transactions == 1
+
+
+async def test_opening_an_upload_is_one_transaction_of_two_statements(
+    store: SQLMetadataStore,
+) -> None:
+    await created(store)  # the owner's usage row exists, as for every upload after the first
+    with counted(store) as tally:
+        await store.create_upload(make_upload(OWNER), max_open=2)
+    # The open uploads counted under the limit, the upload's row: the usage row is made sure
+    # of only when the count changed nothing.
+    assert len(tally.statements) == 2
+    assert tally.transactions == 1
+    with pytest.raises(QuotaExceeded):
+        await store.create_upload(make_upload(OWNER), max_open=1)
+    assert (await store.usage(OWNER)).open_uploads == 1
+
+
+async def test_an_owners_first_upload_makes_the_usage_row(store: SQLMetadataStore) -> None:
+    await store.create_schema()
+    with counted(store) as tally:
+        await store.create_upload(make_upload(OWNER), max_open=1)
+    assert (await store.usage(OWNER)).open_uploads == 1
+    # The count found no row; the row made (on MariaDB in a transaction of its own, between
+    # two tries, as for a file), then counted.
+    assert tally.transactions == (3 if is_mariadb(store) else 1)
+    assert len(tally.statements) == (5 if is_mariadb(store) else 4)
 
 
 async def test_a_delete_is_four_statements_in_two_transactions_at_most(

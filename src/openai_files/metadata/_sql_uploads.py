@@ -25,22 +25,25 @@ class SQLUploadRecords(SQLEngine):
     """The upload-record methods of `SQLMetadataStore`."""
 
     async def create_upload(self, upload: UploadRecord, *, max_open: int | None = None) -> None:
-        """Make sure the owner has a usage row, then in one transaction count the upload in
-        its ``open_uploads`` (a conditional update against ``max_open``) and insert the row. On
-        MariaDB a missing usage row is made in a transaction of its own, as in `insert`, and
-        the upload is opened again."""
+        """In one transaction: the upload counted in the owner's ``open_uploads`` (a
+        conditional update against ``max_open``; only when it changes nothing is the usage row
+        made sure of and the update tried again), and the row inserted. On MariaDB a missing
+        usage row is made in a transaction of its own, as in `insert`, and the upload is
+        opened again."""
         usage, owner = self.tables.usage, {"owner": upload.owner}
         apart = self._dialect in ("mysql", "mariadb")  # as in `insert`
         counted = update(usage).where(usage.c.owner == upload.owner)
         if max_open is not None:
             counted = counted.where(usage.c.open_uploads < max_open)
+        counted = counted.values(open_uploads=usage.c.open_uploads + 1)
         fresh = upload.replace(received=0, part_count=0, reserved=0, multipart=None, part_numbers=0)
 
         def open_upload(connection: Connection) -> bool | None:
-            if not apart:
+            opened = connection.execute(counted).rowcount == 1
+            if not opened and not apart:  # refused by the limit, or the owner's first use
                 connection.execute(self._statements.usage_row(), owner)
-            opened = connection.execute(counted.values(open_uploads=usage.c.open_uploads + 1))
-            if opened.rowcount != 1:
+                opened = connection.execute(counted).rowcount == 1
+            if not opened:
                 self._existing_usage(connection, upload.owner)
                 assert max_open is not None
                 raise QuotaExceeded.for_open_uploads(max_open)
