@@ -25,8 +25,12 @@ The contenders, each one process started as its users start it:
 - ``ours-no-fsync``: ``openai-files serve --data-dir DIR --no-fsync``, the embedded default
   with neither the files nor SQLite's commits flushed: shown, not judged, for what durability
   costs each operation and what is left without it;
+- ``ours-memory-storage``: ``--storage memory://`` with SQLite in DIR, its commits flushed:
+  shown, not judged, for what the durable record costs alone, with no file written;
 - ``ours-postgres``: local disk + PostgreSQL (``--postgres-url``, tables under a unique prefix,
   dropped at the end);
+- ``ours-postgres-memory-storage``: ``--storage memory://`` with PostgreSQL, shown, not judged,
+  as ``ours-memory-storage`` is;
 - ``ogx``: ogx's files API (``ogx==1.5.0``, ``inline::localfs`` + SQLite) with the
   configuration in ``ogx-files-config.yaml`` beside this script. ogx needs Python >= 3.12:
   ``--ogx-python`` (or ``OPENAI_FILES_BENCH_OGX_PYTHON``) names an interpreter, by default the
@@ -69,7 +73,15 @@ from harness.servers import Server, add_allocator_option, allocator, allocator_n
 from harness.stores import add_postgres_option, postgres_missing, postgres_tables
 from harness.wrk import spread_script, upload_script, wrk, wrk_missing
 
-CONTENDERS = ("ours-default", "ours-memory", "ours-no-fsync", "ours-postgres", "ogx")
+CONTENDERS = (
+    "ours-default",
+    "ours-memory",
+    "ours-no-fsync",
+    "ours-memory-storage",
+    "ours-postgres",
+    "ours-postgres-memory-storage",
+    "ogx",
+)
 OPERATIONS = ("upload", "retrieve", "list", "content")
 FILE_SIZE = 1024
 CONTENT = b"x" * FILE_SIZE
@@ -231,7 +243,7 @@ def unavailable(options: argparse.Namespace) -> str | None:
         missing = ogx_interpreter_missing(options)
         if missing is not None:  # a contender to compare with, not a part of ours
             missing += " (optional)"
-    if missing is None and "ours-postgres" in options.only:
+    if missing is None and any(name.startswith("ours-postgres") for name in options.only):
         missing = postgres_missing(options.postgres_url)
     return missing
 
@@ -271,7 +283,9 @@ def start(
         extra = ["--no-fsync"] if name == "ours-no-fsync" else []
         if name == "ours-memory":
             storage = metadata = "memory://"
-        elif name == "ours-postgres":
+        elif name.endswith("-memory-storage"):  # the record alone: no blob file
+            storage = "memory://"
+        if name.startswith("ours-postgres"):
             metadata = options.postgres_url
             table_prefix = stack.enter_context(postgres_tables(metadata, "small"))
         server = ours_server(
