@@ -22,6 +22,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
 from openai_files import BlobNotFound
+from openai_files.storage._s3_config import S3Bucket
 from openai_files.storage._s3_multipart import (
     MAX_PART_SIZE,
     MIN_PART_SIZE,
@@ -223,16 +224,8 @@ def test_the_signature_is_the_one_botocore_computes(monkeypatch: pytest.MonkeyPa
 
 
 def client_for(access_key_id: str | None, secret_access_key: str | None) -> S3Multipart | None:
-    return multipart_client(
-        "bucket",
-        endpoint=None,
-        region=None,
-        access_key_id=access_key_id,
-        secret_access_key=secret_access_key,
-        session_token=None,
-        connect_timeout=1.0,
-        read_timeout=1.0,
-    )
+    bucket = S3Bucket("bucket", access_key_id=access_key_id, secret_access_key=secret_access_key)
+    return multipart_client(bucket, connect_timeout=1.0, read_timeout=1.0)
 
 
 async def test_without_static_credentials_the_storage_does_not_sign_requests(
@@ -246,3 +239,12 @@ async def test_without_static_credentials_the_storage_does_not_sign_requests(
     await client.aclose()
     monkeypatch.setenv("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "true")
     assert client_for("key", "secret") is None
+
+
+def test_the_buckets_settings_never_show_its_secrets() -> None:
+    bucket = S3Bucket(
+        "bucket", access_key_id="key-id", secret_access_key="s3cr3t", session_token="t0k3n"
+    )
+    shown = repr(bucket)
+    assert "bucket" in shown and "key-id" in shown
+    assert "s3cr3t" not in shown and "t0k3n" not in shown

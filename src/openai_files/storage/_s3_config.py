@@ -4,6 +4,7 @@ arguments read from an ``s3://bucket/prefix?...`` URL."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -16,7 +17,14 @@ from ._s3_errors import first_line
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig, S3Config
 
-__all__ = ["env_flag", "env_says_true", "normalise_prefix", "obstore_stores", "url_arguments"]
+__all__ = [
+    "S3Bucket",
+    "env_flag",
+    "env_says_true",
+    "normalise_prefix",
+    "obstore_stores",
+    "url_arguments",
+]
 
 RETRY_WINDOW = timedelta(seconds=15)
 """No request is retried once this long has passed since its first attempt."""
@@ -26,14 +34,24 @@ _FALSE = {"0", "false", "no", "off", ""}
 _URL_OPTIONS = {"endpoint", "region", "allow_http", "part_size", "parts_in_flight"}
 
 
+@dataclass(frozen=True)
+class S3Bucket:
+    """The bucket an `S3Storage` keeps its objects in, where it is and as whom the storage asks:
+    its arguments as given, each None where obstore (and `multipart_client`) read the
+    ``AWS_*`` environment instead. Both of its clients are made from one `S3Bucket`; the
+    secrets are left out of its ``repr``."""
+
+    name: str
+    endpoint: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+
 def obstore_stores(
-    bucket: str,
+    bucket: S3Bucket,
     *,
-    endpoint: str | None,
-    region: str | None,
-    access_key_id: str | None,
-    secret_access_key: str | None,
-    session_token: str | None,
     allow_http: bool,
     connect_timeout: float,
     read_timeout: float,
@@ -42,19 +60,17 @@ def obstore_stores(
     max_retries: int,
 ) -> tuple[S3Store, S3Store]:
     """The store for reads and the store for writes, whose read timeout is ``commit_timeout``
-    (a multipart upload's final request may take that long to answer). What is None here comes
-    from obstore's reading of the ``AWS_*`` environment; `ValueError` names what is wrong."""
-    config: S3Config = {}
-    if endpoint is not None:
-        config["endpoint"] = endpoint
-    if region is not None:
-        config["region"] = region
-    if access_key_id is not None:
-        config["access_key_id"] = access_key_id
-    if secret_access_key is not None:
-        config["secret_access_key"] = secret_access_key
-    if session_token is not None:
-        config["session_token"] = session_token
+    (a multipart upload's final request may take that long to answer). What is None in
+    ``bucket`` comes from obstore's reading of the ``AWS_*`` environment; `ValueError` names
+    what is wrong."""
+    given = {
+        "endpoint": bucket.endpoint,
+        "region": bucket.region,
+        "access_key_id": bucket.access_key_id,
+        "secret_access_key": bucket.secret_access_key,
+        "session_token": bucket.session_token,
+    }
+    config: S3Config = {name: value for name, value in given.items() if value is not None}  # type: ignore[assignment]
     # Passing client options replaces the ones obstore would read from the environment, which
     # is why the caller reads AWS_ALLOW_HTTP itself.
     client: ClientConfig = {
@@ -74,8 +90,8 @@ def obstore_stores(
     writes: ClientConfig = {**client, "read_timeout": timedelta(seconds=commit_timeout)}
     try:
         return (
-            S3Store(bucket, config=config, client_options=client, retry_config=retry),
-            S3Store(bucket, config=config, client_options=writes, retry_config=retry),
+            S3Store(bucket.name, config=config, client_options=client, retry_config=retry),
+            S3Store(bucket.name, config=config, client_options=writes, retry_config=retry),
         )
     except BaseError as exc:
         raise ValueError(f"invalid S3 storage configuration: {first_line(exc)}") from exc

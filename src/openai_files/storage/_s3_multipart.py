@@ -23,7 +23,7 @@ from xml.etree import ElementTree
 import anyio
 import httpx
 
-from ._s3_config import env_says_true
+from ._s3_config import S3Bucket, env_says_true
 from ._sigv4 import Credentials, canonical_query, sign, uri_encode
 
 __all__ = [
@@ -75,34 +75,27 @@ class IncompleteUpload:
 
 
 def multipart_client(
-    bucket: str,
-    *,
-    endpoint: str | None,
-    region: str | None,
-    access_key_id: str | None,
-    secret_access_key: str | None,
-    session_token: str | None,
-    connect_timeout: float,
-    read_timeout: float,
+    bucket: S3Bucket, *, connect_timeout: float, read_timeout: float
 ) -> S3Multipart | None:
-    """A client for the bucket as obstore resolves it (arguments first, then the AWS_*
+    """A client for ``bucket`` as obstore resolves it (its arguments first, then the AWS_*
     environment variables), or None where it cannot sign (no static credentials) or address
     the bucket path-style (``AWS_VIRTUAL_HOSTED_STYLE_REQUEST``)."""
     env = os.environ
-    access_key_id = access_key_id or env.get("AWS_ACCESS_KEY_ID")
-    secret_access_key = secret_access_key or env.get("AWS_SECRET_ACCESS_KEY")
+    access_key_id = bucket.access_key_id or env.get("AWS_ACCESS_KEY_ID")
+    secret_access_key = bucket.secret_access_key or env.get("AWS_SECRET_ACCESS_KEY")
     if not access_key_id or not secret_access_key:
         return None
     if env_says_true("AWS_VIRTUAL_HOSTED_STYLE_REQUEST"):
         return None
+    session_token = bucket.session_token
     if session_token is None and access_key_id == env.get("AWS_ACCESS_KEY_ID"):
         session_token = env.get("AWS_SESSION_TOKEN") or None
-    region = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
-    endpoint = endpoint or env.get("AWS_ENDPOINT_URL") or env.get("AWS_ENDPOINT")
+    region = bucket.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+    endpoint = bucket.endpoint or env.get("AWS_ENDPOINT_URL") or env.get("AWS_ENDPOINT")
     endpoint = endpoint or f"https://s3.{region}.amazonaws.com"
     credentials = Credentials(access_key_id, secret_access_key, session_token)
     timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
-    return S3Multipart(endpoint, bucket, region, credentials, timeout)
+    return S3Multipart(endpoint, bucket.name, region, credentials, timeout)
 
 
 class S3Multipart:

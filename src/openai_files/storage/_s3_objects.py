@@ -13,7 +13,7 @@ import anyio
 import obstore
 
 from ..errors import BlobNotFound
-from ._s3_config import env_flag, normalise_prefix, obstore_stores
+from ._s3_config import S3Bucket, env_flag, normalise_prefix, obstore_stores
 from ._s3_errors import DRIVER_ERRORS, first_line, range_ignored, unavailable
 from ._s3_exit import register_exit_wait
 from ._s3_multipart import MAX_PART_SIZE, MIN_PART_SIZE, multipart_client
@@ -77,13 +77,9 @@ class S3Objects(CountedPuts):
         self.part_size = part_size
         self.parts_in_flight = parts_in_flight
         self.read_chunk_size = read_chunk_size
+        where = S3Bucket(bucket, endpoint, region, access_key_id, secret_access_key, session_token)
         self._store, self._writes = obstore_stores(
-            bucket,
-            endpoint=endpoint,
-            region=region,
-            access_key_id=access_key_id,
-            secret_access_key=secret_access_key,
-            session_token=session_token,
+            where,
             allow_http=self.allow_http,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
@@ -92,14 +88,7 @@ class S3Objects(CountedPuts):
             max_retries=max_retries,
         )
         self._multipart = multipart_client(
-            bucket,
-            endpoint=endpoint,
-            region=region,
-            access_key_id=access_key_id,
-            secret_access_key=secret_access_key,
-            session_token=session_token,
-            connect_timeout=connect_timeout,
-            read_timeout=commit_timeout,
+            where, connect_timeout=connect_timeout, read_timeout=commit_timeout
         )
         self._copies_parts = self._multipart is not None
         register_exit_wait()  # obstore's threads may still be in Python code at exit
