@@ -246,5 +246,7 @@ def test_the_buckets_settings_never_show_its_secrets() -> None:
         "bucket", access_key_id="key-id", secret_access_key="s3cr3t", session_token="t0k3n"
     )
     shown = repr(bucket)
-    assert "bucket" in shown and "key-id" in shown
-    assert "s3cr3t" not in shown and "t0k3n" not in shown
+    assert "bucket" in shown
+    assert "key-id" in shown
+    assert "s3cr3t" not in shown
+    assert "t0k3n" not in shown
