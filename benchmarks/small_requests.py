@@ -11,11 +11,11 @@ runs against every contender in turn, in an order that rotates from round to rou
 - ``list``: ``GET /v1/files?limit=20``;
 - ``content``: ``GET /v1/files/{id}/content`` of those 1 KB files;
 
-the three reads with 16 connections (``--connections``). Also measured: the server's CPU
-seconds (user + system, every thread of the server and of any process it started) per 1,000
-requests of each operation, read from ``/proc`` before and after each run; a shared machine
-disturbs that figure far less than requests per second. The CPU of PostgreSQL's own processes is
-not counted.
+the three reads with 16 connections (``--connections``); the disk is synced before each run.
+Also measured: the server's CPU seconds (user + system, every thread of the server and of any
+process it started) per 1,000 requests of each operation, read from ``/proc`` before and after
+each run; a shared machine disturbs that figure far less than requests per second. The CPU of
+PostgreSQL's own processes is not counted.
 
 The contenders, each one process started as its users start it:
 
@@ -66,7 +66,7 @@ from pathlib import Path
 
 import httpx
 from harness import BENCHMARKS_DIR
-from harness.measure import rotated, tree_cpu_seconds
+from harness.measure import rotated, settle_disk, tree_cpu_seconds
 from harness.report import Figure, Report, Target, median, print_table
 from harness.results import add_results_option, run_script
 from harness.servers import Server, add_allocator_option, allocator, allocator_name, ours_server
@@ -378,6 +378,7 @@ def run(options: argparse.Namespace) -> Report:
                     connections = (
                         options.upload_connections if operation == "upload" else options.connections
                     )
+                    settle_disk()  # the files the run before wrote are not flushed in this one
                     before = tree_cpu_seconds(server.pid)
                     measured = wrk(
                         server.url + path,
