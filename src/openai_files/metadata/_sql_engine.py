@@ -224,6 +224,22 @@ class SQLEngine:
             raise Rollback(None)
         return usage_of(row)
 
+    def _count_in_usage(
+        self, connection: Connection, owner: str, count: Callable[[], bool]
+    ) -> Usage | None:
+        """Run ``count``, a conditional update of ``owner``'s usage row in a write (True if it
+        changed the row); None once it did. Only when it changed nothing is the row made sure
+        of and ``count`` run again, except on MariaDB, where a missing row is made apart (see
+        `insert`). The row that refused it otherwise (`_existing_usage`: `Rollback` with None
+        where there is none)."""
+        if count():
+            return None
+        if self._dialect not in ("mysql", "mariadb"):  # refused, or the owner's first use
+            connection.execute(self._statements.usage_row(), {"owner": owner})
+            if count():
+                return None
+        return self._existing_usage(connection, owner)
+
     def _change(
         self, connection: Connection, statement: Insert | Update, parameters: Mapping[str, Any]
     ) -> int:

@@ -49,8 +49,7 @@ class SQLFileRecords(SQLEngine):
         check_keyed(record, idempotency_key)
         if idempotency_key is None and await self._insert_counted(record, quota):
             return record.id
-        statements, owner = self._statements, {"owner": record.owner}
-        apart = self._dialect in ("mysql", "mariadb")
+        statements = self._statements
 
         def create(connection: Connection) -> str | None:
             key = idempotency_key
@@ -60,16 +59,16 @@ class SQLFileRecords(SQLEngine):
                 )
                 if earlier is not None:
                     return earlier
-            counted = self._add_usage(connection, record.owner, 1, record.bytes, quota)
-            if not counted and not apart:  # refused by the quota, or the owner's first file
-                connection.execute(statements.usage_row(), owner)
-                counted = self._add_usage(connection, record.owner, 1, record.bytes, quota)
-            if not counted:
-                usage = self._existing_usage(connection, record.owner)
+            refused = self._count_in_usage(
+                connection,
+                record.owner,
+                lambda: self._add_usage(connection, record.owner, 1, record.bytes, quota),
+            )
+            if refused is not None:
                 raise QuotaExceeded.for_usage(
                     quota.max_files if quota else None,
                     quota.max_bytes if quota else None,
-                    usage.files,
+                    refused.files,
                 )
             try:
                 self._change(connection, statements.insert_file(), file_row(record))

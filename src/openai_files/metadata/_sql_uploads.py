@@ -30,8 +30,7 @@ class SQLUploadRecords(SQLEngine):
         made sure of and the update tried again), and the row inserted. On MariaDB a missing
         usage row is made in a transaction of its own, as in `insert`, and the upload is
         opened again."""
-        usage, owner = self.tables.usage, {"owner": upload.owner}
-        apart = self._dialect in ("mysql", "mariadb")  # as in `insert`
+        usage = self.tables.usage
         counted = update(usage).where(usage.c.owner == upload.owner)
         if max_open is not None:
             counted = counted.where(usage.c.open_uploads < max_open)
@@ -39,12 +38,10 @@ class SQLUploadRecords(SQLEngine):
         fresh = upload.replace(received=0, part_count=0, reserved=0, multipart=None, part_numbers=0)
 
         def open_upload(connection: Connection) -> bool | None:
-            opened = connection.execute(counted).rowcount == 1
-            if not opened and not apart:  # refused by the limit, or the owner's first use
-                connection.execute(self._statements.usage_row(), owner)
-                opened = connection.execute(counted).rowcount == 1
-            if not opened:
-                self._existing_usage(connection, upload.owner)
+            def count() -> bool:
+                return connection.execute(counted).rowcount == 1
+
+            if self._count_in_usage(connection, upload.owner, count) is not None:
                 assert max_open is not None
                 raise QuotaExceeded.for_open_uploads(max_open)
             try:
