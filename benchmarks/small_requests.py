@@ -236,6 +236,11 @@ def ogx_server(python: str, scratch: Path, env: Mapping[str, str]) -> Server:
 # -- the rig -----------------------------------------------------------------------------------
 
 
+def on_postgres(name: str) -> bool:
+    """Whether the contender ``name`` keeps its records in PostgreSQL (``--postgres-url``)."""
+    return name.startswith("ours-postgres")
+
+
 def unavailable(options: argparse.Namespace) -> str | None:
     """Why this benchmark cannot run here, or None."""
     missing = wrk_missing()
@@ -243,7 +248,7 @@ def unavailable(options: argparse.Namespace) -> str | None:
         missing = ogx_interpreter_missing(options)
         if missing is not None:  # a contender to compare with, not a part of ours
             missing += " (optional)"
-    if missing is None and any(name.startswith("ours-postgres") for name in options.only):
+    if missing is None and any(on_postgres(name) for name in options.only):
         missing = postgres_missing(options.postgres_url)
     return missing
 
@@ -285,7 +290,7 @@ def start(
             storage = metadata = "memory://"
         elif name.endswith("-memory-storage"):  # the record alone: no blob file
             storage = "memory://"
-        if name.startswith("ours-postgres"):
+        if on_postgres(name):
             metadata = options.postgres_url
             table_prefix = stack.enter_context(postgres_tables(metadata, "small"))
         server = ours_server(
