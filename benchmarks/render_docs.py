@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.disk import Filesystem
 from harness.report import PROJECT_DIR, RESULTS_DIR
 
 PAGE = PROJECT_DIR / "docs" / "benchmarks.md"
@@ -46,6 +47,13 @@ def _number(value: float, unit: str) -> str:
     return f"{value:,.{digits}f} {unit}".rstrip()
 
 
+def _disk(found: dict[str, Any] | None) -> str:
+    """Where the files were written, for results files that say (older ones do not)."""
+    if not found:
+        return ""
+    return f", files written to {Filesystem(**found)}"
+
+
 def render(document: dict[str, Any]) -> str:
     """The Markdown of one results file."""
     found = document["machine"]
@@ -53,7 +61,7 @@ def render(document: dict[str, Any]) -> str:
     lines = [
         f"Measured at revision `{document['revision'][:7]}` on {document['date'][:10]}: "
         f"{found['cpu']}, {found['cores']} cores, load average {load} at the end, Python "
-        f"{found['python']}; `{document['command']}` (from "
+        f"{found['python']}{_disk(found.get('disk'))}; `{document['command']}` (from "
         f"`benchmarks/results/{document['name']}.json`).",
         "",
     ]

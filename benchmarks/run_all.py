@@ -41,6 +41,7 @@ import small_requests
 import tiered
 import upload
 import uploads_api
+from harness.disk import warn_about_disk
 from harness.report import UNJUDGED, Report, print_table, save, target_rows
 from harness.results import CannotRecord, add_results_option, check_recordable, write_results
 from harness.servers import add_allocator_option
@@ -161,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("no benchmark to run")
         return 0
     warn_if_busy()
+    warn_about_disk()
     started = time.monotonic()
     reports: list[Report] = []
     judged = not options.quick

@@ -13,6 +13,8 @@
 - `harness.measure`: what is measured of a server process (CPU, page faults, RSS, descriptors)
   and how runs are ordered so that the machine's drift is shared fairly.
 - `harness.report`: figures, targets, and how they are printed and saved.
+- `harness.disk`: the filesystem the benchmarks write to, recorded with the figures, and the
+  warning printed where it makes creating files cost more after mass deletions.
 """
 
 from __future__ import annotations

@@ -7,12 +7,15 @@ import os
 import platform
 import statistics
 import subprocess
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from .disk import filesystem
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 RESULTS_DIR = PROJECT_DIR / "benchmarks" / "results"
@@ -114,7 +117,9 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 
 def machine() -> dict[str, Any]:
-    """What the figures depend on: CPU, cores, load, Python, the HTTP stack, our revision."""
+    """What the figures depend on: CPU, cores, load, Python, the HTTP stack, our revision,
+    and the filesystem of the temporary directory, where the benchmarks write."""
+    disk = filesystem(tempfile.gettempdir())
     return {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
@@ -126,6 +131,7 @@ def machine() -> dict[str, Any]:
             for name in ("starlette", "uvicorn", "httptools", "uvloop", "h11", "anyio")
         },
         "source": _source_revision(),
+        "disk": None if disk is None else disk.as_json(),
     }
 
 

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .disk import warn_about_disk
 from .report import PROJECT_DIR, RESULTS_DIR, Report, machine, report_json
 
 NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
@@ -127,9 +128,13 @@ def run_and_finish(
     run: Callable[[argparse.Namespace], Report | Sequence[Report]], options: argparse.Namespace
 ) -> int:
     """``finish(run(options), options)``, but a ``--results`` that cannot be honoured stops the
-    script before anything is measured (exit status 3)."""
+    script before anything is measured (exit status 3). The disk's `harness.disk.caveat`, if
+    any, is printed first."""
     refused = refusal(options)
-    return refused if refused is not None else finish(run(options), options)
+    if refused is not None:
+        return refused
+    warn_about_disk()
+    return finish(run(options), options)
 
 
 def refusal(options: argparse.Namespace) -> int | None:
