@@ -3,8 +3,8 @@
 What a file costs to create depends on it. On ext4 without a journal, the kernel avoids
 handing out an inode freed in the last minutes: to create a file it reads past every such
 inode of its block group, and a file created in a group where many files were just deleted
-costs far more system time (measured on a 2-core VM: about 620 µs for ``open(O_CREAT)``
-within a minute of deleting some 10,000 files, 29 µs once the disk had been left alone for
+costs far more system time (measured on a 2-core VM: 620 to 740 µs for ``open(O_CREAT)``
+within minutes of deleting 10,000 files or more, 29 µs once the disk had been left alone for
 six minutes). A test run, or a benchmark's own cleanup, deletes that many, so on such a
 filesystem a benchmark that writes files is measured after a pause (`caveat`).
 """
