@@ -48,7 +48,7 @@ def filesystem(path: str | os.PathLike[str]) -> Filesystem | None:
     except OSError:
         return None
     target = Path(path).resolve()
-    best: tuple[int, Filesystem] | None = None
+    best: tuple[int, list[str], list[str]] | None = None  # depth, fields before and after " - "
     for line in mounts:
         fields, _, rest = line.partition(" - ")
         parts, after = fields.split(), rest.split()
@@ -59,11 +59,13 @@ def filesystem(path: str | os.PathLike[str]) -> Filesystem | None:
             continue
         depth = len(mount_point.parts)
         if best is None or depth >= best[0]:  # the last of equal mounts is the one seen
-            device = _block_device(parts[2]) or after[1]
-            options = ",".join(dict.fromkeys([*parts[5].split(","), *after[2].split(",")]))
-            found = Filesystem(after[0], device, options, None)
-            best = (depth, _with_journal(found))
-    return best[1] if best else None
+            best = (depth, parts, after)
+    if best is None:
+        return None
+    _, parts, after = best
+    device = _block_device(parts[2]) or after[1]
+    options = ",".join(dict.fromkeys([*parts[5].split(","), *after[2].split(",")]))
+    return _with_journal(Filesystem(after[0], device, options, None))
 
 
 def caveat(path: str | os.PathLike[str]) -> str | None:
