@@ -215,30 +215,25 @@ class SQLEngine:
             raise BackendUnavailable("The owner's usage row could not be made; retry.")
         return done
 
-    def _existing_usage(self, connection: Connection, owner: str) -> Usage:
-        """``owner``'s usage row, read in a write that found it did not change; `Rollback` with
-        None where there is none (MariaDB, the owner's first file or upload: the row is made
-        apart, and `_with_usage_row` runs the write again)."""
-        row = connection.execute(self._statements.usage(), {"owner": owner}).first()
-        if row is None:
-            raise Rollback(None)
-        return usage_of(row)
-
     def _count_in_usage(
         self, connection: Connection, owner: str, count: Callable[[], bool]
     ) -> Usage | None:
         """Run ``count``, a conditional update of ``owner``'s usage row in a write (True if it
         changed the row); None once it did. Only when it changed nothing is the row made sure
         of and ``count`` run again, except on MariaDB, where a missing row is made apart (see
-        `insert`). The row that refused it otherwise (`_existing_usage`: `Rollback` with None
-        where there is none)."""
+        `insert`). Otherwise the row that refused it, read in the same write; `Rollback` with
+        None where there is none (MariaDB, the owner's first file or upload: `_with_usage_row`
+        makes the row and runs the write again)."""
         if count():
             return None
         if self._dialect not in ("mysql", "mariadb"):  # refused, or the owner's first use
             connection.execute(self._statements.usage_row(), {"owner": owner})
             if count():
                 return None
-        return self._existing_usage(connection, owner)
+        row = connection.execute(self._statements.usage(), {"owner": owner}).first()
+        if row is None:
+            raise Rollback(None)
+        return usage_of(row)
 
     def _change(
         self, connection: Connection, statement: Insert | Update, parameters: Mapping[str, Any]
