@@ -21,8 +21,11 @@ from ._random import random_below, random_hex
 
 __all__ = [
     "FILE_ID_PREFIX",
+    "INLINE_KEY_PREFIX",
     "OBJECT_ID_LENGTH",
     "FileIdFormat",
+    "inline_key",
+    "is_inline",
     "new_file_id",
     "new_object_id",
     "new_storage_key",
@@ -106,3 +109,18 @@ def new_storage_key() -> str:
     is still one indexed lookup on ext4 and XFS."""
     token = random_hex(16)
     return f"{token[:2]}/{token}"
+
+
+INLINE_KEY_PREFIX = "inline:"
+"""Begins the storage key of a file whose bytes the metadata store keeps (`InlineFiles`):
+never a key of the storage, whose keys `new_storage_key` makes of hex digits and a slash."""
+
+
+def inline_key(storage_key: str) -> str:
+    """The key of ``storage_key``'s bytes when the metadata store keeps them instead."""
+    return INLINE_KEY_PREFIX + storage_key
+
+
+def is_inline(storage_key: str) -> bool:
+    """Whether a record's ``storage_key`` names bytes that its metadata store keeps."""
+    return storage_key.startswith(INLINE_KEY_PREFIX)

@@ -16,6 +16,7 @@ import pytest
 
 from openai_files import MemoryMetadataStore, MemoryStorage
 from openai_files.metadata.base import (
+    InlineFiles,
     MetadataStore,
     OffsetPaging,
     PartBatches,
@@ -33,6 +34,7 @@ from openai_files.storage.base import (
 
 METADATA_PROTOCOLS: tuple[type, ...] = (
     MetadataStore,
+    InlineFiles,
     OffsetPaging,
     PartBatches,
     StatusUpdates,

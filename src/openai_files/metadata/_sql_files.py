@@ -46,8 +46,43 @@ class SQLFileRecords(SQLEngine):
         row, held into the update, deadlocks concurrent uploads.
         A concurrent insert or commit under the same key makes the key's primary key refuse the
         second row; that caller answers with the winner's file."""
+        return await self._insert(record, None, quota, idempotency_key, key_since)
+
+    async def insert_inline(
+        self,
+        record: FileRecord,
+        data: bytes,
+        *,
+        quota: Quota | None = None,
+        idempotency_key: str | None = None,
+        key_since: int = 0,
+    ) -> str:
+        """`insert`, with ``data`` written to ``file_bytes`` in the same transaction (on
+        PostgreSQL, in the same one statement) as the file row (`InlineFiles`)."""
+        return await self._insert(record, data, quota, idempotency_key, key_since)
+
+    async def read_inline(self, storage_key: str) -> bytes | None:
+        """One read of ``file_bytes``."""
+        rows = await self._rows(self._statements.inline_bytes(), {"b_key": storage_key})
+        return bytes(rows[0][0]) if rows else None
+
+    async def delete_inline(self, storage_key: str) -> None:
+        """One statement, committed on its own where the runner runs statements so, else in
+        a transaction."""
+        statement, key = self._statements.delete_bytes(), {"b_key": storage_key}
+        if await self._changed_alone(statement, key) is None:
+            await self._write(lambda connection: connection.execute(statement, key))
+
+    async def _insert(
+        self,
+        record: FileRecord,
+        data: bytes | None,
+        quota: Quota | None,
+        idempotency_key: str | None,
+        key_since: int,
+    ) -> str:
         check_keyed(record, idempotency_key)
-        if idempotency_key is None and await self._insert_counted(record, quota):
+        if idempotency_key is None and await self._insert_counted(record, quota, data):
             return record.id
         statements = self._statements
 
@@ -76,6 +111,9 @@ class SQLFileRecords(SQLEngine):
                 raise Conflict(f"A file with id {record.id} exists already.") from exc
             if record.state == "active":
                 self._count_active(connection, record, 1)
+            if data is not None:
+                kept = {"storage_key": record.storage_key, "data": data}
+                self._change(connection, statements.insert_bytes(), kept)
             if key is not None:
                 self._remember_key(connection, record, key, key_since)
             return record.id
@@ -87,8 +125,11 @@ class SQLFileRecords(SQLEngine):
 
         return await self._with_usage_row(record.owner, attempt)
 
-    async def _insert_counted(self, record: FileRecord, quota: Quota | None) -> bool:
-        """On PostgreSQL, `insert` without a key in one statement (`Statements.insert_counted`):
+    async def _insert_counted(
+        self, record: FileRecord, quota: Quota | None, data: bytes | None
+    ) -> bool:
+        """On PostgreSQL, `insert` without a key in one statement (`Statements.insert_counted`,
+        with ``data`` when it is not None):
         True if the owner's usage row was grown under ``quota`` and the row written with its
         count. False if it changed nothing: another database, the owner's first file (no usage
         row yet), a quota that refuses it, or a statement the database refused (an id that
@@ -97,9 +138,12 @@ class SQLFileRecords(SQLEngine):
             return False
         caps = quota_caps(quota, 1, record.bytes)
         query = self._statements.insert_counted(
-            "max_files" in caps, "max_bytes" in caps, record.state == "active"
+            "max_files" in caps, "max_bytes" in caps, record.state == "active", data is not None
         )
-        rows = await self._written(query, file_row(record) | caps)
+        values = file_row(record) | caps
+        if data is not None:
+            values["data"] = data
+        rows = await self._written(query, values)
         return rows is not None and rows[0][0] == 1
 
     async def reserve(self, owner: str, file_id: str, size: int, *, quota: Quota | None) -> bool:

@@ -81,6 +81,7 @@ class Statements:
         self._parts = tables.parts
         self._usage = tables.usage
         self._counts = tables.counts
+        self._bytes = tables.file_bytes
         self._dialect = dialect
         self._prefix = tables.files.name.removesuffix("files")
 
@@ -237,12 +238,30 @@ class Statements:
         return insert(self._files)
 
     @cache  # noqa: B019
-    def insert_counted(self, max_files: bool, max_bytes: bool, active: bool) -> Select[Any]:
+    def insert_bytes(self) -> Insert:
+        """A small file's bytes, ``data``, kept under its ``storage_key`` (`InlineFiles`)."""
+        return insert(self._bytes)
+
+    @cache  # noqa: B019
+    def inline_bytes(self) -> Select[Any]:
+        kept = self._bytes
+        return select(kept.c.data).where(kept.c.storage_key == bindparam("b_key"))
+
+    @cache  # noqa: B019
+    def delete_bytes(self) -> Delete:
+        kept = self._bytes
+        return delete(kept).where(kept.c.storage_key == bindparam("b_key"))
+
+    @cache  # noqa: B019
+    def insert_counted(
+        self, max_files: bool, max_bytes: bool, active: bool, inline: bool = False
+    ) -> Select[Any]:
         """PostgreSQL only: a file row written (from the parameters named like columns) in one
         statement with the owner's usage row grown by one file and ``bytes`` under
-        ``max_files``/``max_bytes`` and, ``active``, the owner's count of active files of its
-        purpose grown by one; nothing is written unless the usage row was. Its row: how many
-        usage rows were grown (0 or 1) and files written.
+        ``max_files``/``max_bytes``, ``active``, the owner's count of active files of its
+        purpose grown by one, and ``inline``, the file's bytes (``data``) kept under its
+        ``storage_key``; nothing is written unless the usage row was. Its row: how many usage
+        rows were grown (0 or 1) and files written.
 
         One statement is one transaction, committed by the server: a round trip, where the
         same writes in a transaction take five (``BEGIN``, three statements, ``COMMIT``). Its
@@ -282,6 +301,14 @@ class Statements:
                 .returning(counts.c.owner)
                 .cte("counted")
             )
+        if inline:
+            kept = self._bytes
+            data = select(
+                bindparam("storage_key", type_=kept.c.storage_key.type),
+                bindparam("data", type_=kept.c.data.type),
+            ).where(select(literal(1)).select_from(parts[-1]).exists())
+            kept_row = insert(kept).from_select(["storage_key", "data"], data)
+            parts.append(kept_row.returning(kept.c.storage_key).cte("kept"))
         grown_rows = select(func.count()).select_from(grown).scalar_subquery()
         written_rows = select(func.count()).select_from(parts[-1]).scalar_subquery()
         return select(grown_rows, written_rows)

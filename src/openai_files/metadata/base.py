@@ -25,6 +25,7 @@ __all__ = [
     "OPEN_UPLOAD_STATES",
     "Cursor",
     "FileRecord",
+    "InlineFiles",
     "MetadataStore",
     "OffsetPaging",
     "Order",
@@ -350,4 +351,40 @@ class UsageListing(Protocol):
         file, bytes or an open upload), in ascending order of owner, starting strictly after
         the owner ``after``; the order is the store's own (a database's collation), the same
         from page to page, so paging with the last owner never skips or repeats one."""
+        ...
+
+
+@runtime_checkable
+class InlineFiles(Protocol):
+    """A metadata store that keeps the bytes of small files itself, written in the one
+    transaction that inserts the file's record (a capability: `FilesService`'s
+    ``inline_max`` needs it). Such a file costs one commit, where a file in storage costs
+    its own flushes before its record's commit.
+
+    The bytes are kept under the record's ``storage_key`` (which `openai_files.ids` marks as
+    inline) and removed as storage removes bytes: by `delete_inline`, before the record goes
+    (`MetadataStore.remove`), so a ``deleting`` record left by a failure still leads the
+    sweeper to them.
+    """
+
+    async def insert_inline(
+        self,
+        record: FileRecord,
+        data: bytes,
+        *,
+        quota: Quota | None = None,
+        idempotency_key: str | None = None,
+        key_since: int = 0,
+    ) -> str:
+        """`MetadataStore.insert` of ``record`` that also keeps ``data`` under its
+        ``storage_key``, in the same transaction: both are written or neither. When the key
+        answers with an earlier file, its id is returned and ``data`` is not kept."""
+        ...
+
+    async def read_inline(self, storage_key: str) -> bytes | None:
+        """The bytes kept under ``storage_key``; None when there are none (removed)."""
+        ...
+
+    async def delete_inline(self, storage_key: str) -> None:
+        """Remove the bytes kept under ``storage_key``; nothing to remove is no error."""
         ...

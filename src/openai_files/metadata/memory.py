@@ -38,6 +38,7 @@ class MemoryMetadataStore:
         self._keys: dict[tuple[str, str], tuple[str, int]] = {}
         self._uploads: dict[str, UploadRecord] = {}
         self._parts: dict[str, PartRecord] = {}
+        self._inline: dict[str, bytes] = {}  # storage key -> a small file's bytes
 
     def __repr__(self) -> str:
         return f"MemoryMetadataStore(records={len(self._records)})"
@@ -70,6 +71,32 @@ class MemoryMetadataStore:
         if idempotency_key is not None:
             self._keys[(record.owner, idempotency_key)] = (record.id, record.changed_at)
         return record.id
+
+    async def insert_inline(
+        self,
+        record: FileRecord,
+        data: bytes,
+        *,
+        quota: Quota | None = None,
+        idempotency_key: str | None = None,
+        key_since: int = 0,
+    ) -> str:
+        """`insert`, then ``data`` kept under the record's storage key if it was inserted
+        (`InlineFiles`); nothing awaits in between."""
+        file_id = await self.insert(
+            record, quota=quota, idempotency_key=idempotency_key, key_since=key_since
+        )
+        if file_id == record.id:
+            self._inline[record.storage_key] = bytes(data)
+        return file_id
+
+    async def read_inline(self, storage_key: str) -> bytes | None:
+        """The bytes kept under ``storage_key``, if any."""
+        return self._inline.get(storage_key)
+
+    async def delete_inline(self, storage_key: str) -> None:
+        """Drop the bytes kept under ``storage_key``, if any."""
+        self._inline.pop(storage_key, None)
 
     async def reserve(self, owner: str, file_id: str, size: int, *, quota: Quota | None) -> bool:
         """Grow the pending record's ``bytes`` in place; the usage follows, being counted."""

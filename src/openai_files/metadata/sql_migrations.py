@@ -182,6 +182,11 @@ def _visibility_in_owner_indexes(connection: Connection, tables: Tables) -> None
 _OWNER_INDEXES = ("files_by_owner", "files_by_owner_purpose")
 
 
+def _inline_files(connection: Connection, tables: Tables) -> None:
+    """Nothing to change: the new ``file_bytes`` table, empty until small files are kept in
+    it, is made by `Tables` as the store starts, and no existing row changes."""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "identifiers compared byte for byte on MySQL and MariaDB", _exact_identifiers),
     Migration(3, "Uploads-API parts and open uploads counted in the usage", _upload_accounting),
@@ -190,6 +195,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         6, "the owner's indexes hold the columns of visibility", _visibility_in_owner_indexes
     ),
+    Migration(7, "small files' bytes kept with their records (file_bytes)", _inline_files),
 )
 assert [step.version for step in MIGRATIONS] == list(range(2, SCHEMA_VERSION + 1))
 

@@ -1,6 +1,6 @@
 """The SQL store's tables, named with a prefix, and the dialect-specific statements it needs.
 
-Schema version 6 (`openai_files.metadata.sql_migrations` upgrades older tables):
+Schema version 7 (`openai_files.metadata.sql_migrations` upgrades older tables):
 
 - ``<prefix>files``: one row per file, in any state; ``hold_count`` mirrors the rows of
   ``holds`` so that visibility and delete protection are one row's columns. The owner's
@@ -18,6 +18,8 @@ Schema version 6 (`openai_files.metadata.sql_migrations` upgrades older tables):
 - ``<prefix>uploads`` and ``<prefix>upload_parts``: the Uploads API's uploads and their parts;
   each upload keeps running totals of its parts (``received``, ``part_count``) and the bytes it
   counts in its owner's usage (``reserved``).
+- ``<prefix>file_bytes``: the bytes of small files the store keeps itself (`InlineFiles`),
+  by their record's storage key.
 - ``<prefix>schema_version``: the version the tables are at.
 
 Every column the store compares for equality with a value it was given (owners, ids,
@@ -28,6 +30,7 @@ only when they are the same characters, so ``alice`` and ``alice `` are two owne
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,14 +39,17 @@ from sqlalchemy import (
     Column,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
+    func,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
@@ -55,7 +61,7 @@ __all__ = [
     "insert_ignoring_duplicates",
 ]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 VISIBILITY = ("state", "expires_at", "hold_count")
 """The columns that decide whether a client sees a file, at the end of the owner's indexes."""
@@ -99,6 +105,27 @@ class ExactString(TypeDecorator[str]):
         return dialect.type_descriptor(String(self.length))
 
 
+class HexBlob(TypeDecorator[bytes]):
+    """MySQL's and MariaDB's ``MEDIUMBLOB`` (up to 16 MiB; a ``BLOB`` holds 64 KiB, less than
+    the 256 KiB of the largest small file), its values sent as hex text and turned back into
+    bytes by the server (``UNHEX``): aiomysql escapes a `bytes` parameter with a function that
+    PyMySQL 1.1.1 and later no longer have."""
+
+    impl = mysql.MEDIUMBLOB
+    cache_ok = True
+
+    def bind_expression(self, bindvalue: BindParameter[bytes]) -> ColumnElement[bytes]:
+        return func.unhex(bindvalue, type_=self)
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any]:
+        """Hex text, not through the ``BLOB``'s own processor (which wants bytes)."""
+        return _hex
+
+
+def _hex(value: Any) -> str | None:
+    return None if value is None else bytes(value).hex()
+
+
 def _id() -> ExactString:
     return ExactString(64)
 
@@ -126,6 +153,7 @@ class Tables:
     parts: Table
     version: Table
     counts: Table
+    file_bytes: Table
 
     @classmethod
     def named(cls, prefix: str) -> Tables:
@@ -238,7 +266,16 @@ class Tables:
             _counter("files"),
             mysql_charset=_CHARSET,
         )
-        return cls(metadata, files, holds, usage, idempotency, uploads, parts, version, counts)
+        file_bytes = Table(
+            f"{prefix}file_bytes",
+            metadata,
+            Column("storage_key", _name(), primary_key=True),
+            Column("data", LargeBinary().with_variant(HexBlob(), "mysql", "mariadb")),
+            mysql_charset=_CHARSET,
+        )
+        return cls(
+            metadata, files, holds, usage, idempotency, uploads, parts, version, counts, file_bytes
+        )
 
 
 def insert_ignoring_duplicates(dialect: str, table: Table, values: dict[str, Any]) -> Insert:

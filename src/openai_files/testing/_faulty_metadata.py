@@ -7,6 +7,7 @@ import builtins
 from ..metadata.base import (
     Cursor,
     FileRecord,
+    InlineFiles,
     MetadataStore,
     OffsetPaging,
     Order,
@@ -29,10 +30,13 @@ class FaultyMetadataStore(Switchboard):
     """A `MetadataStore` that forwards to ``inner`` and fails where it is told to.
 
     Switches (see `Trigger`): ``fail_insert``, ``fail_commit``, ``fail_get``, ``fail_list``,
-    ``fail_begin_delete``, ``fail_remove`` and ``fail_claim_for_sweep``. ``down`` fails every
+    ``fail_begin_delete``, ``fail_remove``, ``fail_claim_for_sweep``, and for the bytes of
+    small files (`InlineFiles`) ``fail_insert_inline``, ``fail_read_inline`` and
+    ``fail_delete_inline``. ``down`` fails every
     call but `aclose`, and `RandomFaults` may fail any call by its method's name.
 
-    It offers the optional capabilities (`StatusUpdates`, `OffsetPaging`, `UsageListing`)
+    It offers the optional capabilities (`StatusUpdates`, `OffsetPaging`, `UsageListing`,
+    `InlineFiles`)
     whatever it wraps; over a store without one, its first call raises `TypeError`.
     """
 
@@ -49,6 +53,9 @@ class FaultyMetadataStore(Switchboard):
         self.fail_begin_delete: Trigger = False
         self.fail_remove: Trigger = False
         self.fail_claim_for_sweep: Trigger = False
+        self.fail_insert_inline: Trigger = False
+        self.fail_read_inline: Trigger = False
+        self.fail_delete_inline: Trigger = False
 
     def __repr__(self) -> str:
         return f"FaultyMetadataStore({self.inner!r})"
@@ -67,6 +74,31 @@ class FaultyMetadataStore(Switchboard):
                 record, quota=quota, idempotency_key=idempotency_key, key_since=key_since
             ),
         )
+
+    async def insert_inline(
+        self,
+        record: FileRecord,
+        data: bytes,
+        *,
+        quota: Quota | None = None,
+        idempotency_key: str | None = None,
+        key_since: int = 0,
+    ) -> str:
+        inner = _inline_files(self.inner)
+        return await self._call(
+            "insert_inline",
+            lambda: inner.insert_inline(
+                record, data, quota=quota, idempotency_key=idempotency_key, key_since=key_since
+            ),
+        )
+
+    async def read_inline(self, storage_key: str) -> bytes | None:
+        inner = _inline_files(self.inner)
+        return await self._call("read_inline", lambda: inner.read_inline(storage_key))
+
+    async def delete_inline(self, storage_key: str) -> None:
+        inner = _inline_files(self.inner)
+        return await self._call("delete_inline", lambda: inner.delete_inline(storage_key))
 
     async def reserve(self, owner: str, file_id: str, size: int, *, quota: Quota | None) -> bool:
         return await self._call(
@@ -268,3 +300,9 @@ def _offset_paging(store: MetadataStore) -> OffsetPaging:
     if not isinstance(store, OffsetPaging):
         raise TypeError(f"{store!r} cannot page by offset (it is no OffsetPaging store)")
     return store
+
+
+def _inline_files(inner: MetadataStore) -> InlineFiles:
+    if not isinstance(inner, InlineFiles):
+        raise TypeError(f"{inner!r} keeps no file's bytes (it is no InlineFiles store)")
+    return inner
