@@ -1,9 +1,11 @@
 """Durability benchmark: what flushing costs small uploads, local disk + SQLite.
 
-Four ``openai-files serve`` processes, each with its own data directory: durable (the default:
-every blob and its directories flushed with ``fsync`` before the record commits, SQLite with
-``synchronous=FULL``), ``--no-fsync`` (neither), and each flush alone (``file:...?fsync=false``
-keeps SQLite's; ``?synchronous=normal`` keeps the blobs'). Measured side by side in one run:
+Five ``openai-files serve`` processes, each with its own data directory: durable (the default:
+a small file's bytes written with its record, SQLite with ``synchronous=FULL``),
+``--no-fsync`` (no flush at all), and with every file's bytes on disk (``--inline-max 0``, the
+default of earlier releases) durable (every blob and its directories flushed with ``fsync``
+before the record commits) and with each flush alone (``file:...?fsync=false`` keeps SQLite's;
+``?synchronous=normal`` keeps the blobs'). Measured side by side in one run:
 ``--requests`` uploads of a ``--size`` byte file (1 KB) by ``--clients`` concurrent clients
 (8), on kept-alive connections, to each server in turn (the order rotating), ``--rounds``
 rounds; reported: the median uploads per second of each server, its ratio to the durable
@@ -29,13 +31,15 @@ from harness.report import Figure, Report, median
 from harness.results import add_results_option, run_and_finish
 from harness.servers import Server, add_allocator_option, allocator, allocator_name, ours_server
 
-CONTENDERS = {
-    "durable (default)": (None, None),
-    "--no-fsync": ("?fsync=false", "?synchronous=normal"),
-    "blobs fsync only": (None, "?synchronous=normal"),
-    "SQLite FULL only": ("?fsync=false", None),
+ON_DISK = ("--inline-max", "0")
+CONTENDERS: dict[str, tuple[str | None, str | None, tuple[str, ...]]] = {
+    "durable (default)": (None, None, ()),
+    "--no-fsync": ("?fsync=false", "?synchronous=normal", ()),
+    "files on disk, durable": (None, None, ON_DISK),
+    "files on disk, blobs fsync only": (None, "?synchronous=normal", ON_DISK),
+    "files on disk, SQLite FULL only": ("?fsync=false", None, ON_DISK),
 }
-"""Each server's name, and the options added to its storage and SQLite URLs."""
+"""Each server's name, the options added to its storage and SQLite URLs, and its flags."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,12 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def start(scratch: Path, number: int, name: str, options: argparse.Namespace) -> Server:
     data_dir = scratch / f"server{number}"
     data_dir.mkdir()
-    storage_option, metadata_option = CONTENDERS[name]
+    storage_option, metadata_option, flags = CONTENDERS[name]
     storage = (data_dir / "files").as_uri() + storage_option if storage_option else None
     metadata = (
         f"sqlite+aiosqlite:///{data_dir / 'files.db'}{metadata_option}" if metadata_option else None
     )
-    server = ours_server(data_dir, storage=storage, metadata=metadata, allocator=allocator(options))
+    server = ours_server(
+        data_dir, storage=storage, metadata=metadata, allocator=allocator(options), extra=flags
+    )
     return server.__enter__()
 
 

@@ -25,12 +25,14 @@ The contenders, each one process started as its users start it:
 - ``ours-no-fsync``: ``openai-files serve --data-dir DIR --no-fsync``, the embedded default
   with neither the files nor SQLite's commits flushed: shown, not judged, for what durability
   costs each operation and what is left without it;
-- ``ours-memory-storage``: ``--storage memory://`` with SQLite in DIR, its commits flushed:
-  shown, not judged, for what the durable record costs alone, with no file written;
+- ``ours-files-on-disk``: the embedded default with every file's bytes on disk
+  (``--inline-max 0``, the default of earlier releases: a 1 KB file's bytes flushed to a file
+  of their own before the record commits, instead of written with it): shown, not judged, for
+  what keeping small files in the database saves each operation;
 - ``ours-postgres``: local disk + PostgreSQL (``--postgres-url``, tables under a unique prefix,
   dropped at the end);
-- ``ours-postgres-memory-storage``: ``--storage memory://`` with PostgreSQL, shown, not judged,
-  as ``ours-memory-storage`` is;
+- ``ours-postgres-files-on-disk``: ``ours-postgres`` with ``--inline-max 0``, shown, not judged,
+  as ``ours-files-on-disk`` is;
 - ``ogx``: ogx's files API (``ogx==1.5.0``, ``inline::localfs`` + SQLite) with the
   configuration in ``ogx-files-config.yaml`` beside this script. ogx needs Python >= 3.12:
   ``--ogx-python`` (or ``OPENAI_FILES_BENCH_OGX_PYTHON``) names an interpreter, by default the
@@ -77,9 +79,9 @@ CONTENDERS = (
     "ours-default",
     "ours-memory",
     "ours-no-fsync",
-    "ours-memory-storage",
+    "ours-files-on-disk",
     "ours-postgres",
-    "ours-postgres-memory-storage",
+    "ours-postgres-files-on-disk",
     "ogx",
 )
 OPERATIONS = ("upload", "retrieve", "list", "content")
@@ -288,8 +290,8 @@ def start(
         extra = ["--no-fsync"] if name == "ours-no-fsync" else []
         if name == "ours-memory":
             storage = metadata = "memory://"
-        elif name.endswith("-memory-storage"):  # the record alone: no blob file
-            storage = "memory://"
+        elif name.endswith("-files-on-disk"):  # every file's bytes in a file of its own
+            extra = ["--inline-max", "0"]
         if on_postgres(name):
             metadata = options.postgres_url
             table_prefix = stack.enter_context(postgres_tables(metadata, "small"))

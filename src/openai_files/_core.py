@@ -1,22 +1,25 @@
 """`Core`: what `FilesService`, its uploads and its sweeper share, below all three of them.
 
 The two backends, the policy, the clock and the event hooks, with the few operations every
-one of them needs: the time, events, what clients can see of a file, and removing a file's
-bytes and record in the one order that never forgets bytes.
+one of them needs: the time, events, what clients can see of a file, reading a file's bytes
+and removing them and its record in the one order that never forgets bytes. A file's bytes
+are in storage, or, for a small file the metadata store keeps (`InlineFiles`), in that store
+under a key `openai_files.ids.is_inline` tells apart.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from ._checks import checked_owner
 from ._clock import Clock
-from .errors import FileNotFound
+from .errors import BlobNotFound, FileNotFound
 from .events import EventHook, FileEvent, FileEventKind, emit
+from .ids import is_inline
 from .inputs import possible_id
-from .metadata.base import FileRecord, MetadataStore
+from .metadata.base import FileRecord, InlineFiles, MetadataStore
 from .models import FileObject
 from .policy import DAY, Policy
 from .storage.base import Storage
@@ -32,13 +35,15 @@ that file is visible)."""
 
 @dataclass(frozen=True)
 class Core:
-    """One service's backends, policy, clock and event hooks."""
+    """One service's backends, policy, clock and event hooks; ``inline_max``: the largest
+    file whose bytes the metadata store keeps (0: none; see `FilesService`)."""
 
     storage: Storage
     metadata: MetadataStore
     policy: Policy
     clock: Clock
     events: Sequence[EventHook]
+    inline_max: int = 0
 
     def now(self) -> int:
         """The current time in whole Unix seconds, by this service's clock."""
@@ -87,7 +92,7 @@ class Core:
         to clients) as the reminder for the sweeper, so no bytes are ever forgotten.
         """
         try:
-            await self.storage.delete(record.storage_key)
+            await self.delete_bytes(record.storage_key)
         except Exception:
             log.warning("removing the bytes of %s failed; the sweeper will retry", record.id)
             return False
@@ -97,6 +102,34 @@ class Core:
             log.warning("removing the record of %s failed; the sweeper will retry", record.id)
             return False
         return True
+
+    async def read_bytes(self, storage_key: str, *, start: int, end: int) -> AsyncIterator[bytes]:
+        """The bytes ``start`` to ``end`` (exclusive) of a file; `BlobNotFound` if gone."""
+        if not is_inline(storage_key):
+            return await self.storage.get(storage_key, start=start, end=end)
+        data = await self.inline_files.read_inline(storage_key)
+        if data is None:
+            raise BlobNotFound(storage_key)
+        return _one_chunk(data[start:end])
+
+    async def delete_bytes(self, storage_key: str) -> None:
+        """Remove a file's bytes (from storage, or the metadata store that keeps them)."""
+        if is_inline(storage_key):
+            await self.inline_files.delete_inline(storage_key)
+        else:
+            await self.storage.delete(storage_key)
+
+    @property
+    def inline_files(self) -> InlineFiles:
+        metadata = self.metadata
+        if not isinstance(metadata, InlineFiles):
+            raise TypeError(f"{metadata!r} keeps no file's bytes (InlineFiles)")
+        return metadata
+
+
+async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    if data:
+        yield data
 
 
 def file_object(record: FileRecord) -> FileObject:

@@ -1,5 +1,6 @@
 """Reading a file back: its bytes (`FileContent`), what a download needs to know before
-reading them (`FileStat`), and a signed URL where the storage can make one."""
+reading them (`FileStat`), and a signed URL where the storage can make one (not for a file
+whose bytes the metadata store keeps)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 
 from ._core import Core, file_object
 from .errors import BlobNotFound, FileNotFound
+from .ids import is_inline
 from .metadata.base import FileRecord
 from .models import FileObject
 from .storage.base import PresignedURLs
@@ -77,7 +79,7 @@ async def open_content(
     stop = record.bytes if end is None else min(end, record.bytes)
     first = min(max(start, 0), stop)
     try:
-        chunks = await core.storage.get(record.storage_key, start=first, end=stop)
+        chunks = await core.read_bytes(record.storage_key, start=first, end=stop)
     except BlobNotFound:
         log.error("file %s is listed but its bytes are missing from storage", file_id)
         raise FileNotFound(file_id) from None
@@ -106,6 +108,6 @@ async def stat(core: Core, owner: str, file_id: str) -> FileStat:
 async def download_url(core: Core, owner: str, file_id: str, *, expires_in: int) -> str | None:
     """A signed URL for the file's bytes, or None (see `FilesService.download_url`)."""
     record = await core.visible(owner, file_id)
-    if not isinstance(core.storage, PresignedURLs):
-        return None
+    if not isinstance(core.storage, PresignedURLs) or is_inline(record.storage_key):
+        return None  # served by the service itself
     return await core.storage.presigned_url(record.storage_key, expires_in=expires_in)

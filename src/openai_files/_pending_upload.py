@@ -6,7 +6,9 @@ visible until `PendingUpload.finish`; leaving the upload's context any other way
 it stored.
 
 A small file is recorded in one step: its bytes are stored, then its record is inserted
-``active`` in one transaction that checks the quota and the idempotency key. A larger one
+``active`` in one transaction that checks the quota and the idempotency key. A file of at
+most the service's ``inline_max`` bytes is not stored at all: the metadata store keeps its
+bytes in that same transaction (`InlineFiles.insert_inline`). A larger one
 (past `RECORD_AFTER` bytes) gets a ``pending`` record while it streams, which reserves its
 bytes against the quota as they come and leads the sweeper to them if the upload dies, and is
 committed at the end. Either way a record is visible only once its bytes are stored (durably,
@@ -32,21 +34,30 @@ from ._checks import (
 )
 from ._core import IDEMPOTENCY_WINDOW, Core, file_object
 from .errors import Conflict, FileTooLarge, InvalidFile, InvalidRequest, QuotaExceeded
-from .ids import new_file_id, new_storage_key
+from .ids import inline_key, new_file_id, new_storage_key
 from .inputs import check_media_type
-from .metadata.base import FileRecord, Quota
+from .metadata.base import FileRecord, InlineFiles, MetadataStore, Quota
 from .models import FileObject
 from .storage.base import (
     AppendableStorage,
     BlobHasher,
     ComposableStorage,
     ObjectRange,
+    Storage,
     StoredBlob,
     UnfinishedRange,
+    encrypts,
 )
 from .validation import JSONLRules, JSONLValidator
 
-__all__ = ["QUOTA_STEP", "RECORD_AFTER", "PendingUpload", "begin_upload"]
+__all__ = [
+    "EMBEDDED_INLINE_MAX",
+    "QUOTA_STEP",
+    "RECORD_AFTER",
+    "PendingUpload",
+    "begin_upload",
+    "check_inline_max",
+]
 
 log = logging.getLogger("openai_files")
 
@@ -55,6 +66,28 @@ QUOTA_STEP = 8 * 1024 * 1024
 RECORD_AFTER = 256 * 1024
 """Bytes an upload streams before its ``pending`` record is written; a file that ends sooner
 is recorded in one step, after its bytes are stored (`PendingUpload.finish`)."""
+EMBEDDED_INLINE_MAX = 64 * 1024
+"""The ``inline_max`` of the embedded default (`open_embedded`, and ``openai-files serve``
+on local disk or in memory, unencrypted): files of up to 64 KiB kept with their records."""
+
+
+def check_inline_max(inline_max: int, storage: Storage, metadata: MetadataStore) -> None:
+    """`ValueError` unless files of up to ``inline_max`` bytes can be kept by ``metadata``
+    (`FilesService`'s ``inline_max``): an `InlineFiles` store, a file recorded in one step
+    (at most `RECORD_AFTER` bytes) and a storage that does not encrypt."""
+    if not inline_max:
+        return
+    if not 0 < inline_max <= RECORD_AFTER:
+        raise ValueError(f"inline_max must be 0 to {RECORD_AFTER} bytes, not {inline_max}")
+    if not isinstance(metadata, InlineFiles):
+        raise ValueError(
+            f"inline_max needs a metadata store that keeps files (InlineFiles); {metadata!r}"
+        )
+    if encrypts(storage):
+        raise ValueError(
+            "inline_max would keep small files unencrypted in the metadata store; "
+            f"{storage!r} encrypts: use inline_max=0"
+        )
 
 
 async def begin_upload(
@@ -151,6 +184,7 @@ class PendingUpload:
         self._validators: dict[JSONLRules, JSONLValidator] = {}
         self._maybe_committed = False
         self._borrowed = False  # the bytes under the record's key are not this upload's to remove
+        self._inline: bytes | None = None  # a small file's bytes, for its record's insert
 
     @property
     def file_id(self) -> str:
@@ -174,7 +208,22 @@ class PendingUpload:
             raise RuntimeError("an upload's bytes are written once")
         self._start_validators()
         metered = self._metered(chunks, self._max_size)
+        if self._core.inline_max:
+            first, rest = await _first_bytes(metered, self._core.inline_max)
+            if rest is None:  # the whole file: its record's insert keeps it (`finish`)
+                return self._keep_inline(b"".join(first))
+            metered = _chained(first, rest)
         self._blob = await self._core.storage.put(self.record.storage_key, metered)
+        self._etag = self._blob.sha256
+        return self._blob
+
+    def _keep_inline(self, data: bytes) -> StoredBlob:
+        """Hold a file of at most ``inline_max`` bytes for `finish` to insert with its record."""
+        hasher = BlobHasher()
+        hasher.update(data)
+        self._inline = data
+        self.record = self.record.replace(storage_key=inline_key(self.record.storage_key))
+        self._blob = hasher.result()
         self._etag = self._blob.sha256
         return self._blob
 
@@ -337,6 +386,14 @@ class PendingUpload:
                 created_id = await core.metadata.commit(
                     record, idempotency_key=idempotency_key, key_since=now - IDEMPOTENCY_WINDOW
                 )
+            elif self._inline is not None:  # a small file and its bytes, in one transaction
+                created_id = await core.inline_files.insert_inline(
+                    record.replace(state="active"),
+                    self._inline,
+                    quota=self._quota,
+                    idempotency_key=idempotency_key,
+                    key_since=now - IDEMPOTENCY_WINDOW,
+                )
             else:  # a small file, stored already: recorded active in one step
                 created_id = await core.metadata.insert(
                     record.replace(state="active"),
@@ -396,11 +453,33 @@ class PendingUpload:
                     log.warning("removing the record of %s failed; the sweeper will", record.id)
             elif self._recorded or self._maybe_committed:
                 await core.purge(record)
-            elif self._blob is not None:  # stored, never recorded: no record to remove
+            elif self._blob is not None and self._inline is None:  # stored, never recorded
                 try:
                     await core.storage.delete(record.storage_key)
                 except Exception:
                     log.warning("removing the unrecorded bytes of %s failed; kept", record.id)
+
+
+async def _first_bytes(
+    chunks: AsyncIterator[bytes], most: int
+) -> tuple[list[bytes], AsyncIterator[bytes] | None]:
+    """The chunks of ``chunks`` up to the first that passes ``most`` bytes in all, and the
+    iterator of the rest; None for the rest when every chunk was read within ``most``."""
+    first: list[bytes] = []
+    total = 0
+    async for chunk in chunks:
+        first.append(chunk)
+        total += len(chunk)
+        if total > most:
+            return first, chunks
+    return first, None
+
+
+async def _chained(first: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in first:
+        yield chunk
+    async for chunk in rest:
+        yield chunk
 
 
 def _refusal(message: str | None) -> str:

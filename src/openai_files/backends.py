@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ._pending_upload import EMBEDDED_INLINE_MAX
 from .metadata.base import DEFAULT_TABLE_PREFIX, MetadataStore
 from .metadata.memory import MemoryMetadataStore
 from .policy import Policy
@@ -72,18 +73,28 @@ def open_service(
     *,
     policy: Policy | None = None,
     table_prefix: str = DEFAULT_TABLE_PREFIX,
+    inline_max: int = 0,
 ) -> FilesService:
-    """A `FilesService` over the backends two URLs name."""
+    """A `FilesService` over the backends two URLs name (``inline_max`` as `FilesService`'s)."""
     return FilesService(
-        open_storage(storage), open_metadata(metadata, table_prefix=table_prefix), policy=policy
+        open_storage(storage),
+        open_metadata(metadata, table_prefix=table_prefix),
+        policy=policy,
+        inline_max=inline_max,
     )
 
 
 def open_embedded(
-    data_dir: str | os.PathLike[str], *, policy: Policy | None = None, durable: bool = True
+    data_dir: str | os.PathLike[str],
+    *,
+    policy: Policy | None = None,
+    durable: bool = True,
+    inline_max: int = EMBEDDED_INLINE_MAX,
 ) -> FilesService:
     """The embedded default: files under ``data_dir/files``, records in SQLite at
-    ``data_dir/files.db`` (the directory is created if missing).
+    ``data_dir/files.db`` (the directory is created if missing); files of up to
+    ``inline_max`` bytes (64 KiB; 0: none) kept in SQLite with their records
+    (`FilesService`'s ``inline_max``).
 
     ``durable`` (the default): a file is on the device, bytes and record, when its create
     returns, and survives a power cut. ``durable=False`` skips the flushes (``fsync``, and
@@ -97,4 +108,5 @@ def open_embedded(
         LocalStorage(root / "files", fsync=durable),
         open_metadata(f"sqlite+aiosqlite:///{root / 'files.db'}{synchronous}"),
         policy=policy,
+        inline_max=inline_max,
     )

@@ -8,7 +8,9 @@ The service owns the order of effects that keeps storage and metadata consistent
   the owner's quota) is written once its first ``RECORD_AFTER`` bytes have streamed and
   committed ``active`` at the end. On any failure the bytes and the record are removed; a
   crash between the steps leaves a pending record, which the sweeper removes with its bytes,
-  or a small file's bytes that no record knows, which the orphan sweep removes.
+  or a small file's bytes that no record knows, which the orphan sweep removes. A file of at
+  most ``inline_max`` bytes skips the storage: the metadata store writes its bytes in that
+  one transaction, with the record (`InlineFiles`).
 - delete: refused while a batch holds the file -> the record turns ``deleting`` (clients see
   404 at once) -> the bytes are removed -> the record is removed (or, with soft delete, kept
   as ``deleted``). If removing the bytes fails, the ``deleting`` record stays behind and the
@@ -37,7 +39,7 @@ from ._deferred import validate_stored
 from ._downloads import FileContent, FileStat, download_url, open_content, stat
 from ._lifecycle import running
 from ._listing import LIST_BATCH, ListedBatches, list_in_batches
-from ._pending_upload import PendingUpload, begin_upload
+from ._pending_upload import PendingUpload, begin_upload, check_inline_max
 from ._readiness import Readiness, check_backends
 from ._usage import USAGE_PAGE_MAX, list_usage, owner_usage
 from .errors import FileNotFound
@@ -78,6 +80,13 @@ class FilesService:
     ``clock`` returns the current Unix time in seconds (``time.time`` by default); tests pass a
     `ManualClock`. ``events`` are called after files are created, deleted or expired. The
     service owns both backends: `aclose` (or leaving ``async with``) closes them.
+
+    ``inline_max`` (0, the default: none) is the size in bytes of the largest file whose bytes
+    the metadata store keeps itself, in the transaction that inserts its record, instead of
+    storage (it must offer `InlineFiles`; at most `RECORD_AFTER`). Such a file is durable with
+    that one commit, without a flush of a file of its own: much cheaper for small uploads.
+    Its bytes are then in the database (and its backups), not in storage, so an encrypting
+    storage (`EncryptedStorage`) refuses it: `ValueError`.
     """
 
     def __init__(
@@ -88,15 +97,17 @@ class FilesService:
         policy: Policy | None = None,
         clock: Clock = time.time,
         events: Sequence[EventHook] = (),
+        inline_max: int = 0,
     ) -> None:
         policy = policy or Policy()
+        check_inline_max(inline_max, storage, metadata)
         if policy.list_offset and not isinstance(metadata, OffsetPaging):
             raise ValueError(f"Policy(list_offset=True) needs an OffsetPaging store; {metadata!r}")
         if policy.validation == "deferred" and not isinstance(metadata, StatusUpdates):
             raise ValueError(
                 f'Policy(validation="deferred") needs a StatusUpdates store; {metadata!r}'
             )
-        self._core = Core(storage, metadata, policy, clock, tuple(events))
+        self._core = Core(storage, metadata, policy, clock, tuple(events), inline_max)
         self._uploads = Uploads(self._core)
 
     @property
@@ -113,6 +124,11 @@ class FilesService:
     def policy(self) -> Policy:
         """The rules the service applies."""
         return self._core.policy
+
+    @property
+    def inline_max(self) -> int:
+        """The largest file whose bytes the metadata store keeps (0: none)."""
+        return self._core.inline_max
 
     def __repr__(self) -> str:
         return f"FilesService(storage={self.storage!r}, metadata={self.metadata!r})"

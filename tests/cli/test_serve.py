@@ -46,8 +46,9 @@ def test_flags_win_over_environment_variables(monkeypatch: pytest.MonkeyPatch) -
 def test_serve_with_no_key_is_open_says_so_and_keeps_files_under_data(tmp_path: Path) -> None:
     with server_process(tmp_path) as server:
         sdk = openai.OpenAI(base_url=server.url + "/v1", api_key="anything", max_retries=0)
-        created = sdk.files.create(file=("a.txt", b"hello"), purpose="assistants")
-        assert sdk.files.content(created.id).content == b"hello"
+        content = b"hello" * 20_000  # past 64 KiB: a file of its own, not kept in SQLite
+        created = sdk.files.create(file=("a.txt", content), purpose="assistants")
+        assert sdk.files.content(created.id).content == content
     assert "the server is OPEN" in server.output()
     assert (tmp_path / "data" / "files.db").exists()
     assert any(p.is_file() for p in (tmp_path / "data" / "files").rglob("*"))

@@ -12,7 +12,8 @@ from ..support import server_process
 
 def test_hits_misses_fills_evictions_and_bytes_held_are_in_the_metrics(tmp_path: Path) -> None:
     cache = ("--cache-dir", str(tmp_path / "cache"), "--cache-size", "1500")
-    args = ("--storage", "memory://", "--metadata", "memory://", *cache)
+    on_disk = ("--inline-max", "0")  # the small files go through the tiers, not the database
+    args = ("--storage", "memory://", "--metadata", "memory://", *cache, *on_disk)
     with server_process(tmp_path, *args) as server:
         ids = []
         for name in ("a.txt", "b.txt"):

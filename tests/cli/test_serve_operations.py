@@ -65,7 +65,7 @@ def test_metrics_and_probes_are_served_by_default_and_metrics_can_be_turned_off(
     assert metrics.status_code == 200
     assert "openai_files_uploaded_bytes_total 5.0" in metrics.text
     timed = "openai_files_backend_operation_duration_seconds_count"
-    timed += '{backend="storage",operation="put"}'
+    timed += '{backend="metadata",operation="insert_inline"}'  # 5 bytes: kept with the record
     assert f"{timed} 1.0" in metrics.text
     assert (health.status_code, ready.status_code) == (200, 200)
     with server_process(tmp_path, *args, "--no-metrics") as server:

@@ -27,6 +27,7 @@ import httpx
 from sqlalchemy import select
 
 from openai_files import FilesService, LocalStorage, SQLMetadataStore, Storage
+from openai_files.ids import is_inline
 
 from ..clusters import KEY, Cluster
 from ..databases import POSTGRES_URL
@@ -210,6 +211,14 @@ async def records(store: SQLMetadataStore) -> list[tuple[str, str]]:
     return [(row.state, row.storage_key) for row in rows]
 
 
+async def kept_keys(store: SQLMetadataStore) -> list[str]:
+    """The storage key of every small file's bytes the store keeps, sorted."""
+    kept = store.tables.file_bytes
+    async with store.engine.connect() as connection:
+        rows = (await connection.execute(select(kept.c.storage_key))).all()
+    return sorted(row.storage_key for row in rows)
+
+
 async def sweep_after_the_crash(shape: Shape) -> dict[str, Any]:
     """Sweep with the library on the crashed server's backends, as a host's job would; check
     that nothing is left but the files' bytes and their active records."""
@@ -225,8 +234,13 @@ async def sweep_after_the_crash(shape: Shape) -> dict[str, Any]:
         assert shape.partials() == []
         listable: Any = storage
         keys = sorted([key async for key in listable.iter_keys(modified_before=math.inf)])
-        assert keys == sorted(key for _, key in after), "bytes without a record, or the reverse"
+        in_storage = sorted(key for _, key in after if not is_inline(key))
+        assert keys == in_storage, "bytes without a record, or the reverse"
         assert await metadata.existing_keys(keys) == set(keys)
+        in_database = sorted(key for _, key in after if is_inline(key))
+        assert await kept_keys(metadata) == in_database, (
+            "kept bytes without a record, or the reverse"
+        )
     return {
         "pending": [state for state, _ in before].count("pending"),
         "partials": len(partials_before),

@@ -12,6 +12,7 @@ import ast
 import dataclasses
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -285,8 +286,9 @@ def test_the_starlette_example_serves_its_own_route_beside_the_files_api(tmp_pat
             file_id = upload.json()["id"]
             assert [f["id"] for f in files.get("/files").json()["data"]] == [file_id]
             assert files.get(f"/files/{file_id}/content").content == BATCH_LINE
-    assert (tmp_path / "files.db").is_file()
-    assert [p.name for p in (tmp_path / "files").rglob("*") if p.is_file()] != []
+    with sqlite3.connect(tmp_path / "files.db") as database:  # small: kept with its record
+        kept = database.execute("SELECT data FROM openai_files_file_bytes").fetchall()
+    assert kept == [(BATCH_LINE,)]
 
 
 @asynccontextmanager

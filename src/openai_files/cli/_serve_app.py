@@ -29,7 +29,7 @@ from ..service import FilesService
 from ._log_format import configure_logging
 from ._operations import admin_key_from
 from ._serve_options import mask, owner_of_key, policy_from_args, server_settings
-from ._storage_options import describe_storage, wrap_storage
+from ._storage_options import describe_storage, inline_max_for, wrap_storage
 
 __all__ = [
     "FACTORY",
@@ -59,7 +59,8 @@ STARTUP_FAILURE = 3
 def announce(args: argparse.Namespace) -> None:
     """Log what the server built from ``args`` will serve: its keys (how many, never which;
     the owner of each key given without one, with the key masked) or a warning that it is
-    open, and its storage and metadata (without passwords)."""
+    open, and its storage and metadata (without passwords; with the largest file whose bytes
+    the metadata store keeps)."""
     storage, metadata, keys = server_settings(args)
     if keys:
         owners = len(set(keys.values()))
@@ -80,11 +81,13 @@ def announce(args: argparse.Namespace) -> None:
     if not metadata.startswith("memory:"):
         metadata = make_url(metadata).render_as_string(hide_password=True)
     wrapped = describe_storage(args)
+    inline = inline_max_for(args, storage)
     log.info(
-        "openai-files: storage %s%s, metadata %s",
+        "openai-files: storage %s%s, metadata %s%s",
         storage,
         f" ({wrapped})" * bool(wrapped),
         metadata,
+        f" (keeping the bytes of files of up to {inline} bytes)" * bool(inline),
     )
 
 
@@ -102,6 +105,7 @@ def build_app(args: argparse.Namespace) -> ASGIApp:
         wrap_storage(open_storage(storage), args, observe_tier),
         open_metadata(metadata, table_prefix=args.table_prefix),
         policy=policy,
+        inline_max=inline_max_for(args, storage),
     )
     if metrics:
         service = measured(service)
@@ -131,6 +135,7 @@ def measured(service: FilesService) -> FilesService:
         instrumented(service.storage, observe, kind="storage"),
         instrumented(service.metadata, observe, kind="metadata"),
         policy=service.policy,
+        inline_max=service.inline_max,
     )
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "add_storage_flags",
     "check_storage_flags",
     "describe_storage",
+    "inline_max_for",
     "run_rewrap",
     "wrap_storage",
 ]
@@ -55,6 +56,17 @@ def add_storage_flags(serve: argparse.ArgumentParser, environ: Mapping[str, str]
         help="encrypt every stored file with the master keys in PATH, one KEY_ID:BASE64 "
         "(32 bytes) per line; the first writes, all read (see 'openai-files storage rewrap'; "
         f"{KEY_FILE_VARIABLE})",
+    )
+    serve.add_argument(
+        "--inline-max",
+        type=int,
+        default=int(environ["OPENAI_FILES_INLINE_MAX"] or 0)
+        if "OPENAI_FILES_INLINE_MAX" in environ
+        else None,
+        metavar="BYTES",
+        help="keep the bytes of files of up to BYTES (at most 262144) in the metadata database, "
+        "in the commit of their record, instead of the storage: 0 for none (default 65536 on "
+        "file:// and memory:// storage unless encrypting, else 0; OPENAI_FILES_INLINE_MAX)",
     )
     serve.add_argument(
         "--cache-dir",
@@ -100,8 +112,32 @@ def wrap_storage(
     return storage
 
 
+def inline_max_for(args: argparse.Namespace, storage: str) -> int:
+    """The service's ``inline_max`` for the storage URL ``storage``: ``--inline-max``, or by
+    default `EMBEDDED_INLINE_MAX` on local disk or in memory unless encrypting, else 0."""
+    from .._pending_upload import EMBEDDED_INLINE_MAX  # not for the client's commands
+
+    asked: int | None = getattr(args, "inline_max", None)
+    if asked is not None:
+        return asked
+    local = storage.startswith(("file:", "memory:"))
+    return EMBEDDED_INLINE_MAX if local and not getattr(args, "encryption_key_file", None) else 0
+
+
 def check_storage_flags(args: argparse.Namespace) -> None:
-    """`ValueError` (or `ImportError`) now, at start-up, for flags `wrap_storage` would refuse."""
+    """`ValueError` (or `ImportError`) now, at start-up, for flags `wrap_storage` would refuse,
+    and for an ``--inline-max`` the service would."""
+    inline = getattr(args, "inline_max", None)
+    if inline is not None:
+        from .._pending_upload import RECORD_AFTER
+
+        if not 0 <= inline <= RECORD_AFTER:
+            raise ValueError(f"--inline-max must be 0 to {RECORD_AFTER} bytes, not {inline}")
+        if inline and getattr(args, "encryption_key_file", None) is not None:
+            raise ValueError(
+                "--inline-max would keep small files unencrypted in the metadata database: "
+                "leave it out (or give 0) with --encryption-key-file"
+            )
     if getattr(args, "cache_dir", None) is not None and args.cache_size < 1:
         raise ValueError(f"--cache-size must be a positive number of bytes: {args.cache_size}")
     if getattr(args, "encryption_key_file", None) is not None:

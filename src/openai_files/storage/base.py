@@ -26,12 +26,19 @@ __all__ = [
     "UnfinishedRange",
     "UnhashedPuts",
     "check_key",
+    "encrypts",
     "join_blocks",
     "store_unhashed",
 ]
 
 _T = TypeVar("_T")
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*")
+
+
+def encrypts(storage: object) -> bool:
+    """Whether ``storage`` encrypts what it stores, itself or in one of its tiers (its
+    ``encrypts_at_rest``): the service then keeps no file's bytes anywhere else."""
+    return bool(getattr(storage, "encrypts_at_rest", False))
 
 
 def check_key(key: str) -> str:

@@ -77,6 +77,9 @@ class EncryptedStorage(CountedPuts):
     they name headers.
     """
 
+    encrypts_at_rest = True
+    """What `encrypts` reads: no file's bytes are to be kept outside this storage."""
+
     def __init__(
         self, inner: Storage, keyring: Keyring, *, segment_size: int = DEFAULT_SEGMENT_SIZE
     ) -> None:

@@ -37,7 +37,7 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectSendStream
 
 from ..errors import BlobNotFound, OpenAIFilesError
-from .base import ListableStorage, Storage, StoredBlob, store_unhashed
+from .base import ListableStorage, Storage, StoredBlob, encrypts, store_unhashed
 
 __all__ = ["TierStats", "TieredStorage"]
 
@@ -92,6 +92,11 @@ class TieredStorage:
         self._reserved = 0
         self._loaded = False
         self._loading = anyio.Lock()
+
+    @property
+    def encrypts_at_rest(self) -> bool:
+        """Whether either tier encrypts (`encrypts`)."""
+        return encrypts(self.hot) or encrypts(self.cold)
 
     def observe(self, observer: Callable[[str, TierStats], None]) -> None:
         """Call ``observer(event, stats)`` after each ``hit``, ``miss``, ``fill``,
