@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from openai_files import SQLMetadataStore
+from openai_files.ids import inline_key
 
 from .sql_records import NOW, OWNER, QUOTA, created, pending
 from .test_sql_round_trips import counted
@@ -80,3 +81,26 @@ async def test_removing_a_pending_row_reads_it_to_give_back_its_usage(
     await store.remove(OWNER, record.id)
     usage = await store.usage(OWNER)
     assert (usage.files, usage.bytes) == (0, 0)
+
+
+async def test_a_small_file_kept_with_its_record_adds_one_statement_to_its_transaction(
+    store: SQLMetadataStore,
+) -> None:
+    await created(store)
+    record = pending(1).replace(state="active", bytes=4, status="processed")
+    record = record.replace(storage_key=inline_key(record.storage_key))
+    with counted(store) as tally:
+        assert await store.insert_inline(record, b"\x00\xff\n\x01", quota=QUOTA) == record.id
+    # The three statements of a small file's create and the bytes' row; PostgreSQL still does
+    # it all in its one statement, committed on its own.
+    postgres = store.engine.dialect.name == "postgresql"
+    assert len(tally.statements) == (1 if postgres else 4)
+    assert tally.transactions == (0 if postgres else 1)
+    with counted(store) as tally:
+        assert await store.read_inline(record.storage_key) == b"\x00\xff\n\x01"
+    assert (len(tally.statements), tally.transactions) == (1, 0)
+    with counted(store) as tally:
+        await store.delete_inline(record.storage_key)
+    assert len(tally.statements) == 1
+    assert tally.transactions == (1 if store.engine.dialect.name == "sqlite" else 0)
+    assert await store.read_inline(record.storage_key) is None

@@ -55,7 +55,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlalchemy.types import LargeBinary, TypeDecorator
 
 from .base import Order
 from .sql_schema import Tables, insert_adding, insert_ignoring_duplicates
@@ -69,6 +71,17 @@ def visible(files: Table, now: int | BindParameter[int]) -> ColumnElement[bool]:
         files.c.state == "active",
         or_(files.c.expires_at.is_(None), files.c.expires_at > now, files.c.hold_count > 0),
     )
+
+
+class _Bytes(TypeDecorator[bytes]):
+    """PostgreSQL's ``bytea`` for a parameter that is `bytes` already: asyncpg's dialect wraps
+    each value in ``Binary`` (a no-op there), which would keep the statement off the driver."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
 
 
 class Statements:
@@ -305,7 +318,7 @@ class Statements:
             kept = self._bytes
             data = select(
                 bindparam("storage_key", type_=kept.c.storage_key.type),
-                bindparam("data", type_=kept.c.data.type),
+                bindparam("data", type_=_Bytes()),
             ).where(select(literal(1)).select_from(parts[-1]).exists())
             kept_row = insert(kept).from_select(["storage_key", "data"], data)
             parts.append(kept_row.returning(kept.c.storage_key).cte("kept"))
