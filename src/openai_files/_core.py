@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from ._checks import checked_owner
 from ._clock import Clock
@@ -103,11 +104,26 @@ class Core:
             return False
         return True
 
-    async def read_bytes(self, storage_key: str, *, start: int, end: int) -> AsyncIterator[bytes]:
-        """The bytes ``start`` to ``end`` (exclusive) of a file; `BlobNotFound` if gone."""
+    async def visible_with_bytes(self, owner: str, file_id: str) -> tuple[FileRecord, bytes | None]:
+        """`visible`, and the file's bytes if the metadata store keeps them, read with the
+        record in one round trip where small files are kept (``inline_max``); else None."""
+        if not self.inline_max:
+            return await self.visible(owner, file_id), None
+        if not possible_id(file_id):
+            raise FileNotFound(file_id)
+        found = await self.inline_files.get_inline(checked_owner(owner), file_id, now=self.now())
+        if found is None:
+            raise FileNotFound(file_id)
+        return found
+
+    async def read_bytes(
+        self, storage_key: str, *, start: int, end: int, kept: bytes | None = None
+    ) -> AsyncIterator[bytes]:
+        """The bytes ``start`` to ``end`` (exclusive) of a file; `BlobNotFound` if gone.
+        ``kept``: the file's bytes, read already from the metadata store that keeps them."""
         if not is_inline(storage_key):
             return await self.storage.get(storage_key, start=start, end=end)
-        data = await self.inline_files.read_inline(storage_key)
+        data = kept if kept is not None else await self.inline_files.read_inline(storage_key)
         if data is None:
             raise BlobNotFound(storage_key)
         return _one_chunk(data[start:end])
@@ -121,10 +137,15 @@ class Core:
 
     @property
     def inline_files(self) -> InlineFiles:
-        metadata = self.metadata
-        if not isinstance(metadata, InlineFiles):
-            raise TypeError(f"{metadata!r} keeps no file's bytes (InlineFiles)")
-        return metadata
+        """The metadata store as the keeper of small files' bytes; `TypeError` if it is not."""
+        if self._inline_files is None:
+            raise TypeError(f"{self.metadata!r} keeps no file's bytes (InlineFiles)")
+        return self._inline_files
+
+    @cached_property
+    def _inline_files(self) -> InlineFiles | None:
+        # Looked up once: a check against a runtime protocol costs microseconds each time.
+        return self.metadata if isinstance(self.metadata, InlineFiles) else None
 
 
 async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:

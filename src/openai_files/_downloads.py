@@ -57,6 +57,8 @@ class FileStat:
     last_modified: int
     _record: FileRecord | None = field(default=None, repr=False, compare=False)
     """The record read, so that `FilesService.content` given this stat need not read it again."""
+    _kept: bytes | None = field(default=None, repr=False, compare=False)
+    """The file's bytes, read with the record where the metadata store keeps them."""
 
     @property
     def size(self) -> int:
@@ -73,13 +75,13 @@ async def open_content(
     stat: FileStat | None = None,
 ) -> FileContent:
     """Open the file's bytes from ``start`` to ``end`` (see `FilesService.content`)."""
-    record = None if stat is None else stat._record
+    record, kept = (None, None) if stat is None else (stat._record, stat._kept)
     if record is None or (record.owner, record.id) != (owner, file_id):
-        record = await core.visible(owner, file_id)
+        record, kept = await core.visible_with_bytes(owner, file_id)
     stop = record.bytes if end is None else min(end, record.bytes)
     first = min(max(start, 0), stop)
     try:
-        chunks = await core.read_bytes(record.storage_key, start=first, end=stop)
+        chunks = await core.read_bytes(record.storage_key, start=first, end=stop, kept=kept)
     except BlobNotFound:
         log.error("file %s is listed but its bytes are missing from storage", file_id)
         raise FileNotFound(file_id) from None
@@ -95,13 +97,14 @@ async def open_content(
 
 async def stat(core: Core, owner: str, file_id: str) -> FileStat:
     """The file's download metadata (see `FilesService.stat`)."""
-    record = await core.visible(owner, file_id)
+    record, kept = await core.visible_with_bytes(owner, file_id)
     return FileStat(
         file=file_object(record),
         etag=f'"{record.etag or record.sha256 or record.id}"',
         media_type=core.policy.download_media_type(record.filename, record.media_type),
         last_modified=record.created_at,
         _record=record,
+        _kept=kept,
     )
 
 

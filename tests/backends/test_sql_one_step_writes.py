@@ -100,6 +100,9 @@ async def test_a_small_file_kept_with_its_record_adds_one_statement_to_its_trans
         assert await store.read_inline(record.storage_key) == b"\x00\xff\n\x01"
     assert (len(tally.statements), tally.transactions) == (1, 0)
     with counted(store) as tally:
+        assert await store.get_inline(OWNER, record.id, now=NOW) == (record, b"\x00\xff\n\x01")
+    assert (len(tally.statements), tally.transactions) == (1, 0)
+    with counted(store) as tally:
         await store.delete_inline(record.storage_key)
     assert len(tally.statements) == 1
     assert tally.transactions == (1 if store.engine.dialect.name == "sqlite" else 0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -253,3 +254,45 @@ async def test_the_embedded_default_keeps_files_of_up_to_64_kib_in_sqlite(tmp_pa
     async with open_embedded(tmp_path / "off", inline_max=0) as files:
         await files.create(OWNER, file=b"s", filename="s.txt", purpose="assistants")
         assert len(stored_files(tmp_path / "off" / "files")) == 1
+
+
+class CountedReads(FaultyMetadataStore):
+    """The fault wrapper over a memory store, counting its reads by name."""
+
+    def __init__(self) -> None:
+        super().__init__(MemoryMetadataStore())
+        self.reads: Counter[str] = Counter()
+
+    async def get(
+        self, owner: str, file_id: str, *, now: int, include_deleted: bool = False
+    ) -> FileRecord | None:
+        self.reads["get"] += 1
+        return await super().get(owner, file_id, now=now, include_deleted=include_deleted)
+
+    async def read_inline(self, storage_key: str) -> bytes | None:
+        self.reads["read_inline"] += 1
+        return await super().read_inline(storage_key)
+
+    async def get_inline(
+        self, owner: str, file_id: str, *, now: int
+    ) -> tuple[FileRecord, bytes | None] | None:
+        self.reads["get_inline"] += 1
+        return await super().get_inline(owner, file_id, now=now)
+
+
+async def test_a_small_files_download_is_one_read_of_the_store(tmp_path: Path) -> None:
+    metadata = CountedReads()
+    async with FilesService(LocalStorage(tmp_path), metadata, inline_max=1024) as files:
+        small = await files.create(OWNER, file=SMALL, filename="a.jsonl", purpose="user_data")
+        large = await files.create(OWNER, file=b"l" * 2000, filename="l.txt", purpose="user_data")
+        stat = await files.stat(OWNER, small.id)
+        content = await files.content(OWNER, small.id, start=1, end=9, stat=stat)
+        assert b"".join([chunk async for chunk in content.chunks]) == SMALL[1:9]
+        assert metadata.reads == {"get_inline": 1}
+        assert await read(files, large.id) == b"l" * 2000  # in storage: the same one read
+        assert metadata.reads == {"get_inline": 2}
+    # Without inline_max, a file kept earlier is still read: its record, then its bytes.
+    metadata.reads.clear()
+    async with FilesService(LocalStorage(tmp_path), metadata) as files:
+        assert await read(files, small.id) == SMALL
+        assert metadata.reads == {"get": 1, "read_inline": 1}

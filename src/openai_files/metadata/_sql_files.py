@@ -66,6 +66,17 @@ class SQLFileRecords(SQLEngine):
         rows = await self._rows(self._statements.inline_bytes(), {"b_key": storage_key})
         return bytes(rows[0][0]) if rows else None
 
+    async def get_inline(
+        self, owner: str, file_id: str, *, now: int
+    ) -> tuple[FileRecord, bytes | None] | None:
+        """`get`'s one SELECT, joined to ``file_bytes`` by the storage key."""
+        parameters = {"file_id": file_id, "owner": owner, "now": now}
+        rows = await self._rows(self._statements.get_with_bytes(), parameters)
+        if not rows:
+            return None
+        *columns, data = rows[0]
+        return file_record(columns), None if data is None else bytes(data)
+
     async def delete_inline(self, storage_key: str) -> None:
         """One statement, committed on its own where the runner runs statements so, else in
         a transaction."""

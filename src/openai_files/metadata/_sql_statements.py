@@ -261,6 +261,13 @@ class Statements:
         return select(kept.c.data).where(kept.c.storage_key == bindparam("b_key"))
 
     @cache  # noqa: B019
+    def get_with_bytes(self) -> Select[Any]:
+        """`get` of a visible file, with the bytes kept under its storage key (or NULL)."""
+        files, kept = self._files, self._bytes
+        joined = files.outerjoin(kept, kept.c.storage_key == files.c.storage_key)
+        return self.get(False).add_columns(kept.c.data).select_from(joined)
+
+    @cache  # noqa: B019
     def delete_bytes(self) -> Delete:
         kept = self._bytes
         return delete(kept).where(kept.c.storage_key == bindparam("b_key"))

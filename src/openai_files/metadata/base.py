@@ -385,6 +385,14 @@ class InlineFiles(Protocol):
         """The bytes kept under ``storage_key``; None when there are none (removed)."""
         ...
 
+    async def get_inline(
+        self, owner: str, file_id: str, *, now: int
+    ) -> tuple[FileRecord, bytes | None] | None:
+        """`MetadataStore.get` of the owner's file visible at ``now`` and, in the same read,
+        the bytes kept under its storage key (None for a file whose bytes are in storage, or
+        removed): a small file's download in one round trip."""
+        ...
+
     async def delete_inline(self, storage_key: str) -> None:
         """Remove the bytes kept under ``storage_key``; nothing to remove is no error."""
         ...

@@ -94,6 +94,13 @@ class MemoryMetadataStore:
         """The bytes kept under ``storage_key``, if any."""
         return self._inline.get(storage_key)
 
+    async def get_inline(
+        self, owner: str, file_id: str, *, now: int
+    ) -> tuple[FileRecord, bytes | None] | None:
+        """`get`, and the bytes kept under the record's storage key."""
+        record = await self.get(owner, file_id, now=now)
+        return None if record is None else (record, self._inline.get(record.storage_key))
+
     async def delete_inline(self, storage_key: str) -> None:
         """Drop the bytes kept under ``storage_key``, if any."""
         self._inline.pop(storage_key, None)

@@ -31,8 +31,8 @@ class FaultyMetadataStore(Switchboard):
 
     Switches (see `Trigger`): ``fail_insert``, ``fail_commit``, ``fail_get``, ``fail_list``,
     ``fail_begin_delete``, ``fail_remove``, ``fail_claim_for_sweep``, and for the bytes of
-    small files (`InlineFiles`) ``fail_insert_inline``, ``fail_read_inline`` and
-    ``fail_delete_inline``. ``down`` fails every
+    small files (`InlineFiles`) ``fail_insert_inline``, ``fail_read_inline``,
+    ``fail_get_inline`` and ``fail_delete_inline``. ``down`` fails every
     call but `aclose`, and `RandomFaults` may fail any call by its method's name.
 
     It offers the optional capabilities (`StatusUpdates`, `OffsetPaging`, `UsageListing`,
@@ -55,6 +55,7 @@ class FaultyMetadataStore(Switchboard):
         self.fail_claim_for_sweep: Trigger = False
         self.fail_insert_inline: Trigger = False
         self.fail_read_inline: Trigger = False
+        self.fail_get_inline: Trigger = False
         self.fail_delete_inline: Trigger = False
 
     def __repr__(self) -> str:
@@ -95,6 +96,12 @@ class FaultyMetadataStore(Switchboard):
     async def read_inline(self, storage_key: str) -> bytes | None:
         inner = _inline_files(self.inner)
         return await self._call("read_inline", lambda: inner.read_inline(storage_key))
+
+    async def get_inline(
+        self, owner: str, file_id: str, *, now: int
+    ) -> tuple[FileRecord, bytes | None] | None:
+        inner = _inline_files(self.inner)
+        return await self._call("get_inline", lambda: inner.get_inline(owner, file_id, now=now))
 
     async def delete_inline(self, storage_key: str) -> None:
         inner = _inline_files(self.inner)

@@ -1,5 +1,6 @@
 """The metadata conformance cases of `InlineFiles`: a small file's bytes kept by the store,
-written in the transaction that inserts its record, read back and removed."""
+written in the transaction that inserts its record, read back (alone, or with the record) and
+removed."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def _small(created_us: int = T0, size: int = len(EVERY_BYTE)) -> FileRecord:
 
 
 class InlineFilesConformance:
-    """`InlineFiles.insert_inline`, `read_inline` and `delete_inline`."""
+    """`InlineFiles.insert_inline`, `read_inline`, `get_inline` and `delete_inline`."""
 
     @pytest.mark.parametrize("keyed", [False, True], ids=["alone", "under a key"])
     async def test_bytes_inserted_with_their_record_read_back_exactly(
@@ -125,3 +126,28 @@ class InlineFilesConformance:
         for record in records:
             expected = record.id.encode() if record in won else None
             assert await store.read_inline(record.storage_key) == expected
+
+    async def test_get_inline_reads_a_visible_record_with_its_bytes_or_none(
+        self, metadata: MetadataStore
+    ) -> None:
+        store = _inline(metadata)
+        small = _small()
+        await store.insert_inline(small, EVERY_BYTE)
+        stored = make_record(created_us=T0 + 1).replace(changed_at=NOW)  # bytes in storage
+        await metadata.insert(stored)
+        assert await store.get_inline("alice", small.id, now=NOW) == (small, EVERY_BYTE)
+        assert await store.get_inline("alice", stored.id, now=NOW) == (stored, None)
+        assert await store.get_inline("bob", small.id, now=NOW) is None
+        await store.delete_inline(small.storage_key)  # a delete's first step, then the record
+        assert await store.get_inline("alice", small.id, now=NOW) == (small, None)
+        assert await metadata.begin_delete("alice", small.id, now=NOW) is not None
+        assert await store.get_inline("alice", small.id, now=NOW) is None
+
+    async def test_get_inline_hides_an_expired_file_as_get_does(
+        self, metadata: MetadataStore
+    ) -> None:
+        store = _inline(metadata)
+        expiring = _small().replace(expires_at=NOW + 10)
+        await store.insert_inline(expiring, b"soon gone")
+        assert await store.get_inline("alice", expiring.id, now=NOW) == (expiring, b"soon gone")
+        assert await store.get_inline("alice", expiring.id, now=NOW + 10) is None
