@@ -23,6 +23,7 @@ from openai_files import SQLMetadataStore
 from openai_files.errors import Conflict, QuotaExceeded
 from openai_files.metadata._sql_prepared import Compiled
 from openai_files.metadata._sql_statements import Statements
+from openai_files.metadata import _sqlite_group_commit as group_commit
 from openai_files.metadata._sqlite_group_commit import GroupCommits, Rollback
 from openai_files.metadata.base import Quota
 from openai_files.metadata.sql_schema import Tables
@@ -348,3 +349,33 @@ async def test_a_prepared_write_reports_its_rows_and_the_drivers_errors(
     assert any(sql.startswith("INSERT INTO") and "_files " in sql for sql in seen)
     assert (await store.usage(OWNER)).files == 2
     assert await store.get(OWNER, record.id, now=NOW) == record
+
+
+async def test_a_write_alone_while_writes_come_fast_waits_for_the_next_to_share_its_commit(
+    store: SQLMetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_commit, "COMMIT_DELAY", 0.5)
+    monkeypatch.setattr(group_commit, "BUSY_WITHIN", 3600.0)  # every write counts as fast
+    first, second, third = (pending(n).replace(state="active") for n in (1, 2, 3))
+    with commits_counted(store) as commits:
+        await store.insert(first)  # the store's first commit: nothing came before it
+        assert len(commits) == 1
+        async with anyio.create_task_group() as group:
+            group.start_soon(store.insert, second)  # alone, so it waits for company
+            await anyio.sleep(0.1)
+            group.start_soon(store.insert, third)
+    assert len(commits) == 2  # the second and the third shared one commit
+    for record in (first, second, third):
+        assert await store.get(OWNER, record.id, now=NOW) == record
+
+
+async def test_a_write_alone_on_a_quiet_store_does_not_wait(
+    store: SQLMetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_commit, "COMMIT_DELAY", 30.0)
+    monkeypatch.setattr(group_commit, "BUSY_WITHIN", 0.0)  # no write counts as fast
+    records = [pending(n).replace(state="active") for n in (1, 2)]
+    with commits_counted(store) as commits, anyio.fail_after(10):
+        for record in records:
+            await store.insert(record)
+    assert len(commits) == 2
