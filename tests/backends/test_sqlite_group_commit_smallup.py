@@ -21,9 +21,9 @@ from sqlalchemy.dialects import sqlite
 
 from openai_files import SQLMetadataStore
 from openai_files.errors import Conflict, QuotaExceeded
+from openai_files.metadata import _sqlite_group_commit as group_commit
 from openai_files.metadata._sql_prepared import Compiled
 from openai_files.metadata._sql_statements import Statements
-from openai_files.metadata import _sqlite_group_commit as group_commit
 from openai_files.metadata._sqlite_group_commit import GroupCommits, Rollback
 from openai_files.metadata.base import Quota
 from openai_files.metadata.sql_schema import Tables
