@@ -6,12 +6,21 @@ async: SQLite embedded by default, PostgreSQL or MariaDB/MySQL for several repli
 
 from __future__ import annotations
 
-from .base import Cursor, FileRecord, MetadataStore, OffsetPaging, Order, RecordState
+from .base import (
+    Cursor,
+    FileRecord,
+    InlineFiles,
+    MetadataStore,
+    OffsetPaging,
+    Order,
+    RecordState,
+)
 from .memory import MemoryMetadataStore
 
 __all__ = [
     "Cursor",
     "FileRecord",
+    "InlineFiles",
     "MemoryMetadataStore",
     "MetadataStore",
     "OffsetPaging",
