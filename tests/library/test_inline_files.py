@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from openai_files import FilesService, LocalStorage, MemoryMetadataStore, Policy, open_embedded
+from openai_files import (
+    FilesService,
+    LocalStorage,
+    MemoryMetadataStore,
+    MemoryStorage,
+    Policy,
+    open_embedded,
+)
 from openai_files._pending_upload import EMBEDDED_INLINE_MAX, RECORD_AFTER
 from openai_files.errors import BackendUnavailable, FileNotFound, InvalidFile
 from openai_files.ids import is_inline
@@ -296,3 +303,28 @@ async def test_a_small_files_download_is_one_read_of_the_store(tmp_path: Path) -
     async with FilesService(LocalStorage(tmp_path), metadata) as files:
         assert await read(files, small.id) == SMALL
         assert metadata.reads == {"get": 1, "read_inline": 1}
+
+
+@pytest.mark.parametrize("order", ["in order", "out of order"])
+async def test_a_small_uploads_api_file_assembled_through_the_service_is_kept_too(
+    order: str,
+) -> None:
+    metadata = MemoryMetadataStore()
+    async with FilesService(MemoryStorage(), metadata, inline_max=1024) as files:
+        upload = await files.uploads.create(
+            OWNER, filename="a.txt", purpose="assistants", bytes=10, mime_type="text/plain"
+        )
+        first = await files.uploads.add_part(OWNER, upload.id, _one(b"hello"))
+        second = await files.uploads.add_part(OWNER, upload.id, _one(b"world"))
+        ids = [first.id, second.id] if order == "in order" else [second.id, first.id]
+        done = await files.uploads.complete(OWNER, upload.id, part_ids=ids)
+        assert done.file is not None
+        expected = b"helloworld" if order == "in order" else b"worldhello"
+        assert await read(files, done.file.id) == expected
+        assert list(metadata._inline.values()) == [expected]
+        await files.delete(OWNER, done.file.id)
+        assert metadata._inline == {}
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
