@@ -36,28 +36,19 @@ from ._core import IDEMPOTENCY_WINDOW, Core, file_object
 from .errors import Conflict, FileTooLarge, InvalidFile, InvalidRequest, QuotaExceeded
 from .ids import inline_key, new_file_id, new_storage_key
 from .inputs import check_media_type
-from .metadata.base import FileRecord, InlineFiles, MetadataStore, Quota
+from .metadata.base import FileRecord, Quota
 from .models import FileObject
 from .storage.base import (
     AppendableStorage,
     BlobHasher,
     ComposableStorage,
     ObjectRange,
-    Storage,
     StoredBlob,
     UnfinishedRange,
-    encrypts,
 )
 from .validation import JSONLRules, JSONLValidator
 
-__all__ = [
-    "EMBEDDED_INLINE_MAX",
-    "QUOTA_STEP",
-    "RECORD_AFTER",
-    "PendingUpload",
-    "begin_upload",
-    "check_inline_max",
-]
+__all__ = ["QUOTA_STEP", "RECORD_AFTER", "PendingUpload", "begin_upload"]
 
 log = logging.getLogger("openai_files")
 
@@ -66,28 +57,6 @@ QUOTA_STEP = 8 * 1024 * 1024
 RECORD_AFTER = 256 * 1024
 """Bytes an upload streams before its ``pending`` record is written; a file that ends sooner
 is recorded in one step, after its bytes are stored (`PendingUpload.finish`)."""
-EMBEDDED_INLINE_MAX = 64 * 1024
-"""The ``inline_max`` of the embedded default (`open_embedded`, and ``openai-files serve``
-on local disk or in memory, unencrypted): files of up to 64 KiB kept with their records."""
-
-
-def check_inline_max(inline_max: int, storage: Storage, metadata: MetadataStore) -> None:
-    """`ValueError` unless files of up to ``inline_max`` bytes can be kept by ``metadata``
-    (`FilesService`'s ``inline_max``): an `InlineFiles` store, a file recorded in one step
-    (at most `RECORD_AFTER` bytes) and a storage that does not encrypt."""
-    if not inline_max:
-        return
-    if not 0 < inline_max <= RECORD_AFTER:
-        raise ValueError(f"inline_max must be 0 to {RECORD_AFTER} bytes, not {inline_max}")
-    if not isinstance(metadata, InlineFiles):
-        raise ValueError(
-            f"inline_max needs a metadata store that keeps files (InlineFiles); {metadata!r}"
-        )
-    if encrypts(storage):
-        raise ValueError(
-            "inline_max would keep small files unencrypted in the metadata store; "
-            f"{storage!r} encrypts: use inline_max=0"
-        )
 
 
 async def begin_upload(

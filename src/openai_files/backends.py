@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ._pending_upload import EMBEDDED_INLINE_MAX
+from ._inline import EMBEDDED_INLINE_MAX
 from .metadata.base import DEFAULT_TABLE_PREFIX, MetadataStore
 from .metadata.memory import MemoryMetadataStore
 from .policy import Policy

@@ -37,9 +37,10 @@ from ._clock import Clock
 from ._core import IDEMPOTENCY_WINDOW, Core, file_object
 from ._deferred import validate_stored
 from ._downloads import FileContent, FileStat, download_url, open_content, stat
+from ._inline import check_inline_max
 from ._lifecycle import running
 from ._listing import LIST_BATCH, ListedBatches, list_in_batches
-from ._pending_upload import PendingUpload, begin_upload, check_inline_max
+from ._pending_upload import PendingUpload, begin_upload
 from ._readiness import Readiness, check_backends
 from ._usage import USAGE_PAGE_MAX, list_usage, owner_usage
 from .errors import FileNotFound

@@ -9,7 +9,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from openai_files._pending_upload import EMBEDDED_INLINE_MAX, RECORD_AFTER
+from openai_files._inline import EMBEDDED_INLINE_MAX
+from openai_files._pending_upload import RECORD_AFTER
 from openai_files.cli import build_parser, main
 from openai_files.cli._serve_options import server_settings
 from openai_files.cli._storage_options import inline_max_for

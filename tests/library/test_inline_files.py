@@ -20,7 +20,8 @@ from openai_files import (
     Policy,
     open_embedded,
 )
-from openai_files._pending_upload import EMBEDDED_INLINE_MAX, RECORD_AFTER
+from openai_files._inline import EMBEDDED_INLINE_MAX
+from openai_files._pending_upload import RECORD_AFTER
 from openai_files.errors import BackendUnavailable, FileNotFound, InvalidFile
 from openai_files.ids import is_inline
 from openai_files.metadata.base import FileRecord, InlineFiles, MetadataStore

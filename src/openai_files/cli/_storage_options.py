@@ -115,7 +115,7 @@ def wrap_storage(
 def inline_max_for(args: argparse.Namespace, storage: str) -> int:
     """The service's ``inline_max`` for the storage URL ``storage``: ``--inline-max``, or by
     default `EMBEDDED_INLINE_MAX` on local disk or in memory unless encrypting, else 0."""
-    from .._pending_upload import EMBEDDED_INLINE_MAX  # not for the client's commands
+    from .._inline import EMBEDDED_INLINE_MAX  # not for the client's commands
 
     asked: int | None = getattr(args, "inline_max", None)
     if asked is not None:
