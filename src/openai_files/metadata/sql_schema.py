@@ -108,8 +108,9 @@ class ExactString(TypeDecorator[str]):
 class HexBlob(TypeDecorator[bytes]):
     """MySQL's and MariaDB's ``MEDIUMBLOB`` (up to 16 MiB; a ``BLOB`` holds 64 KiB, less than
     the 256 KiB of the largest small file), its values sent as hex text and turned back into
-    bytes by the server (``UNHEX``): aiomysql escapes a `bytes` parameter with a function that
-    PyMySQL 1.1.1 and later no longer have."""
+    bytes by the server (``UNHEX``): aiomysql (0.3.2) escapes a `bytes` parameter with a
+    function that PyMySQL 1.2.3 and later replace with a placeholder string, so any `bytes`
+    parameter fails there (aio-libs/aiomysql#1080)."""
 
     impl = mysql.MEDIUMBLOB
     cache_ok = True
