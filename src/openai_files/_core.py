@@ -23,7 +23,7 @@ from .inputs import possible_id
 from .metadata.base import FileRecord, InlineFiles, MetadataStore
 from .models import FileObject
 from .policy import DAY, Policy
-from .storage.base import Storage
+from .storage.base import Storage, chained
 
 __all__ = ["IDEMPOTENCY_WINDOW", "Core", "file_object"]
 
@@ -126,7 +126,8 @@ class Core:
         data = kept if kept is not None else await self.inline_files.read_inline(storage_key)
         if data is None:
             raise BlobNotFound(storage_key)
-        return _one_chunk(data[start:end])
+        part = data[start:end]
+        return chained([part] if part else [])
 
     async def delete_bytes(self, storage_key: str) -> None:
         """Remove a file's bytes (from storage, or the metadata store that keeps them)."""
@@ -146,11 +147,6 @@ class Core:
     def _inline_files(self) -> InlineFiles | None:
         # Looked up once: a check against a runtime protocol costs microseconds each time.
         return self.metadata if isinstance(self.metadata, InlineFiles) else None
-
-
-async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
-    if data:
-        yield data
 
 
 def file_object(record: FileRecord) -> FileObject:

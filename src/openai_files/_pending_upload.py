@@ -45,6 +45,7 @@ from .storage.base import (
     ObjectRange,
     StoredBlob,
     UnfinishedRange,
+    chained,
 )
 from .validation import JSONLRules, JSONLValidator
 
@@ -181,7 +182,7 @@ class PendingUpload:
             first, rest = await _first_bytes(metered, self._core.inline_max)
             if rest is None:  # the whole file: its record's insert keeps it (`finish`)
                 return self._keep_inline(b"".join(first))
-            metered = _chained(first, rest)
+            metered = chained(first, rest)
         self._blob = await self._core.storage.put(self.record.storage_key, metered)
         self._etag = self._blob.sha256
         return self._blob
@@ -442,13 +443,6 @@ async def _first_bytes(
         if total > most:
             return first, chunks
     return first, None
-
-
-async def _chained(first: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    for chunk in first:
-        yield chunk
-    async for chunk in rest:
-        yield chunk
 
 
 def _refusal(message: str | None) -> str:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
 
 from .errors import BlobNotFound
 from .metadata.base import MetadataStore
-from .storage.base import Storage
+from .storage.base import Storage, chained
 
 __all__ = ["BackendCheck", "Readiness", "check_backends", "driver_message", "masked"]
 
@@ -92,15 +92,11 @@ async def _probe_metadata(metadata: MetadataStore) -> None:
 async def _probe_storage(storage: Storage, *, write: bool) -> None:
     key = PROBE_KEY
     if write:
-        await storage.put(key, _one_chunk(b"openai-files start-up check\n"))
+        await storage.put(key, chained([b"openai-files start-up check\n"]))
         await storage.delete(key)
         return
     with contextlib.suppress(BlobNotFound):
         await storage.head(key)
-
-
-async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
-    yield data
 
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:@/\s]*):[^@/\s]*@")

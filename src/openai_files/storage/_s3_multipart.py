@@ -25,6 +25,7 @@ import httpx
 
 from ._s3_config import S3Bucket, env_says_true
 from ._sigv4 import Credentials, canonical_query, sign, uri_encode
+from .base import chained
 
 __all__ = [
     "MAX_PARTS",
@@ -154,7 +155,7 @@ class S3Multipart:
         query = {"partNumber": str(number), "uploadId": upload_id}
         headers = {"content-length": str(sum(map(len, pieces)))}
         response = await self._send(
-            "PUT", name, query, headers, _streamed(pieces), unsigned_payload=True
+            "PUT", name, query, headers, chained(pieces), unsigned_payload=True
         )
         etag = str(response.headers.get("etag", "")).strip()
         if not etag:
@@ -285,11 +286,6 @@ class S3Multipart:
             status=response.status_code,
             code=code,
         )
-
-
-async def _streamed(pieces: Sequence[bytes]) -> AsyncIterator[bytes]:
-    for piece in pieces:
-        yield piece
 
 
 def _parse(content: bytes) -> ElementTree.Element | None:

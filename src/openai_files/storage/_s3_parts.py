@@ -10,14 +10,14 @@ the completed object. A stream shorter than that becomes an ordinary object inst
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 
 import anyio
 import anyio.abc
 
 from ..errors import BlobNotFound
 from ._s3_multipart import MIN_PART_SIZE, S3Multipart, S3RequestError
-from .base import BlobHasher, NumberedPut, NumberedSource, StoredBlob
+from .base import BlobHasher, NumberedPut, NumberedSource, StoredBlob, chained
 
 __all__ = ["complete_numbered", "gapless_parts", "numbers_for", "put_numbered"]
 
@@ -79,7 +79,7 @@ async def put_numbered(
                     held_size -= piece
                     await start(body, group)
             if number == first and held_size < MIN_PART_SIZE:
-                stored = await put_small(_each(held))
+                stored = await put_small(chained(held))
                 return NumberedPut(blob=stored, last=None)
             body, held = held, []
             await start(body, group)
@@ -162,11 +162,6 @@ def _cut(chunks: list[bytes], size: int) -> tuple[list[bytes], list[bytes]]:
             return head, tail
         taken += len(chunk)
     return chunks, []
-
-
-async def _each(chunks: list[bytes]) -> AsyncIterator[bytes]:
-    for chunk in chunks:
-        yield chunk
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -25,6 +25,7 @@ __all__ = [
     "StoredBlob",
     "UnfinishedRange",
     "UnhashedPuts",
+    "chained",
     "check_key",
     "encrypts",
     "join_blocks",
@@ -47,6 +48,18 @@ def check_key(key: str) -> str:
     if not _KEY.fullmatch(key) or any(part in {".", ".."} for part in key.split("/")):
         raise ValueError(f"invalid storage key: {key!r}")
     return key
+
+
+async def chained(
+    first: Iterable[bytes], rest: AsyncIterable[bytes] | None = None
+) -> AsyncIterator[bytes]:
+    """The chunks of ``first``, then those of ``rest`` (if any): bytes already in hand, and
+    the stream they were taken from, as the one stream a `Storage` takes or gives."""
+    for chunk in first:
+        yield chunk
+    if rest is not None:
+        async for chunk in rest:
+            yield chunk
 
 
 async def join_blocks(chunks: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:

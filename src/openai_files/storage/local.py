@@ -48,6 +48,7 @@ from .base import (
     ObjectRange,
     StoredBlob,
     UnfinishedRange,
+    chained,
     check_key,
     join_blocks,
 )
@@ -138,7 +139,7 @@ class LocalStorage(CountedPuts):
             )
         handle = await _io(_open_exclusive, temp)
         try:
-            await self._write_all(handle, _chained((first, second), blocks), counter)
+            await self._write_all(handle, chained((first, second), blocks), counter)
             await _io(_finish, handle, temp, path, self._directories)
         except BaseException:
             # Synchronous on purpose: it must run even when the task is being cancelled.
@@ -389,14 +390,6 @@ class LocalStorage(CountedPuts):
                 if modified_before is None or _modified(path) < modified_before:
                     found.append(path)
         return sorted(found)
-
-
-async def _chained(first: Sequence[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The blocks ``first``, then those of ``rest``."""
-    for block in first:
-        yield block
-    async for block in rest:
-        yield block
 
 
 def _no_resource() -> None:
