@@ -312,6 +312,63 @@ async def test_a_failed_commit_runs_each_write_alone(
     assert numbers(engine) == [1, 2, 3]
 
 
+async def test_one_turn_of_the_thread_runs_and_answers_every_group_it_finds(
+    writes: tuple[GroupCommits, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that finds a turn under way costs no job of its own on the writer thread: the
+    turn that is running takes it with the next group, and answers its caller."""
+    group, engine = writes
+    jobs: list[object] = []
+    submit = group._thread.submit
+
+    def counted(job: Any) -> Any:
+        jobs.append(job)
+        return submit(job)
+
+    monkeypatch.setattr(group._thread, "submit", counted)
+    try:
+        outcomes = await queued_together(group, [insert(n) for n in range(1, 9)])
+        assert outcomes == list(range(1, 9))
+        assert len(jobs) == 1  # the blocker's turn, which went on with the eight
+        assert await group.write(insert(9)) == 9  # the thread was idle: a turn of its own
+        assert len(jobs) == 2
+    finally:
+        await group.aclose()
+    assert numbers(engine) == list(range(1, 10))
+
+
+async def test_a_turn_that_cannot_connect_fails_its_writes_and_the_next_write_connects(
+    tmp_path: Path,
+) -> None:
+    """The writer thread opens its connection at its first turn. If that fails, every write
+    that turn would have run fails with the error (none is left waiting for a turn that will
+    not come), and the next write opens a connection again."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'plain.db'}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+    refusals = iter([OSError("no connection")])
+
+    @event.listens_for(engine, "do_connect")
+    def refuse_once(*_arguments: Any) -> None:
+        refusal = next(refusals, None)
+        if refusal is not None:
+            raise refusal
+
+    engine.dispose()
+    group = GroupCommits(engine, "openai-files-sqlite-test-writer")
+    try:
+        outcomes = await asyncio.gather(
+            *(group.write(insert(n)) for n in (1, 2, 3)), return_exceptions=True
+        )
+        assert [str(outcome) for outcome in outcomes] == ["no connection"] * 3
+        assert await group.write(insert(4)) == 4
+        assert await group.write(insert(5)) == 5
+    finally:
+        await group.aclose()
+        engine.dispose()
+    assert numbers(engine) == [4, 5]
+
+
 # -- a small file's create sends its writes to the driver directly -----------------------------
 
 

@@ -29,12 +29,14 @@ savepoints.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+import anyio
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -76,82 +78,122 @@ _REFUSALS = (OpenAIFilesError, IntegrityError)
 
 
 class _Write(Generic[T]):
-    """One write waiting for the writer thread, and its outcome once the thread has run it."""
+    """One write waiting for the writer thread, and its caller's future, settled on the
+    caller's loop once a group has run the write."""
 
-    __slots__ = ("body", "done", "error", "result")
+    __slots__ = ("body", "done", "error", "future", "loop", "result")
 
-    def __init__(self, body: Body[T]) -> None:
+    def __init__(self, body: Body[T], loop: asyncio.AbstractEventLoop) -> None:
         self.body = body
+        self.loop = loop
+        self.future: asyncio.Future[T] = loop.create_future()
         self.done = False
         self.result: T | None = None
         self.error: BaseException | None = None
 
     def settle(self, result: Any = None, error: BaseException | None = None) -> None:
+        """In the writer thread: the outcome, handed to the caller by `_answer`."""
         self.result, self.error, self.done = result, error, True
-
-    def outcome(self) -> T:
-        if self.error is not None:
-            raise self.error
-        return self.result  # type: ignore[return-value]
 
 
 class GroupCommits:
     """Writes on one thread with its connection of ``engine``, committed in groups (see the
-    module)."""
+    module).
+
+    A turn of the thread runs groups until no write waits; a write that finds no turn under
+    way starts one. Each group's callers are answered together, with one call into their
+    loop once the group has committed: a write costs no hand-off of its own to the thread
+    and back, only its share of its group's."""
 
     def __init__(self, engine: Engine, name: str) -> None:
         self._thread = ConnectionThreads(engine, 1, name)
         self._waiting: deque[_Write[Any]] = deque()
         self._lock = threading.Lock()
+        self._turning = False  # a turn is queued or running; under `_lock`
         self._last_commit = -BUSY_WITHIN  # by `time.monotonic`, in the writer thread
 
     async def write(self, body: Body[T]) -> T:
         """Run ``body`` in a transaction (shared with the writes queued beside it), committed
         unless it raises. A cancelled caller waits for the write to end, then is cancelled
         (as `WorkerThreads.run_to_end`): it cannot tell whether the write took effect."""
-        write = _Write(body)
+        write = _Write(body, asyncio.get_running_loop())
         with self._lock:
             self._waiting.append(write)
+            start, self._turning = not self._turning, True
+        if start:
+            self._thread.submit(self._turn).add_done_callback(self._turn_ended)
         try:
-            # The thread runs the writes in the order they came: by the time this call's own
-            # turn has ended, a group has run this write (this turn's, or an earlier one's).
-            await self._thread.run_to_end(self._run_waiting)
-        except BaseException as exc:
-            with self._lock:
-                if not write.done and write in self._waiting:
-                    # The turn failed before it took anything (no connection): not run.
-                    self._waiting.remove(write)
-                    raise
-            if not write.done or isinstance(exc, asyncio.CancelledError):
-                raise  # cancelled: only once the write has ended, whatever its outcome
-        return write.outcome()
+            return await asyncio.shield(write.future)
+        except asyncio.CancelledError:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait((write.future,))
+            raise
 
     async def aclose(self) -> None:
         await self._thread.aclose()
 
-    def _run_waiting(self, connection: Connection) -> None:
-        """In the writer thread: the writes waiting, run as one group (a write alone first
-        waits `COMMIT_DELAY` for others while writes are coming fast)."""
+    def _turn(self, connection: Connection) -> None:
+        """In the writer thread: groups of the writes waiting, run and answered until none
+        is left (a write alone first waits `COMMIT_DELAY` for others while writes are coming
+        fast)."""
+        while True:
+            with self._lock:
+                if not self._waiting:
+                    self._turning = False
+                    return
+                alone = len(self._waiting) == 1
+            if alone and time.monotonic() - self._last_commit < BUSY_WITHIN:
+                time.sleep(COMMIT_DELAY)
+            with self._lock:
+                taken = min(len(self._waiting), GROUP_MOST)
+                group = [self._waiting.popleft() for _ in range(taken)]
+            try:
+                if len(group) == 1:
+                    _alone(connection, group[0])
+                else:
+                    _together(connection, group)
+            except BaseException as exc:
+                for write in group:
+                    if not write.done:
+                        write.settle(error=exc)
+                raise
+            finally:
+                self._last_commit = time.monotonic()
+                _answer(group)
+
+    def _turn_ended(self, turn: asyncio.Future[None]) -> None:
+        """On the loop: a turn that failed (its connection could not be opened, say) ends the
+        writes it left waiting with its error; none is run, as no turn is left to run it."""
+        if turn.cancelled() or turn.exception() is None:
+            return
+        error = turn.exception()
         with self._lock:
-            alone = len(self._waiting) == 1
-        if alone and time.monotonic() - self._last_commit < BUSY_WITHIN:
-            time.sleep(COMMIT_DELAY)
-        with self._lock:
-            group = [self._waiting.popleft() for _ in range(min(len(self._waiting), GROUP_MOST))]
-        if not group:
-            return  # taken by an earlier group
-        try:
-            if len(group) == 1:
-                _alone(connection, group[0])
-            elif group:
-                _together(connection, group)
-        except BaseException as exc:
-            for write in group:
-                if not write.done:
-                    write.settle(error=exc)
-            raise
-        finally:
-            self._last_commit = time.monotonic()
+            stranded = [*self._waiting]
+            self._waiting.clear()
+            self._turning = False
+        for write in stranded:
+            write.settle(error=error)
+        _answer(stranded)
+
+
+def _answer(writes: list[_Write[Any]]) -> None:
+    """Hand the outcomes of ``writes`` to their callers: one call into each caller's loop."""
+    loops: dict[asyncio.AbstractEventLoop, list[_Write[Any]]] = {}
+    for write in writes:
+        loops.setdefault(write.loop, []).append(write)
+    for loop, settled in loops.items():
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(writes: list[_Write[Any]]) -> None:
+    for write in writes:
+        if write.future.cancelled():
+            continue
+        if write.error is None:
+            write.future.set_result(write.result)
+        else:
+            write.future.set_exception(write.error)
 
 
 def _alone(connection: Connection, write: _Write[Any]) -> None:
