@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import AsyncIterator, Iterable
 
 import pytest
@@ -351,3 +353,15 @@ async def test_text_field_with_non_ascii_utf8_is_read_exactly() -> None:
         assert await reader.next_part() == Part(name="note", filename=None, content_type=None)
         assert await reader.read_text("note") == "ünïcödé ✓"
         assert await reader.next_part() is None
+
+
+async def test_a_reader_is_freed_by_reference_counting_alone() -> None:
+    """A reader and its parser form no reference cycle: they are freed as soon as the upload
+    drops them, not left to the garbage collector (whose collections a server pays for)."""
+    gc.collect()
+    reader = reader_of([form(field(b"purpose", b"batch"), file_part(FILE_CONTENT))])
+    assert [part.name for part, _ in await read_all(reader)] == ["purpose", "file"]
+    freed = weakref.ref(reader)
+    del reader
+    assert freed() is None
+    assert gc.collect() == 0

@@ -103,24 +103,24 @@ class MultipartReader:
         self._limits = limits or FormLimits()
         self._max_body = max_body
         self._received = 0
-        self._events: deque[_Event] = deque()
         self._ended = False
-        self._parts = 0
-        self._header_field = bytearray()
-        self._header_value = bytearray()
-        self._headers: dict[bytes, bytes] = {}
+        # The parser's callbacks are methods of `_PartEvents`, not of the reader: the parser
+        # holds them, and a reader that held itself through its parser would be a reference
+        # cycle, left for the garbage collector at the end of every upload.
+        parts = _PartEvents(self._limits)
+        self._events = parts.events
         try:
             self._parser = MultipartParser(
                 boundary,
                 {
-                    "on_part_begin": self._on_part_begin,
-                    "on_header_field": self._on_header_field,
-                    "on_header_value": self._on_header_value,
-                    "on_header_end": self._on_header_end,
-                    "on_headers_finished": self._on_headers_finished,
-                    "on_part_data": self._on_part_data,
-                    "on_part_end": self._on_part_end,
-                    "on_end": self._on_end,
+                    "on_part_begin": parts.on_part_begin,
+                    "on_header_field": parts.on_header_field,
+                    "on_header_value": parts.on_header_value,
+                    "on_header_end": parts.on_header_end,
+                    "on_headers_finished": parts.on_headers_finished,
+                    "on_part_data": parts.on_part_data,
+                    "on_part_end": parts.on_part_end,
+                    "on_end": parts.on_end,
                 },
                 max_header_count=self._limits.max_headers_per_part,
                 max_header_size=self._limits.max_header_size,
@@ -196,9 +196,22 @@ class MultipartReader:
         except MultipartParseError as exc:
             raise MalformedUpload(f"Malformed multipart body: {exc}.") from None
 
-    # python-multipart callbacks: they turn parser events into reader events.
 
-    def _on_part_begin(self) -> None:
+class _PartEvents:
+    """python-multipart's callbacks: they turn the parser's events into the reader's
+    (``events``), within ``limits``."""
+
+    __slots__ = ("_header_field", "_header_value", "_headers", "_limits", "_parts", "events")
+
+    def __init__(self, limits: FormLimits) -> None:
+        self._limits = limits
+        self.events: deque[_Event] = deque()
+        self._parts = 0
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._headers: dict[bytes, bytes] = {}
+
+    def on_part_begin(self) -> None:
         self._parts += 1
         if self._parts > self._limits.max_fields:
             raise MalformedUpload(
@@ -207,13 +220,13 @@ class MultipartReader:
             )
         self._headers = {}
 
-    def _on_header_field(self, data: bytes, start: int, end: int) -> None:
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._header_field += data[start:end]
 
-    def _on_header_value(self, data: bytes, start: int, end: int) -> None:
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
         self._header_value += data[start:end]
 
-    def _on_header_end(self) -> None:
+    def on_header_end(self) -> None:
         name = bytes(self._header_field).strip().lower()
         if name in self._headers:  # two Content-Dispositions could disagree on what a part is
             raise MalformedUpload(f"A part repeats its {name.decode('latin-1')!r} header.")
@@ -221,7 +234,7 @@ class MultipartReader:
         self._header_field.clear()
         self._header_value.clear()
 
-    def _on_headers_finished(self) -> None:
+    def on_headers_finished(self) -> None:
         raw = self._headers.get(b"content-disposition", b"")
         if _QUOTED_PAIR.sub(b"", raw).count(b'"') % 2:
             raise MalformedUpload(
@@ -242,16 +255,16 @@ class MultipartReader:
             )
         except UnicodeDecodeError:
             raise MalformedUpload("A part's name or filename is not valid UTF-8.") from None
-        self._events.append(("part", part))
+        self.events.append(("part", part))
 
-    def _on_part_data(self, data: bytes, start: int, end: int) -> None:
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if start == 0 and end == len(data):
-            self._events.append(("data", data))  # the common case: no copy of the chunk
+            self.events.append(("data", data))  # the common case: no copy of the chunk
         elif end > start:
-            self._events.append(("data", data[start:end]))
+            self.events.append(("data", data[start:end]))
 
-    def _on_part_end(self) -> None:
-        self._events.append(("part_end", None))
+    def on_part_end(self) -> None:
+        self.events.append(("part_end", None))
 
-    def _on_end(self) -> None:
-        self._events.append(("end", None))
+    def on_end(self) -> None:
+        self.events.append(("end", None))
