@@ -26,6 +26,7 @@ from ..http import FilesMetrics, FormLimits
 from ..http.app import create_app
 from ..http.auth import Authenticator, api_key_auth, open_auth
 from ..service import FilesService
+from ._collector import settled_after
 from ._log_format import configure_logging
 from ._operations import admin_key_from
 from ._serve_options import mask, owner_of_key, policy_from_args, server_settings
@@ -93,7 +94,8 @@ def announce(args: argparse.Namespace) -> None:
 
 def build_app(args: argparse.Namespace) -> ASGIApp:
     """The app that ``args`` (the parsed ``serve`` flags) describe, which closes its service
-    when it shuts down; `ValueError` for settings that cannot be served (see
+    when it shuts down and sets the process's garbage collector for serving once it has
+    started (`settled_after`); `ValueError` for settings that cannot be served (see
     `server_settings`, `policy_from_args`)."""
     storage, metadata, keys = server_settings(args)
     policy = policy_from_args(args)
@@ -110,7 +112,7 @@ def build_app(args: argparse.Namespace) -> ASGIApp:
     if metrics:
         service = measured(service)
     auth: Authenticator = api_key_auth(keys) if keys else open_auth()
-    return create_app(
+    app = create_app(
         service,
         auth=auth,
         presigned_downloads=args.presigned_downloads or None,
@@ -125,6 +127,9 @@ def build_app(args: argparse.Namespace) -> ASGIApp:
         metrics=metrics,
         admin_key=admin_key_from(args, os.environ),
     )
+    # This process serves: its garbage collector is set for serving once the app has started.
+    app.router.lifespan_context = settled_after(app.router.lifespan_context)
+    return app
 
 
 def measured(service: FilesService) -> FilesService:
