@@ -36,10 +36,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-import anyio
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from .._worker_threads import settle, wait_to_end
 from ..errors import OpenAIFilesError
 from ._sqlite_threads import ConnectionThreads
 
@@ -122,12 +122,7 @@ class GroupCommits:
             start, self._turning = not self._turning, True
         if start:
             self._thread.submit(self._turn).add_done_callback(self._turn_ended)
-        try:
-            return await asyncio.shield(write.future)
-        except asyncio.CancelledError:
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait((write.future,))
-            raise
+        return await wait_to_end(write.future)
 
     async def aclose(self) -> None:
         await self._thread.aclose()
@@ -188,12 +183,7 @@ def _answer(writes: list[_Write[Any]]) -> None:
 
 def _settle(writes: list[_Write[Any]]) -> None:
     for write in writes:
-        if write.future.cancelled():
-            continue
-        if write.error is None:
-            write.future.set_result(write.result)
-        else:
-            write.future.set_exception(write.error)
+        settle(write.future, write.result, write.error)
 
 
 def _alone(connection: Connection, write: _Write[Any]) -> None:
