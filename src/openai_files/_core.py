@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TypeVar
 
 from ._checks import checked_owner
 from ._clock import Clock
@@ -25,7 +26,9 @@ from .models import FileObject
 from .policy import DAY, Policy
 from .storage.base import Storage, chained
 
-__all__ = ["IDEMPOTENCY_WINDOW", "Core", "file_object"]
+__all__ = ["IDEMPOTENCY_WINDOW", "Core", "check_id", "file_object", "found"]
+
+_T = TypeVar("_T")
 
 log = logging.getLogger("openai_files")
 
@@ -57,26 +60,20 @@ class Core:
 
     async def visible(self, owner: str, file_id: str) -> FileRecord:
         """The record of a file the owner can see now, or `FileNotFound`."""
-        if not possible_id(file_id):
-            raise FileNotFound(file_id)
+        check_id(file_id)
         record = await self.metadata.get(checked_owner(owner), file_id, now=self.now())
-        if record is None:
-            raise FileNotFound(file_id)
-        return record
+        return found(file_id, record)
 
     async def retrieve(self, owner: str, file_id: str) -> FileObject:
         """The file, as `FilesService.retrieve` returns it."""
-        if not possible_id(file_id):
-            raise FileNotFound(file_id)
+        check_id(file_id)
         record = await self.metadata.get(
             checked_owner(owner),
             file_id,
             now=self.now(),
             include_deleted=self.policy.soft_delete,
         )
-        if record is None:
-            raise FileNotFound(file_id)
-        return file_object(record)
+        return file_object(found(file_id, record))
 
     def expires_at(self, record: FileRecord, purpose: str, expires_after: int | None) -> int | None:
         """When a file created as ``record`` expires: ``expires_after`` seconds after its
@@ -109,12 +106,9 @@ class Core:
         record in one round trip where small files are kept (``inline_max``); else None."""
         if not self.inline_max:
             return await self.visible(owner, file_id), None
-        if not possible_id(file_id):
-            raise FileNotFound(file_id)
-        found = await self.inline_files.get_inline(checked_owner(owner), file_id, now=self.now())
-        if found is None:
-            raise FileNotFound(file_id)
-        return found
+        check_id(file_id)
+        kept = await self.inline_files.get_inline(checked_owner(owner), file_id, now=self.now())
+        return found(file_id, kept)
 
     async def read_bytes(
         self, storage_key: str, *, start: int, end: int, kept: bytes | None = None
@@ -161,3 +155,16 @@ def file_object(record: FileRecord) -> FileObject:
         status_details=record.status_details,
         expires_at=record.expires_at,
     )
+
+
+def check_id(file_id: str) -> None:
+    """`FileNotFound` for an id no file can have, before any backend is asked."""
+    if not possible_id(file_id):
+        raise FileNotFound(file_id)
+
+
+def found(file_id: str, found: _T | None) -> _T:
+    """What a look-up of ``file_id`` found; `FileNotFound` when it found nothing."""
+    if found is None:
+        raise FileNotFound(file_id)
+    return found

@@ -3,9 +3,8 @@ against its purpose's JSONL rules when a batch first uses it, and its verdict re
 
 from __future__ import annotations
 
-from ._core import Core, file_object
+from ._core import Core, file_object, found
 from ._downloads import open_content
-from .errors import FileNotFound
 from .metadata.base import StatusUpdates
 from .models import FileObject
 from .validation import JSONLValidator
@@ -35,6 +34,4 @@ async def validate_stored(core: Core, owner: str, file_id: str) -> FileObject:
         details=None if result.ok else result.message,
         now=core.now(),
     )
-    if checked is None:
-        raise FileNotFound(file_id)
-    return file_object(checked)
+    return file_object(found(file_id, checked))

@@ -34,7 +34,7 @@ from ._checks import (
     checked_owner,
 )
 from ._clock import Clock
-from ._core import IDEMPOTENCY_WINDOW, Core, file_object
+from ._core import IDEMPOTENCY_WINDOW, Core, check_id, file_object, found
 from ._deferred import validate_stored
 from ._downloads import FileContent, FileStat, download_url, open_content, stat
 from ._inline import check_inline_max
@@ -343,12 +343,10 @@ class FilesService:
 
         `Conflict` while a batch holds the file; `FileNotFound` if it is not visible.
         """
-        if not possible_id(file_id):
-            raise FileNotFound(file_id)
+        check_id(file_id)
         core = self._core
-        record = await self.metadata.begin_delete(checked_owner(owner), file_id, now=core.now())
-        if record is None:
-            raise FileNotFound(file_id)
+        begun = await self.metadata.begin_delete(checked_owner(owner), file_id, now=core.now())
+        record = found(file_id, begun)
         with anyio.CancelScope(shield=True):
             await core.purge(record, keep_record=self.policy.soft_delete)
         await core.emit("deleted", owner, file_object(record))
