@@ -1,5 +1,6 @@
 """Group commit on the SQLite store: the writes that queue while the writer thread is busy are
-committed together, in one transaction, each in a savepoint. What must hold: every write of a
+committed together, in one transaction (with a savepoint per write only once one refuses).
+What must hold: every write of a
 group is committed and answered, a refused write (quota, conflict, key taken) and a failing
 one do not fail the others, a quota and an idempotency key decide as they do one write at a
 time, and a caller is answered only once its group has committed."""
@@ -290,13 +291,48 @@ async def test_a_rollback_in_a_group_undoes_that_write_only(
     assert numbers(engine) == [1, 2]
 
 
+async def test_a_group_takes_savepoints_only_once_a_write_refuses(
+    writes: tuple[GroupCommits, Any],
+) -> None:
+    """A savepoint costs two statements a write: a group runs without them, and only when one
+    of its writes refuses is it rolled back and run again, each write in a savepoint."""
+    group, engine = writes
+    statements: list[str] = []
+    runs: list[int] = []
+
+    @event.listens_for(engine, "checkout")
+    def traced(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        dbapi_connection.set_trace_callback(statements.append)
+
+    def refusing(connection: Connection) -> int:
+        runs.append(1)
+        connection.execute(text("INSERT INTO t (n) VALUES (50)"))
+        raise Conflict("taken")
+
+    def savepoints() -> int:
+        return sum(statement.startswith("SAVEPOINT") for statement in statements)
+
+    try:
+        assert await queued_together(group, [insert(1), insert(2), insert(3)]) == [1, 2, 3]
+        assert any(statement.startswith("INSERT") for statement in statements)  # traced
+        assert savepoints() == 0
+        outcomes = await queued_together(group, [insert(4), refusing, insert(5)])
+    finally:
+        await group.aclose()
+    assert outcomes[0::2] == [4, 5]
+    assert isinstance(outcomes[1], Conflict)
+    assert len(runs) == 2  # without savepoints, then again with them
+    assert savepoints() == 3
+    assert numbers(engine) == [1, 2, 3, 4, 5]
+
+
 async def test_a_failed_commit_runs_each_write_alone(
     writes: tuple[GroupCommits, Any],
 ) -> None:
     """A group whose commit fails is run again, one write at a time: none of its writes sees
     the group's failure."""
     group, engine = writes
-    failures = iter([True])  # the first commit with a savepoint-wrapped group fails
+    failures = iter([True])  # the group's first commit fails
 
     @event.listens_for(engine, "commit")
     def fail_once(connection: Any) -> None:

@@ -8,8 +8,8 @@ rows may be given as the statement itself (`Runner.rows`), which a runner may ru
   reads on `SQLITE_READERS` threads side by side, writes on one writer thread, one after
   another, each starting with ``BEGIN IMMEDIATE``, so writers in this process never wait on
   each other in SQLite's busy handler (the busy timeout remains for writers in other
-  processes); the writes that queue while the writer is busy are committed together, each in
-  a savepoint of one transaction, with one flush of the write-ahead log
+  processes); the writes that queue while the writer is busy are committed together, in
+  one transaction, with one flush of the write-ahead log
   (``_sqlite_group_commit``). An operation costs the event loop one hand-off each way.
   `Runner.rows` runs the statement compiled once on the driver's connection directly
   (``_sql_prepared``).

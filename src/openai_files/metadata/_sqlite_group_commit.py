@@ -2,13 +2,16 @@
 while it is busy are run together, in one transaction with one flush of the write-ahead log.
 
 Each write is a body (``_sql_runners``) that would otherwise be one transaction of its own.
-A group is run in order, each body inside a ``SAVEPOINT`` of one ``BEGIN IMMEDIATE``
-transaction, and committed once; every caller is answered only after that commit, so a write
-that returns is as durable as before. What each write keeps:
+A group is run in order in one ``BEGIN IMMEDIATE`` transaction and committed once; every
+caller is answered only after that commit, so a write that returns is as durable as before.
+What each write keeps:
 
 - its own outcome: a body that raises `Rollback`, a library error (`OpenAIFilesError`: a
   quota refused, a conflict) or an `IntegrityError` (an idempotency key taken) has its
-  savepoint rolled back, and only its caller sees the result or the error; the others commit;
+  changes undone, and only its caller sees the result or the error; the others commit. A
+  group runs first without savepoints (two statements less per write, about an eighth of a
+  small upload's CPU on the writer thread); if a body refuses, the group is rolled back and
+  run again with each body in a ``SAVEPOINT``, so that only the refused body's is undone;
 - its atomicity and isolation: a body sees the rows the bodies before it in the group wrote,
   exactly as if the writes had run one after another, which they do (a conditional update
   that decides a quota or a delete sees every earlier write of the group);
@@ -195,36 +198,58 @@ def _alone(connection: Connection, write: _Write[Any]) -> None:
 
 
 def _together(connection: Connection, group: list[_Write[Any]]) -> None:
-    """The writes of ``group`` in one transaction, each in a savepoint; if anything but a
-    refusal fails, each alone instead."""
-    driver = connection.connection.dbapi_connection
-    assert driver is not None
+    """The writes of ``group`` in one transaction. Run first without savepoints; if a write
+    refuses, the group is rolled back and run again with each write in a savepoint of its
+    own, so that only the refused write is undone. If anything but a refusal fails, each
+    write runs alone instead."""
     outcomes: list[tuple[Any, BaseException | None]] = []
-    try:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-        for write in group:
-            driver.execute(f"SAVEPOINT {_SAVEPOINT}")
-            try:
-                result = write.body(connection)
-            except Rollback as undo:
-                _undo(driver)
-                outcomes.append((undo.result, None))
-            except _REFUSALS as refused:
-                _undo(driver)
-                outcomes.append((None, refused))
-            else:
-                driver.execute(f"RELEASE {_SAVEPOINT}")
-                outcomes.append((result, None))
-        connection.commit()
-    except Exception:
-        end_transaction(connection)
-        for write in group:
-            _alone(connection, write)
-        return
-    finally:
-        end_transaction(connection)
+    for savepoints in (False, True):
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            outcomes = [_run(connection, write, savepoints) for write in group]
+            connection.commit()
+        except _Refused:
+            continue
+        except Exception:
+            end_transaction(connection)
+            for write in group:
+                _alone(connection, write)
+            return
+        finally:
+            end_transaction(connection)
+        break
     for write, (result, error) in zip(group, outcomes, strict=True):
         write.settle(result, error)
+
+
+class _Refused(Exception):
+    """A write of a group run without savepoints refused: the group is run again with them."""
+
+
+def _run(
+    connection: Connection, write: _Write[Any], savepoint: bool
+) -> tuple[Any, BaseException | None]:
+    """The outcome of ``write`` in the group's transaction: its result, or the refusal it
+    raised (`_REFUSALS`), undone by its savepoint; without ``savepoint``, a refusal is
+    `_Refused`."""
+    if not savepoint:
+        try:
+            return write.body(connection), None
+        except (Rollback, *_REFUSALS):
+            raise _Refused from None
+    driver = connection.connection.dbapi_connection
+    assert driver is not None
+    driver.execute(f"SAVEPOINT {_SAVEPOINT}")
+    try:
+        result = write.body(connection)
+    except Rollback as undo:
+        _undo(driver)
+        return undo.result, None
+    except _REFUSALS as refused:
+        _undo(driver)
+        return None, refused
+    driver.execute(f"RELEASE {_SAVEPOINT}")
+    return result, None
 
 
 def _undo(driver: Any) -> None:
