@@ -355,17 +355,22 @@ async def test_one_turn_of_the_thread_runs_and_answers_every_group_it_finds(
     turn that is running takes it with the next group, and answers its caller."""
     group, engine = writes
     jobs: list[object] = []
+    turns: list[asyncio.Future[None]] = []
     submit = group._thread.submit
 
     def counted(job: Any) -> Any:
         jobs.append(job)
-        return submit(job)
+        turns.append(submit(job))
+        return turns[-1]
 
     monkeypatch.setattr(group._thread, "submit", counted)
     try:
         outcomes = await queued_together(group, [insert(n) for n in range(1, 9)])
         assert outcomes == list(range(1, 9))
         assert len(jobs) == 1  # the blocker's turn, which went on with the eight
+        # The turn ends just after it answers; a write that came before would join it.
+        with anyio.fail_after(5):
+            await turns[0]
         assert await group.write(insert(9)) == 9  # the thread was idle: a turn of its own
         assert len(jobs) == 2
     finally:
