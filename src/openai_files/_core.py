@@ -163,8 +163,9 @@ def check_id(file_id: str) -> None:
         raise FileNotFound(file_id)
 
 
-def found(file_id: str, found: _T | None) -> _T:
-    """What a look-up of ``file_id`` found; `FileNotFound` when it found nothing."""
-    if found is None:
+def found(file_id: str, looked_up: _T | None) -> _T:
+    """What a look-up of ``file_id`` found (``looked_up``); `FileNotFound` when it found
+    nothing."""
+    if looked_up is None:
         raise FileNotFound(file_id)
-    return found
+    return looked_up
