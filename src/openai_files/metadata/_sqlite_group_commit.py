@@ -202,41 +202,55 @@ def _together(connection: Connection, group: list[_Write[Any]]) -> None:
     refuses, the group is rolled back and run again with each write in a savepoint of its
     own, so that only the refused write is undone. If anything but a refusal fails, each
     write runs alone instead."""
-    outcomes: list[tuple[Any, BaseException | None]] = []
-    for savepoints in (False, True):
+    try:
         try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-            outcomes = [_run(connection, write, savepoints) for write in group]
-            connection.commit()
+            outcomes = _in_one_transaction(connection, group, _unguarded)
         except _Refused:
-            continue
-        except Exception:
-            end_transaction(connection)
-            for write in group:
-                _alone(connection, write)
-            return
-        finally:
-            end_transaction(connection)
-        break
+            outcomes = _in_one_transaction(connection, group, _in_savepoint)
+    except Exception:
+        for write in group:
+            _alone(connection, write)
+        return
     for write, (result, error) in zip(group, outcomes, strict=True):
         write.settle(result, error)
+
+
+Outcome = tuple[Any, BaseException | None]
+"""What a write of a group gave: its result, or the refusal its caller sees."""
+
+
+def _in_one_transaction(
+    connection: Connection,
+    group: list[_Write[Any]],
+    run: Callable[[Connection, _Write[Any]], Outcome],
+) -> list[Outcome]:
+    """Each write of ``group`` by ``run``, in one ``BEGIN IMMEDIATE`` transaction, committed;
+    whatever is left open is rolled back however it ends."""
+    try:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        outcomes = [run(connection, write) for write in group]
+        connection.commit()
+        return outcomes
+    finally:
+        end_transaction(connection)
 
 
 class _Refused(Exception):
     """A write of a group run without savepoints refused: the group is run again with them."""
 
 
-def _run(
-    connection: Connection, write: _Write[Any], savepoint: bool
-) -> tuple[Any, BaseException | None]:
-    """The outcome of ``write`` in the group's transaction: its result, or the refusal it
-    raised (`_REFUSALS`), undone by its savepoint; without ``savepoint``, a refusal is
-    `_Refused`."""
-    if not savepoint:
-        try:
-            return write.body(connection), None
-        except (Rollback, *_REFUSALS):
-            raise _Refused from None
+def _unguarded(connection: Connection, write: _Write[Any]) -> Outcome:
+    """The result of ``write``; a refusal (`Rollback`, `_REFUSALS`) is `_Refused`, as no
+    savepoint can undo it alone."""
+    try:
+        return write.body(connection), None
+    except (Rollback, *_REFUSALS):
+        raise _Refused from None
+
+
+def _in_savepoint(connection: Connection, write: _Write[Any]) -> Outcome:
+    """The outcome of ``write`` in a savepoint of its own: its result, or the refusal it
+    raised (`_REFUSALS`), undone by the savepoint (`Rollback`: quietly, with its result)."""
     driver = connection.connection.dbapi_connection
     assert driver is not None
     driver.execute(f"SAVEPOINT {_SAVEPOINT}")
