@@ -1,7 +1,7 @@
 """On PostgreSQL a file's `insert` without an idempotency key is one statement, committed by the
-server on its own (`Statements.insert_counted`): the owner's usage row grown under the quota,
-the file row written and, for an active file, the owner's count of active files of its purpose
-grown, or none of them. Whatever it cannot do (the owner's first file, a quota that refuses,
+server on its own (`OneStatementWrites.insert_counted`): the owner's usage row grown under the
+quota, the file row written and, for an active file, the owner's count of active files of its
+purpose grown, or none of them. Whatever it cannot do (the owner's first file, a quota that refuses,
 an id that exists) it leaves unchanged, and the insert's transaction does it or says why, as
 on every other database. Counted as in test_sql_round_trips; no timing is asserted."""
 

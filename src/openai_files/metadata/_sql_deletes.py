@@ -26,13 +26,13 @@ class SQLFileDeletes(SQLFileRecords):
         """A conditional UPDATE first (visible and unheld), returning the row where the database
         can (else read back), so concurrent deleters and holders serialise on the row's lock;
         the usage row shrinks in the same transaction. On PostgreSQL the three are one
-        statement (`Statements.mark_deleting_counted`); when it marks nothing, the transaction
-        runs and says why (held: `Conflict`; not visible: None)."""
+        statement (`OneStatementWrites.mark_deleting_counted`); when it marks nothing, the
+        transaction runs and says why (held: `Conflict`; not visible: None)."""
         statements = self._statements
         mine = {"b_id": file_id, "b_owner": owner, "now": now}
         returning = self.engine.dialect.update_returning  # not on MariaDB: read it back
-        if self._dialect == "postgresql":
-            rows = await self._written(statements.mark_deleting_counted(), mine)
+        if self._one_statement is not None:
+            rows = await self._written(self._one_statement.mark_deleting_counted(), mine)
             if rows:
                 return file_record(rows[0][: len(self._files.c)])
 
@@ -66,8 +66,9 @@ class SQLFileDeletes(SQLFileRecords):
         files, holds, statements = self._files, self.tables.holds, self._statements
         mine = {"b_id": file_id, "b_owner": owner}
         finish = statements.finish_deleting(keep_record)
-        if self._dialect == "postgresql":  # on the driver directly
-            rows = await self._written(statements.finish_deleting_counted(keep_record), mine)
+        if self._one_statement is not None:  # on the driver directly
+            counted = self._one_statement.finish_deleting_counted(keep_record)
+            rows = await self._written(counted, mine)
             if rows is not None and rows[0][0] == 1:
                 return
         elif await self._changed_alone(finish, mine) == 1:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import BackendUnavailable, InvalidRequest, OpenAIFilesError
 from ._mysql_autocommit import autocommit_settings, use_autocommit
+from ._sql_one_statement import OneStatementWrites
 from ._sql_runners import (
     AsyncRunner,
     Body,
@@ -71,6 +72,11 @@ class SQLEngine:
         self._files = self.tables.files
         self._dialect = self.engine.dialect.name
         self._statements = Statements(self.tables, self._dialect)
+        self._one_statement = (
+            OneStatementWrites(self.tables, self._statements)
+            if self._dialect == "postgresql"
+            else None
+        )
         self._ready = False
         self._ready_lock = anyio.Lock()
 

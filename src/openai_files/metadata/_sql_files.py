@@ -139,16 +139,16 @@ class SQLFileRecords(SQLEngine):
     async def _insert_counted(
         self, record: FileRecord, quota: Quota | None, data: bytes | None
     ) -> bool:
-        """On PostgreSQL, `insert` without a key in one statement (`Statements.insert_counted`,
-        with ``data`` when it is not None):
+        """On PostgreSQL, `insert` without a key in one statement
+        (`OneStatementWrites.insert_counted`, with ``data`` when it is not None):
         True if the owner's usage row was grown under ``quota`` and the row written with its
         count. False if it changed nothing: another database, the owner's first file (no usage
         row yet), a quota that refuses it, or a statement the database refused (an id that
         exists, say); `insert` then does it in a transaction, which says why."""
-        if self._dialect != "postgresql":
+        if self._one_statement is None:
             return False
         caps = quota_caps(quota, 1, record.bytes)
-        query = self._statements.insert_counted(
+        query = self._one_statement.insert_counted(
             "max_files" in caps, "max_bytes" in caps, record.state == "active", data is not None
         )
         values = file_row(record) | caps

@@ -19,13 +19,12 @@ one then costs a lookup in SQLAlchemy's compiled cache, not a new statement to b
   its parts;
 - `Statements.insert_file`, `Statements.reserved`, `Statements.activate`: a file row written,
   and, at the commit of an upload, the bytes it reserved read and the row made active;
-  `Statements.insert_counted`: on PostgreSQL, a file row written with its usage and count in
-  one statement;
 - `Statements.mark_deleting`, `Statements.owned`, `Statements.visible_id`, `Statements.drop`,
-  `Statements.finish_deleting`: the delete of a file; `Statements.mark_deleting_counted` and
-  `Statements.finish_deleting_counted`: on PostgreSQL, its row marked with its usage and count
-  in one statement, and removed by a query that says whether it was; `Statements.claim`: a
-  sweeper's claim of one.
+  `Statements.finish_deleting`: the delete of a file; `Statements.claim`: a sweeper's claim of
+  one.
+
+On PostgreSQL, a create and a delete are one statement each: `OneStatementWrites`
+(``_sql_one_statement``) builds them from these.
 
 Parameters named like a column are the values the statement writes to that column; the others
 (``b_id``, ``b_owner``, ...) are what it matches.
@@ -49,15 +48,11 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    literal,
     or_,
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
-from sqlalchemy.types import LargeBinary, TypeDecorator
 
 from .base import Order
 from .sql_schema import Tables, insert_adding, insert_ignoring_duplicates
@@ -71,17 +66,6 @@ def visible(files: Table, now: int | BindParameter[int]) -> ColumnElement[bool]:
         files.c.state == "active",
         or_(files.c.expires_at.is_(None), files.c.expires_at > now, files.c.hold_count > 0),
     )
-
-
-class _Bytes(TypeDecorator[bytes]):
-    """PostgreSQL's ``bytea`` for a parameter that is `bytes` already: asyncpg's dialect wraps
-    each value in ``Binary`` (a no-op there), which would keep the statement off the driver."""
-
-    impl = LargeBinary
-    cache_ok = True
-
-    def bind_processor(self, dialect: Dialect) -> None:
-        return None
 
 
 class Statements:
@@ -273,67 +257,6 @@ class Statements:
         return delete(kept).where(kept.c.storage_key == bindparam("b_key"))
 
     @cache  # noqa: B019
-    def insert_counted(
-        self, max_files: bool, max_bytes: bool, active: bool, inline: bool = False
-    ) -> Select[Any]:
-        """PostgreSQL only: a file row written (from the parameters named like columns) in one
-        statement with the owner's usage row grown by one file and ``bytes`` under
-        ``max_files``/``max_bytes``, ``active``, the owner's count of active files of its
-        purpose grown by one, and ``inline``, the file's bytes (``data``) kept under its
-        ``storage_key``; nothing is written unless the usage row was. Its row: how many usage
-        rows were grown (0 or 1) and files written.
-
-        One statement is one transaction, committed by the server: a round trip, where the
-        same writes in a transaction take five (``BEGIN``, three statements, ``COMMIT``). Its
-        data-modifying parts run on one snapshot, each after the one it reads the ``RETURNING``
-        of: the usage row's update (locking it, its quota checked on its latest version), then
-        the file row, then the count."""
-        usage, files, counts = self._usage, self._files, self._counts
-        size = bindparam("bytes", type_=BigInteger)
-        grow = update(usage).where(usage.c.owner == bindparam("owner"))
-        if max_files:
-            grow = grow.where(usage.c.files + 1 <= bindparam("max_files", type_=BigInteger))
-        if max_bytes:
-            grow = grow.where(usage.c.bytes + size <= bindparam("max_bytes", type_=BigInteger))
-        grown = (
-            grow.values(files=usage.c.files + 1, bytes=usage.c.bytes + size)
-            .returning(usage.c.owner)
-            .cte("grown")
-        )
-        values = [bindparam(column.name, type_=column.type) for column in files.c]
-        row = select(*values).where(select(grown.c.owner).exists())
-        written = insert(files).from_select(list(files.c), row).returning(files.c.id).cte("written")
-        parts = [grown, written]
-        if active:
-            counted = postgresql.insert(counts).from_select(
-                [counts.c.owner, counts.c.purpose, counts.c.files],
-                select(
-                    bindparam("owner", type_=counts.c.owner.type),
-                    bindparam("purpose", type_=counts.c.purpose.type),
-                    literal(1, BigInteger),
-                ).where(select(written.c.id).exists()),
-            )
-            parts.append(
-                counted.on_conflict_do_update(
-                    index_elements=[part.name for part in counts.primary_key],
-                    set_={"files": counts.c.files + counted.excluded.files},
-                )
-                .returning(counts.c.owner)
-                .cte("counted")
-            )
-        if inline:
-            kept = self._bytes
-            data = select(
-                bindparam("storage_key", type_=kept.c.storage_key.type),
-                bindparam("data", type_=_Bytes()),
-            ).where(select(literal(1)).select_from(parts[-1]).exists())
-            kept_row = insert(kept).from_select(["storage_key", "data"], data)
-            parts.append(kept_row.returning(kept.c.storage_key).cte("kept"))
-        grown_rows = select(func.count()).select_from(grown).scalar_subquery()
-        written_rows = select(func.count()).select_from(parts[-1]).scalar_subquery()
-        return select(grown_rows, written_rows)
-
-    @cache  # noqa: B019
     def reserved(self) -> Select[Any]:
         files = self._files
         return select(files.c.bytes).where(_mine(files), files.c.state == "pending")
@@ -359,44 +282,6 @@ class Statements:
             .values(state="deleting", changed_at=now)
         )
         return mark.returning(*files.c) if returning else mark
-
-    @cache  # noqa: B019
-    def mark_deleting_counted(self) -> Select[Any]:
-        """PostgreSQL only: `mark_deleting` in one statement with the owner's usage row shrunk
-        by the file (one file, its ``bytes``) and the owner's count of active files of its
-        purpose by one. Its rows: the row marked, every column of the files table in order,
-        then how many usage rows and counts were changed; none if nothing was marked (the
-        caller then does it in a transaction, which says why).
-
-        One statement is one transaction, committed by the server: a round trip, where the
-        same writes in a transaction take five (``BEGIN``, three statements, ``COMMIT``). Its
-        parts take the locks in the transaction's order: the file row's (so deleters and
-        holders serialise on it), then the usage row's, then the count's."""
-        usage, counts = self._usage, self._counts
-        marked = self.mark_deleting(True).cte("marked")
-        shrunk = (
-            update(usage)
-            .where(usage.c.owner == marked.c.owner)
-            .values(files=usage.c.files - 1, bytes=usage.c.bytes - marked.c.bytes)
-            .returning(usage.c.owner)
-            .cte("shrunk")
-        )
-        less = postgresql.insert(counts).from_select(
-            [counts.c.owner, counts.c.purpose, counts.c.files],
-            select(marked.c.owner, marked.c.purpose, literal(-1, BigInteger)),
-        )
-        uncounted = (
-            less.on_conflict_do_update(
-                index_elements=[part.name for part in counts.primary_key],
-                set_={"files": counts.c.files + less.excluded.files},
-            )
-            .returning(counts.c.owner)
-            .cte("uncounted")
-        )
-        changed = [
-            select(func.count()).select_from(part).scalar_subquery() for part in (shrunk, uncounted)
-        ]
-        return select(*marked.c, *changed)
 
     @cache  # noqa: B019
     def claim(self) -> Update:
@@ -433,14 +318,6 @@ class Statements:
         if keep_record:
             return update(files).where(deleting).values(state="deleted", status="deleted")
         return delete(files).where(deleting)
-
-    @cache  # noqa: B019
-    def finish_deleting_counted(self, keep_record: bool) -> Select[Any]:
-        """PostgreSQL only: `finish_deleting` as a query whose one row is how many rows it
-        changed (0 or 1), to run on the driver directly, committed on its own."""
-        files = self._files
-        finished = self.finish_deleting(keep_record).returning(files.c.id).cte("finished")
-        return select(func.count()).select_from(finished)
 
     @cache  # noqa: B019
     def drop(self) -> Delete:
