@@ -161,7 +161,7 @@ MUTANTS = [
     ),
     mutant(
         "record-expiry-exclusive",
-        "metadata/base.py",
+        "metadata/_records.py",
         "now >= self.expires_at",
         "now > self.expires_at",
         CONFORMANCE,
@@ -169,7 +169,7 @@ MUTANTS = [
     ),
     mutant(
         "record-hold-ignored",
-        "metadata/base.py",
+        "metadata/_records.py",
         'self.state == "active" and (self.hold_count > 0 or not self.expired_at(now))',
         'self.state == "active" and not self.expired_at(now)',
         CONFORMANCE,
