@@ -19,7 +19,13 @@ with uncommitted changes: `harness.results`). The exit status is 1 when a target
 when a service is missing. ``--quick`` runs every benchmark at smoke-test sizes, whose figures
 say nothing about performance: no target is judged, and the exit status is 0 unless something
 broke. ``--glibc-defaults`` runs the servers with glibc's adaptive malloc thresholds (see
-`harness.PINNED`).
+`harness.PINNED`). ``--pause SECONDS`` leaves the machine idle that long between two
+benchmarks, so that one's cleanup (gigabytes or thousands of files deleted, their writeback)
+is not measured in the next one's figures; on a filesystem without a journal,
+`harness.disk.QUIET_MINUTES` (360 s) is what the next one's file creations need.
+
+The order puts the download first: it reads from the page cache, which the upload
+benchmark's gigabytes written and deleted leave slow for minutes on a small VM.
 """
 
 from __future__ import annotations
@@ -74,8 +80,8 @@ class Benchmark:
 
 
 BENCHMARKS = (
-    Benchmark(upload, "embedded"),
     Benchmark(download, "embedded"),
+    Benchmark(upload, "embedded"),
     Benchmark(encryption, "embedded", check=encryption.unavailable),
     Benchmark(list_page, "embedded"),
     Benchmark(s3_transfer, "replicated", check=s3_transfer.unavailable),
@@ -122,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip a benchmark whose service or tool (moto, PostgreSQL, wrk, Python 3.12 for "
         "ogx) is missing, saying why, instead of stopping",
     )
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="seconds to leave the machine idle between two benchmarks (0)",
+    )
     add_postgres_option(parser)
     add_allocator_option(parser)
     add_results_option(parser)
@@ -166,7 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     reports: list[Report] = []
     judged = not options.quick
-    for benchmark, benchmark_options in planned:
+    for index, (benchmark, benchmark_options) in enumerate(planned):
+        if index and options.pause > 0:
+            print(f"\npausing {options.pause:g} s before {benchmark.name}", flush=True)
+            time.sleep(options.pause)
         report = benchmark.module.run(benchmark_options)
         report.print(judged=judged)
         reports.append(report)

@@ -114,6 +114,26 @@ def test_run_all_quick_judges_nothing_and_a_full_run_judges_every_target(
     assert all(name.startswith("bench-") for name in saved)
 
 
+def test_run_all_pauses_between_benchmarks_not_before_the_first(tmp_path: Path) -> None:
+    two = RUN_ALL_WITH_A_STUB.replace(
+        'run_all.BENCHMARKS = (run_all.Benchmark(stub, "embedded"),)',
+        'second = SimpleNamespace(__name__="second", parse_args=parse_args, run=run)\n'
+        "    run_all.BENCHMARKS = (\n"
+        '        run_all.Benchmark(stub, "embedded"), run_all.Benchmark(second, "embedded")\n'
+        "    )",
+    )
+    done = run_python(two.replace("ARGUMENTS", "['--quick', '--pause', '0.2']"), tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("pausing") == 1, done.stdout
+    first, _, rest = done.stdout.partition("pausing 0.2 s before second")
+    assert first.count("== stub") == 1, done.stdout  # the first report, then the pause
+    assert rest.count("== stub") == 1, done.stdout
+    assert "== summary" in rest, done.stdout
+    unpaused = run_python(two.replace("ARGUMENTS", "['--quick']"), tmp_path)
+    assert unpaused.returncode == 0, unpaused.stdout + unpaused.stderr
+    assert "pausing" not in unpaused.stdout, unpaused.stdout
+
+
 def test_the_docs_show_what_the_committed_results_files_hold(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "render_docs.py"), "--check"],
