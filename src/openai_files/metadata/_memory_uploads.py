@@ -33,6 +33,13 @@ class MemoryUploadRecords(ABC):
     def _usage(self, owner: str) -> Usage:
         """The owner's usage: the store's own, which counts its files and these uploads."""
 
+    def _fits(self, owner: str, size: int, quota: Quota | None) -> bool:
+        """Whether ``size`` more bytes of the owner's stay within ``quota`` (None: no bound)."""
+        if quota is None:
+            return True
+        usage = self._usage(owner)
+        return quota.allows(usage.files, usage.bytes + size)
+
     async def create_upload(self, upload: UploadRecord, *, max_open: int | None = None) -> None:
         """Keep the upload in a dict, its running totals at zero; open uploads are counted from
         the dict against ``max_open``."""
@@ -88,12 +95,8 @@ class MemoryUploadRecords(ABC):
     ) -> bool:
         """Grow the pending upload's ``reserved``, which the usage counts, if ``quota`` allows."""
         upload = await self.get_upload(owner, upload_id)
-        if upload is None or upload.state != "pending":
+        if upload is None or upload.state != "pending" or not self._fits(owner, size, quota):
             return False
-        if quota is not None:
-            usage = self._usage(owner)
-            if not quota.allows(usage.files, usage.bytes + size):
-                return False
         self._uploads[upload_id] = upload.replace(reserved=upload.reserved + size)
         return True
 

@@ -98,12 +98,8 @@ class MemoryMetadataStore(MemoryUploadRecords):
     async def reserve(self, owner: str, file_id: str, size: int, *, quota: Quota | None) -> bool:
         """Grow the pending record's ``bytes`` in place; the usage follows, being counted."""
         record = self._own(owner, file_id)
-        if record is None or record.state != "pending":
+        if record is None or record.state != "pending" or not self._fits(owner, size, quota):
             return False
-        if quota is not None:
-            usage = self._usage(owner)
-            if not quota.allows(usage.files, usage.bytes + size):
-                return False
         self._records[file_id] = record.replace(bytes=record.bytes + size)
         return True
 
