@@ -24,8 +24,8 @@ benchmarks, so that one's cleanup (gigabytes or thousands of files deleted, thei
 is not measured in the next one's figures; on a filesystem without a journal,
 `harness.disk.QUIET_MINUTES` (360 s) is what the next one's file creations need.
 
-The order puts the download first: it reads from the page cache, which the upload
-benchmark's gigabytes written and deleted leave slow for minutes on a small VM.
+The order puts the download first: run right after the upload benchmark, whose cleanup
+deletes gigabytes, its downloads once fell run after run to a third of their speed.
 """
 
 from __future__ import annotations
