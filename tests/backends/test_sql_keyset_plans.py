@@ -4,9 +4,10 @@ the purpose filter, starts the owner's ``(owner, [purpose,] created_us, id)`` in
 cursor's time instead of reading it from the owner's first file and filtering.
 
 So a deep page costs what the first does, however many files the owner has (the scale
-benchmark measures it at millions of files). The statement is the one the store sends (caught
-with ``before_cursor_execute``) and is explained on a connection of the same database, with
-the same parameters. No timing is asserted.
+benchmark measures it at millions of files). On MariaDB an offset page (`list_at`) reads the
+ids it steps over from that index alone and only its own rows from the table. The statement
+is the one the store sends (caught with ``before_cursor_execute``) and is explained on a
+connection of the same database, with the same parameters. No timing is asserted.
 """
 
 from __future__ import annotations
@@ -146,3 +147,41 @@ async def test_a_page_after_a_cursor_reads_the_owners_index_from_the_cursor(
         assert table["key"] == index, plan
         parts = ["owner", "purpose", "created_us"] if purpose else ["owner", "created_us"]
         assert table["used_key_parts"] == parts, plan
+
+
+@pytest.fixture
+async def mariadb_store(sqlite_url: str) -> AsyncIterator[SQLMetadataStore]:
+    """`store`, on MariaDB."""
+    async with any_sql_store("mariadb", sqlite_url) as store:
+        await _fill(store)
+        yield store
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+async def test_an_offset_page_on_mariadb_reads_the_rows_of_its_own_files_only(
+    mariadb_store: SQLMetadataStore, order: Order
+) -> None:
+    store = mariadb_store
+    sent: list[tuple[str, Any]] = []
+
+    def catch(_c: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        sent.append((statement, parameters))
+
+    for engine in store.statement_engines:
+        event.listen(engine, "before_cursor_execute", catch)
+    try:
+        page = await store.list_at(OWNER, now=NOW, offset=1_000, limit=20, order=order)
+    finally:
+        for engine in store.statement_engines:
+            event.remove(engine, "before_cursor_execute", catch)
+    assert len(page) == 20
+    assert len(sent) == 1
+    async with store.engine.connect() as connection:
+        plan = json.loads(await _plan(connection, "mariadb", *sent[0]))
+    loop = plan["query_block"]["filesort"]["temporary_table"]["nested_loop"]
+    derived, rows = loop[0]["table"], loop[1]["table"]
+    inner = derived["materialized"]["query_block"]["nested_loop"][0]["table"]
+    assert inner["key"] == f"{store.table_prefix}files_by_owner", plan
+    assert inner.get("using_index") is True, plan  # the files stepped over: the index alone
+    assert rows["key"] == "PRIMARY", plan
+    assert rows["access_type"] == "eq_ref", plan  # then one row for each file of the page

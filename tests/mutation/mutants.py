@@ -130,8 +130,8 @@ MUTANTS = [
     mutant(
         "sql-offset-ignored",
         "metadata/_sql_statements.py",
-        'return query.offset(bindparam("offset", type_=Integer))',
-        "return query",
+        'query = query.offset(bindparam("offset", type_=Integer))',
+        "query = query",
         "tests/backends/test_sql_list_order.py",
     ),
     mutant(
