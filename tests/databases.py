@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
-from sqlalchemy import make_url, select
+from sqlalchemy import event, make_url, select
 
 from openai_files import MemoryMetadataStore, MetadataStore, SQLMetadataStore
 from openai_files.metadata.sql_schema import SCHEMA_VERSION
@@ -66,6 +67,24 @@ async def sql_store(server: str, prefix: str | None = None) -> AsyncIterator[SQL
 
 SQL_KINDS = ["sqlite", "postgresql", "mariadb"]
 """Every built-in SQL database, for tests of the SQL store that must hold on each."""
+
+
+@contextmanager
+def statements_sent(store: SQLMetadataStore) -> Iterator[list[tuple[str, Any]]]:
+    """The statements (and their parameters) the store sends to its database meanwhile, in
+    order, as its engines hand them to the driver (``before_cursor_execute``)."""
+    sent: list[tuple[str, Any]] = []
+
+    def catch(_c: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        sent.append((statement, parameters))
+
+    for engine in store.statement_engines:
+        event.listen(engine, "before_cursor_execute", catch)
+    try:
+        yield sent
+    finally:
+        for engine in store.statement_engines:
+            event.remove(engine, "before_cursor_execute", catch)
 
 
 @asynccontextmanager

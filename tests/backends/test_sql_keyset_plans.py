@@ -18,14 +18,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openai_files import SQLMetadataStore
 from openai_files.ids import new_file_id
 from openai_files.metadata.base import Cursor, Order
 
-from ..databases import SQL_KINDS, any_sql_store
+from ..databases import SQL_KINDS, any_sql_store, statements_sent
 
 pytestmark = pytest.mark.anyio
 
@@ -86,22 +86,12 @@ async def _sent_page(
     store: SQLMetadataStore, order: Order, purpose: str | None, after: Cursor
 ) -> tuple[str, Any]:
     """The statement (and its parameters) that `SQLMetadataStore.list` sends for the page."""
-    sent: list[tuple[str, Any]] = []
-
-    def catch(_c: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            sent.append((statement, parameters))
-
-    for engine in store.statement_engines:
-        event.listen(engine, "before_cursor_execute", catch)
-    try:
+    with statements_sent(store) as sent:
         page = await store.list(OWNER, now=NOW, purpose=purpose, after=after, limit=20, order=order)
-    finally:
-        for engine in store.statement_engines:
-            event.remove(engine, "before_cursor_execute", catch)
     assert len(page) == 20  # the cursor is in the middle: a full page follows it
-    assert len(sent) == 1
-    return sent[0]
+    selects = [one for one in sent if one[0].lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 1
+    return selects[0]
 
 
 async def _plan(connection: AsyncConnection, dialect: str, statement: str, parameters: Any) -> str:
@@ -162,18 +152,8 @@ async def test_an_offset_page_on_mariadb_reads_the_rows_of_its_own_files_only(
     mariadb_store: SQLMetadataStore, order: Order
 ) -> None:
     store = mariadb_store
-    sent: list[tuple[str, Any]] = []
-
-    def catch(_c: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
-        sent.append((statement, parameters))
-
-    for engine in store.statement_engines:
-        event.listen(engine, "before_cursor_execute", catch)
-    try:
+    with statements_sent(store) as sent:
         page = await store.list_at(OWNER, now=NOW, offset=1_000, limit=20, order=order)
-    finally:
-        for engine in store.statement_engines:
-            event.remove(engine, "before_cursor_execute", catch)
     assert len(page) == 20
     assert len(sent) == 1
     async with store.engine.connect() as connection:

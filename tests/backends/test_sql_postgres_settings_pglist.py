@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from openai_files import SQLMetadataStore
@@ -26,7 +26,13 @@ from openai_files.ids import new_file_id
 from openai_files.metadata._sql_engine import POSTGRES_SETTINGS, postgres_connect_args
 from openai_files.metadata.base import Order
 
-from ..databases import drop_tables, require_database, sql_store, unique_prefix
+from ..databases import (
+    drop_tables,
+    require_database,
+    sql_store,
+    statements_sent,
+    unique_prefix,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -72,18 +78,8 @@ async def store() -> AsyncIterator[SQLMetadataStore]:
 
 async def _sent_page(store: SQLMetadataStore, order: Order, purpose: str | None) -> Any:
     """The statement and parameters `SQLMetadataStore.list` sends for a first page of 20."""
-    sent: list[tuple[str, Any]] = []
-
-    def catch(_c: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
-        sent.append((statement, parameters))
-
-    for engine in store.statement_engines:
-        event.listen(engine, "before_cursor_execute", catch)
-    try:
+    with statements_sent(store) as sent:
         page = await store.list(OWNER, now=NOW, purpose=purpose, limit=21, order=order)
-    finally:
-        for engine in store.statement_engines:
-            event.remove(engine, "before_cursor_execute", catch)
     assert len(page) == 21
     assert len(sent) == 1
     return sent[0]
