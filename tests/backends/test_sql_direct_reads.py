@@ -20,8 +20,8 @@ from sqlalchemy.pool import NullPool, QueuePool
 
 from openai_files import SQLMetadataStore
 from openai_files.errors import InvalidRequest
+from openai_files.metadata._sql_connect import SERVER_POOL
 from openai_files.metadata._sql_direct import DirectReads, plain_statement
-from openai_files.metadata._sql_engine import SERVER_POOL
 from openai_files.metadata.base import FileRecord
 from openai_files.metadata.sql_schema import Tables
 

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from openai_files import SQLMetadataStore
 from openai_files.ids import new_file_id
-from openai_files.metadata._sql_engine import POSTGRES_SETTINGS, postgres_connect_args
+from openai_files.metadata._sql_connect import POSTGRES_SETTINGS, postgres_connect_args
 from openai_files.metadata.base import Order
 
 from ..databases import (

@@ -1,6 +1,7 @@
-"""The SQL store's engine: the SQLite set-up, the tables made ready on first use, reads and
-writes run by a `Runner` (``_sql_runners``) with the database's errors translated into the
-library's, and the owners' usage rows, which file records and upload records both count in."""
+"""The SQL store's engine: the tables made ready on first use, reads and writes run by a
+`Runner` (``_sql_runners``) with the database's errors translated into the library's
+(``_sql_errors``), and the owners' usage rows, which file records and upload records both
+count in. How the engine is made and its connections set up is ``_sql_connect``."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from functools import partial
 from typing import Any, TypeVar
 
 import anyio
-from sqlalchemy import Connection, Engine, Executable, Insert, Select, Update, event, insert, select
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError, StatementError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import Connection, Engine, Executable, Insert, Select, Update, insert, select
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..errors import BackendUnavailable, InvalidRequest, OpenAIFilesError
-from ._mysql_autocommit import autocommit_settings, use_autocommit
+from ..errors import BackendUnavailable
+from ._sql_connect import SQLITE_SYNCHRONOUS, configure_sqlite, make_engine, sqlite_settings
+from ._sql_errors import raise_translated
 from ._sql_one_statement import OneStatementWrites
 from ._sql_runners import (
     AsyncRunner,
@@ -32,18 +33,7 @@ from .base import DEFAULT_TABLE_PREFIX, Quota, Usage
 from .sql_migrations import upgrade
 from .sql_schema import SCHEMA_VERSION, Tables
 
-__all__ = [
-    "POSTGRES_SETTINGS",
-    "SERVER_POOL",
-    "SQLITE_SYNCHRONOUS",
-    "Rollback",
-    "SQLEngine",
-    "make_engine",
-    "postgres_connect_args",
-    "quota_caps",
-    "sqlite_synchronous",
-    "usage_of",
-]
+__all__ = ["Rollback", "SQLEngine", "quota_caps", "usage_of"]
 
 T = TypeVar("T")
 
@@ -149,7 +139,7 @@ class SQLEngine:
         the async engine otherwise (see ``_sql_runners``)."""
         if self._owns_engine and threaded_sqlite_url(self.engine.url):
             configure = partial(configure_sqlite, synchronous=self._sqlite_synchronous)
-            return ThreadedSQLite.open(self.engine.url, _sqlite_settings(engine_options), configure)
+            return ThreadedSQLite.open(self.engine.url, sqlite_settings(engine_options), configure)
         return AsyncRunner(self.engine)
 
     async def _read(self, body: Body[T]) -> T:
@@ -166,7 +156,7 @@ class SQLEngine:
         try:  # not `_translate`, whose context manager costs ~1.7 µs a call
             return await self._runner.rows(statement, parameters)
         except (SQLAlchemyError, OSError, UnicodeError) as exc:
-            _raise_translated(exc)
+            raise_translated(exc)
             raise
 
     async def _written(self, statement: Select[Any], parameters: Mapping[str, Any]) -> Rows | None:
@@ -182,7 +172,7 @@ class SQLEngine:
         try:
             return await runner.written(statement, parameters)
         except (SQLAlchemyError, OSError, UnicodeError) as exc:
-            _raise_translated(exc)
+            raise_translated(exc)
             raise
 
     async def _changed_alone(
@@ -281,7 +271,7 @@ class SQLEngine:
         try:
             yield
         except (SQLAlchemyError, OSError, UnicodeError) as exc:
-            _raise_translated(exc, translate_integrity)
+            raise_translated(exc, translate_integrity)
             raise
 
 
@@ -291,97 +281,6 @@ def usage_of(row: Sequence[Any] | None) -> Usage:
         return Usage(files=0, bytes=0)
     files, size, open_uploads = row
     return Usage(files=files, bytes=size, open_uploads=open_uploads)
-
-
-def _raise_translated(exc: BaseException, translate_integrity: bool = True) -> None:
-    """Raise the library's error for the database's ``exc``; return (to re-raise ``exc``) for
-    an error of the library itself, or an integrity error left untranslated."""
-    if isinstance(exc, OpenAIFilesError):
-        return  # FileNotFound is an OSError too
-    if isinstance(exc, IntegrityError):
-        if not translate_integrity:
-            return
-        raise BackendUnavailable("The metadata database refused a write; retry.") from None
-    if _refused_value(exc):
-        raise InvalidRequest(
-            "A value in the request cannot be stored: it holds a character the database "
-            "refuses (such as NUL or an unpaired surrogate) or is longer than its field allows. "
-            "Correct the value; retrying it unchanged will fail again."
-        ) from exc
-    raise BackendUnavailable(
-        f"The metadata database failed: {type(exc).__name__}. Retry the request."
-    ) from exc
-
-
-_MYSQL_REFUSED_VALUE = frozenset({1264, 1292, 1300, 1366, 1406})
-"""MariaDB/MySQL errors about a value, not the server: out of range, incorrect value, invalid
-character string, incorrect string value, data too long."""
-
-
-def _refused_value(exc: BaseException) -> bool:
-    """True if ``exc`` says the database (or its driver) cannot take a value of the request,
-    which retrying cannot fix: a string the driver cannot encode, PostgreSQL's data exceptions
-    (SQLSTATE class 22: a character not in the repertoire, string data right truncation,
-    invalid byte sequence, ...), MariaDB's `_MYSQL_REFUSED_VALUE`. Anything else, such as a
-    lost connection, stays an outage."""
-    seen: set[int] = set()
-    error: BaseException | None = exc
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, UnicodeError):
-            return True
-        sqlstate = getattr(error, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate.startswith("22"):
-            return True
-        code = error.args[0] if error.args else None
-        if (
-            isinstance(code, int)
-            and code in _MYSQL_REFUSED_VALUE
-            and not isinstance(error, OSError)
-        ):
-            return True
-        orig = error.orig if isinstance(error, StatementError) else None
-        error = orig if orig is not None else (error.__cause__ or error.__context__)
-    return False
-
-
-def make_engine(url: str, options: Mapping[str, Any] | None) -> tuple[AsyncEngine, str]:
-    """The engine of ``url``, and the SQLite ``synchronous`` level its connections are set to
-    (`sqlite_synchronous`; the default on other databases, where it means nothing)."""
-    parsed = make_url(url)
-    # No pre-ping: on PostgreSQL it costs three round trips a checkout. A connection found
-    # dead invalidates the pool's older ones, and a read is run again (`_sql_runners`).
-    synchronous = SQLITE_SYNCHRONOUS[0]
-    if parsed.get_backend_name() == "sqlite":
-        parsed, synchronous = sqlite_synchronous(parsed)
-        settings = _sqlite_settings(None)
-    else:
-        # Another pool class (NullPool, say) takes neither setting.
-        chosen = {"poolclass", "pool"} & set(options or {})
-        settings = {} if chosen else dict(SERVER_POOL)
-        if parsed.get_backend_name() in {"mysql", "mariadb"} and "charset" not in parsed.query:
-            parsed = parsed.update_query_dict({"charset": "utf8mb4"})
-    settings.update(options or {})
-    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "asyncpg":
-        settings["connect_args"] = postgres_connect_args(settings.get("connect_args"))
-    autocommitting = autocommit_settings(parsed, settings)
-    engine = create_async_engine(parsed, **(autocommitting or settings))
-    if autocommitting is not None:
-        use_autocommit(engine)
-    if parsed.get_backend_name() == "sqlite":
-        event.listen(
-            engine.sync_engine, "connect", partial(configure_sqlite, synchronous=synchronous)
-        )
-    return engine, synchronous
-
-
-SERVER_POOL: Mapping[str, Any] = {"pool_size": 15, "max_overflow": 0}
-"""The pool of an engine the store makes for a database server: at most as many connections as
-SQLAlchemy's default pool opens (5, and 10 more under load), each kept once opened. With the
-default, more than 5 requests at once opened a connection for each read past the fifth and
-closed it after (a connection costs milliseconds of CPU on both sides, more than the read);
-now a 16th waits for one of 15 to be free. ``engine_options`` override it, and one that names
-its own ``poolclass`` (or ``pool``) goes without it."""
 
 
 def quota_caps(quota: Quota | None, files: int, size: int) -> dict[str, int]:
@@ -394,63 +293,3 @@ def quota_caps(quota: Quota | None, files: int, size: int) -> dict[str, int]:
     if quota is not None and size > 0 and quota.max_bytes is not None:
         caps["max_bytes"] = quota.max_bytes
     return caps
-
-
-POSTGRES_SETTINGS: Mapping[str, str] = {"enable_sort": "off", "jit": "off"}
-"""The PostgreSQL settings of the connections of an engine the store makes: every ordered read
-of the store (a page of files, of usage rows) has an index in its order, and with
-``enable_sort`` off the planner reads that index as a range from the cursor, whatever the
-table's statistics say. Without statistics (a new or fast-grown table before autovacuum's
-``ANALYZE``, or autovacuum off) it estimated an owner's files at a handful and read and sorted
-every one of them for each page instead: 0.9 ms in the database for a page of 20 at 2,600
-files, 0.05 ms from the index. Sorting is only made the planner's last resort, not
-forbidden: a statement with no index in its order still runs. ``jit`` is off because its
-trigger is the plan's estimated cost, which a disabled sort inflates, and compiling costs
-milliseconds that no statement of the store's can win back. Sent in the connection's start-up
-packet (asyncpg's ``server_settings``), so it costs no round trip; a value of the same name in
-``engine_options["connect_args"]["server_settings"]`` wins."""
-
-
-def postgres_connect_args(connect_args: Mapping[str, Any] | None) -> dict[str, Any]:
-    """asyncpg's ``connect_args`` with `POSTGRES_SETTINGS` under those of ``connect_args``."""
-    merged = dict(connect_args or {})
-    merged["server_settings"] = {**POSTGRES_SETTINGS, **merged.get("server_settings", {})}
-    return merged
-
-
-def _sqlite_settings(options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The engine settings of a SQLite file: ``options`` over the defaults."""
-    return {"connect_args": {"timeout": 30}, **(options or {})}
-
-
-SQLITE_SYNCHRONOUS = ("FULL", "NORMAL")
-"""The values of SQLite's ``synchronous`` setting a store URL may ask for; the first is the
-default."""
-
-
-def sqlite_synchronous(url: URL) -> tuple[URL, str]:
-    """``url`` without its ``synchronous`` query option, and the setting it asks for.
-
-    ``FULL`` (the default) flushes the write-ahead log at every commit, so a committed file
-    record survives a power cut; ``?synchronous=normal`` flushes it only at checkpoints,
-    which is faster but may lose the last commits on power loss (never on a crash of the
-    process). `ValueError` for any other value.
-    """
-    value = url.query.get("synchronous", SQLITE_SYNCHRONOUS[0])
-    level = (value if isinstance(value, str) else value[-1]).upper()
-    if level not in SQLITE_SYNCHRONOUS:
-        raise ValueError(
-            f"synchronous={value!r} in the SQLite URL: use synchronous=full (durable, the "
-            "default) or synchronous=normal (faster; the last commits may be lost on power loss)"
-        )
-    return url.difference_update_query(["synchronous"]), level
-
-
-def configure_sqlite(connection: Any, _record: Any, *, synchronous: str = "FULL") -> None:
-    """Set up a new SQLite connection: write-ahead log, ``synchronous`` (see
-    `sqlite_synchronous`), and waiting up to 30 s for a lock instead of failing."""
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA synchronous={synchronous}")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()

@@ -15,10 +15,11 @@ that keep their ``sqlite3`` connection, writes one after another on one of them,
 reads compiled once and run on the driver directly; elsewhere through the async engine
 (``_sql_runners``), the hottest reads there too on the driver of a pooled connection.
 
-The store is put together from private modules, one concern each: the engine, its SQLite
-set-up, reads, writes and usage rows (``_sql_engine``), how a body is run (``_sql_runners``),
-SQLite's threads (``_sqlite_threads``), statements run on the driver directly
-(``_sql_prepared`` on SQLite, ``_sql_direct`` on PostgreSQL and MariaDB), the hottest
+The store is put together from private modules, one concern each: the engine, its tables,
+reads, writes and usage rows (``_sql_engine``), how the engine is made and its connections set
+up (``_sql_connect``), the database's errors as the library's (``_sql_errors``), how a body is
+run (``_sql_runners``), SQLite's threads (``_sqlite_threads``), statements run on the driver
+directly (``_sql_prepared`` on SQLite, ``_sql_direct`` on PostgreSQL and MariaDB), the hottest
 statements, built once (``_sql_statements``), the file records (``_sql_files``), their
 deletes, holds and sweep claims (``_sql_deletes``) and the upload records (``_sql_uploads``).
 """
