@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,64 @@ def statements_sent(store: SQLMetadataStore) -> Iterator[list[tuple[str, Any]]]:
     finally:
         for engine in store.statement_engines:
             event.remove(engine, "before_cursor_execute", catch)
+
+
+@dataclass
+class Tally:
+    """What the store sent while counting."""
+
+    statements: list[str] = field(default_factory=list)
+    sent_begins: int = 0
+    driver_transactions: set[int] = field(default_factory=set)
+    commits: int = 0
+
+    @property
+    def begins(self) -> int:
+        return self.sent_begins + len(self.driver_transactions)
+
+    @property
+    def transactions(self) -> int:
+        return max(self.begins, self.commits)
+
+
+@contextmanager
+def counted(store: SQLMetadataStore) -> Iterator[Tally]:
+    """What the store sends meanwhile: its statements, the transactions it begins (a ``BEGIN``
+    sent as a statement, or asyncpg's own) and its commits."""
+    tally = Tally()
+
+    def statement(
+        connection: Any, cursor: Any, text: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        if text.upper().startswith(("BEGIN", "START TRANSACTION")):
+            tally.sent_begins += 1
+        else:
+            tally.statements.append(text)
+
+    def executed(connection: Any, *_args: Any) -> None:
+        # asyncpg sends its BEGIN itself, outside any cursor: it left a transaction open.
+        driver = connection.connection.dbapi_connection
+        transaction = getattr(driver, "_transaction", None)
+        if transaction is not None:
+            tally.driver_transactions.add(id(transaction))
+
+    def commit(_connection: Any) -> None:
+        tally.commits += 1
+
+    listeners: list[tuple[str, Callable[..., None]]] = [
+        ("before_cursor_execute", statement),
+        ("after_cursor_execute", executed),
+        ("commit", commit),
+    ]
+    for engine in store.statement_engines:
+        for name, listener in listeners:
+            event.listen(engine, name, listener)
+    try:
+        yield tally
+    finally:
+        for engine in store.statement_engines:
+            for name, listener in listeners:
+                event.remove(engine, name, listener)
 
 
 @asynccontextmanager

@@ -17,9 +17,8 @@ from openai_files import SQLMetadataStore
 from openai_files.errors import Conflict, QuotaExceeded
 from openai_files.metadata.base import FileRecord, Quota
 
-from ..databases import sql_store
+from ..databases import counted, sql_store
 from .sql_records import NOW, OWNER, QUOTA, created, pending
-from .test_sql_round_trips import counted
 
 pytestmark = pytest.mark.anyio
 

@@ -1,6 +1,6 @@
 """What a small file's create and a delete's last step cost the database, on every SQL backend
-(counted as in test_sql_round_trips): a file recorded in one step is one transaction, with its
-quota and its idempotency key checked inside it; the removal of a ``deleting`` row is one
+(counted by `tests.databases.counted`): a file recorded in one step is one transaction, with
+its quota and its idempotency key checked inside it; the removal of a ``deleting`` row is one
 statement."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from openai_files import SQLMetadataStore
 from openai_files.ids import inline_key
 
+from ..databases import counted
 from .sql_records import NOW, OWNER, QUOTA, created, pending
-from .test_sql_round_trips import counted
 from .test_sql_round_trips import store as store  # the fixture: every SQL backend
 
 pytestmark = pytest.mark.anyio

@@ -13,9 +13,7 @@ that adds a round trip fails here; no timing is asserted.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -30,66 +28,17 @@ from openai_files.metadata._mysql_autocommit import autocommit_settings
 from openai_files.metadata.base import Quota
 from openai_files.testing._records import make_upload
 
-from ..databases import SQL_KINDS, any_sql_store, require_database, sql_store, unique_prefix
+from ..databases import (
+    SQL_KINDS,
+    any_sql_store,
+    counted,
+    require_database,
+    sql_store,
+    unique_prefix,
+)
 from .sql_records import NOW, OWNER, QUOTA, created, pending
 
 pytestmark = pytest.mark.anyio
-
-
-@dataclass
-class Tally:
-    """What the store sent while counting."""
-
-    statements: list[str] = field(default_factory=list)
-    sent_begins: int = 0
-    driver_transactions: set[int] = field(default_factory=set)
-    commits: int = 0
-
-    @property
-    def begins(self) -> int:
-        return self.sent_begins + len(self.driver_transactions)
-
-    @property
-    def transactions(self) -> int:
-        return max(self.begins, self.commits)
-
-
-@contextmanager
-def counted(store: SQLMetadataStore) -> Iterator[Tally]:
-    tally = Tally()
-
-    def statement(
-        connection: Any, cursor: Any, text: str, parameters: Any, context: Any, many: bool
-    ) -> None:
-        if text.upper().startswith(("BEGIN", "START TRANSACTION")):
-            tally.sent_begins += 1
-        else:
-            tally.statements.append(text)
-
-    def executed(connection: Any, *_args: Any) -> None:
-        # asyncpg sends its BEGIN itself, outside any cursor: it left a transaction open.
-        driver = connection.connection.dbapi_connection
-        transaction = getattr(driver, "_transaction", None)
-        if transaction is not None:
-            tally.driver_transactions.add(id(transaction))
-
-    def commit(_connection: Any) -> None:
-        tally.commits += 1
-
-    listeners: list[tuple[str, Callable[..., None]]] = [
-        ("before_cursor_execute", statement),
-        ("after_cursor_execute", executed),
-        ("commit", commit),
-    ]
-    for engine in store.statement_engines:
-        for name, listener in listeners:
-            event.listen(engine, name, listener)
-    try:
-        yield tally
-    finally:
-        for engine in store.statement_engines:
-            for name, listener in listeners:
-                event.remove(engine, name, listener)
 
 
 @pytest.fixture(params=SQL_KINDS)

@@ -203,6 +203,23 @@ MUTANTS = [
         "read there; a pending row's bytes change only by its own upload's reservations, which "
         "all end before that upload commits, so no sequence of requests makes them differ",
     ),
+    # -- the sweeper's claims --------------------------------------------------------------------
+    mutant(
+        "sql-claim-hold-ignored",
+        "metadata/_sql_statements.py",
+        '.where(seen.in_(bindparam("b_seen", expanding=True)), files.c.hold_count == 0)',
+        '.where(seen.in_(bindparam("b_seen", expanding=True)))',
+        "tests/backends/test_sql_sweep_claims.py",
+        keyword="sqlite",
+    ),
+    mutant(
+        "sql-claim-locked-unchecked",
+        "metadata/_sql_deletes.py",
+        "if now_as.get(record.id) == (record.state, record.changed_at, 0)",
+        "if record.id in now_as",
+        "tests/backends/test_sql_sweep_claims.py",
+        keyword="postgresql or mariadb",
+    ),
     # -- the size of an upload -------------------------------------------------------------------
     mutant(
         "stream-cutoff-plus-one",

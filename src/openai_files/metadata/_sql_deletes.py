@@ -152,11 +152,15 @@ class SQLFileDeletes(SQLFileRecords):
     async def claim_for_sweep(
         self, *, now: int, stale_before: int, limit: int
     ) -> builtins.list[FileRecord]:
-        """Read up to ``limit`` candidates (expired first, then stale), then claim them in one
-        transaction, each with a conditional UPDATE on its state and ``changed_at`` (a candidate
-        another sweeper took or changed first is skipped), in the order of their ids so that
-        concurrent sweepers take the rows' locks in one order; the usage and the counts of
-        active files shrink once per owner (and purpose) in the same transaction."""
+        """Read up to ``limit`` candidates (expired first, then stale), then claim in one
+        transaction those that still have no hold and the state and ``changed_at`` they were
+        read with (a candidate another sweeper took or changed first is skipped): on PostgreSQL
+        and MariaDB a locking read of the candidates by their primary key, in the order of
+        their ids (so concurrent sweepers lock rows in one order), then one UPDATE of those
+        still as read; on SQLite one UPDATE that checks them and returns what it claimed (a
+        read first would make a transaction that another connection's commit can void). The
+        usage and the counts of active files shrink once per owner (and purpose) in the same
+        transaction: a claim costs the same few statements for a batch of any size."""
         files = self._files
         expired = and_(
             files.c.state == "active",
@@ -186,21 +190,23 @@ class SQLFileDeletes(SQLFileRecords):
     def _take(
         self, candidates: builtins.list[FileRecord], now: int, connection: Connection
     ) -> builtins.list[FileRecord]:
-        claim = self._statements.claim()
-        claimed = [
-            record
-            for record in candidates
-            if connection.execute(
-                claim,
-                {
-                    "b_id": record.id,
-                    "b_state": record.state,
-                    "b_changed_at": record.changed_at,
-                    "now": now,
-                },
-            ).rowcount
-            == 1
-        ]
+        statements = self._statements
+        ids = [record.id for record in candidates]
+        if self._dialect == "sqlite":  # one statement, the write lock taken before any read
+            seen = [(record.id, record.state, record.changed_at) for record in candidates]
+            claim = {"b_ids": ids, "b_seen": seen, "now": now}
+            taken = set(connection.execute(statements.claim(), claim).scalars())
+        else:  # lock the rows, then claim those still as read
+            rows = connection.execute(statements.lock_for_claim(), {"b_ids": ids})
+            now_as = {row.id: (row.state, row.changed_at, row.hold_count) for row in rows}
+            taken = {
+                record.id
+                for record in candidates
+                if now_as.get(record.id) == (record.state, record.changed_at, 0)
+            }
+            if taken:
+                connection.execute(statements.claim_ids(), {"b_ids": sorted(taken), "now": now})
+        claimed = [record for record in candidates if record.id in taken]
         usage: dict[str, tuple[int, int]] = {}
         active: dict[tuple[str, str], int] = {}
         for record in claimed:
