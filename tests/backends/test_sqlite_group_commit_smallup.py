@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from openai_files.metadata._sqlite_group_commit import GroupCommits, Rollback
 from openai_files.metadata.base import Quota
 from openai_files.metadata.sql_schema import Tables
 
+from ..databases import counted
 from .sql_records import NOW, OWNER, created, pending
 
 pytestmark = pytest.mark.anyio
@@ -40,23 +40,6 @@ async def store(sqlite_url: str) -> AsyncIterator[SQLMetadataStore]:
     await created(sqlite, 0, quota=None)  # tables made, the owner's usage row there
     yield sqlite
     await sqlite.aclose()
-
-
-@contextmanager
-def commits_counted(store: SQLMetadataStore) -> Iterator[list[int]]:
-    """A list that grows by one at each commit of the store's connections."""
-    seen: list[int] = []
-
-    def commit(_connection: Any) -> None:
-        seen.append(1)
-
-    for engine in store.statement_engines:
-        event.listen(engine, "commit", commit)
-    try:
-        yield seen
-    finally:
-        for engine in store.statement_engines:
-            event.remove(engine, "commit", commit)
 
 
 async def in_one_group(
@@ -101,10 +84,10 @@ async def test_writes_queued_together_are_all_committed_in_one_commit(
     store: SQLMetadataStore,
 ) -> None:
     records = [pending(index).replace(state="active", bytes=10) for index in range(1, 21)]
-    with commits_counted(store) as commits:
+    with counted(store) as tally:
         ids = await in_one_group(store, [partial(store.insert, record) for record in records])
     assert ids == [record.id for record in records]
-    assert len(commits) == 2  # the blocker's, then the group's
+    assert tally.commits == 2  # the blocker's, then the group's
     for record in records:
         assert await store.get(OWNER, record.id, now=NOW) == record
     usage = await store.usage(OWNER)
@@ -455,14 +438,14 @@ async def test_a_write_alone_while_writes_come_fast_waits_for_the_next_to_share_
     monkeypatch.setattr(group_commit, "COMMIT_DELAY", 0.5)
     monkeypatch.setattr(group_commit, "BUSY_WITHIN", 3600.0)  # every write counts as fast
     first, second, third = (pending(n).replace(state="active") for n in (1, 2, 3))
-    with commits_counted(store) as commits:
+    with counted(store) as tally:
         await store.insert(first)  # the store's first commit: nothing came before it
-        assert len(commits) == 1
+        assert tally.commits == 1
         async with anyio.create_task_group() as group:
             group.start_soon(store.insert, second)  # alone, so it waits for company
             await anyio.sleep(0.1)
             group.start_soon(store.insert, third)
-    assert len(commits) == 2  # the second and the third shared one commit
+    assert tally.commits == 2  # the second and the third shared one commit
     for record in (first, second, third):
         assert await store.get(OWNER, record.id, now=NOW) == record
 
@@ -473,7 +456,7 @@ async def test_a_write_alone_on_a_quiet_store_does_not_wait(
     monkeypatch.setattr(group_commit, "COMMIT_DELAY", 30.0)
     monkeypatch.setattr(group_commit, "BUSY_WITHIN", 0.0)  # no write counts as fast
     records = [pending(n).replace(state="active") for n in (1, 2)]
-    with commits_counted(store) as commits, anyio.fail_after(10):
+    with counted(store) as tally, anyio.fail_after(10):
         for record in records:
             await store.insert(record)
-    assert len(commits) == 2
+    assert tally.commits == 2
