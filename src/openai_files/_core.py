@@ -89,11 +89,21 @@ class Core:
         If the bytes cannot be removed the record stays (``pending`` or ``deleting``, invisible
         to clients) as the reminder for the sweeper, so no bytes are ever forgotten.
         """
+        return await self.remove_bytes(record) and await self.forget(record, keep_record)
+
+    async def remove_bytes(self, record: FileRecord) -> bool:
+        """The first half of `purge`: remove the record's bytes; False (logged) if they could
+        not be, in which case its record must stay."""
         try:
             await self.delete_bytes(record.storage_key)
         except Exception:
             log.warning("removing the bytes of %s failed; the sweeper will retry", record.id)
             return False
+        return True
+
+    async def forget(self, record: FileRecord, keep_record: bool = False) -> bool:
+        """The second half of `purge`, once the bytes are gone: remove the record (or keep it
+        as ``deleted``); False (logged) if that failed."""
         try:
             await self.metadata.remove(record.owner, record.id, keep_record=keep_record)
         except Exception:

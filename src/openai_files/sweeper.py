@@ -2,8 +2,9 @@
 
 One sweep claims records in bounded batches (`MetadataStore.claim_for_sweep`, atomic, so
 several replicas can sweep at once without claiming the same record twice), deletes their
-bytes, then their records. A record whose bytes could not be deleted stays claimed and is
-retried by a later sweep once ``stale_after`` has passed: no blob is ever forgotten.
+bytes (up to `SWEEP_DELETES` storage deletes at once), then their records. A record whose
+bytes could not be deleted stays claimed and is retried by a later sweep once ``stale_after``
+has passed: no blob is ever forgotten.
 
 The orphan pass removes bytes that no record knows (a crash between storing a small file and
 recording it leaves some, since such a file is recorded once its bytes are stored; so can a
@@ -24,6 +25,8 @@ import anyio
 
 from ._core import Core, file_object
 from .errors import BackendUnavailable
+from .ids import is_inline
+from .metadata.base import FileRecord
 from .policy import DAY
 from .storage.base import ListableStorage
 from .uploads import Uploads
@@ -34,6 +37,7 @@ __all__ = [
     "ORPHANS_EVERY",
     "ORPHAN_GRACE",
     "STALE_AFTER",
+    "SWEEP_DELETES",
     "SweepReport",
     "run_sweeper",
     "sweep",
@@ -52,6 +56,10 @@ ORPHAN_GRACE = DAY
 """Seconds stored bytes that no record knows are kept before they are removed."""
 ORPHANS_EVERY = 60
 """`run_sweeper` looks for orphaned bytes every this many sweeps (and on the first)."""
+SWEEP_DELETES = 8
+"""Storage deletes one sweep runs at once: an object store answers each in a round trip of its
+own. (Bytes a metadata store keeps, `InlineFiles`, go one at a time: their deletes use its
+connections, which requests need.)"""
 
 
 @dataclass(frozen=True)
@@ -84,12 +92,13 @@ async def sweep(
         claimed = await core.metadata.claim_for_sweep(
             now=now, stale_before=now - stale_after, limit=batch
         )
+        gone = await _remove_bytes(core, claimed)
         for record in claimed:
             was_visible = record.state == "active"
             expired += was_visible
             stale += not was_visible
             keep = core.policy.soft_delete and record.state == "deleting"
-            if await core.purge(record, keep_record=keep):
+            if record.id in gone and await core.forget(record, keep_record=keep):
                 removed += 1
             else:
                 failed += 1  # the record stays claimed; a later sweep retries it
@@ -101,6 +110,23 @@ async def sweep(
     return SweepReport(
         expired=expired, stale=stale, removed=removed, failed=failed, upload_parts=parts
     )
+
+
+async def _remove_bytes(core: Core, records: list[FileRecord]) -> set[str]:
+    """Remove the bytes of ``records``, up to `SWEEP_DELETES` storage deletes at once and the
+    bytes a metadata store keeps one at a time; the ids of the records whose bytes went."""
+    in_storage, in_metadata = anyio.CapacityLimiter(SWEEP_DELETES), anyio.CapacityLimiter(1)
+    gone: set[str] = set()
+
+    async def remove(record: FileRecord) -> None:
+        async with in_metadata if is_inline(record.storage_key) else in_storage:
+            if await core.remove_bytes(record):
+                gone.add(record.id)
+
+    async with anyio.create_task_group() as group:
+        for record in records:
+            group.start_soon(remove, record)
+    return gone
 
 
 async def sweep_orphans(core: Core, *, grace: int = ORPHAN_GRACE) -> int:

@@ -42,7 +42,7 @@ from openai_files.events import FileEvent
 from openai_files.ids import new_storage_key
 from openai_files.metadata.base import DEFAULT_TABLE_PREFIX, FileRecord, Quota, Usage
 from openai_files.storage.s3 import S3Storage
-from openai_files.sweeper import SweepReport
+from openai_files.sweeper import SWEEP_DELETES, SweepReport
 from openai_files.testing import FaultyMetadataStore, ManualClock
 
 from ..databases import POSTGRES_URL, drop_tables, require_database, unique_prefix
@@ -464,6 +464,75 @@ async def test_temporary_files_of_dead_local_puts_older_than_the_grace_are_remov
     assert not old_part.exists()
     assert young_part.exists()
     assert await read_all(service, live) == b"live"
+
+
+# -- deletes at once -------------------------------------------------------------------------
+
+
+class GatedDeletes(FlakyDeletes):
+    """A storage whose deletes wait until `SWEEP_DELETES` of them are in flight at once, and
+    which counts the most it saw in flight."""
+
+    def __init__(self, inner: Storage) -> None:
+        super().__init__(inner, failures=0)
+        self.in_flight = self.most = 0
+        self.full = anyio.Event()
+
+    async def delete(self, key: str) -> None:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        if self.in_flight == SWEEP_DELETES:
+            self.full.set()
+        try:
+            await self.full.wait()
+            await self.inner.delete(key)
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.mark.parametrize("pair", REPRESENTATIVE, indirect=True)
+async def test_a_sweep_removes_the_bytes_of_up_to_sweep_deletes_files_at_once(
+    env: Backends,
+) -> None:
+    storage = GatedDeletes(env.storage)
+    service = env.service(storage=storage)
+    ids = await create_expiring(service, 2 * SWEEP_DELETES + 3)
+    keys = {key for _, _, key in await env.records()}
+    env.clock.advance(HOUR)
+    with anyio.fail_after(10):  # fewer deletes at once would wait at the gate for ever
+        report = await service.sweep()
+    assert report == SweepReport(expired=len(ids), removed=len(ids))
+    assert storage.most == SWEEP_DELETES
+    assert await env.records() == []
+    assert [key for key in keys if key in env.leftovers()] == []
+
+
+class CountedInlineDeletes(MemoryMetadataStore):
+    """A metadata store that keeps small files' bytes and counts the most of their deletes in
+    flight at once (each takes 10 ms)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = self.most = 0
+
+    async def delete_inline(self, storage_key: str) -> None:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await anyio.sleep(0.01)
+            await super().delete_inline(storage_key)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_a_sweep_removes_the_bytes_a_metadata_store_keeps_one_file_at_a_time() -> None:
+    clock, store = ManualClock(), CountedInlineDeletes()
+    service = FilesService(MemoryStorage(), store, clock=clock, inline_max=1024)
+    ids = await create_expiring(service, 5)
+    clock.advance(HOUR)
+    assert await service.sweep() == SweepReport(expired=len(ids), removed=len(ids))
+    assert store.most == 1
+    assert await store.usage(OWNER) == Usage(files=0, bytes=0)
 
 
 # -- concurrent sweepers --------------------------------------------------------------------
