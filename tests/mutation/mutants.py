@@ -215,8 +215,8 @@ MUTANTS = [
     mutant(
         "sql-claim-locked-unchecked",
         "metadata/_sql_deletes.py",
-        "if now_as.get(record.id) == (record.state, record.changed_at, 0)",
-        "if record.id in now_as",
+        "if current.get(record.id) == (record.state, record.changed_at, 0)",
+        "if record.id in current",
         "tests/backends/test_sql_sweep_claims.py",
         keyword="postgresql or mariadb",
     ),

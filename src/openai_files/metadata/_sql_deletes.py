@@ -198,11 +198,11 @@ class SQLFileDeletes(SQLFileRecords):
             taken = set(connection.execute(statements.claim(), claim).scalars())
         else:  # lock the rows, then claim those still as read
             rows = connection.execute(statements.lock_for_claim(), {"b_ids": ids})
-            now_as = {row.id: (row.state, row.changed_at, row.hold_count) for row in rows}
+            current = {row.id: (row.state, row.changed_at, row.hold_count) for row in rows}
             taken = {
                 record.id
                 for record in candidates
-                if now_as.get(record.id) == (record.state, record.changed_at, 0)
+                if current.get(record.id) == (record.state, record.changed_at, 0)
             }
             if taken:
                 connection.execute(statements.claim_ids(), {"b_ids": sorted(taken), "now": now})
